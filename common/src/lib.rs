@@ -1,0 +1,10 @@
+//! What the router and the storage node must agree on, and nothing else:
+//! chunk ids, the on-disk block checksum layout, rendezvous placement and the
+//! ZooKeeper membership record.
+
+pub mod blocks;
+pub mod chunk_id;
+pub mod membership;
+pub mod placement;
+
+pub use chunk_id::ChunkId;

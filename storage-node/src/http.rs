@@ -1,0 +1,154 @@
+//! The chunk HTTP API routers talk to.
+//!
+//! - `PUT /chunks/{id}` stores a body (header `x-bucketfs-crc32c`: its crc32c in hex)
+//! - `GET /chunks/{id}?start=S&end=E` returns verified payload bytes `[S, E)`
+//! - `HEAD /chunks/{id}` answers with the payload length
+//! - `DELETE /chunks/{id}` removes a chunk
+//! - `GET /chunks` lists the chunk ids held here, one per line
+//! - `GET /health`, `GET /metrics`
+//!
+//! Store errors become HTTP statuses in exactly one place, `IntoResponse for StoreError`.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use bucketfs_common::ChunkId;
+use serde::Deserialize;
+
+use crate::metrics::Metrics;
+use crate::store::{ChunkStore, StoreError, MAX_CHUNK_BYTES};
+
+/// Header carrying the crc32c (hex) of a PUT body.
+pub const CRC_HEADER: &str = "x-bucketfs-crc32c";
+/// Header naming why a request failed, for routers to tell corruption apart.
+pub const ERROR_HEADER: &str = "x-bucketfs-error";
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<ChunkStore>,
+    pub metrics: Arc<Metrics>,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/chunks/{id}", get(get_chunk).put(put_chunk).head(head_chunk).delete(delete_chunk))
+        .route("/chunks", get(list_chunks))
+        .route("/health", get(|| async { "ok" }))
+        .route("/metrics", get(|State(s): State<AppState>| async move { s.metrics.render() }))
+        .layer(DefaultBodyLimit::max(MAX_CHUNK_BYTES))
+        .with_state(state)
+}
+
+impl IntoResponse for StoreError {
+    fn into_response(self) -> Response {
+        let (status, code) = match &self {
+            StoreError::NotFound => (StatusCode::NOT_FOUND, "not-found"),
+            StoreError::Corrupt(_) => (StatusCode::INTERNAL_SERVER_ERROR, "corrupt"),
+            StoreError::TransferChecksum { .. } => (StatusCode::BAD_REQUEST, "bad-checksum"),
+            StoreError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too-large"),
+            StoreError::BadRange => (StatusCode::RANGE_NOT_SATISFIABLE, "bad-range"),
+            StoreError::DiskFull => (StatusCode::INSUFFICIENT_STORAGE, "disk-full"),
+            StoreError::Io(_) => (StatusCode::INTERNAL_SERVER_ERROR, "io"),
+        };
+        if status.is_server_error() {
+            tracing::warn!(error = %self, "chunk request failed");
+        }
+        (status, [(ERROR_HEADER, code)], self.to_string()).into_response()
+    }
+}
+
+fn parse_id(id: &str) -> Result<ChunkId, Response> {
+    id.parse().map_err(|e: bucketfs_common::chunk_id::InvalidChunkId| {
+        (StatusCode::BAD_REQUEST, [(ERROR_HEADER, "bad-id")], e.to_string()).into_response()
+    })
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(StoreError::Io(std::io::Error::other(e))))
+}
+
+async fn put_chunk(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode, Response> {
+    let id = parse_id(&id)?;
+    let crc = match headers.get(CRC_HEADER) {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|v| u32::from_str_radix(v, 16).ok())
+                .ok_or_else(|| (StatusCode::BAD_REQUEST, "malformed crc32c header").into_response())?,
+        ),
+    };
+    let len = body.len() as u64;
+    let store = s.store.clone();
+    blocking(move || store.put(&id, &body, crc)).await.map_err(IntoResponse::into_response)?;
+    Metrics::add(&s.metrics.chunks_written, 1);
+    Metrics::add(&s.metrics.bytes_written, len);
+    Ok(StatusCode::CREATED)
+}
+
+#[derive(Deserialize)]
+struct ReadRange {
+    #[serde(default)]
+    start: u64,
+    end: Option<u64>,
+}
+
+async fn get_chunk(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Query(range): Query<ReadRange>,
+) -> Result<Vec<u8>, Response> {
+    let id = parse_id(&id)?;
+    let store = s.store.clone();
+    let data = blocking(move || store.read(&id, range.start, range.end)).await.map_err(|e| {
+        if matches!(e, StoreError::Corrupt(_)) {
+            Metrics::add(&s.metrics.checksum_failures, 1);
+            tracing::error!(chunk = %id, error = %e, "checksum mismatch on read");
+        }
+        e.into_response()
+    })?;
+    Metrics::add(&s.metrics.bytes_read, data.len() as u64);
+    Ok(data)
+}
+
+async fn head_chunk(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, Response> {
+    let id = parse_id(&id)?;
+    let store = s.store.clone();
+    let len = blocking(move || store.len(&id)).await.map_err(IntoResponse::into_response)?;
+    Ok(([("x-bucketfs-length", len.to_string())], StatusCode::OK).into_response())
+}
+
+async fn delete_chunk(State(s): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, Response> {
+    let id = parse_id(&id)?;
+    let store = s.store.clone();
+    match blocking(move || store.delete(&id)).await {
+        Ok(()) => {
+            Metrics::add(&s.metrics.chunks_deleted, 1);
+            Ok(StatusCode::NO_CONTENT)
+        }
+        Err(StoreError::NotFound) => Ok(StatusCode::NO_CONTENT),
+        Err(e) => Err(e.into_response()),
+    }
+}
+
+async fn list_chunks(State(s): State<AppState>) -> Result<String, Response> {
+    let store = s.store.clone();
+    let ids = blocking(move || store.list().map_err(StoreError::from))
+        .await
+        .map_err(IntoResponse::into_response)?;
+    Ok(ids.iter().map(|id| format!("{id}\n")).collect())
+}

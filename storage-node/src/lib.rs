@@ -1,0 +1,65 @@
+//! The storage node: keeps immutable chunks on local disk and serves them over
+//! HTTP to routers. It knows nothing of buckets or objects.
+
+pub mod http;
+pub mod metrics;
+pub mod registry;
+pub mod scrub;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+
+/// Command-line configuration of one storage node.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "storage-node", version, about)]
+pub struct Config {
+    /// Address to serve the chunk API on.
+    #[arg(long, default_value = "127.0.0.1:9100", env = "BUCKETFS_LISTEN")]
+    pub listen: SocketAddr,
+    /// Address routers should use to reach this node (defaults to --listen).
+    #[arg(long, env = "BUCKETFS_ADVERTISE")]
+    pub advertise: Option<String>,
+    /// Directory holding the chunk files.
+    #[arg(long, env = "BUCKETFS_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// Stable id of this node; its ZooKeeper znode name.
+    #[arg(long, env = "BUCKETFS_NODE_ID")]
+    pub node_id: String,
+    /// ZooKeeper connection string (host:port[,host:port]).
+    #[arg(long, default_value = "127.0.0.1:2181", env = "BUCKETFS_ZOOKEEPER")]
+    pub zookeeper: String,
+    /// Seconds between two scrubber passes over every chunk (0 disables it).
+    #[arg(long, default_value_t = 3600)]
+    pub scrub_interval_secs: u64,
+}
+
+/// Runs the node until the process is killed.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let store = Arc::new(store::ChunkStore::open(&config.data_dir).context("opening data directory")?);
+    let metrics = Arc::new(metrics::Metrics::default());
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let advertise = config.advertise.clone().unwrap_or_else(|| listener.local_addr().unwrap().to_string());
+    tracing::info!(node = %config.node_id, %advertise, data = %config.data_dir.display(), "storage node starting");
+
+    let registration = registry::Registration {
+        zookeeper: config.zookeeper.clone(),
+        node_id: config.node_id.clone(),
+        addr: advertise,
+        store: store.clone(),
+    };
+    tokio::spawn(registration.run_forever());
+    if config.scrub_interval_secs > 0 {
+        let interval = Duration::from_secs(config.scrub_interval_secs);
+        tokio::spawn(scrub::run_forever(store.clone(), metrics.clone(), interval));
+    }
+
+    let app = http::router(http::AppState { store, metrics });
+    axum::serve(listener, app).await.context("serving")
+}

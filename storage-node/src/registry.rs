@@ -1,0 +1,76 @@
+//! Membership: the node announces itself in ZooKeeper as an ephemeral znode
+//! holding its `NodeInfo`, refreshes its free space, and registers again after
+//! any session loss, so routers see it join, leave and come back.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bucketfs_common::membership::{NodeInfo, NODES_PATH};
+use zookeeper_client as zk;
+
+use crate::store::ChunkStore;
+
+const REFRESH: Duration = Duration::from_secs(10);
+
+pub struct Registration {
+    pub zookeeper: String,
+    pub node_id: String,
+    pub addr: String,
+    pub store: Arc<ChunkStore>,
+}
+
+impl Registration {
+    fn info(&self) -> NodeInfo {
+        let (capacity_bytes, free_bytes) = self.store.disk_space().unwrap_or((0, 0));
+        NodeInfo { id: self.node_id.clone(), addr: self.addr.clone(), capacity_bytes, free_bytes }
+    }
+
+    /// Keeps the registration alive; never returns.
+    pub async fn run_forever(self) {
+        loop {
+            if let Err(e) = self.run_session().await {
+                tracing::warn!(error = %e, "zookeeper registration lost; retrying");
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    async fn run_session(&self) -> Result<(), zk::Error> {
+        let client = zk::Client::connector()
+            .with_session_timeout(Duration::from_secs(6))
+            .connect(&self.zookeeper)
+            .await?;
+        let persistent = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+        client.mkdir(NODES_PATH, &persistent).await?;
+        let path = format!("{NODES_PATH}/{}", self.node_id);
+        let data = serde_json::to_vec(&self.info()).expect("NodeInfo serialises");
+        let ephemeral = zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all());
+        match client.create(&path, &data, &ephemeral).await {
+            Ok(_) => {}
+            // A znode left by our previous session that has not expired yet.
+            Err(zk::Error::NodeExists) => {
+                client.delete(&path, None).await.or_else(|e| match e {
+                    zk::Error::NoNode => Ok(()),
+                    e => Err(e),
+                })?;
+                client.create(&path, &data, &ephemeral).await?;
+            }
+            Err(e) => return Err(e),
+        }
+        tracing::info!(%path, "registered in zookeeper");
+        let mut state = client.state_watcher();
+        loop {
+            tokio::select! {
+                s = state.changed() => {
+                    if s.is_terminated() {
+                        return Err(zk::Error::SessionExpired);
+                    }
+                }
+                _ = tokio::time::sleep(REFRESH) => {
+                    let data = serde_json::to_vec(&self.info()).expect("NodeInfo serialises");
+                    client.set_data(&path, &data, None).await?;
+                }
+            }
+        }
+    }
+}

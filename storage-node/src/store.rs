@@ -1,0 +1,279 @@
+//! The chunk files on local disk.
+//!
+//! Layout under the data directory:
+//! `chunks/<first two hex digits>/<chunk id>` for live chunks, `tmp/` for
+//! writes in progress and `quarantine/` for chunks that failed a checksum.
+//! A write goes to a temporary file, is fsynced, renamed into place and the
+//! directory fsynced, so a chunk is either absent or complete and durable.
+//! Every read checks the block checksums of the bytes it returns; a chunk that
+//! fails is moved to quarantine (kept for inspection, never served again) so
+//! that the routers read another replica and repair this one.
+//!
+//! The methods block: callers run them on tokio's blocking pool.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use bucketfs_common::blocks::{self, Header, LayoutError};
+use bucketfs_common::ChunkId;
+
+/// Largest chunk a node accepts, a guard against oversized bodies.
+pub const MAX_CHUNK_BYTES: usize = 64 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("chunk not found")]
+    NotFound,
+    #[error("chunk is corrupt: {0}")]
+    Corrupt(LayoutError),
+    #[error("payload checksum {actual:08x} does not match the announced {expected:08x}")]
+    TransferChecksum { expected: u32, actual: u32 },
+    #[error("chunk of {0} bytes exceeds the limit")]
+    TooLarge(usize),
+    #[error("requested range is outside the chunk")]
+    BadRange,
+    #[error("disk is full")]
+    DiskFull,
+    #[error("i/o error: {0}")]
+    Io(io::Error),
+}
+
+impl From<io::Error> for StoreError {
+    fn from(e: io::Error) -> Self {
+        match e.kind() {
+            io::ErrorKind::NotFound => StoreError::NotFound,
+            io::ErrorKind::StorageFull => StoreError::DiskFull,
+            _ => StoreError::Io(e),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct ChunkStore {
+    root: PathBuf,
+}
+
+impl ChunkStore {
+    pub fn open(root: &Path) -> io::Result<Self> {
+        for dir in ["chunks", "tmp", "quarantine"] {
+            fs::create_dir_all(root.join(dir))?;
+        }
+        // Leftovers of writes interrupted by a crash were never acknowledged.
+        for entry in fs::read_dir(root.join("tmp"))? {
+            let _ = fs::remove_file(entry?.path());
+        }
+        Ok(Self { root: root.to_path_buf() })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn path_of(&self, id: &ChunkId) -> PathBuf {
+        self.root.join("chunks").join(id.shard()).join(id.to_string())
+    }
+
+    /// Durably stores `payload` as chunk `id`, checking it against the sender's crc32c.
+    pub fn put(&self, id: &ChunkId, payload: &[u8], expected_crc: Option<u32>) -> Result<(), StoreError> {
+        if payload.len() > MAX_CHUNK_BYTES {
+            return Err(StoreError::TooLarge(payload.len()));
+        }
+        if let Some(expected) = expected_crc {
+            let actual = crc32c::crc32c(payload);
+            if actual != expected {
+                return Err(StoreError::TransferChecksum { expected, actual });
+            }
+        }
+        let final_path = self.path_of(id);
+        let dir = final_path.parent().expect("chunk path has a parent");
+        fs::create_dir_all(dir)?;
+        let tmp = TempFile(self.root.join("tmp").join(format!("{id}.{:016x}", rand::random::<u64>())));
+        {
+            let mut file = OpenOptions::new().write(true).create_new(true).open(&tmp.0)?;
+            file.write_all(&blocks::encode_header(payload))?;
+            file.write_all(payload)?;
+            file.sync_all()?;
+        }
+        fs::rename(&tmp.0, &final_path)?;
+        std::mem::forget(tmp);
+        File::open(dir)?.sync_all()?;
+        Ok(())
+    }
+
+    /// Payload length of a stored chunk, from its header.
+    pub fn len(&self, id: &ChunkId) -> Result<u64, StoreError> {
+        let mut file = File::open(self.path_of(id))?;
+        Ok(read_header(&mut file)?.payload_len)
+    }
+
+    /// Reads `[start, end)` of the payload (clamped to its length), verifying
+    /// every block it touches. A corrupt chunk is quarantined.
+    pub fn read(&self, id: &ChunkId, start: u64, end: Option<u64>) -> Result<Vec<u8>, StoreError> {
+        let path = self.path_of(id);
+        let mut file = File::open(&path)?;
+        let header = read_header(&mut file).inspect_err(|e| {
+            if matches!(e, StoreError::Corrupt(_)) {
+                self.quarantine(id);
+            }
+        })?;
+        let end = end.unwrap_or(header.payload_len).min(header.payload_len);
+        if start > end || (start == end && header.payload_len > 0 && start >= header.payload_len) {
+            return Err(StoreError::BadRange);
+        }
+        let blocks = header.covering_blocks(start, end);
+        let block_start = (blocks.start * blocks::BLOCK_SIZE) as u64;
+        let block_end = ((blocks.end * blocks::BLOCK_SIZE) as u64).min(header.payload_len);
+        let mut data = vec![0u8; (block_end - block_start) as usize];
+        file.read_exact_at(&mut data, header.encoded_len() + block_start)
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::UnexpectedEof => StoreError::Corrupt(LayoutError::BadHeader),
+                _ => StoreError::from(e),
+            })
+            .inspect_err(|e| {
+                if matches!(e, StoreError::Corrupt(_)) {
+                    self.quarantine(id);
+                }
+            })?;
+        if let Err(e) = header.verify(blocks.start, &data) {
+            self.quarantine(id);
+            return Err(StoreError::Corrupt(e));
+        }
+        data.drain(..(start - block_start) as usize);
+        data.truncate((end - start) as usize);
+        Ok(data)
+    }
+
+    /// Reads and verifies a whole chunk, for the scrubber.
+    pub fn verify(&self, id: &ChunkId) -> Result<(), StoreError> {
+        self.read(id, 0, None).map(drop)
+    }
+
+    pub fn delete(&self, id: &ChunkId) -> Result<(), StoreError> {
+        fs::remove_file(self.path_of(id))?;
+        Ok(())
+    }
+
+    /// Moves a chunk aside so it is never served again but can be inspected.
+    pub fn quarantine(&self, id: &ChunkId) {
+        let to = self.root.join("quarantine").join(id.to_string());
+        match fs::rename(self.path_of(id), &to) {
+            Ok(()) => tracing::warn!(chunk = %id, "corrupt chunk quarantined"),
+            Err(e) => tracing::warn!(chunk = %id, error = %e, "could not quarantine chunk"),
+        }
+    }
+
+    /// Every chunk id stored here.
+    pub fn list(&self) -> io::Result<Vec<ChunkId>> {
+        let mut ids = Vec::new();
+        for shard in fs::read_dir(self.root.join("chunks"))? {
+            for entry in fs::read_dir(shard?.path())? {
+                if let Some(id) = entry?.file_name().to_str().and_then(|n| n.parse().ok()) {
+                    ids.push(id);
+                }
+            }
+        }
+        Ok(ids)
+    }
+
+    /// (capacity, free) bytes of the file system holding the data directory.
+    pub fn disk_space(&self) -> io::Result<(u64, u64)> {
+        let st = nix::sys::statvfs::statvfs(&self.root).map_err(io::Error::from)?;
+        let frag = st.fragment_size() as u64;
+        Ok((st.blocks() as u64 * frag, st.blocks_available() as u64 * frag))
+    }
+}
+
+fn read_header(file: &mut File) -> Result<Header, StoreError> {
+    let corrupt = || StoreError::Corrupt(LayoutError::BadHeader);
+    let mut fixed = [0u8; Header::FIXED_LEN];
+    file.read_exact(&mut fixed).map_err(|_| corrupt())?;
+    let count = Header::block_count(&fixed).map_err(StoreError::Corrupt)?;
+    if count > MAX_CHUNK_BYTES / blocks::BLOCK_SIZE + 1 {
+        return Err(corrupt());
+    }
+    let mut bytes = vec![0u8; Header::FIXED_LEN + 4 * count];
+    file.seek(SeekFrom::Start(0))?;
+    file.read_exact(&mut bytes).map_err(|_| corrupt())?;
+    Header::decode(&bytes).map_err(StoreError::Corrupt)
+}
+
+/// Deletes a temporary file unless it was renamed into place.
+struct TempFile(PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, ChunkStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::open(dir.path()).unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn put_then_ranged_reads() {
+        let (_dir, store) = store();
+        let id = ChunkId::random();
+        let payload: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
+        store.put(&id, &payload, Some(crc32c::crc32c(&payload))).unwrap();
+        assert_eq!(store.len(&id).unwrap(), payload.len() as u64);
+        assert_eq!(store.read(&id, 0, None).unwrap(), payload);
+        assert_eq!(store.read(&id, 65_530, Some(131_080)).unwrap(), payload[65_530..131_080]);
+        assert_eq!(store.read(&id, 199_999, None).unwrap(), payload[199_999..]);
+        assert!(matches!(store.read(&id, 300_000, None), Err(StoreError::BadRange)));
+        assert_eq!(store.list().unwrap(), vec![id]);
+        assert_eq!(fs::read_dir(store.root().join("tmp")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn empty_chunk_reads_empty() {
+        let (_dir, store) = store();
+        let id = ChunkId::random();
+        store.put(&id, b"", None).unwrap();
+        assert_eq!(store.read(&id, 0, None).unwrap(), b"");
+    }
+
+    #[test]
+    fn transfer_checksum_mismatch_stores_nothing() {
+        let (_dir, store) = store();
+        let id = ChunkId::random();
+        assert!(matches!(store.put(&id, b"abc", Some(1)), Err(StoreError::TransferChecksum { .. })));
+        assert!(matches!(store.read(&id, 0, None), Err(StoreError::NotFound)));
+    }
+
+    #[test]
+    fn flipped_byte_is_detected_and_quarantined() {
+        let (_dir, store) = store();
+        let id = ChunkId::random();
+        let payload = vec![7u8; 150_000];
+        store.put(&id, &payload, None).unwrap();
+        let path = store.path_of(&id);
+        let mut bytes = fs::read(&path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        fs::write(&path, bytes).unwrap();
+        // A range that avoids the damaged block still verifies.
+        assert_eq!(store.read(&id, 0, Some(10)).unwrap(), vec![7u8; 10]);
+        assert!(matches!(store.read(&id, 0, None), Err(StoreError::Corrupt(_))));
+        assert!(matches!(store.read(&id, 0, Some(10)), Err(StoreError::NotFound)));
+        assert!(store.root().join("quarantine").join(id.to_string()).exists());
+    }
+
+    #[test]
+    fn truncated_chunk_is_corrupt() {
+        let (_dir, store) = store();
+        let id = ChunkId::random();
+        store.put(&id, &[1u8; 100_000], None).unwrap();
+        let file = OpenOptions::new().write(true).open(store.path_of(&id)).unwrap();
+        file.set_len(5_000).unwrap();
+        assert!(matches!(store.read(&id, 0, None), Err(StoreError::Corrupt(_))));
+    }
+}

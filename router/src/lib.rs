@@ -1,0 +1,113 @@
+//! The router: a stateless S3 endpoint. Metadata lives in Postgres, live
+//! storage nodes are learned from ZooKeeper, object bytes are chunked and
+//! replicated to storage nodes. Any number of routers serve the same cluster.
+
+pub mod auth;
+pub mod chunks;
+pub mod error;
+pub mod membership;
+pub mod meta;
+pub mod metrics;
+pub mod s3;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::extract::State;
+use axum::routing::get;
+
+use crate::chunks::ChunkIo;
+use crate::membership::Membership;
+use crate::meta::Meta;
+use crate::metrics::Metrics;
+
+#[derive(Debug, clap::Parser)]
+#[command(name = "router", version, about = "bucketfs S3 router")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Serve the S3 API.
+    Serve(ServeConfig),
+    /// Create (or replace) an access key.
+    CreateKey {
+        #[arg(long, env = "BUCKETFS_DATABASE_URL")]
+        database_url: String,
+        #[arg(long)]
+        access_key: String,
+        #[arg(long)]
+        secret_key: String,
+    },
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeConfig {
+    /// Address to serve S3 on.
+    #[arg(long, default_value = "127.0.0.1:9000", env = "BUCKETFS_LISTEN")]
+    pub listen: SocketAddr,
+    /// Postgres URL, e.g. postgres://user@127.0.0.1:5432/bucketfs
+    #[arg(long, env = "BUCKETFS_DATABASE_URL")]
+    pub database_url: String,
+    /// ZooKeeper connection string.
+    #[arg(long, default_value = "127.0.0.1:2181", env = "BUCKETFS_ZOOKEEPER")]
+    pub zookeeper: String,
+}
+
+pub async fn main(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(config) => serve(config).await,
+        Command::CreateKey { database_url, access_key, secret_key } => {
+            let meta = Meta::connect_lazy(&database_url)?;
+            meta.migrate().await;
+            meta.put_access_key(&access_key, &secret_key).await?;
+            println!("access key {access_key} created");
+            Ok(())
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Admin {
+    metrics: Arc<Metrics>,
+    membership: Membership,
+}
+
+/// What a client gets when s3s itself fails (not an S3 error response).
+async fn s3_failure(err: s3s::HttpError) -> (axum::http::StatusCode, String) {
+    tracing::error!(?err, "s3 service failure");
+    (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "internal error\n".into())
+}
+
+/// Serves S3 until the process is killed.
+pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    let meta = Meta::connect_lazy(&config.database_url)?;
+    meta.migrate().await;
+    let metrics = Arc::new(Metrics::default());
+    let membership = Membership::default();
+    membership.spawn_watcher(config.zookeeper.clone(), meta.clone());
+    let io = ChunkIo::new(membership.clone(), meta.clone(), metrics.clone());
+
+    let mut builder = s3s::service::S3ServiceBuilder::new(s3::Bucketfs::new(meta.clone(), io, metrics.clone()));
+    builder.set_auth(auth::PostgresAuth::new(meta));
+    let s3 = builder.build();
+
+    // `_` cannot start a bucket name, so these paths never shadow S3 requests.
+    let app = axum::Router::new()
+        .route("/_bucketfs/health", get(|| async { "ok" }))
+        .route(
+            "/_bucketfs/metrics",
+            get(|State(a): State<Admin>| async move { a.metrics.render(a.membership.live_ids().len()) }),
+        )
+        .with_state(Admin { metrics, membership })
+        .fallback_service(axum::error_handling::HandleError::new(s3, s3_failure));
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    tracing::info!(listen = %config.listen, "router serving S3");
+    axum::serve(listener, app).await.context("serving")
+}

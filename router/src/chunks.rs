@@ -1,0 +1,198 @@
+//! Chunk I/O against storage nodes: quorum writes and verified reads.
+//!
+//! A write sends the chunk to the three most preferred live nodes (rendezvous
+//! order) at once, moving down the ranking when one fails. It returns once two
+//! copies are durable and recorded in Postgres; the third finishes in the
+//! background and is recorded when it lands (a chunk left with fewer replicas is
+//! the repair worker's business). A read tries the recorded replicas, live ones
+//! first, and falls back to the next on any error, including a checksum
+//! failure reported by the node or found here.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bucketfs_common::{placement, ChunkId};
+use bytes::Bytes;
+use futures::stream::{FuturesUnordered, StreamExt};
+
+use crate::error::{Error, Result};
+use crate::membership::Membership;
+use crate::meta::{Meta, Piece, PieceLocation};
+use crate::metrics::Metrics;
+
+/// Replicas placed for every chunk.
+pub const REPLICAS: usize = 3;
+/// Replicas that must be durable before a write is acknowledged.
+pub const WRITE_QUORUM: usize = 2;
+
+#[derive(Clone)]
+pub struct ChunkIo {
+    http: reqwest::Client,
+    membership: Membership,
+    meta: Meta,
+    metrics: Arc<Metrics>,
+}
+
+impl ChunkIo {
+    pub fn new(membership: Membership, meta: Meta, metrics: Arc<Metrics>) -> Self {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(64)
+            .build()
+            .expect("http client builds");
+        Self { http, membership, meta, metrics }
+    }
+
+    pub fn membership(&self) -> &Membership {
+        &self.membership
+    }
+
+    /// Stores `data` as a new chunk on a write quorum and records it.
+    pub async fn write(&self, data: Bytes) -> Result<Piece> {
+        let id = ChunkId::random();
+        let crc = crc32c::crc32c(&data);
+        let live = self.membership.live_ids();
+        let ranked: Vec<String> = placement::rank(&id, live.iter().map(String::as_str))
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        let mut candidates = ranked.into_iter();
+        let mut in_flight = FuturesUnordered::new();
+        for node in candidates.by_ref().take(REPLICAS) {
+            in_flight.push(self.put_replica(node, id, crc, data.clone()));
+        }
+        let mut durable = Vec::new();
+        while durable.len() < WRITE_QUORUM {
+            match in_flight.next().await {
+                Some((node, Ok(()))) => durable.push(node),
+                Some((node, Err(e))) => {
+                    tracing::warn!(%node, chunk = %id, error = %e, "replica write failed");
+                    if let Some(next) = candidates.next() {
+                        in_flight.push(self.put_replica(next, id, crc, data.clone()));
+                    }
+                }
+                None => {
+                    return Err(Error::InsufficientReplicas { live: durable.len(), needed: WRITE_QUORUM });
+                }
+            }
+        }
+        self.meta.record_chunk(&id.to_string(), data.len() as i64, crc, &durable).await?;
+        if !in_flight.is_empty() {
+            let meta = self.meta.clone();
+            tokio::spawn(async move {
+                while let Some((node, result)) = in_flight.next().await {
+                    match result {
+                        Ok(()) => {
+                            if let Err(e) = meta.add_replica(&id.to_string(), &node).await {
+                                tracing::warn!(%node, chunk = %id, error = %e, "could not record third replica");
+                            }
+                        }
+                        Err(e) => tracing::warn!(%node, chunk = %id, error = %e, "third replica failed; left for repair"),
+                    }
+                }
+            });
+        }
+        Ok(Piece { chunk_id: id.to_string(), chunk_offset: 0, length: data.len() as i64 })
+    }
+
+    fn put_replica(
+        &self,
+        node: String,
+        id: ChunkId,
+        crc: u32,
+        data: Bytes,
+    ) -> impl std::future::Future<Output = (String, Result<()>)> + Send + 'static {
+        let http = self.http.clone();
+        let addr = self.membership.addr(&node);
+        async move {
+            let result = put_to(&http, &node, addr, id, crc, data).await;
+            (node, result)
+        }
+    }
+
+    /// Reads bytes `[start, end)` of a piece's chunk range, trying each replica.
+    pub async fn read(&self, piece: &PieceLocation, start: u64, end: u64) -> Result<Bytes> {
+        let mut replicas = piece.replicas.clone();
+        replicas.sort_by_key(|n| !self.membership.is_live(n));
+        let chunk_start = piece.chunk_offset as u64 + start;
+        let chunk_end = piece.chunk_offset as u64 + end;
+        let whole = chunk_start == 0 && chunk_end == piece.chunk_size as u64;
+        for node in replicas {
+            let Some(addr) = self.membership.addr(&node) else { continue };
+            let url = format!("http://{addr}/chunks/{}?start={chunk_start}&end={chunk_end}", piece.chunk_id);
+            match self.fetch(&url).await {
+                Ok(bytes) if bytes.len() as u64 != chunk_end - chunk_start => {
+                    tracing::warn!(%node, chunk = %piece.chunk_id, "replica returned a short read");
+                }
+                Ok(bytes) if whole && i64::from(crc32c::crc32c(&bytes)) != piece.crc32c => {
+                    Metrics::inc(&self.metrics.checksum_failures);
+                    tracing::error!(%node, chunk = %piece.chunk_id, "chunk checksum mismatch; trying another replica");
+                }
+                Ok(bytes) => return Ok(bytes),
+                Err(FetchError::Corrupt) => {
+                    Metrics::inc(&self.metrics.checksum_failures);
+                    tracing::error!(%node, chunk = %piece.chunk_id, "replica failed its checksum; trying another");
+                    self.forget_replica(&piece.chunk_id, &node).await;
+                }
+                Err(FetchError::Missing) => {
+                    tracing::warn!(%node, chunk = %piece.chunk_id, "replica missing; trying another");
+                    self.forget_replica(&piece.chunk_id, &node).await;
+                }
+                Err(FetchError::Other(e)) => {
+                    tracing::warn!(%node, chunk = %piece.chunk_id, error = %e, "replica read failed; trying another");
+                }
+            }
+            Metrics::inc(&self.metrics.replica_read_fallbacks);
+        }
+        Err(Error::ChunkUnavailable(piece.chunk_id.clone()))
+    }
+
+    async fn forget_replica(&self, chunk_id: &str, node: &str) {
+        if let Err(e) = self.meta.drop_replica(chunk_id, node).await {
+            tracing::warn!(error = %e, "could not drop a bad replica record");
+        }
+    }
+
+    async fn fetch(&self, url: &str) -> Result<Bytes, FetchError> {
+        let resp = self.http.get(url).send().await.map_err(|e| FetchError::Other(e.to_string()))?;
+        let status = resp.status();
+        if status.is_success() {
+            return resp.bytes().await.map_err(|e| FetchError::Other(e.to_string()));
+        }
+        let kind = resp.headers().get("x-bucketfs-error").and_then(|v| v.to_str().ok()).unwrap_or("");
+        Err(match (status.as_u16(), kind) {
+            (_, "corrupt") => FetchError::Corrupt,
+            (404, _) => FetchError::Missing,
+            _ => FetchError::Other(format!("status {status}")),
+        })
+    }
+}
+
+async fn put_to(
+    http: &reqwest::Client,
+    node: &str,
+    addr: Option<String>,
+    id: ChunkId,
+    crc: u32,
+    data: Bytes,
+) -> Result<()> {
+    let addr = addr.ok_or_else(|| Error::Internal(format!("no address for {node}")))?;
+    let resp = http
+        .put(format!("http://{addr}/chunks/{id}"))
+        .header("x-bucketfs-crc32c", format!("{crc:08x}"))
+        .body(data)
+        .send()
+        .await
+        .map_err(|e| Error::Internal(format!("{node}: {e}")))?;
+    if !resp.status().is_success() {
+        return Err(Error::Internal(format!("{node} answered {}", resp.status())));
+    }
+    Ok(())
+}
+
+enum FetchError {
+    Corrupt,
+    Missing,
+    Other(String),
+}

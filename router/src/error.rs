@@ -1,0 +1,92 @@
+//! The router's one error type, and its mapping to S3 error codes: the only
+//! place where a failure becomes an S3 status and code.
+
+use s3s::{S3Error, S3ErrorCode};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("the bucket does not exist")]
+    NoSuchBucket,
+    #[error("the key does not exist")]
+    NoSuchKey,
+    #[error("the version does not exist")]
+    NoSuchVersion,
+    #[error("the version is a delete marker")]
+    DeleteMarker,
+    #[error("the upload does not exist")]
+    NoSuchUpload,
+    #[error("the bucket already exists and is yours")]
+    BucketExists,
+    #[error("the bucket is not empty")]
+    BucketNotEmpty,
+    #[error("the Content-MD5 you sent does not match the body")]
+    BadDigest,
+    #[error("the Content-MD5 header is malformed")]
+    InvalidDigest,
+    #[error("the body ended before its declared length: {0}")]
+    IncompleteBody(String),
+    #[error("key is longer than 1024 bytes")]
+    KeyTooLong,
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    #[error("the range cannot be satisfied")]
+    InvalidRange,
+    #[error("a precondition failed")]
+    PreconditionFailed,
+    #[error("not modified")]
+    NotModified,
+    #[error("part {0} is missing or its ETag does not match")]
+    InvalidPart(i32),
+    #[error("parts must be listed in ascending order")]
+    InvalidPartOrder,
+    #[error("part {0} is smaller than the 5 MiB minimum")]
+    EntityTooSmall(i32),
+    #[error("only {live} storage nodes accepted the chunk; {needed} needed")]
+    InsufficientReplicas { live: usize, needed: usize },
+    #[error("no replica of chunk {0} could be read")]
+    ChunkUnavailable(String),
+    #[error("metadata store: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<Error> for S3Error {
+    fn from(e: Error) -> Self {
+        let code = match &e {
+            Error::NoSuchBucket => S3ErrorCode::NoSuchBucket,
+            Error::NoSuchKey => S3ErrorCode::NoSuchKey,
+            Error::NoSuchVersion => S3ErrorCode::NoSuchVersion,
+            Error::DeleteMarker => S3ErrorCode::MethodNotAllowed,
+            Error::NoSuchUpload => S3ErrorCode::NoSuchUpload,
+            Error::BucketExists => S3ErrorCode::BucketAlreadyOwnedByYou,
+            Error::BucketNotEmpty => S3ErrorCode::BucketNotEmpty,
+            Error::BadDigest => S3ErrorCode::BadDigest,
+            Error::InvalidDigest => S3ErrorCode::InvalidDigest,
+            Error::IncompleteBody(_) => S3ErrorCode::IncompleteBody,
+            Error::KeyTooLong => S3ErrorCode::KeyTooLongError,
+            Error::InvalidArgument(_) => S3ErrorCode::InvalidArgument,
+            Error::InvalidRange => S3ErrorCode::InvalidRange,
+            Error::PreconditionFailed => S3ErrorCode::PreconditionFailed,
+            Error::NotModified => S3ErrorCode::NotModified,
+            Error::InvalidPart(_) => S3ErrorCode::InvalidPart,
+            Error::InvalidPartOrder => S3ErrorCode::InvalidPartOrder,
+            Error::EntityTooSmall(_) => S3ErrorCode::EntityTooSmall,
+            Error::InsufficientReplicas { .. } => S3ErrorCode::ServiceUnavailable,
+            Error::ChunkUnavailable(_) | Error::Db(_) => S3ErrorCode::ServiceUnavailable,
+            Error::Internal(_) => S3ErrorCode::InternalError,
+        };
+        if matches!(e, Error::Db(_) | Error::Internal(_) | Error::ChunkUnavailable(_)) {
+            tracing::error!(error = %e, "request failed");
+        }
+        let mut err = S3Error::with_message(code, e.to_string());
+        if let Error::DeleteMarker = e {
+            let mut headers = http::HeaderMap::new();
+            headers.insert("x-amz-delete-marker", http::HeaderValue::from_static("true"));
+            err.set_headers(headers);
+        }
+        err
+    }
+}

@@ -1,0 +1,121 @@
+//! Which storage nodes are live, learned from ZooKeeper.
+//!
+//! A watcher task keeps the set of ephemeral node znodes current and mirrors
+//! every node it sees into Postgres, so that any router can still reach a
+//! replica's node by id (the `nodes` table remembers addresses of nodes that
+//! joined before this router started).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use bucketfs_common::membership::{NodeInfo, NODES_PATH};
+use zookeeper_client as zk;
+
+use crate::meta::Meta;
+
+#[derive(Default)]
+struct State {
+    live: BTreeMap<String, NodeInfo>,
+    known: HashMap<String, String>,
+}
+
+/// A shared, cheaply cloned view of cluster membership.
+#[derive(Clone, Default)]
+pub struct Membership {
+    state: Arc<RwLock<State>>,
+}
+
+impl Membership {
+    /// Ids of the live nodes, sorted.
+    pub fn live_ids(&self) -> Vec<String> {
+        self.state.read().unwrap().live.keys().cloned().collect()
+    }
+
+    pub fn is_live(&self, id: &str) -> bool {
+        self.state.read().unwrap().live.contains_key(id)
+    }
+
+    /// Address of a node, live or last known.
+    pub fn addr(&self, id: &str) -> Option<String> {
+        let state = self.state.read().unwrap();
+        state.live.get(id).map(|n| n.addr.clone()).or_else(|| state.known.get(id).cloned())
+    }
+
+    pub fn live_nodes(&self) -> Vec<NodeInfo> {
+        self.state.read().unwrap().live.values().cloned().collect()
+    }
+
+    fn set_live(&self, nodes: Vec<NodeInfo>) {
+        let mut state = self.state.write().unwrap();
+        for n in &nodes {
+            state.known.insert(n.id.clone(), n.addr.clone());
+        }
+        state.live = nodes.into_iter().map(|n| (n.id.clone(), n)).collect();
+    }
+
+    fn learn(&self, known: HashMap<String, String>) {
+        let mut state = self.state.write().unwrap();
+        for (id, addr) in known {
+            state.known.entry(id).or_insert(addr);
+        }
+    }
+
+    /// Starts the watcher; it runs for the life of the process.
+    pub fn spawn_watcher(&self, zookeeper: String, meta: Meta) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Ok(known) = meta.node_addrs().await {
+                    this.learn(known);
+                }
+                if let Err(e) = this.watch(&zookeeper, &meta).await {
+                    tracing::warn!(error = %e, "zookeeper watch failed; reconnecting");
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+    }
+
+    async fn watch(&self, zookeeper: &str, meta: &Meta) -> Result<(), zk::Error> {
+        let client = zk::Client::connector()
+            .with_session_timeout(Duration::from_secs(6))
+            .connect(zookeeper)
+            .await?;
+        client.mkdir(NODES_PATH, &zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all())).await?;
+        loop {
+            let (children, _, watcher) = client.get_and_watch_children(NODES_PATH).await?;
+            let mut nodes = Vec::with_capacity(children.len());
+            for child in children {
+                match client.get_data(&format!("{NODES_PATH}/{child}")).await {
+                    Ok((data, _)) => match serde_json::from_slice::<NodeInfo>(&data) {
+                        Ok(info) => nodes.push(info),
+                        Err(e) => tracing::warn!(%child, error = %e, "unreadable node record"),
+                    },
+                    Err(zk::Error::NoNode) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            let before = self.live_ids();
+            for n in &nodes {
+                if let Err(e) = meta.upsert_node(&n.id, &n.addr, n.capacity_bytes, n.free_bytes).await {
+                    tracing::debug!(error = %e, "could not mirror node into postgres");
+                }
+            }
+            self.set_live(nodes);
+            let after = self.live_ids();
+            if before != after {
+                tracing::info!(live = ?after, "storage node membership changed");
+            }
+            tokio::select! {
+                event = watcher.changed() => {
+                    if event.event_type == zk::EventType::Session {
+                        return Err(zk::Error::SessionExpired);
+                    }
+                }
+                // Refresh free space now and then even without membership changes.
+                _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+            }
+        }
+    }
+}

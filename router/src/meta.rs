@@ -1,0 +1,780 @@
+//! The metadata store: every Postgres query the router makes lives here.
+//!
+//! Writes to one key are serialised by a transaction-scoped advisory lock on
+//! (bucket, key), so version order, the current-version pointer and the
+//! removal of replaced `null` versions stay consistent across routers.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde_json::Value as Json;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::{Postgres, Row, Transaction};
+use time::OffsetDateTime;
+
+use crate::error::{Error, Result};
+
+pub const NULL_VERSION: &str = "null";
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Bucket {
+    pub id: i64,
+    pub name: String,
+    pub versioning: String,
+    pub created_at: OffsetDateTime,
+}
+
+impl Bucket {
+    pub fn versioning_enabled(&self) -> bool {
+        self.versioning == "Enabled"
+    }
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Version {
+    pub id: i64,
+    pub key: String,
+    pub version_id: String,
+    pub delete_marker: bool,
+    pub size: i64,
+    pub etag: String,
+    pub content_type: Option<String>,
+    pub metadata: Json,
+    pub parts_count: Option<i32>,
+    pub created_at: OffsetDateTime,
+}
+
+impl Version {
+    pub fn user_metadata(&self) -> HashMap<String, String> {
+        serde_json::from_value(self.metadata.clone()).unwrap_or_default()
+    }
+}
+
+/// A byte range of one chunk: the unit of every chunk map.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Piece {
+    pub chunk_id: String,
+    pub chunk_offset: i64,
+    pub length: i64,
+}
+
+/// A piece of a version with its place in the object and its replicas.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PieceLocation {
+    pub object_offset: i64,
+    pub chunk_id: String,
+    pub chunk_offset: i32,
+    pub length: i32,
+    pub chunk_size: i32,
+    pub crc32c: i64,
+    pub replicas: Vec<String>,
+}
+
+/// What a PUT, copy or multipart completion is about to make current.
+#[derive(Debug, Clone)]
+pub struct NewVersion {
+    pub key: String,
+    pub size: i64,
+    pub etag: String,
+    pub content_type: Option<String>,
+    pub metadata: HashMap<String, String>,
+    pub parts_count: Option<i32>,
+    pub pieces: Vec<Piece>,
+    pub precondition: WritePrecondition,
+}
+
+/// A condition checked under the key lock just before a version is committed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum WritePrecondition {
+    #[default]
+    None,
+    /// `If-None-Match: *`: the key must not exist.
+    Absent,
+    /// `If-Match: "etag"`: the current version must have this ETag.
+    EtagIs(String),
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Upload {
+    pub upload_id: String,
+    pub bucket_id: i64,
+    pub key: String,
+    pub content_type: Option<String>,
+    pub metadata: Json,
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Part {
+    pub part_number: i32,
+    pub size: i64,
+    pub etag: String,
+    pub created_at: OffsetDateTime,
+}
+
+/// What a delete did, for the response headers.
+#[derive(Debug, Clone, Default)]
+pub struct Deleted {
+    pub delete_marker: bool,
+    pub version_id: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct Meta {
+    pool: PgPool,
+}
+
+/// A version id that sorts by creation time: 12 hex digits of milliseconds and 20 random.
+pub fn new_version_id() -> String {
+    let ms = OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+    format!("{:012x}{}", ms, hex::encode(rand::random::<[u8; 10]>()))
+}
+
+pub fn new_upload_id() -> String {
+    hex::encode(rand::random::<[u8; 16]>())
+}
+
+impl Meta {
+    /// Connects lazily: the router starts even while Postgres is down.
+    pub fn connect_lazy(url: &str) -> Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(32)
+            .acquire_timeout(Duration::from_secs(10))
+            .test_before_acquire(true)
+            .connect_lazy(url)?;
+        Ok(Self { pool })
+    }
+
+    /// Applies the migrations, retrying until Postgres answers.
+    pub async fn migrate(&self) {
+        loop {
+            match sqlx::migrate!("./migrations").run(&self.pool).await {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "migrations failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+
+    // ---- access keys -------------------------------------------------------
+
+    pub async fn secret_key(&self, access_key: &str) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar("SELECT secret_key FROM access_keys WHERE access_key = $1")
+            .bind(access_key)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    pub async fn put_access_key(&self, access_key: &str, secret_key: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO access_keys (access_key, secret_key) VALUES ($1, $2)
+             ON CONFLICT (access_key) DO UPDATE SET secret_key = EXCLUDED.secret_key",
+        )
+        .bind(access_key)
+        .bind(secret_key)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    // ---- buckets -----------------------------------------------------------
+
+    pub async fn create_bucket(&self, name: &str) -> Result<()> {
+        let inserted = sqlx::query("INSERT INTO buckets (name) VALUES ($1) ON CONFLICT (name) DO NOTHING")
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        if inserted.rows_affected() == 0 {
+            return Err(Error::BucketExists);
+        }
+        Ok(())
+    }
+
+    pub async fn bucket(&self, name: &str) -> Result<Bucket> {
+        sqlx::query_as("SELECT id, name, versioning, created_at FROM buckets WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(Error::NoSuchBucket)
+    }
+
+    pub async fn buckets(&self) -> Result<Vec<Bucket>> {
+        Ok(sqlx::query_as("SELECT id, name, versioning, created_at FROM buckets ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    pub async fn delete_bucket(&self, bucket: &Bucket) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let busy: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM versions WHERE bucket_id = $1)
+                 OR EXISTS (SELECT 1 FROM uploads WHERE bucket_id = $1)",
+        )
+        .bind(bucket.id)
+        .fetch_one(&mut *tx)
+        .await?;
+        if busy {
+            return Err(Error::BucketNotEmpty);
+        }
+        sqlx::query("DELETE FROM buckets WHERE id = $1").bind(bucket.id).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn set_versioning(&self, bucket: &Bucket, status: &str) -> Result<()> {
+        sqlx::query("UPDATE buckets SET versioning = $2 WHERE id = $1")
+            .bind(bucket.id)
+            .bind(status)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    // ---- chunks ------------------------------------------------------------
+
+    /// Records a chunk durably stored on `replicas`.
+    pub async fn record_chunk(&self, id: &str, size: i64, crc: u32, replicas: &[String]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT INTO chunks (id, size, crc32c) VALUES ($1, $2, $3)")
+            .bind(id)
+            .bind(size as i32)
+            .bind(i64::from(crc))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO chunk_replicas (chunk_id, node_id) SELECT $1, unnest($2::text[])")
+            .bind(id)
+            .bind(replicas)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records one more replica of a chunk that already exists.
+    pub async fn add_replica(&self, chunk_id: &str, node_id: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO chunk_replicas (chunk_id, node_id) SELECT id, $2 FROM chunks WHERE id = $1
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(chunk_id)
+        .bind(node_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Forgets a replica found missing or corrupt, so repair can replace it.
+    pub async fn drop_replica(&self, chunk_id: &str, node_id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM chunk_replicas WHERE chunk_id = $1 AND node_id = $2")
+            .bind(chunk_id)
+            .bind(node_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    // ---- nodes -------------------------------------------------------------
+
+    pub async fn upsert_node(&self, id: &str, addr: &str, capacity: u64, free: u64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO nodes (id, addr, capacity, free, last_seen) VALUES ($1, $2, $3, $4, now())
+             ON CONFLICT (id) DO UPDATE SET addr = $2, capacity = $3, free = $4, last_seen = now()",
+        )
+        .bind(id)
+        .bind(addr)
+        .bind(capacity as i64)
+        .bind(free as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn node_addrs(&self) -> Result<HashMap<String, String>> {
+        let rows = sqlx::query("SELECT id, addr FROM nodes").fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(|r| (r.get("id"), r.get("addr"))).collect())
+    }
+
+    // ---- versions ----------------------------------------------------------
+
+    /// Makes `new` the current version of its key and returns it.
+    pub async fn commit_version(&self, bucket: &Bucket, new: NewVersion) -> Result<Version> {
+        let mut tx = self.pool.begin().await?;
+        let version = commit_in(&mut tx, bucket, new).await?;
+        tx.commit().await?;
+        Ok(version)
+    }
+
+    /// Commits a completed upload as a version and forgets the upload, atomically.
+    pub async fn complete_upload(&self, bucket: &Bucket, upload_id: &str, new: NewVersion) -> Result<Version> {
+        let mut tx = self.pool.begin().await?;
+        let gone = sqlx::query("DELETE FROM uploads WHERE upload_id = $1")
+            .bind(upload_id)
+            .execute(&mut *tx)
+            .await?;
+        if gone.rows_affected() == 0 {
+            return Err(Error::NoSuchUpload);
+        }
+        let version = commit_in(&mut tx, bucket, new).await?;
+        tx.commit().await?;
+        Ok(version)
+    }
+
+
+    /// A plain DELETE: a delete marker where versioning is on, else removal.
+    pub async fn delete_object(&self, bucket: &Bucket, key: &str) -> Result<Deleted> {
+        let mut tx = self.pool.begin().await?;
+        lock_key(&mut tx, bucket.id, key).await?;
+        let versioning = current_versioning(&mut tx, bucket.id).await?;
+        set_current(&mut tx, bucket.id, key, None).await?;
+        let deleted = if versioning.is_empty() {
+            drop_null_versions(&mut tx, bucket.id, key, -1).await?;
+            Deleted::default()
+        } else {
+            let version_id =
+                if versioning == "Enabled" { new_version_id() } else { NULL_VERSION.to_string() };
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO versions (bucket_id, key, version_id, delete_marker) VALUES ($1, $2, $3, true)
+                 RETURNING id",
+            )
+            .bind(bucket.id)
+            .bind(key)
+            .bind(&version_id)
+            .fetch_one(&mut *tx)
+            .await?;
+            if version_id == NULL_VERSION {
+                drop_null_versions(&mut tx, bucket.id, key, id).await?;
+            }
+            Deleted { delete_marker: true, version_id: Some(version_id) }
+        };
+        tx.commit().await?;
+        Ok(deleted)
+    }
+
+    /// Permanently removes one version; the newest remaining one becomes current.
+    pub async fn delete_version(&self, bucket: &Bucket, key: &str, version_id: &str) -> Result<Deleted> {
+        let mut tx = self.pool.begin().await?;
+        lock_key(&mut tx, bucket.id, key).await?;
+        let victim: Option<(i64, bool)> = sqlx::query_as(
+            "SELECT id, delete_marker FROM versions WHERE bucket_id = $1 AND key = $2 AND version_id = $3",
+        )
+        .bind(bucket.id)
+        .bind(key)
+        .bind(version_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((id, delete_marker)) = victim else {
+            // S3 answers success for a version that is already gone.
+            return Ok(Deleted { delete_marker: false, version_id: Some(version_id.to_string()) });
+        };
+        set_current(&mut tx, bucket.id, key, None).await?;
+        sqlx::query("DELETE FROM versions WHERE id = $1").bind(id).execute(&mut *tx).await?;
+        let newest: Option<(i64, bool)> = sqlx::query_as(
+            "SELECT id, delete_marker FROM versions WHERE bucket_id = $1 AND key = $2 ORDER BY id DESC LIMIT 1",
+        )
+        .bind(bucket.id)
+        .bind(key)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some((newest, false)) = newest {
+            set_current(&mut tx, bucket.id, key, Some(newest)).await?;
+        }
+        tx.commit().await?;
+        Ok(Deleted { delete_marker, version_id: Some(version_id.to_string()) })
+    }
+
+    /// The current version of a key, or a named version.
+    pub async fn version(&self, bucket: &Bucket, key: &str, version_id: Option<&str>) -> Result<Version> {
+        let cols = "v.id, v.key, v.version_id, v.delete_marker, v.size, v.etag, v.content_type, v.metadata, v.parts_count, v.created_at";
+        match version_id {
+            None => sqlx::query_as(&format!(
+                "SELECT {cols} FROM current_versions c JOIN versions v ON v.id = c.version
+                 WHERE c.bucket_id = $1 AND c.key = $2"
+            ))
+            .bind(bucket.id)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(Error::NoSuchKey),
+            Some(vid) => {
+                let v: Version = sqlx::query_as(&format!(
+                    "SELECT {cols} FROM versions v WHERE v.bucket_id = $1 AND v.key = $2 AND v.version_id = $3
+                     ORDER BY v.id DESC LIMIT 1"
+                ))
+                .bind(bucket.id)
+                .bind(key)
+                .bind(vid)
+                .fetch_optional(&self.pool)
+                .await?
+                .ok_or(Error::NoSuchVersion)?;
+                if v.delete_marker {
+                    return Err(Error::DeleteMarker);
+                }
+                Ok(v)
+            }
+        }
+    }
+
+    /// The chunk map of a version with each chunk's replicas.
+    pub async fn pieces(&self, version: i64) -> Result<Vec<PieceLocation>> {
+        Ok(sqlx::query_as(
+            "SELECT vc.object_offset, vc.chunk_id, vc.chunk_offset, vc.length, c.size AS chunk_size, c.crc32c,
+                    COALESCE(array_agg(r.node_id ORDER BY r.node_id) FILTER (WHERE r.node_id IS NOT NULL), '{}') AS replicas
+             FROM version_chunks vc
+             JOIN chunks c ON c.id = vc.chunk_id
+             LEFT JOIN chunk_replicas r ON r.chunk_id = vc.chunk_id
+             WHERE vc.version = $1
+             GROUP BY vc.idx, vc.object_offset, vc.chunk_id, vc.chunk_offset, vc.length, c.size, c.crc32c
+             ORDER BY vc.idx",
+        )
+        .bind(version)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Chunk map of a version without replica details, for copies.
+    pub async fn piece_refs(&self, version: i64) -> Result<Vec<Piece>> {
+        let rows = sqlx::query(
+            "SELECT chunk_id, chunk_offset, length FROM version_chunks WHERE version = $1 ORDER BY idx",
+        )
+        .bind(version)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(piece_from_row).collect())
+    }
+
+    /// Current (non-deleted) versions with `key > after` (or `>=` when inclusive)
+    /// and `key >= prefix`, in byte order.
+    pub async fn list_current(
+        &self,
+        bucket: &Bucket,
+        after: &str,
+        inclusive: bool,
+        prefix: &str,
+        limit: i64,
+    ) -> Result<Vec<Version>> {
+        let op = if inclusive { ">=" } else { ">" };
+        Ok(sqlx::query_as(&format!(
+            "SELECT v.id, v.key, v.version_id, v.delete_marker, v.size, v.etag, v.content_type, v.metadata,
+                    v.parts_count, v.created_at
+             FROM current_versions c JOIN versions v ON v.id = c.version
+             WHERE c.bucket_id = $1 AND c.key {op} $2 AND c.key >= $3
+             ORDER BY c.key LIMIT $4"
+        ))
+        .bind(bucket.id)
+        .bind(after)
+        .bind(prefix)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// All versions in (key ascending, newest first) order, starting after
+    /// `(key_marker, version pk)` with `key >= prefix`.
+    pub async fn list_versions(
+        &self,
+        bucket: &Bucket,
+        key_marker: &str,
+        after_pk: Option<i64>,
+        prefix: &str,
+        limit: i64,
+    ) -> Result<Vec<(Version, bool)>> {
+        let rows = sqlx::query(
+            "SELECT v.id, v.key, v.version_id, v.delete_marker, v.size, v.etag, v.content_type, v.metadata,
+                    v.parts_count, v.created_at,
+                    v.id = (SELECT max(id) FROM versions w WHERE w.bucket_id = v.bucket_id AND w.key = v.key) AS is_latest
+             FROM versions v
+             WHERE v.bucket_id = $1 AND v.key >= $4
+               AND (v.key > $2 OR (v.key = $2 AND $3::bigint IS NOT NULL AND v.id < $3))
+             ORDER BY v.key, v.id DESC LIMIT $5",
+        )
+        .bind(bucket.id)
+        .bind(key_marker)
+        .bind(after_pk)
+        .bind(prefix)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((<Version as sqlx::FromRow<_>>::from_row(r)?, r.try_get("is_latest")?)))
+            .collect()
+    }
+
+    pub async fn version_pk(&self, bucket: &Bucket, key: &str, version_id: &str) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM versions WHERE bucket_id = $1 AND key = $2 AND version_id = $3 ORDER BY id DESC LIMIT 1",
+        )
+        .bind(bucket.id)
+        .bind(key)
+        .bind(version_id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    // ---- multipart uploads -------------------------------------------------
+
+    pub async fn create_upload(
+        &self,
+        bucket: &Bucket,
+        key: &str,
+        content_type: Option<&str>,
+        metadata: &HashMap<String, String>,
+    ) -> Result<String> {
+        let upload_id = new_upload_id();
+        sqlx::query(
+            "INSERT INTO uploads (upload_id, bucket_id, key, content_type, metadata) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&upload_id)
+        .bind(bucket.id)
+        .bind(key)
+        .bind(content_type)
+        .bind(serde_json::to_value(metadata).expect("metadata serialises"))
+        .execute(&self.pool)
+        .await?;
+        Ok(upload_id)
+    }
+
+    pub async fn upload(&self, bucket: &Bucket, key: &str, upload_id: &str) -> Result<Upload> {
+        sqlx::query_as(
+            "SELECT upload_id, bucket_id, key, content_type, metadata, created_at FROM uploads
+             WHERE upload_id = $1 AND bucket_id = $2 AND key = $3",
+        )
+        .bind(upload_id)
+        .bind(bucket.id)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(Error::NoSuchUpload)
+    }
+
+    /// Stores (or replaces) one part of an upload.
+    pub async fn put_part(&self, upload_id: &str, part_number: i32, etag: &str, pieces: &[Piece]) -> Result<()> {
+        let size: i64 = pieces.iter().map(|p| p.length).sum();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM parts WHERE upload_id = $1 AND part_number = $2")
+            .bind(upload_id)
+            .bind(part_number)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO parts (upload_id, part_number, size, etag) VALUES ($1, $2, $3, $4)")
+            .bind(upload_id)
+            .bind(part_number)
+            .bind(size)
+            .bind(etag)
+            .execute(&mut *tx)
+            .await?;
+        for (idx, p) in pieces.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO part_chunks (upload_id, part_number, idx, chunk_id, chunk_offset, length)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(upload_id)
+            .bind(part_number)
+            .bind(idx as i32)
+            .bind(&p.chunk_id)
+            .bind(p.chunk_offset as i32)
+            .bind(p.length as i32)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn parts(&self, upload_id: &str, after: i32, limit: i64) -> Result<Vec<Part>> {
+        Ok(sqlx::query_as(
+            "SELECT part_number, size, etag, created_at FROM parts
+             WHERE upload_id = $1 AND part_number > $2 ORDER BY part_number LIMIT $3",
+        )
+        .bind(upload_id)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    pub async fn part_pieces(&self, upload_id: &str, part_number: i32) -> Result<Vec<Piece>> {
+        let rows = sqlx::query(
+            "SELECT chunk_id, chunk_offset, length FROM part_chunks
+             WHERE upload_id = $1 AND part_number = $2 ORDER BY idx",
+        )
+        .bind(upload_id)
+        .bind(part_number)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(piece_from_row).collect())
+    }
+
+
+    pub async fn delete_upload(&self, upload_id: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM uploads WHERE upload_id = $1").bind(upload_id).execute(&self.pool).await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    pub async fn list_uploads(
+        &self,
+        bucket: &Bucket,
+        prefix: &str,
+        key_marker: &str,
+        upload_id_marker: &str,
+        limit: i64,
+    ) -> Result<Vec<Upload>> {
+        Ok(sqlx::query_as(
+            "SELECT upload_id, bucket_id, key, content_type, metadata, created_at FROM uploads
+             WHERE bucket_id = $1 AND key >= $2 AND (key > $3 OR (key = $3 AND upload_id > $4))
+             ORDER BY key, upload_id LIMIT $5",
+        )
+        .bind(bucket.id)
+        .bind(prefix)
+        .bind(key_marker)
+        .bind(upload_id_marker)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+async fn commit_in(tx: &mut Transaction<'_, Postgres>, bucket: &Bucket, new: NewVersion) -> Result<Version> {
+        lock_key(tx, bucket.id, &new.key).await?;
+        check_precondition(tx, bucket.id, &new.key, &new.precondition).await?;
+        let versioning = current_versioning(tx, bucket.id).await?;
+        let version_id = if versioning == "Enabled" { new_version_id() } else { NULL_VERSION.to_string() };
+        let version: Version = sqlx::query_as(
+            "INSERT INTO versions (bucket_id, key, version_id, size, etag, content_type, metadata, parts_count)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             RETURNING id, key, version_id, delete_marker, size, etag, content_type, metadata, parts_count, created_at",
+        )
+        .bind(bucket.id)
+        .bind(&new.key)
+        .bind(&version_id)
+        .bind(new.size)
+        .bind(&new.etag)
+        .bind(&new.content_type)
+        .bind(serde_json::to_value(&new.metadata).expect("metadata serialises"))
+        .bind(new.parts_count)
+        .fetch_one(&mut **tx)
+        .await?;
+        insert_pieces(tx, version.id, &new.pieces).await?;
+        set_current(tx, bucket.id, &new.key, Some(version.id)).await?;
+        if version_id == NULL_VERSION {
+            drop_null_versions(tx, bucket.id, &new.key, version.id).await?;
+        }
+    Ok(version)
+}
+
+async fn check_precondition(
+    tx: &mut Transaction<'_, Postgres>,
+    bucket_id: i64,
+    key: &str,
+    precondition: &WritePrecondition,
+) -> Result<()> {
+    if *precondition == WritePrecondition::None {
+        return Ok(());
+    }
+    let current: Option<String> = sqlx::query_scalar(
+        "SELECT v.etag FROM current_versions c JOIN versions v ON v.id = c.version
+         WHERE c.bucket_id = $1 AND c.key = $2",
+    )
+    .bind(bucket_id)
+    .bind(key)
+    .fetch_optional(&mut **tx)
+    .await?;
+    match (precondition, current) {
+        (WritePrecondition::Absent, Some(_)) => Err(Error::PreconditionFailed),
+        (WritePrecondition::EtagIs(_), None) => Err(Error::NoSuchKey),
+        (WritePrecondition::EtagIs(want), Some(have)) if *want != have => Err(Error::PreconditionFailed),
+        _ => Ok(()),
+    }
+}
+
+fn piece_from_row(r: &sqlx::postgres::PgRow) -> Piece {
+    Piece {
+        chunk_id: r.get("chunk_id"),
+        chunk_offset: i64::from(r.get::<i32, _>("chunk_offset")),
+        length: i64::from(r.get::<i32, _>("length")),
+    }
+}
+
+async fn lock_key(tx: &mut Transaction<'_, Postgres>, bucket_id: i64, key: &str) -> Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+        .bind(bucket_id as i32)
+        .bind(key)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+async fn current_versioning(tx: &mut Transaction<'_, Postgres>, bucket_id: i64) -> Result<String> {
+    sqlx::query_scalar("SELECT versioning FROM buckets WHERE id = $1")
+        .bind(bucket_id)
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or(Error::NoSuchBucket)
+}
+
+async fn set_current(tx: &mut Transaction<'_, Postgres>, bucket_id: i64, key: &str, version: Option<i64>) -> Result<()> {
+    match version {
+        Some(v) => sqlx::query(
+            "INSERT INTO current_versions (bucket_id, key, version) VALUES ($1, $2, $3)
+             ON CONFLICT (bucket_id, key) DO UPDATE SET version = EXCLUDED.version",
+        )
+        .bind(bucket_id)
+        .bind(key)
+        .bind(v)
+        .execute(&mut **tx)
+        .await?,
+        None => sqlx::query("DELETE FROM current_versions WHERE bucket_id = $1 AND key = $2")
+            .bind(bucket_id)
+            .bind(key)
+            .execute(&mut **tx)
+            .await?,
+    };
+    Ok(())
+}
+
+/// Removes the `null` versions of a key other than `keep`: S3 replaces the
+/// null version rather than keeping it. Their chunks become garbage.
+async fn drop_null_versions(tx: &mut Transaction<'_, Postgres>, bucket_id: i64, key: &str, keep: i64) -> Result<()> {
+    sqlx::query("DELETE FROM versions WHERE bucket_id = $1 AND key = $2 AND version_id = 'null' AND id <> $3")
+        .bind(bucket_id)
+        .bind(key)
+        .bind(keep)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+async fn insert_pieces(tx: &mut Transaction<'_, Postgres>, version: i64, pieces: &[Piece]) -> Result<()> {
+    if pieces.is_empty() {
+        return Ok(());
+    }
+    let mut offsets = Vec::with_capacity(pieces.len());
+    let mut offset = 0i64;
+    for p in pieces {
+        offsets.push(offset);
+        offset += p.length;
+    }
+    let idx: Vec<i32> = (0..pieces.len() as i32).collect();
+    let chunk_ids: Vec<&str> = pieces.iter().map(|p| p.chunk_id.as_str()).collect();
+    let chunk_offsets: Vec<i32> = pieces.iter().map(|p| p.chunk_offset as i32).collect();
+    let lengths: Vec<i32> = pieces.iter().map(|p| p.length as i32).collect();
+    sqlx::query(
+        "INSERT INTO version_chunks (version, idx, object_offset, chunk_id, chunk_offset, length)
+         SELECT $1, * FROM unnest($2::int[], $3::bigint[], $4::text[], $5::int[], $6::int[])",
+    )
+    .bind(version)
+    .bind(&idx)
+    .bind(&offsets)
+    .bind(&chunk_ids)
+    .bind(&chunk_offsets)
+    .bind(&lengths)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

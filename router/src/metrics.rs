@@ -1,0 +1,40 @@
+//! Router counters, exposed at `/_bucketfs/metrics` in the Prometheus text format.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Object bytes received from clients in PUT and UploadPart bodies.
+    pub bytes_in: AtomicU64,
+    /// Object bytes sent to clients in GET bodies.
+    pub bytes_out: AtomicU64,
+    pub chunks_written: AtomicU64,
+    pub checksum_failures: AtomicU64,
+    pub replica_read_fallbacks: AtomicU64,
+}
+
+impl Metrics {
+    pub fn inc(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn render(&self, live_nodes: usize) -> String {
+        let mut out = String::new();
+        for (name, value) in [
+            ("bucketfs_router_bytes_in_total", &self.bytes_in),
+            ("bucketfs_router_bytes_out_total", &self.bytes_out),
+            ("bucketfs_router_chunks_written_total", &self.chunks_written),
+            ("bucketfs_router_checksum_failures_total", &self.checksum_failures),
+            ("bucketfs_router_replica_read_fallbacks_total", &self.replica_read_fallbacks),
+        ] {
+            let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
+        }
+        let _ = writeln!(out, "bucketfs_router_live_storage_nodes {live_nodes}");
+        out
+    }
+}

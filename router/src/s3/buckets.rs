@@ -1,0 +1,77 @@
+//! Bucket operations: create, head, delete, list, location, versioning.
+
+use s3s::dto::*;
+use s3s::{S3Request, S3Response};
+
+use super::{timestamp, Bucketfs};
+use crate::error::{Error, Result};
+
+impl Bucketfs {
+    pub(super) async fn list_buckets(&self, _req: S3Request<ListBucketsInput>) -> Result<S3Response<ListBucketsOutput>> {
+        let buckets = self
+            .meta
+            .buckets()
+            .await?
+            .into_iter()
+            .map(|b| Bucket { name: Some(b.name), creation_date: Some(timestamp(b.created_at)), ..Default::default() })
+            .collect();
+        Ok(S3Response::new(ListBucketsOutput { buckets: Some(buckets), ..Default::default() }))
+    }
+
+    pub(super) async fn create_bucket(
+        &self,
+        req: S3Request<CreateBucketInput>,
+    ) -> Result<S3Response<CreateBucketOutput>> {
+        self.meta.create_bucket(&req.input.bucket).await?;
+        Ok(S3Response::new(CreateBucketOutput {
+            location: Some(format!("/{}", req.input.bucket)),
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn head_bucket(&self, req: S3Request<HeadBucketInput>) -> Result<S3Response<HeadBucketOutput>> {
+        self.meta.bucket(&req.input.bucket).await?;
+        Ok(S3Response::new(HeadBucketOutput::default()))
+    }
+
+    pub(super) async fn delete_bucket(
+        &self,
+        req: S3Request<DeleteBucketInput>,
+    ) -> Result<S3Response<DeleteBucketOutput>> {
+        let bucket = self.meta.bucket(&req.input.bucket).await?;
+        self.meta.delete_bucket(&bucket).await?;
+        Ok(S3Response::new(DeleteBucketOutput::default()))
+    }
+
+    pub(super) async fn get_bucket_location(
+        &self,
+        req: S3Request<GetBucketLocationInput>,
+    ) -> Result<S3Response<GetBucketLocationOutput>> {
+        self.meta.bucket(&req.input.bucket).await?;
+        Ok(S3Response::new(GetBucketLocationOutput::default()))
+    }
+
+    pub(super) async fn get_bucket_versioning(
+        &self,
+        req: S3Request<GetBucketVersioningInput>,
+    ) -> Result<S3Response<GetBucketVersioningOutput>> {
+        let bucket = self.meta.bucket(&req.input.bucket).await?;
+        let status = (!bucket.versioning.is_empty()).then(|| BucketVersioningStatus::from(bucket.versioning));
+        Ok(S3Response::new(GetBucketVersioningOutput { status, ..Default::default() }))
+    }
+
+    pub(super) async fn put_bucket_versioning(
+        &self,
+        req: S3Request<PutBucketVersioningInput>,
+    ) -> Result<S3Response<PutBucketVersioningOutput>> {
+        let bucket = self.meta.bucket(&req.input.bucket).await?;
+        let status = req.input.versioning_configuration.status.map(|s| s.as_str().to_string());
+        match status.as_deref() {
+            Some(s @ (BucketVersioningStatus::ENABLED | BucketVersioningStatus::SUSPENDED)) => {
+                self.meta.set_versioning(&bucket, s).await?;
+            }
+            other => return Err(Error::InvalidArgument(format!("versioning status {other:?}"))),
+        }
+        Ok(S3Response::new(PutBucketVersioningOutput::default()))
+    }
+}

@@ -1,0 +1,101 @@
+//! The S3 API: s3s parses and authenticates requests; each operation here
+//! turns its input into metadata queries and chunk I/O. One file per family
+//! of operations; errors become S3 errors only through `crate::error`.
+
+mod buckets;
+mod ingest;
+mod list;
+mod multipart;
+mod objects;
+
+use std::sync::Arc;
+
+use s3s::dto::*;
+use s3s::{S3Request, S3Response, S3Result, S3};
+
+use crate::chunks::ChunkIo;
+use crate::error::{Error, Result};
+use crate::meta::{Meta, Version, NULL_VERSION};
+use crate::metrics::Metrics;
+
+pub use ingest::CHUNK_SIZE;
+
+/// Longest key S3 accepts, in bytes.
+pub const MAX_KEY_BYTES: usize = 1024;
+
+#[derive(Clone)]
+pub struct Bucketfs {
+    meta: Meta,
+    io: ChunkIo,
+    metrics: Arc<Metrics>,
+}
+
+impl Bucketfs {
+    pub fn new(meta: Meta, io: ChunkIo, metrics: Arc<Metrics>) -> Self {
+        Self { meta, io, metrics }
+    }
+}
+
+fn check_key(key: &str) -> Result<()> {
+    if key.is_empty() {
+        return Err(Error::InvalidArgument("empty key".into()));
+    }
+    if key.len() > MAX_KEY_BYTES {
+        return Err(Error::KeyTooLong);
+    }
+    if key.contains('\0') {
+        return Err(Error::InvalidArgument("key contains a NUL character".into()));
+    }
+    Ok(())
+}
+
+fn etag_of(v: &Version) -> ETag {
+    ETag::Strong(v.etag.clone())
+}
+
+fn timestamp(t: time::OffsetDateTime) -> Timestamp {
+    Timestamp::from(t)
+}
+
+fn visible_version_id(v: &Version) -> Option<String> {
+    (v.version_id != NULL_VERSION).then(|| v.version_id.clone())
+}
+
+macro_rules! delegate {
+    ($($name:ident: $input:ty => $output:ty;)*) => {
+        #[async_trait::async_trait]
+        impl S3 for Bucketfs {
+            $(
+                async fn $name(&self, req: S3Request<$input>) -> S3Result<S3Response<$output>> {
+                    Ok(self.$name(req).await?)
+                }
+            )*
+        }
+    };
+}
+
+delegate! {
+    list_buckets: ListBucketsInput => ListBucketsOutput;
+    create_bucket: CreateBucketInput => CreateBucketOutput;
+    head_bucket: HeadBucketInput => HeadBucketOutput;
+    delete_bucket: DeleteBucketInput => DeleteBucketOutput;
+    get_bucket_location: GetBucketLocationInput => GetBucketLocationOutput;
+    get_bucket_versioning: GetBucketVersioningInput => GetBucketVersioningOutput;
+    put_bucket_versioning: PutBucketVersioningInput => PutBucketVersioningOutput;
+    put_object: PutObjectInput => PutObjectOutput;
+    get_object: GetObjectInput => GetObjectOutput;
+    head_object: HeadObjectInput => HeadObjectOutput;
+    delete_object: DeleteObjectInput => DeleteObjectOutput;
+    delete_objects: DeleteObjectsInput => DeleteObjectsOutput;
+    copy_object: CopyObjectInput => CopyObjectOutput;
+    list_objects: ListObjectsInput => ListObjectsOutput;
+    list_objects_v2: ListObjectsV2Input => ListObjectsV2Output;
+    list_object_versions: ListObjectVersionsInput => ListObjectVersionsOutput;
+    create_multipart_upload: CreateMultipartUploadInput => CreateMultipartUploadOutput;
+    upload_part: UploadPartInput => UploadPartOutput;
+    upload_part_copy: UploadPartCopyInput => UploadPartCopyOutput;
+    complete_multipart_upload: CompleteMultipartUploadInput => CompleteMultipartUploadOutput;
+    abort_multipart_upload: AbortMultipartUploadInput => AbortMultipartUploadOutput;
+    list_parts: ListPartsInput => ListPartsOutput;
+    list_multipart_uploads: ListMultipartUploadsInput => ListMultipartUploadsOutput;
+}

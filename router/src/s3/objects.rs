@@ -1,0 +1,332 @@
+//! Object operations: put, get, head, delete, bulk delete and copy.
+//!
+//! GET streams: a producer task fetches the pieces overlapping the range a few
+//! at a time and feeds a bounded channel that is the response body, so memory
+//! per download is a few chunks and a client that goes away stops the fetches.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use s3s::dto::*;
+use s3s::{S3Request, S3Response};
+use time::OffsetDateTime;
+
+use super::ingest::{check_content_md5, ingest};
+use super::{check_key, etag_of, timestamp, visible_version_id, Bucketfs};
+use crate::error::{Error, Result};
+use crate::meta::{NewVersion, Version, WritePrecondition};
+use crate::metrics::Metrics;
+
+const READS_IN_FLIGHT: usize = 4;
+
+/// The conditional headers of a GET or HEAD.
+struct ReadConditions<'a> {
+    if_match: Option<&'a ETagCondition>,
+    if_none_match: Option<&'a ETagCondition>,
+    if_modified_since: Option<&'a Timestamp>,
+    if_unmodified_since: Option<&'a Timestamp>,
+}
+
+impl ReadConditions<'_> {
+    /// RFC 9110 §13.2.2 evaluation order, as S3 applies it.
+    fn check(&self, v: &Version) -> Result<()> {
+        let matches = |c: &ETagCondition| match c {
+            ETagCondition::Any => true,
+            ETagCondition::ETag(e) => e.value() == v.etag,
+        };
+        let modified = seconds(v.created_at);
+        if let Some(c) = self.if_match {
+            if !matches(c) {
+                return Err(Error::PreconditionFailed);
+            }
+        } else if let Some(t) = self.if_unmodified_since {
+            if modified > seconds(t.clone().into()) {
+                return Err(Error::PreconditionFailed);
+            }
+        }
+        if let Some(c) = self.if_none_match {
+            if matches(c) {
+                return Err(Error::NotModified);
+            }
+        } else if let Some(t) = self.if_modified_since {
+            if modified <= seconds(t.clone().into()) {
+                return Err(Error::NotModified);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn seconds(t: OffsetDateTime) -> i64 {
+    t.unix_timestamp()
+}
+
+fn write_precondition(if_none_match: Option<&ETagCondition>, if_match: Option<&ETagCondition>) -> WritePrecondition {
+    match (if_none_match, if_match) {
+        (Some(ETagCondition::Any), _) => WritePrecondition::Absent,
+        (_, Some(ETagCondition::ETag(e))) => WritePrecondition::EtagIs(e.value().to_string()),
+        _ => WritePrecondition::None,
+    }
+}
+
+fn content_range(range: &std::ops::Range<u64>, size: u64) -> String {
+    format!("bytes {}-{}/{}", range.start, range.end.saturating_sub(1), size)
+}
+
+impl Bucketfs {
+    pub(super) async fn put_object(&self, req: S3Request<PutObjectInput>) -> Result<S3Response<PutObjectOutput>> {
+        let input = req.input;
+        check_key(&input.key)?;
+        let bucket = self.meta.bucket(&input.bucket).await?;
+        let body = ingest(&self.io, &self.metrics, input.body).await?;
+        if let Some(declared) = input.content_length {
+            if declared != body.size {
+                return Err(Error::IncompleteBody(format!("got {} of {declared} bytes", body.size)));
+            }
+        }
+        check_content_md5(input.content_md5.as_deref(), &body.md5)?;
+        let etag = body.etag();
+        let version = self
+            .meta
+            .commit_version(
+                &bucket,
+                NewVersion {
+                    key: input.key,
+                    size: body.size,
+                    etag: etag.clone(),
+                    content_type: input.content_type.map(|c| c.to_string()),
+                    metadata: input.metadata.unwrap_or_default(),
+                    parts_count: None,
+                    pieces: body.pieces,
+                    precondition: write_precondition(input.if_none_match.as_ref(), input.if_match.as_ref()),
+                },
+            )
+            .await?;
+        Ok(S3Response::new(PutObjectOutput {
+            e_tag: Some(ETag::Strong(etag)),
+            version_id: visible_version_id(&version),
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn get_object(&self, req: S3Request<GetObjectInput>) -> Result<S3Response<GetObjectOutput>> {
+        let input = req.input;
+        let bucket = self.meta.bucket(&input.bucket).await?;
+        let version = self.meta.version(&bucket, &input.key, input.version_id.as_deref()).await?;
+        ReadConditions {
+            if_match: input.if_match.as_ref(),
+            if_none_match: input.if_none_match.as_ref(),
+            if_modified_since: input.if_modified_since.as_ref(),
+            if_unmodified_since: input.if_unmodified_since.as_ref(),
+        }
+        .check(&version)?;
+        let size = version.size as u64;
+        let range = match &input.range {
+            Some(r) => Some(r.check(size).map_err(|_| Error::InvalidRange)?),
+            None => None,
+        };
+        let bytes = range.clone().unwrap_or(0..size);
+        let body = self.stream_range(version.id, bytes.clone()).await?;
+        Ok(S3Response::new(GetObjectOutput {
+            body: Some(body),
+            content_length: Some((bytes.end - bytes.start) as i64),
+            content_range: range.as_ref().map(|r| content_range(r, size)),
+            accept_ranges: Some("bytes".into()),
+            e_tag: Some(etag_of(&version)),
+            last_modified: Some(timestamp(version.created_at)),
+            content_type: version.content_type.as_deref().and_then(|c| c.parse().ok()),
+            metadata: Some(version.user_metadata()),
+            version_id: visible_version_id(&version),
+            parts_count: version.parts_count,
+            ..Default::default()
+        }))
+    }
+
+    /// The bytes `range` of a version as a streaming body.
+    async fn stream_range(&self, version: i64, range: std::ops::Range<u64>) -> Result<StreamingBlob> {
+        let pieces: Vec<_> = self
+            .meta
+            .pieces(version)
+            .await?
+            .into_iter()
+            .filter(|p| {
+                let start = p.object_offset as u64;
+                let end = start + p.length as u64;
+                start < range.end && end > range.start
+            })
+            .collect();
+        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(READS_IN_FLIGHT);
+        let io = self.io.clone();
+        let metrics = self.metrics.clone();
+        tokio::spawn(async move {
+            let mut reads = futures::stream::iter(pieces)
+                .map(|p| {
+                    let io = io.clone();
+                    let start = range.start.saturating_sub(p.object_offset as u64);
+                    let end = (range.end - p.object_offset as u64).min(p.length as u64);
+                    async move { io.read(&p, start, end).await }
+                })
+                .buffered(READS_IN_FLIGHT);
+            while let Some(result) = reads.next().await {
+                let item = result.map_err(std::io::Error::other);
+                let failed = item.is_err();
+                if let Ok(bytes) = &item {
+                    Metrics::add(&metrics.bytes_out, bytes.len() as u64);
+                }
+                if tx.send(item).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        Ok(StreamingBlob::wrap(tokio_stream::wrappers::ReceiverStream::new(rx)))
+    }
+
+    pub(super) async fn head_object(&self, req: S3Request<HeadObjectInput>) -> Result<S3Response<HeadObjectOutput>> {
+        let input = req.input;
+        let bucket = self.meta.bucket(&input.bucket).await?;
+        let version = self.meta.version(&bucket, &input.key, input.version_id.as_deref()).await?;
+        ReadConditions {
+            if_match: input.if_match.as_ref(),
+            if_none_match: input.if_none_match.as_ref(),
+            if_modified_since: input.if_modified_since.as_ref(),
+            if_unmodified_since: input.if_unmodified_since.as_ref(),
+        }
+        .check(&version)?;
+        Ok(S3Response::new(HeadObjectOutput {
+            content_length: Some(version.size),
+            accept_ranges: Some("bytes".into()),
+            e_tag: Some(etag_of(&version)),
+            last_modified: Some(timestamp(version.created_at)),
+            content_type: version.content_type.as_deref().and_then(|c| c.parse().ok()),
+            metadata: Some(version.user_metadata()),
+            version_id: visible_version_id(&version),
+            parts_count: version.parts_count,
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn delete_object(
+        &self,
+        req: S3Request<DeleteObjectInput>,
+    ) -> Result<S3Response<DeleteObjectOutput>> {
+        let input = req.input;
+        let bucket = self.meta.bucket(&input.bucket).await?;
+        let deleted = match input.version_id.as_deref() {
+            Some(vid) => self.meta.delete_version(&bucket, &input.key, vid).await?,
+            None => self.meta.delete_object(&bucket, &input.key).await?,
+        };
+        Ok(S3Response::new(DeleteObjectOutput {
+            delete_marker: deleted.delete_marker.then_some(true),
+            version_id: deleted.version_id,
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn delete_objects(
+        &self,
+        req: S3Request<DeleteObjectsInput>,
+    ) -> Result<S3Response<DeleteObjectsOutput>> {
+        let input = req.input;
+        let bucket = self.meta.bucket(&input.bucket).await?;
+        let quiet = input.delete.quiet.unwrap_or(false);
+        let mut deleted = Vec::new();
+        let mut errors = Vec::new();
+        for object in input.delete.objects {
+            let result = match object.version_id.as_deref() {
+                Some(vid) => self.meta.delete_version(&bucket, &object.key, vid).await,
+                None => self.meta.delete_object(&bucket, &object.key).await,
+            };
+            match result {
+                Ok(d) => {
+                    if !quiet {
+                        deleted.push(DeletedObject {
+                            key: Some(object.key),
+                            version_id: object.version_id,
+                            delete_marker: d.delete_marker.then_some(true),
+                            delete_marker_version_id: d.delete_marker.then_some(d.version_id).flatten(),
+                        });
+                    }
+                }
+                Err(e) => {
+                    let s3 = s3s::S3Error::from(e);
+                    errors.push(s3s::dto::Error {
+                        key: Some(object.key),
+                        version_id: object.version_id,
+                        code: Some(s3.code().as_str().to_string()),
+                        message: s3.message().map(str::to_string),
+                    });
+                }
+            }
+        }
+        Ok(S3Response::new(DeleteObjectsOutput {
+            deleted: Some(deleted),
+            errors: (!errors.is_empty()).then_some(errors),
+            ..Default::default()
+        }))
+    }
+
+    /// Copies by reference: the new version shares the source's chunks.
+    pub(super) async fn copy_object(&self, req: S3Request<CopyObjectInput>) -> Result<S3Response<CopyObjectOutput>> {
+        let input = req.input;
+        check_key(&input.key)?;
+        let (src_bucket, src_key, src_version) = copy_source(&input.copy_source)?;
+        let source_bucket = self.meta.bucket(&src_bucket).await?;
+        let source = self.meta.version(&source_bucket, &src_key, src_version.as_deref()).await?;
+        ReadConditions {
+            if_match: input.copy_source_if_match.as_ref(),
+            if_none_match: input.copy_source_if_none_match.as_ref(),
+            if_modified_since: input.copy_source_if_modified_since.as_ref(),
+            if_unmodified_since: input.copy_source_if_unmodified_since.as_ref(),
+        }
+        .check(&source)
+        .map_err(|e| match e {
+            Error::NotModified => Error::PreconditionFailed,
+            e => e,
+        })?;
+        let bucket = self.meta.bucket(&input.bucket).await?;
+        let replace = input.metadata_directive.as_ref().is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
+        let (content_type, metadata): (Option<String>, HashMap<String, String>) = if replace {
+            (input.content_type.map(|c| c.to_string()), input.metadata.unwrap_or_default())
+        } else {
+            (source.content_type.clone(), source.user_metadata())
+        };
+        let pieces = self.meta.piece_refs(source.id).await?;
+        let version = self
+            .meta
+            .commit_version(
+                &bucket,
+                NewVersion {
+                    key: input.key,
+                    size: source.size,
+                    etag: source.etag.clone(),
+                    content_type,
+                    metadata,
+                    parts_count: source.parts_count,
+                    pieces,
+                    precondition: WritePrecondition::None,
+                },
+            )
+            .await?;
+        Ok(S3Response::new(CopyObjectOutput {
+            copy_object_result: Some(CopyObjectResult {
+                e_tag: Some(etag_of(&version)),
+                last_modified: Some(timestamp(version.created_at)),
+                ..Default::default()
+            }),
+            copy_source_version_id: visible_version_id(&source),
+            version_id: visible_version_id(&version),
+            ..Default::default()
+        }))
+    }
+}
+
+/// (bucket, key, version id) named by an x-amz-copy-source header.
+pub(super) fn copy_source(source: &CopySource) -> Result<(String, String, Option<String>)> {
+    match source {
+        CopySource::Bucket { bucket, key, version_id } => {
+            Ok((bucket.to_string(), key.to_string(), version_id.as_ref().map(|v| v.to_string())))
+        }
+        _ => Err(Error::InvalidArgument("access point copy sources are not supported".into())),
+    }
+}

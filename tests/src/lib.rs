@@ -1,0 +1,414 @@
+//! The cluster harness: real Postgres, ZooKeeper, HAProxy, routers and
+//! storage nodes as processes on loopback. The end-to-end tests, the
+//! benchmarks and `make up` all start clusters through it.
+//!
+//! Each process writes its pid to `<dir>/pids/<name>.pid` and its output to
+//! `<dir>/logs/<name>.log`. A test cluster lives in a temporary directory on
+//! free ports and is killed on drop; `make up` detaches its cluster and
+//! `bucketfs-cluster down` stops it from the pid files.
+
+pub mod tools;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::{Pid, User};
+
+const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+pub const STORAGE_NODES: usize = 3;
+pub const ROUTERS: usize = 2;
+
+/// Ports of every service of a cluster.
+#[derive(Debug, Clone)]
+pub struct Ports {
+    pub postgres: u16,
+    pub zookeeper: u16,
+    pub haproxy: u16,
+    pub routers: Vec<u16>,
+    pub nodes: Vec<u16>,
+}
+
+impl Ports {
+    /// Free ports picked by the kernel.
+    pub fn free() -> Result<Self> {
+        Ok(Self {
+            postgres: free_port()?,
+            zookeeper: free_port()?,
+            haproxy: free_port()?,
+            routers: (0..ROUTERS).map(|_| free_port()).collect::<Result<_>>()?,
+            nodes: (0..STORAGE_NODES).map(|_| free_port()).collect::<Result<_>>()?,
+        })
+    }
+
+    /// The fixed ports of the `make up` quick start.
+    pub fn quick_start() -> Self {
+        Self {
+            postgres: 15432,
+            zookeeper: 12181,
+            haproxy: 9000,
+            routers: vec![9001, 9002],
+            nodes: vec![9101, 9102, 9103],
+        }
+    }
+}
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A running cluster.
+pub struct Cluster {
+    pub dir: PathBuf,
+    pub ports: Ports,
+    pub access_key: String,
+    pub secret_key: String,
+    bin_dir: PathBuf,
+    children: BTreeMap<String, Child>,
+    /// Temporary clusters delete their directory when dropped.
+    temporary: bool,
+    detached: bool,
+}
+
+/// Directory holding the workspace binaries built with the same profile as the caller.
+pub fn bin_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("BUCKETFS_BIN_DIR") {
+        return PathBuf::from(dir);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    let mut dir = exe.parent().expect("exe dir").to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    dir
+}
+
+impl Cluster {
+    /// Starts a whole cluster in a fresh temporary directory on free ports.
+    pub fn start() -> Result<Self> {
+        let base = std::env::temp_dir().join(format!("bucketfs-test-{:016x}", rand::random::<u64>()));
+        Self::start_in(&base, Ports::free()?, true)
+    }
+
+    pub fn start_in(dir: &Path, ports: Ports, temporary: bool) -> Result<Self> {
+        for sub in ["pids", "logs", "nodes"] {
+            fs::create_dir_all(dir.join(sub))?;
+        }
+        let mut cluster = Self {
+            dir: dir.to_path_buf(),
+            ports,
+            access_key: format!("BFS{}", hex::encode_upper(rand::random::<[u8; 8]>())),
+            secret_key: hex::encode(rand::random::<[u8; 20]>()),
+            bin_dir: bin_dir(),
+            children: BTreeMap::new(),
+            temporary,
+            detached: false,
+        };
+        cluster.start_postgres(true)?;
+        cluster.start_zookeeper()?;
+        for i in 1..=STORAGE_NODES {
+            cluster.start_node(i)?;
+        }
+        cluster.create_access_key()?;
+        for i in 1..=ROUTERS {
+            cluster.start_router(i)?;
+        }
+        cluster.start_haproxy()?;
+        for i in 1..=ROUTERS {
+            cluster.wait_live_nodes(i, STORAGE_NODES)?;
+        }
+        Ok(cluster)
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.ports.haproxy)
+    }
+
+    pub fn router_endpoint(&self, i: usize) -> String {
+        format!("http://127.0.0.1:{}", self.ports.routers[i - 1])
+    }
+
+    pub fn database_url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.ports.postgres)
+    }
+
+    pub fn node_data_dir(&self, i: usize) -> PathBuf {
+        self.dir.join("nodes").join(format!("storage-node-{i}"))
+    }
+
+    pub fn log_path(&self, name: &str) -> PathBuf {
+        self.dir.join("logs").join(format!("{name}.log"))
+    }
+
+    /// Leaves the processes running when this value is dropped.
+    pub fn detach(mut self) {
+        self.detached = true;
+    }
+
+    fn spawn(&mut self, name: &str, mut cmd: Command) -> Result<()> {
+        let log = fs::OpenOptions::new().create(true).append(true).open(self.log_path(name))?;
+        cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log).process_group(0);
+        let child = cmd.spawn().with_context(|| format!("starting {name}"))?;
+        fs::write(self.dir.join("pids").join(format!("{name}.pid")), format!("{}\n", child.id()))?;
+        self.children.insert(name.to_string(), child);
+        Ok(())
+    }
+
+    // ---- postgres ----------------------------------------------------------
+
+    fn start_postgres(&mut self, init: bool) -> Result<()> {
+        let user = User::from_name("postgres")?.context("the postgres user is missing (apt-get install postgresql)")?;
+        let data = self.dir.join("postgres");
+        if init && !data.join("PG_VERSION").exists() {
+            fs::create_dir_all(&data)?;
+            nix::unistd::chown(&data, Some(user.uid), Some(user.gid))?;
+            let out = Command::new(format!("{PG_BIN}/initdb"))
+                .args(["-D", data.to_str().unwrap(), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"])
+                .uid(user.uid.as_raw())
+                .gid(user.gid.as_raw())
+                .current_dir("/")
+                .output()?;
+            if !out.status.success() {
+                bail!("initdb failed: {}", String::from_utf8_lossy(&out.stderr));
+            }
+        }
+        let mut cmd = Command::new(format!("{PG_BIN}/postgres"));
+        cmd.args(["-D", data.to_str().unwrap()])
+            .args(["-p", &self.ports.postgres.to_string()])
+            .args(["-k", data.to_str().unwrap()])
+            .args(["-c", "listen_addresses=127.0.0.1", "-c", "max_connections=200"])
+            .uid(user.uid.as_raw())
+            .gid(user.gid.as_raw())
+            .current_dir("/");
+        self.spawn("postgres", cmd)?;
+        let port = self.ports.postgres;
+        wait_for("postgres", Duration::from_secs(60), || {
+            Command::new(format!("{PG_BIN}/pg_isready"))
+                .args(["-h", "127.0.0.1", "-U", "postgres", "-p", &port.to_string(), "-q"])
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+    }
+
+    /// Stops Postgres (fast shutdown) and starts it again on the same data.
+    pub fn restart_postgres(&mut self) -> Result<()> {
+        self.stop("postgres", Signal::SIGINT)?;
+        self.start_postgres(false)
+    }
+
+    // ---- zookeeper ---------------------------------------------------------
+
+    fn start_zookeeper(&mut self) -> Result<()> {
+        let data = self.dir.join("zookeeper");
+        fs::create_dir_all(&data)?;
+        let cfg = data.join("zoo.cfg");
+        fs::write(
+            &cfg,
+            format!(
+                "tickTime=500\ndataDir={}\nclientPort={}\nclientPortAddress=127.0.0.1\n\
+                 admin.enableServer=false\n4lw.commands.whitelist=ruok,stat\nmaxSessionTimeout=20000\n",
+                data.display(),
+                self.ports.zookeeper
+            ),
+        )?;
+        let mut cmd = Command::new("java");
+        cmd.args(["-Xmx256m", "-cp", "/usr/share/java/*", "org.apache.zookeeper.server.ZooKeeperServerMain"])
+            .arg(&cfg);
+        self.spawn("zookeeper", cmd)?;
+        let port = self.ports.zookeeper;
+        wait_for("zookeeper", Duration::from_secs(60), || {
+            four_letter_word(port, "ruok").is_some_and(|r| r == "imok")
+        })
+    }
+
+    // ---- storage nodes and routers -----------------------------------------
+
+    pub fn start_node(&mut self, i: usize) -> Result<()> {
+        let name = format!("storage-node-{i}");
+        let port = self.ports.nodes[i - 1];
+        let mut cmd = Command::new(self.bin_dir.join("storage-node"));
+        cmd.args(["--listen", &format!("127.0.0.1:{port}")])
+            .arg("--data-dir")
+            .arg(self.node_data_dir(i))
+            .args(["--node-id", &name])
+            .args(["--zookeeper", &format!("127.0.0.1:{}", self.ports.zookeeper)]);
+        self.spawn(&name, cmd)?;
+        wait_for(&name, Duration::from_secs(30), || http_get(port, "/health").is_some())
+    }
+
+    fn create_access_key(&self) -> Result<()> {
+        let out = Command::new(self.bin_dir.join("router"))
+            .args(["create-key", "--database-url", &self.database_url()])
+            .args(["--access-key", &self.access_key, "--secret-key", &self.secret_key])
+            .output()?;
+        if !out.status.success() {
+            bail!("router create-key failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(())
+    }
+
+    pub fn start_router(&mut self, i: usize) -> Result<()> {
+        let name = format!("router-{i}");
+        let port = self.ports.routers[i - 1];
+        let mut cmd = Command::new(self.bin_dir.join("router"));
+        cmd.arg("serve")
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--database-url", &self.database_url()])
+            .args(["--zookeeper", &format!("127.0.0.1:{}", self.ports.zookeeper)]);
+        self.spawn(&name, cmd)?;
+        wait_for(&name, Duration::from_secs(30), || http_get(port, "/_bucketfs/health").is_some())
+    }
+
+    /// Waits until router `i` sees `n` live storage nodes.
+    pub fn wait_live_nodes(&self, i: usize, n: usize) -> Result<()> {
+        let port = self.ports.routers[i - 1];
+        let want = format!("bucketfs_router_live_storage_nodes {n}\n");
+        wait_for(&format!("router-{i} to see {n} nodes"), Duration::from_secs(30), || {
+            http_get(port, "/_bucketfs/metrics").is_some_and(|m| m.contains(&want))
+        })
+    }
+
+    /// A counter from router `i`'s metrics.
+    pub fn router_metric(&self, i: usize, name: &str) -> Option<u64> {
+        let text = http_get(self.ports.routers[i - 1], "/_bucketfs/metrics")?;
+        metric(&text, name)
+    }
+
+    /// A counter from storage node `i`'s metrics.
+    pub fn node_metric(&self, i: usize, name: &str) -> Option<u64> {
+        let text = http_get(self.ports.nodes[i - 1], "/metrics")?;
+        metric(&text, name)
+    }
+
+    // ---- haproxy -----------------------------------------------------------
+
+    fn start_haproxy(&mut self) -> Result<()> {
+        let servers: String = self
+            .ports
+            .routers
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("  server router-{} 127.0.0.1:{p} check\n", i + 1))
+            .collect();
+        let cfg = self.dir.join("haproxy.cfg");
+        fs::write(
+            &cfg,
+            format!(
+                "global\n  maxconn 4096\n\
+                 defaults\n  mode http\n  timeout connect 2s\n  timeout client 600s\n  timeout server 600s\n\
+                 \x20 retries 3\n  option redispatch 1\n  retry-on conn-failure empty-response response-timeout\n\
+                 frontend s3\n  bind 127.0.0.1:{}\n  default_backend routers\n\
+                 backend routers\n  balance roundrobin\n  option httpchk GET /_bucketfs/health\n\
+                 \x20 default-server inter 500ms fall 2 rise 1\n{servers}",
+                self.ports.haproxy
+            ),
+        )?;
+        let mut cmd = Command::new("haproxy");
+        cmd.arg("-db").arg("-f").arg(&cfg);
+        self.spawn("haproxy", cmd)?;
+        let port = self.ports.haproxy;
+        wait_for("haproxy", Duration::from_secs(30), || http_get(port, "/_bucketfs/health").is_some())
+    }
+
+    // ---- process control ---------------------------------------------------
+
+    /// `kill -9` of one process (by its name, e.g. `storage-node-2`).
+    pub fn kill9(&mut self, name: &str) -> Result<()> {
+        self.stop(name, Signal::SIGKILL)
+    }
+
+    fn stop(&mut self, name: &str, signal: Signal) -> Result<()> {
+        let mut child = self.children.remove(name).with_context(|| format!("{name} is not running"))?;
+        let _ = kill(Pid::from_raw(child.id() as i32), signal);
+        child.wait()?;
+        let _ = fs::remove_file(self.dir.join("pids").join(format!("{name}.pid")));
+        Ok(())
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if self.detached {
+            return;
+        }
+        let names: Vec<String> = self.children.keys().cloned().collect();
+        for name in names {
+            // Postgres: immediate shutdown, so its backends exit with it.
+            let signal = if name == "postgres" { Signal::SIGQUIT } else { Signal::SIGKILL };
+            let _ = self.stop(&name, signal);
+        }
+        if self.temporary && std::env::var_os("BUCKETFS_KEEP_TEST_DIRS").is_none() {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Stops every process recorded under `<dir>/pids`, for `make down`.
+pub fn stop_from_pid_files(dir: &Path) -> Result<()> {
+    let pids = dir.join("pids");
+    let Ok(entries) = fs::read_dir(&pids) else { return Ok(()) };
+    let mut waiting = Vec::new();
+    for entry in entries {
+        let path = entry?.path();
+        let name = path.file_stem().unwrap().to_string_lossy().to_string();
+        let pid: i32 = fs::read_to_string(&path)?.trim().parse()?;
+        let signal = if name == "postgres" { Signal::SIGINT } else { Signal::SIGTERM };
+        if kill(Pid::from_raw(pid), signal).is_ok() {
+            waiting.push((name, pid));
+        }
+        fs::remove_file(&path)?;
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for (name, pid) in waiting {
+        while kill(Pid::from_raw(pid), None).is_ok() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if kill(Pid::from_raw(pid), None).is_ok() {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        println!("stopped {name} (pid {pid})");
+    }
+    Ok(())
+}
+
+fn wait_for(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if ready() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!("timed out waiting for {what}")
+}
+
+/// A plain HTTP/1.0 GET on loopback; the body if the status is 200.
+pub fn http_get(port: u16, path: &str) -> Option<String> {
+    let mut s = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(1)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    (head.split(' ').nth(1) == Some("200")).then(|| body.to_string())
+}
+
+fn four_letter_word(port: u16, word: &str) -> Option<String> {
+    let mut s = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(1)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.write_all(word.as_bytes()).ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
+fn metric(text: &str, name: &str) -> Option<u64> {
+    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}

@@ -1,1 +1,60 @@
-fn main() {}
+//! `bucketfs-cluster`: starts and stops the local quick-start cluster.
+
+use std::fs;
+use std::path::PathBuf;
+
+use anyhow::Result;
+use bucketfs_tests::{tools, Cluster, Ports};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "bucketfs-cluster", about = "Local bucketfs cluster on loopback")]
+struct Cli {
+    /// State directory (pids, logs, data).
+    #[arg(long, default_value = ".cluster", global = true)]
+    dir: PathBuf,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Start Postgres, ZooKeeper, HAProxy, 2 routers and 3 storage nodes and create BUCKET.
+    Up {
+        #[arg(long, default_value = "demo")]
+        bucket: String,
+    },
+    /// Stop every process of the cluster.
+    Down,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Up { bucket } => {
+            if cli.dir.join("pids").read_dir().is_ok_and(|mut d| d.next().is_some()) {
+                anyhow::bail!("{} holds a running cluster; run `make down` first", cli.dir.display());
+            }
+            let dir = std::path::absolute(&cli.dir)?;
+            let cluster = Cluster::start_in(&dir, Ports::quick_start(), false)?;
+            let env = format!(
+                "export AWS_ENDPOINT_URL={endpoint}\nexport AWS_ACCESS_KEY_ID={}\n\
+                 export AWS_SECRET_ACCESS_KEY={}\nexport AWS_DEFAULT_REGION=us-east-1\n\
+                 export BUCKETFS_ENDPOINT={endpoint}\n",
+                cluster.access_key,
+                cluster.secret_key,
+                endpoint = cluster.endpoint()
+            );
+            fs::write(dir.join("env"), env)?;
+            let out = cluster.aws(&["s3api", "create-bucket", "--bucket", &bucket]).output()?;
+            if !out.status.success() && !String::from_utf8_lossy(&out.stderr).contains("BucketAlreadyOwnedByYou") {
+                tools::check(out, "creating the bucket")?;
+            }
+            println!("cluster up: S3 endpoint {} (bucket {bucket})", cluster.endpoint());
+            println!("credentials: source {}", dir.join("env").display());
+            cluster.detach();
+        }
+        Cmd::Down => bucketfs_tests::stop_from_pid_files(&cli.dir)?,
+    }
+    Ok(())
+}

@@ -1,0 +1,39 @@
+# bucketfs: the two commands are `make up` and `make test`.
+SHELL := /bin/bash
+CARGO ?= cargo
+CLUSTER_DIR ?= .cluster
+RELEASE_BIN := target/release
+
+.PHONY: deps build up down test lint bench-s3 clean
+
+deps:
+	@scripts/install-deps.sh
+
+build: deps
+	$(CARGO) build --release --workspace --bins
+
+## Start a local cluster (Postgres, ZooKeeper, HAProxy, 2 routers, 3 storage nodes)
+## and create the bucket `demo`. Credentials: `source .cluster/env`.
+up: build
+	$(RELEASE_BIN)/bucketfs-cluster --dir $(CLUSTER_DIR) up --bucket demo
+
+down:
+	@if [ -x $(RELEASE_BIN)/bucketfs-cluster ]; then $(RELEASE_BIN)/bucketfs-cluster --dir $(CLUSTER_DIR) down; \
+	else $(CARGO) run -q -p bucketfs-tests --bin bucketfs-cluster -- --dir $(CLUSTER_DIR) down; fi
+
+## Unit tests and end-to-end tests against real services. Binaries are built
+## once in the dev profile; the end-to-end tests spawn those same binaries.
+test: deps
+	$(CARGO) build --workspace --bins --tests
+	$(CARGO) test --workspace --no-fail-fast -- --test-threads=2
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## S3 throughput benchmark through HAProxy, beside raw disk speed (not part of `make test`).
+bench-s3: build
+	BUCKETFS_BIN_DIR=$(RELEASE_BIN) $(CARGO) run --release -p bucketfs-bench --bin bench-s3
+
+clean: down
+	rm -rf $(CLUSTER_DIR)

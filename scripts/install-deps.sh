@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs the Debian packages bucketfs needs to build, run and test, if any
+# are missing. Safe to run repeatedly; runs apt-get only when something is absent.
+set -euo pipefail
+
+packages=(
+  postgresql          # metadata store (initdb/postgres run as the postgres user)
+  zookeeper           # membership and coordination
+  haproxy             # load balancer in front of the routers
+  netcat-openbsd
+  fuse3 libfuse3-dev pkg-config   # the FUSE client
+  awscli s3cmd rclone python3-boto3   # real S3 clients used by the tests
+  fio                 # benchmarks and integrity checks
+  ca-certificates
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+  echo "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Debian's postgresql package starts a cluster on 5432; we run our own.
+if command -v pg_lsclusters >/dev/null && pg_lsclusters -h 2>/dev/null | grep -q online; then
+  pg_ctlcluster --force 15 main stop 2>/dev/null || true
+fi

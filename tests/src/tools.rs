@@ -1,0 +1,135 @@
+//! Running the real S3 clients (AWS CLI, s3cmd, rclone) against a cluster,
+//! each with its own throwaway configuration so nothing on the machine leaks in.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use anyhow::{bail, Result};
+use sha2::{Digest, Sha256};
+
+use crate::Cluster;
+
+/// The output of a client, failing with its stderr when it failed.
+pub fn check(out: Output, what: &str) -> Result<String> {
+    if !out.status.success() {
+        bail!(
+            "{what} failed ({}):\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+impl Cluster {
+    fn scratch(&self, name: &str) -> PathBuf {
+        let dir = self.dir.join("clients");
+        fs::create_dir_all(&dir).expect("client config dir");
+        dir.join(name)
+    }
+
+    /// `aws` with this cluster's endpoint and keys.
+    pub fn aws(&self, args: &[&str]) -> Command {
+        self.aws_at(&self.endpoint(), args)
+    }
+
+    pub fn aws_at(&self, endpoint: &str, args: &[&str]) -> Command {
+        let config = self.scratch("aws-config");
+        if !config.exists() {
+            fs::write(&config, "[default]\nregion = us-east-1\ns3 =\n  max_concurrent_requests = 8\n").unwrap();
+        }
+        let mut cmd = Command::new("aws");
+        cmd.env("AWS_CONFIG_FILE", &config)
+            .env("AWS_SHARED_CREDENTIALS_FILE", self.scratch("aws-credentials"))
+            .env("AWS_ACCESS_KEY_ID", &self.access_key)
+            .env("AWS_SECRET_ACCESS_KEY", &self.secret_key)
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_CA_BUNDLE")
+            .arg("--endpoint-url")
+            .arg(endpoint)
+            .args(args);
+        cmd
+    }
+
+    /// Runs `aws ARGS` and returns stdout, failing on a non-zero exit.
+    pub fn aws_ok(&self, args: &[&str]) -> Result<String> {
+        check(self.aws(args).output()?, &format!("aws {}", args.join(" ")))
+    }
+
+    /// `s3cmd` with a config file for this cluster (path-style).
+    pub fn s3cmd(&self, args: &[&str]) -> Command {
+        let config = self.scratch("s3cfg");
+        let host = format!("127.0.0.1:{}", self.ports.haproxy);
+        fs::write(
+            &config,
+            format!(
+                "[default]\naccess_key = {}\nsecret_key = {}\nhost_base = {host}\nhost_bucket = {host}\n\
+                 use_https = False\nsignature_v2 = False\nbucket_location = us-east-1\n",
+                self.access_key, self.secret_key
+            ),
+        )
+        .unwrap();
+        let mut cmd = Command::new("s3cmd");
+        cmd.arg("-c").arg(config).args(args);
+        cmd
+    }
+
+    /// `rclone` with a remote named `bfs` of provider Other.
+    pub fn rclone(&self, args: &[&str]) -> Command {
+        let config = self.scratch("rclone.conf");
+        fs::write(
+            &config,
+            format!(
+                "[bfs]\ntype = s3\nprovider = Other\naccess_key_id = {}\nsecret_access_key = {}\n\
+                 endpoint = {}\nregion = us-east-1\nforce_path_style = true\n",
+                self.access_key,
+                self.secret_key,
+                self.endpoint()
+            ),
+        )
+        .unwrap();
+        let mut cmd = Command::new("rclone");
+        cmd.env_remove("AWS_CA_BUNDLE").arg("--config").arg(config).args(args);
+        cmd
+    }
+}
+
+/// Writes `len` bytes of pseudo-random data (fast, seeded) to `path`.
+pub fn random_file(path: &Path, len: u64, seed: u64) -> Result<()> {
+    let mut f = std::io::BufWriter::with_capacity(1 << 20, fs::File::create(path)?);
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut left = len;
+    while left > 0 {
+        for word in buf.chunks_exact_mut(8) {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            word.copy_from_slice(&state.to_le_bytes());
+        }
+        let n = left.min(buf.len() as u64) as usize;
+        f.write_all(&buf[..n])?;
+        left -= n as u64;
+    }
+    f.flush()?;
+    Ok(())
+}
+
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let mut f = fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex::encode(h.finalize()))
+}

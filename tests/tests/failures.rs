@@ -1,0 +1,168 @@
+//! Losing parts of the cluster: storage nodes, a router, a disk block, Postgres.
+
+use std::fs;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use bucketfs_tests::tools::{random_file, sha256_file};
+use bucketfs_tests::Cluster;
+
+fn put(cluster: &Cluster, file: &std::path::Path, key: &str) -> Result<String> {
+    cluster.aws_ok(&["s3", "cp", "--no-progress", file.to_str().unwrap(), &format!("s3://bkt/{key}")])
+}
+
+fn get_sha(cluster: &Cluster, key: &str, dir: &std::path::Path) -> Result<String> {
+    let out = dir.join(format!("{}.got", key.replace('/', "_")));
+    cluster.aws_ok(&["s3", "cp", "--no-progress", &format!("s3://bkt/{key}"), out.to_str().unwrap()])?;
+    let sha = sha256_file(&out)?;
+    fs::remove_file(out)?;
+    Ok(sha)
+}
+
+fn setup(cluster: &Cluster) -> Result<PathBuf> {
+    let work = cluster.dir.join("work");
+    fs::create_dir_all(&work)?;
+    cluster.aws_ok(&["s3", "mb", "s3://bkt"])?;
+    Ok(work)
+}
+
+/// Chunk files of every storage node, as (node index, path).
+fn chunk_files(cluster: &Cluster) -> Vec<(usize, PathBuf)> {
+    let mut files = Vec::new();
+    for i in 1..=bucketfs_tests::STORAGE_NODES {
+        let root = cluster.node_data_dir(i).join("chunks");
+        for shard in fs::read_dir(root).into_iter().flatten().flatten() {
+            for f in fs::read_dir(shard.path()).into_iter().flatten().flatten() {
+                files.push((i, f.path()));
+            }
+        }
+    }
+    files
+}
+
+fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    bail!("timed out: {what}")
+}
+
+#[test]
+fn storage_nodes_die() -> Result<()> {
+    let mut cluster = Cluster::start()?;
+    let work = setup(&cluster)?;
+    let file = work.join("a.bin");
+    random_file(&file, 20 << 20, 1)?;
+    let sha = sha256_file(&file)?;
+    put(&cluster, &file, "before")?;
+    // Every chunk reaches all three nodes (the third replica lands just after the ack).
+    wait_until("3 replicas of every chunk", Duration::from_secs(10), || chunk_files(&cluster).len() == 9)?;
+
+    cluster.kill9("storage-node-1")?;
+    put(&cluster, &file, "one-down")?;
+    assert_eq!(get_sha(&cluster, "before", &work)?, sha);
+    assert_eq!(get_sha(&cluster, "one-down", &work)?, sha);
+
+    cluster.kill9("storage-node-2")?;
+    let out = cluster.aws(&["s3", "cp", "--no-progress", file.to_str().unwrap(), "s3://bkt/two-down"]).output()?;
+    assert!(!out.status.success(), "a PUT with one live node must fail");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("ServiceUnavailable") || err.contains("503"), "{err}");
+    let listing = cluster.aws_ok(&["s3", "ls", "s3://bkt/"])?;
+    assert!(!listing.contains("two-down"), "failed PUT left a version: {listing}");
+    assert_eq!(get_sha(&cluster, "before", &work)?, sha, "GET from the survivor");
+    Ok(())
+}
+
+#[test]
+fn a_router_dies() -> Result<()> {
+    let mut cluster = Cluster::start()?;
+    let work = setup(&cluster)?;
+    let file = work.join("r.bin");
+    random_file(&file, 1 << 20, 2)?;
+    let sha = sha256_file(&file)?;
+    put(&cluster, &file, "x")?;
+    cluster.kill9("router-1")?;
+    for i in 0..6 {
+        put(&cluster, &file, &format!("after-{i}"))?;
+        assert_eq!(get_sha(&cluster, &format!("after-{i}"), &work)?, sha);
+    }
+    assert_eq!(get_sha(&cluster, "x", &work)?, sha);
+    Ok(())
+}
+
+#[test]
+fn a_flipped_chunk_is_served_from_another_replica() -> Result<()> {
+    let cluster = Cluster::start()?;
+    let work = setup(&cluster)?;
+    let file = work.join("c.bin");
+    random_file(&file, 300_000, 3)?;
+    let sha = sha256_file(&file)?;
+    put(&cluster, &file, "victim")?;
+    wait_until("3 replicas", Duration::from_secs(10), || chunk_files(&cluster).len() == 3)?;
+    // Flip a byte in two of the three replicas, so whichever the router reads
+    // first is likely bad and at least one read must fall back.
+    let files = chunk_files(&cluster);
+    for (_, path) in &files[..2] {
+        let mut bytes = fs::read(path)?;
+        let at = bytes.len() - 1000;
+        bytes[at] ^= 0x5a;
+        fs::write(path, bytes)?;
+    }
+    for _ in 0..3 {
+        assert_eq!(get_sha(&cluster, "victim", &work)?, sha);
+    }
+    let router_failures: u64 = (1..=2)
+        .filter_map(|i| cluster.router_metric(i, "bucketfs_router_checksum_failures_total"))
+        .sum();
+    let node_failures: u64 = (1..=3)
+        .filter_map(|i| cluster.node_metric(i, "bucketfs_node_checksum_failures_total"))
+        .sum();
+    assert!(router_failures >= 1, "router counted no checksum failure");
+    assert!(node_failures >= 1, "nodes counted no checksum failure");
+    let logs: String = (1..=3)
+        .map(|i| fs::read_to_string(cluster.log_path(&format!("storage-node-{i}"))).unwrap_or_default())
+        .collect();
+    assert!(logs.contains("checksum mismatch"), "mismatch not logged");
+    // The bad replicas were quarantined, not deleted.
+    let quarantined: usize = (1..=3)
+        .map(|i| fs::read_dir(cluster.node_data_dir(i).join("quarantine")).map(|d| d.count()).unwrap_or(0))
+        .sum();
+    assert!(quarantined >= 1);
+    Ok(())
+}
+
+#[test]
+fn postgres_restarts_under_the_routers() -> Result<()> {
+    let mut cluster = Cluster::start()?;
+    let work = setup(&cluster)?;
+    let file = work.join("p.bin");
+    random_file(&file, 2 << 20, 4)?;
+    let sha = sha256_file(&file)?;
+    put(&cluster, &file, "before")?;
+    cluster.restart_postgres()?;
+    // Routers are not restarted: their pools reconnect. Allow a short window.
+    let mut ok = false;
+    for _ in 0..20 {
+        if put(&cluster, &file, "after").is_ok() {
+            ok = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(ok, "routers did not recover after the Postgres restart");
+    assert_eq!(get_sha(&cluster, "before", &work)?, sha);
+    assert_eq!(get_sha(&cluster, "after", &work)?, sha);
+    // Both routers serve again.
+    for i in 1..=2 {
+        let ep = cluster.router_endpoint(i);
+        let out = cluster.aws_at(&ep, &["s3", "ls", "s3://bkt/"]).output()?;
+        assert!(out.status.success(), "router-{i}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}

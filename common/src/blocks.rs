@@ -73,7 +73,10 @@ impl Header {
             .chunks_exact(4)
             .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
             .collect();
-        Ok(Self { payload_len, checksums })
+        Ok(Self {
+            payload_len,
+            checksums,
+        })
     }
 
     pub fn encoded_len(&self) -> u64 {
@@ -109,7 +112,14 @@ mod tests {
 
     #[test]
     fn header_round_trips() {
-        for len in [0, 1, BLOCK_SIZE - 1, BLOCK_SIZE, BLOCK_SIZE + 1, 5 * BLOCK_SIZE + 7] {
+        for len in [
+            0,
+            1,
+            BLOCK_SIZE - 1,
+            BLOCK_SIZE,
+            BLOCK_SIZE + 1,
+            5 * BLOCK_SIZE + 7,
+        ] {
             let data = payload(len);
             let header = Header::decode(&encode_header(&data)).unwrap();
             assert_eq!(header.payload_len, len as u64);
@@ -131,7 +141,10 @@ mod tests {
     fn covering_blocks_are_clamped() {
         let header = Header::decode(&encode_header(&payload(2 * BLOCK_SIZE + 10))).unwrap();
         assert_eq!(header.covering_blocks(0, 1), 0..1);
-        assert_eq!(header.covering_blocks(BLOCK_SIZE as u64, BLOCK_SIZE as u64 + 1), 1..2);
+        assert_eq!(
+            header.covering_blocks(BLOCK_SIZE as u64, BLOCK_SIZE as u64 + 1),
+            1..2
+        );
         assert_eq!(header.covering_blocks(0, u64::MAX / 2), 0..3);
     }
 

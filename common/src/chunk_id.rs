@@ -35,7 +35,9 @@ impl FromStr for ChunkId {
     type Err = InvalidChunkId;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let ok = s.len() == 32 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        let ok = s.len() == 32
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         if !ok {
             return Err(InvalidChunkId);
         }

@@ -16,7 +16,12 @@ pub fn rank<'a>(chunk: &ChunkId, nodes: impl IntoIterator<Item = &'a str>) -> Ve
 fn score(chunk: &ChunkId, node: &str) -> u64 {
     // FNV-1a over both ids, then a splitmix64 finaliser for avalanche.
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in chunk.as_bytes().iter().chain([0xffu8].iter()).chain(node.as_bytes()) {
+    for b in chunk
+        .as_bytes()
+        .iter()
+        .chain([0xffu8].iter())
+        .chain(node.as_bytes())
+    {
         h ^= u64::from(*b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }

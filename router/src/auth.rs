@@ -20,7 +20,10 @@ pub struct PostgresAuth {
 
 impl PostgresAuth {
     pub fn new(meta: Meta) -> Self {
-        Self { meta, cache: Mutex::new(HashMap::new()) }
+        Self {
+            meta,
+            cache: Mutex::new(HashMap::new()),
+        }
     }
 }
 
@@ -34,7 +37,10 @@ impl S3Auth for PostgresAuth {
         }
         match self.meta.secret_key(access_key).await {
             Ok(Some(secret)) => {
-                self.cache.lock().unwrap().insert(access_key.to_string(), (secret.clone(), Instant::now()));
+                self.cache
+                    .lock()
+                    .unwrap()
+                    .insert(access_key.to_string(), (secret.clone(), Instant::now()));
                 Ok(SecretKey::from(secret))
             }
             Ok(None) => Err(s3_error!(InvalidAccessKeyId, "The access key does not exist")),

@@ -41,7 +41,12 @@ impl ChunkIo {
             .pool_max_idle_per_host(64)
             .build()
             .expect("http client builds");
-        Self { http, membership, meta, metrics }
+        Self {
+            http,
+            membership,
+            meta,
+            metrics,
+        }
     }
 
     pub fn membership(&self) -> &Membership {
@@ -73,11 +78,16 @@ impl ChunkIo {
                     }
                 }
                 None => {
-                    return Err(Error::InsufficientReplicas { live: durable.len(), needed: WRITE_QUORUM });
+                    return Err(Error::InsufficientReplicas {
+                        live: durable.len(),
+                        needed: WRITE_QUORUM,
+                    });
                 }
             }
         }
-        self.meta.record_chunk(&id.to_string(), data.len() as i64, crc, &durable).await?;
+        self.meta
+            .record_chunk(&id.to_string(), data.len() as i64, crc, &durable)
+            .await?;
         if !in_flight.is_empty() {
             let meta = self.meta.clone();
             tokio::spawn(async move {
@@ -88,12 +98,18 @@ impl ChunkIo {
                                 tracing::warn!(%node, chunk = %id, error = %e, "could not record third replica");
                             }
                         }
-                        Err(e) => tracing::warn!(%node, chunk = %id, error = %e, "third replica failed; left for repair"),
+                        Err(e) => {
+                            tracing::warn!(%node, chunk = %id, error = %e, "third replica failed; left for repair")
+                        }
                     }
                 }
             });
         }
-        Ok(Piece { chunk_id: id.to_string(), chunk_offset: 0, length: data.len() as i64 })
+        Ok(Piece {
+            chunk_id: id.to_string(),
+            chunk_offset: 0,
+            length: data.len() as i64,
+        })
     }
 
     fn put_replica(
@@ -119,8 +135,13 @@ impl ChunkIo {
         let chunk_end = piece.chunk_offset as u64 + end;
         let whole = chunk_start == 0 && chunk_end == piece.chunk_size as u64;
         for node in replicas {
-            let Some(addr) = self.membership.addr(&node) else { continue };
-            let url = format!("http://{addr}/chunks/{}?start={chunk_start}&end={chunk_end}", piece.chunk_id);
+            let Some(addr) = self.membership.addr(&node) else {
+                continue;
+            };
+            let url = format!(
+                "http://{addr}/chunks/{}?start={chunk_start}&end={chunk_end}",
+                piece.chunk_id
+            );
             match self.fetch(&url).await {
                 Ok(bytes) if bytes.len() as u64 != chunk_end - chunk_start => {
                     tracing::warn!(%node, chunk = %piece.chunk_id, "replica returned a short read");
@@ -155,12 +176,21 @@ impl ChunkIo {
     }
 
     async fn fetch(&self, url: &str) -> Result<Bytes, FetchError> {
-        let resp = self.http.get(url).send().await.map_err(|e| FetchError::Other(e.to_string()))?;
+        let resp = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| FetchError::Other(e.to_string()))?;
         let status = resp.status();
         if status.is_success() {
             return resp.bytes().await.map_err(|e| FetchError::Other(e.to_string()));
         }
-        let kind = resp.headers().get("x-bucketfs-error").and_then(|v| v.to_str().ok()).unwrap_or("");
+        let kind = resp
+            .headers()
+            .get("x-bucketfs-error")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
         Err(match (status.as_u16(), kind) {
             (_, "corrupt") => FetchError::Corrupt,
             (404, _) => FetchError::Missing,

@@ -60,7 +60,11 @@ pub struct ServeConfig {
 pub async fn main(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(config) => serve(config).await,
-        Command::CreateKey { database_url, access_key, secret_key } => {
+        Command::CreateKey {
+            database_url,
+            access_key,
+            secret_key,
+        } => {
             let meta = Meta::connect_lazy(&database_url)?;
             meta.migrate().await;
             meta.put_access_key(&access_key, &secret_key).await?;
@@ -79,7 +83,10 @@ struct Admin {
 /// What a client gets when s3s itself fails (not an S3 error response).
 async fn s3_failure(err: s3s::HttpError) -> (axum::http::StatusCode, String) {
     tracing::error!(?err, "s3 service failure");
-    (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "internal error\n".into())
+    (
+        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+        "internal error\n".into(),
+    )
 }
 
 /// Serves S3 until the process is killed.
@@ -91,7 +98,8 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     membership.spawn_watcher(config.zookeeper.clone(), meta.clone());
     let io = ChunkIo::new(membership.clone(), meta.clone(), metrics.clone());
 
-    let mut builder = s3s::service::S3ServiceBuilder::new(s3::Bucketfs::new(meta.clone(), io, metrics.clone()));
+    let mut builder =
+        s3s::service::S3ServiceBuilder::new(s3::Bucketfs::new(meta.clone(), io, metrics.clone()));
     builder.set_auth(auth::PostgresAuth::new(meta));
     let s3 = builder.build();
 

@@ -39,7 +39,11 @@ impl Membership {
     /// Address of a node, live or last known.
     pub fn addr(&self, id: &str) -> Option<String> {
         let state = self.state.read().unwrap();
-        state.live.get(id).map(|n| n.addr.clone()).or_else(|| state.known.get(id).cloned())
+        state
+            .live
+            .get(id)
+            .map(|n| n.addr.clone())
+            .or_else(|| state.known.get(id).cloned())
     }
 
     pub fn live_nodes(&self) -> Vec<NodeInfo> {
@@ -82,7 +86,12 @@ impl Membership {
             .with_session_timeout(Duration::from_secs(6))
             .connect(zookeeper)
             .await?;
-        client.mkdir(NODES_PATH, &zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all())).await?;
+        client
+            .mkdir(
+                NODES_PATH,
+                &zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all()),
+            )
+            .await?;
         loop {
             let (children, _, watcher) = client.get_and_watch_children(NODES_PATH).await?;
             let mut nodes = Vec::with_capacity(children.len());
@@ -98,7 +107,10 @@ impl Membership {
             }
             let before = self.live_ids();
             for n in &nodes {
-                if let Err(e) = meta.upsert_node(&n.id, &n.addr, n.capacity_bytes, n.free_bytes).await {
+                if let Err(e) = meta
+                    .upsert_node(&n.id, &n.addr, n.capacity_bytes, n.free_bytes)
+                    .await
+                {
                     tracing::debug!(error = %e, "could not mirror node into postgres");
                 }
             }

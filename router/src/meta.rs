@@ -161,10 +161,12 @@ impl Meta {
     // ---- access keys -------------------------------------------------------
 
     pub async fn secret_key(&self, access_key: &str) -> Result<Option<String>> {
-        Ok(sqlx::query_scalar("SELECT secret_key FROM access_keys WHERE access_key = $1")
-            .bind(access_key)
-            .fetch_optional(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_scalar("SELECT secret_key FROM access_keys WHERE access_key = $1")
+                .bind(access_key)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     pub async fn put_access_key(&self, access_key: &str, secret_key: &str) -> Result<()> {
@@ -201,9 +203,11 @@ impl Meta {
     }
 
     pub async fn buckets(&self) -> Result<Vec<Bucket>> {
-        Ok(sqlx::query_as("SELECT id, name, versioning, created_at FROM buckets ORDER BY name")
-            .fetch_all(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_as("SELECT id, name, versioning, created_at FROM buckets ORDER BY name")
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 
     pub async fn delete_bucket(&self, bucket: &Bucket) -> Result<()> {
@@ -218,7 +222,10 @@ impl Meta {
         if busy {
             return Err(Error::BucketNotEmpty);
         }
-        sqlx::query("DELETE FROM buckets WHERE id = $1").bind(bucket.id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM buckets WHERE id = $1")
+            .bind(bucket.id)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -292,7 +299,9 @@ impl Meta {
     }
 
     pub async fn node_addrs(&self) -> Result<HashMap<String, String>> {
-        let rows = sqlx::query("SELECT id, addr FROM nodes").fetch_all(&self.pool).await?;
+        let rows = sqlx::query("SELECT id, addr FROM nodes")
+            .fetch_all(&self.pool)
+            .await?;
         Ok(rows.iter().map(|r| (r.get("id"), r.get("addr"))).collect())
     }
 
@@ -307,7 +316,12 @@ impl Meta {
     }
 
     /// Commits a completed upload as a version and forgets the upload, atomically.
-    pub async fn complete_upload(&self, bucket: &Bucket, upload_id: &str, new: NewVersion) -> Result<Version> {
+    pub async fn complete_upload(
+        &self,
+        bucket: &Bucket,
+        upload_id: &str,
+        new: NewVersion,
+    ) -> Result<Version> {
         let mut tx = self.pool.begin().await?;
         let gone = sqlx::query("DELETE FROM uploads WHERE upload_id = $1")
             .bind(upload_id)
@@ -321,7 +335,6 @@ impl Meta {
         Ok(version)
     }
 
-
     /// A plain DELETE: a delete marker where versioning is on, else removal.
     pub async fn delete_object(&self, bucket: &Bucket, key: &str) -> Result<Deleted> {
         let mut tx = self.pool.begin().await?;
@@ -332,8 +345,11 @@ impl Meta {
             drop_null_versions(&mut tx, bucket.id, key, -1).await?;
             Deleted::default()
         } else {
-            let version_id =
-                if versioning == "Enabled" { new_version_id() } else { NULL_VERSION.to_string() };
+            let version_id = if versioning == "Enabled" {
+                new_version_id()
+            } else {
+                NULL_VERSION.to_string()
+            };
             let id: i64 = sqlx::query_scalar(
                 "INSERT INTO versions (bucket_id, key, version_id, delete_marker) VALUES ($1, $2, $3, true)
                  RETURNING id",
@@ -346,7 +362,10 @@ impl Meta {
             if version_id == NULL_VERSION {
                 drop_null_versions(&mut tx, bucket.id, key, id).await?;
             }
-            Deleted { delete_marker: true, version_id: Some(version_id) }
+            Deleted {
+                delete_marker: true,
+                version_id: Some(version_id),
+            }
         };
         tx.commit().await?;
         Ok(deleted)
@@ -366,10 +385,16 @@ impl Meta {
         .await?;
         let Some((id, delete_marker)) = victim else {
             // S3 answers success for a version that is already gone.
-            return Ok(Deleted { delete_marker: false, version_id: Some(version_id.to_string()) });
+            return Ok(Deleted {
+                delete_marker: false,
+                version_id: Some(version_id.to_string()),
+            });
         };
         set_current(&mut tx, bucket.id, key, None).await?;
-        sqlx::query("DELETE FROM versions WHERE id = $1").bind(id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM versions WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         let newest: Option<(i64, bool)> = sqlx::query_as(
             "SELECT id, delete_marker FROM versions WHERE bucket_id = $1 AND key = $2 ORDER BY id DESC LIMIT 1",
         )
@@ -381,7 +406,10 @@ impl Meta {
             set_current(&mut tx, bucket.id, key, Some(newest)).await?;
         }
         tx.commit().await?;
-        Ok(Deleted { delete_marker, version_id: Some(version_id.to_string()) })
+        Ok(Deleted {
+            delete_marker,
+            version_id: Some(version_id.to_string()),
+        })
     }
 
     /// The current version of a key, or a named version.
@@ -497,7 +525,12 @@ impl Meta {
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|r| Ok((<Version as sqlx::FromRow<_>>::from_row(r)?, r.try_get("is_latest")?)))
+            .map(|r| {
+                Ok((
+                    <Version as sqlx::FromRow<_>>::from_row(r)?,
+                    r.try_get("is_latest")?,
+                ))
+            })
             .collect()
     }
 
@@ -549,7 +582,13 @@ impl Meta {
     }
 
     /// Stores (or replaces) one part of an upload.
-    pub async fn put_part(&self, upload_id: &str, part_number: i32, etag: &str, pieces: &[Piece]) -> Result<()> {
+    pub async fn put_part(
+        &self,
+        upload_id: &str,
+        part_number: i32,
+        etag: &str,
+        pieces: &[Piece],
+    ) -> Result<()> {
         let size: i64 = pieces.iter().map(|p| p.length).sum();
         let mut tx = self.pool.begin().await?;
         sqlx::query("DELETE FROM parts WHERE upload_id = $1 AND part_number = $2")
@@ -606,9 +645,11 @@ impl Meta {
         Ok(rows.iter().map(piece_from_row).collect())
     }
 
-
     pub async fn delete_upload(&self, upload_id: &str) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM uploads WHERE upload_id = $1").bind(upload_id).execute(&self.pool).await?;
+        let done = sqlx::query("DELETE FROM uploads WHERE upload_id = $1")
+            .bind(upload_id)
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -641,11 +682,15 @@ impl Meta {
 }
 
 async fn commit_in(tx: &mut Transaction<'_, Postgres>, bucket: &Bucket, new: NewVersion) -> Result<Version> {
-        lock_key(tx, bucket.id, &new.key).await?;
-        check_precondition(tx, bucket.id, &new.key, &new.precondition).await?;
-        let versioning = current_versioning(tx, bucket.id).await?;
-        let version_id = if versioning == "Enabled" { new_version_id() } else { NULL_VERSION.to_string() };
-        let version: Version = sqlx::query_as(
+    lock_key(tx, bucket.id, &new.key).await?;
+    check_precondition(tx, bucket.id, &new.key, &new.precondition).await?;
+    let versioning = current_versioning(tx, bucket.id).await?;
+    let version_id = if versioning == "Enabled" {
+        new_version_id()
+    } else {
+        NULL_VERSION.to_string()
+    };
+    let version: Version = sqlx::query_as(
             "INSERT INTO versions (bucket_id, key, version_id, size, etag, content_type, metadata, parts_count)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
              RETURNING id, key, version_id, delete_marker, size, etag, content_type, metadata, parts_count, created_at",
@@ -660,11 +705,11 @@ async fn commit_in(tx: &mut Transaction<'_, Postgres>, bucket: &Bucket, new: New
         .bind(new.parts_count)
         .fetch_one(&mut **tx)
         .await?;
-        insert_pieces(tx, version.id, &new.pieces).await?;
-        set_current(tx, bucket.id, &new.key, Some(version.id)).await?;
-        if version_id == NULL_VERSION {
-            drop_null_versions(tx, bucket.id, &new.key, version.id).await?;
-        }
+    insert_pieces(tx, version.id, &new.pieces).await?;
+    set_current(tx, bucket.id, &new.key, Some(version.id)).await?;
+    if version_id == NULL_VERSION {
+        drop_null_versions(tx, bucket.id, &new.key, version.id).await?;
+    }
     Ok(version)
 }
 
@@ -718,35 +763,51 @@ async fn current_versioning(tx: &mut Transaction<'_, Postgres>, bucket_id: i64) 
         .ok_or(Error::NoSuchBucket)
 }
 
-async fn set_current(tx: &mut Transaction<'_, Postgres>, bucket_id: i64, key: &str, version: Option<i64>) -> Result<()> {
+async fn set_current(
+    tx: &mut Transaction<'_, Postgres>,
+    bucket_id: i64,
+    key: &str,
+    version: Option<i64>,
+) -> Result<()> {
     match version {
-        Some(v) => sqlx::query(
-            "INSERT INTO current_versions (bucket_id, key, version) VALUES ($1, $2, $3)
+        Some(v) => {
+            sqlx::query(
+                "INSERT INTO current_versions (bucket_id, key, version) VALUES ($1, $2, $3)
              ON CONFLICT (bucket_id, key) DO UPDATE SET version = EXCLUDED.version",
-        )
-        .bind(bucket_id)
-        .bind(key)
-        .bind(v)
-        .execute(&mut **tx)
-        .await?,
-        None => sqlx::query("DELETE FROM current_versions WHERE bucket_id = $1 AND key = $2")
+            )
             .bind(bucket_id)
             .bind(key)
+            .bind(v)
             .execute(&mut **tx)
-            .await?,
+            .await?
+        }
+        None => {
+            sqlx::query("DELETE FROM current_versions WHERE bucket_id = $1 AND key = $2")
+                .bind(bucket_id)
+                .bind(key)
+                .execute(&mut **tx)
+                .await?
+        }
     };
     Ok(())
 }
 
 /// Removes the `null` versions of a key other than `keep`: S3 replaces the
 /// null version rather than keeping it. Their chunks become garbage.
-async fn drop_null_versions(tx: &mut Transaction<'_, Postgres>, bucket_id: i64, key: &str, keep: i64) -> Result<()> {
-    sqlx::query("DELETE FROM versions WHERE bucket_id = $1 AND key = $2 AND version_id = 'null' AND id <> $3")
-        .bind(bucket_id)
-        .bind(key)
-        .bind(keep)
-        .execute(&mut **tx)
-        .await?;
+async fn drop_null_versions(
+    tx: &mut Transaction<'_, Postgres>,
+    bucket_id: i64,
+    key: &str,
+    keep: i64,
+) -> Result<()> {
+    sqlx::query(
+        "DELETE FROM versions WHERE bucket_id = $1 AND key = $2 AND version_id = 'null' AND id <> $3",
+    )
+    .bind(bucket_id)
+    .bind(key)
+    .bind(keep)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 

@@ -30,7 +30,10 @@ impl Metrics {
             ("bucketfs_router_bytes_out_total", &self.bytes_out),
             ("bucketfs_router_chunks_written_total", &self.chunks_written),
             ("bucketfs_router_checksum_failures_total", &self.checksum_failures),
-            ("bucketfs_router_replica_read_fallbacks_total", &self.replica_read_fallbacks),
+            (
+                "bucketfs_router_replica_read_fallbacks_total",
+                &self.replica_read_fallbacks,
+            ),
         ] {
             let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
         }

@@ -7,7 +7,7 @@
 //! - `GET /chunks` lists the chunk ids held here, one per line
 //! - `GET /health`, `GET /metrics`
 //!
-//! Store errors become HTTP statuses in exactly one place, `IntoResponse for StoreError`.
+//! Errors become HTTP statuses in exactly one place, `IntoResponse for ApiError`.
 
 use std::sync::Arc;
 
@@ -36,24 +36,46 @@ pub struct AppState {
 
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/chunks/{id}", get(get_chunk).put(put_chunk).head(head_chunk).delete(delete_chunk))
+        .route(
+            "/chunks/{id}",
+            get(get_chunk)
+                .put(put_chunk)
+                .head(head_chunk)
+                .delete(delete_chunk),
+        )
         .route("/chunks", get(list_chunks))
         .route("/health", get(|| async { "ok" }))
-        .route("/metrics", get(|State(s): State<AppState>| async move { s.metrics.render() }))
+        .route(
+            "/metrics",
+            get(|State(s): State<AppState>| async move { s.metrics.render() }),
+        )
         .layer(DefaultBodyLimit::max(MAX_CHUNK_BYTES))
         .with_state(state)
 }
 
-impl IntoResponse for StoreError {
+/// Why a chunk request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("invalid chunk id: expected 32 lowercase hex digits")]
+    BadId,
+    #[error("malformed {CRC_HEADER} header")]
+    BadCrcHeader,
+}
+
+impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = match &self {
-            StoreError::NotFound => (StatusCode::NOT_FOUND, "not-found"),
-            StoreError::Corrupt(_) => (StatusCode::INTERNAL_SERVER_ERROR, "corrupt"),
-            StoreError::TransferChecksum { .. } => (StatusCode::BAD_REQUEST, "bad-checksum"),
-            StoreError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too-large"),
-            StoreError::BadRange => (StatusCode::RANGE_NOT_SATISFIABLE, "bad-range"),
-            StoreError::DiskFull => (StatusCode::INSUFFICIENT_STORAGE, "disk-full"),
-            StoreError::Io(_) => (StatusCode::INTERNAL_SERVER_ERROR, "io"),
+            ApiError::BadId => (StatusCode::BAD_REQUEST, "bad-id"),
+            ApiError::BadCrcHeader => (StatusCode::BAD_REQUEST, "bad-crc-header"),
+            ApiError::Store(StoreError::NotFound) => (StatusCode::NOT_FOUND, "not-found"),
+            ApiError::Store(StoreError::Corrupt(_)) => (StatusCode::INTERNAL_SERVER_ERROR, "corrupt"),
+            ApiError::Store(StoreError::TransferChecksum { .. }) => (StatusCode::BAD_REQUEST, "bad-checksum"),
+            ApiError::Store(StoreError::TooLarge(_)) => (StatusCode::PAYLOAD_TOO_LARGE, "too-large"),
+            ApiError::Store(StoreError::BadRange) => (StatusCode::RANGE_NOT_SATISFIABLE, "bad-range"),
+            ApiError::Store(StoreError::DiskFull) => (StatusCode::INSUFFICIENT_STORAGE, "disk-full"),
+            ApiError::Store(StoreError::Io(_)) => (StatusCode::INTERNAL_SERVER_ERROR, "io"),
         };
         if status.is_server_error() {
             tracing::warn!(error = %self, "chunk request failed");
@@ -62,10 +84,8 @@ impl IntoResponse for StoreError {
     }
 }
 
-fn parse_id(id: &str) -> Result<ChunkId, Response> {
-    id.parse().map_err(|e: bucketfs_common::chunk_id::InvalidChunkId| {
-        (StatusCode::BAD_REQUEST, [(ERROR_HEADER, "bad-id")], e.to_string()).into_response()
-    })
+fn parse_id(id: &str) -> Result<ChunkId, ApiError> {
+    id.parse().map_err(|_| ApiError::BadId)
 }
 
 async fn blocking<T: Send + 'static>(
@@ -81,7 +101,7 @@ async fn put_chunk(
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<StatusCode, Response> {
+) -> Result<StatusCode, ApiError> {
     let id = parse_id(&id)?;
     let crc = match headers.get(CRC_HEADER) {
         None => None,
@@ -89,12 +109,12 @@ async fn put_chunk(
             v.to_str()
                 .ok()
                 .and_then(|v| u32::from_str_radix(v, 16).ok())
-                .ok_or_else(|| (StatusCode::BAD_REQUEST, "malformed crc32c header").into_response())?,
+                .ok_or(ApiError::BadCrcHeader)?,
         ),
     };
     let len = body.len() as u64;
     let store = s.store.clone();
-    blocking(move || store.put(&id, &body, crc)).await.map_err(IntoResponse::into_response)?;
+    blocking(move || store.put(&id, &body, crc)).await?;
     Metrics::add(&s.metrics.chunks_written, 1);
     Metrics::add(&s.metrics.bytes_written, len);
     Ok(StatusCode::CREATED)
@@ -111,28 +131,29 @@ async fn get_chunk(
     State(s): State<AppState>,
     Path(id): Path<String>,
     Query(range): Query<ReadRange>,
-) -> Result<Vec<u8>, Response> {
+) -> Result<Vec<u8>, ApiError> {
     let id = parse_id(&id)?;
     let store = s.store.clone();
-    let data = blocking(move || store.read(&id, range.start, range.end)).await.map_err(|e| {
-        if matches!(e, StoreError::Corrupt(_)) {
-            Metrics::add(&s.metrics.checksum_failures, 1);
-            tracing::error!(chunk = %id, error = %e, "checksum mismatch on read");
-        }
-        e.into_response()
-    })?;
+    let data = blocking(move || store.read(&id, range.start, range.end))
+        .await
+        .inspect_err(|e| {
+            if matches!(e, StoreError::Corrupt(_)) {
+                Metrics::add(&s.metrics.checksum_failures, 1);
+                tracing::error!(chunk = %id, error = %e, "checksum mismatch on read");
+            }
+        })?;
     Metrics::add(&s.metrics.bytes_read, data.len() as u64);
     Ok(data)
 }
 
-async fn head_chunk(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, Response> {
+async fn head_chunk(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
     let store = s.store.clone();
-    let len = blocking(move || store.len(&id)).await.map_err(IntoResponse::into_response)?;
+    let len = blocking(move || store.len(&id)).await?;
     Ok(([("x-bucketfs-length", len.to_string())], StatusCode::OK).into_response())
 }
 
-async fn delete_chunk(State(s): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, Response> {
+async fn delete_chunk(State(s): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
     let id = parse_id(&id)?;
     let store = s.store.clone();
     match blocking(move || store.delete(&id)).await {
@@ -141,14 +162,12 @@ async fn delete_chunk(State(s): State<AppState>, Path(id): Path<String>) -> Resu
             Ok(StatusCode::NO_CONTENT)
         }
         Err(StoreError::NotFound) => Ok(StatusCode::NO_CONTENT),
-        Err(e) => Err(e.into_response()),
+        Err(e) => Err(e.into()),
     }
 }
 
-async fn list_chunks(State(s): State<AppState>) -> Result<String, Response> {
+async fn list_chunks(State(s): State<AppState>) -> Result<String, ApiError> {
     let store = s.store.clone();
-    let ids = blocking(move || store.list().map_err(StoreError::from))
-        .await
-        .map_err(IntoResponse::into_response)?;
+    let ids = blocking(move || store.list().map_err(StoreError::from)).await?;
     Ok(ids.iter().map(|id| format!("{id}\n")).collect())
 }

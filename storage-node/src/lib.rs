@@ -45,7 +45,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
-    let advertise = config.advertise.clone().unwrap_or_else(|| listener.local_addr().unwrap().to_string());
+    let advertise = config
+        .advertise
+        .clone()
+        .unwrap_or_else(|| listener.local_addr().unwrap().to_string());
     tracing::info!(node = %config.node_id, %advertise, data = %config.data_dir.display(), "storage node starting");
 
     let registration = registry::Registration {

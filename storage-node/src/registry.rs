@@ -22,7 +22,12 @@ pub struct Registration {
 impl Registration {
     fn info(&self) -> NodeInfo {
         let (capacity_bytes, free_bytes) = self.store.disk_space().unwrap_or((0, 0));
-        NodeInfo { id: self.node_id.clone(), addr: self.addr.clone(), capacity_bytes, free_bytes }
+        NodeInfo {
+            id: self.node_id.clone(),
+            addr: self.addr.clone(),
+            capacity_bytes,
+            free_bytes,
+        }
     }
 
     /// Keeps the registration alive; never returns.

@@ -64,7 +64,9 @@ impl ChunkStore {
         for entry in fs::read_dir(root.join("tmp"))? {
             let _ = fs::remove_file(entry?.path());
         }
-        Ok(Self { root: root.to_path_buf() })
+        Ok(Self {
+            root: root.to_path_buf(),
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -89,7 +91,11 @@ impl ChunkStore {
         let final_path = self.path_of(id);
         let dir = final_path.parent().expect("chunk path has a parent");
         fs::create_dir_all(dir)?;
-        let tmp = TempFile(self.root.join("tmp").join(format!("{id}.{:016x}", rand::random::<u64>())));
+        let tmp = TempFile(
+            self.root
+                .join("tmp")
+                .join(format!("{id}.{:016x}", rand::random::<u64>())),
+        );
         {
             let mut file = OpenOptions::new().write(true).create_new(true).open(&tmp.0)?;
             file.write_all(&blocks::encode_header(payload))?;
@@ -226,9 +232,15 @@ mod tests {
         store.put(&id, &payload, Some(crc32c::crc32c(&payload))).unwrap();
         assert_eq!(store.len(&id).unwrap(), payload.len() as u64);
         assert_eq!(store.read(&id, 0, None).unwrap(), payload);
-        assert_eq!(store.read(&id, 65_530, Some(131_080)).unwrap(), payload[65_530..131_080]);
+        assert_eq!(
+            store.read(&id, 65_530, Some(131_080)).unwrap(),
+            payload[65_530..131_080]
+        );
         assert_eq!(store.read(&id, 199_999, None).unwrap(), payload[199_999..]);
-        assert!(matches!(store.read(&id, 300_000, None), Err(StoreError::BadRange)));
+        assert!(matches!(
+            store.read(&id, 300_000, None),
+            Err(StoreError::BadRange)
+        ));
         assert_eq!(store.list().unwrap(), vec![id]);
         assert_eq!(fs::read_dir(store.root().join("tmp")).unwrap().count(), 0);
     }
@@ -245,7 +257,10 @@ mod tests {
     fn transfer_checksum_mismatch_stores_nothing() {
         let (_dir, store) = store();
         let id = ChunkId::random();
-        assert!(matches!(store.put(&id, b"abc", Some(1)), Err(StoreError::TransferChecksum { .. })));
+        assert!(matches!(
+            store.put(&id, b"abc", Some(1)),
+            Err(StoreError::TransferChecksum { .. })
+        ));
         assert!(matches!(store.read(&id, 0, None), Err(StoreError::NotFound)));
     }
 

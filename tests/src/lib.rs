@@ -68,7 +68,12 @@ fn free_port() -> Result<u16> {
     const LOW: u32 = 20_000;
     const SPAN: u32 = 12_000;
     static CURSOR: AtomicU32 = AtomicU32::new(u32::MAX);
-    let _ = CURSOR.compare_exchange(u32::MAX, rand::random::<u32>() % SPAN, Ordering::SeqCst, Ordering::SeqCst);
+    let _ = CURSOR.compare_exchange(
+        u32::MAX,
+        rand::random::<u32>() % SPAN,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
     for _ in 0..SPAN {
         let port = (LOW + CURSOR.fetch_add(1, Ordering::SeqCst) % SPAN) as u16;
         if TcpListener::bind(("127.0.0.1", port)).is_ok() {
@@ -167,10 +172,19 @@ impl Cluster {
     }
 
     fn spawn(&mut self, name: &str, mut cmd: Command) -> Result<()> {
-        let log = fs::OpenOptions::new().create(true).append(true).open(self.log_path(name))?;
-        cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log).process_group(0);
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path(name))?;
+        cmd.stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .process_group(0);
         let child = cmd.spawn().with_context(|| format!("starting {name}"))?;
-        fs::write(self.dir.join("pids").join(format!("{name}.pid")), format!("{}\n", child.id()))?;
+        fs::write(
+            self.dir.join("pids").join(format!("{name}.pid")),
+            format!("{}\n", child.id()),
+        )?;
         self.children.insert(name.to_string(), child);
         Ok(())
     }
@@ -178,13 +192,24 @@ impl Cluster {
     // ---- postgres ----------------------------------------------------------
 
     fn start_postgres(&mut self, init: bool) -> Result<()> {
-        let user = User::from_name("postgres")?.context("the postgres user is missing (apt-get install postgresql)")?;
+        let user = User::from_name("postgres")?
+            .context("the postgres user is missing (apt-get install postgresql)")?;
         let data = self.dir.join("postgres");
         if init && !data.join("PG_VERSION").exists() {
             fs::create_dir_all(&data)?;
             nix::unistd::chown(&data, Some(user.uid), Some(user.gid))?;
             let out = Command::new(format!("{PG_BIN}/initdb"))
-                .args(["-D", data.to_str().unwrap(), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"])
+                .args([
+                    "-D",
+                    data.to_str().unwrap(),
+                    "-A",
+                    "trust",
+                    "-U",
+                    "postgres",
+                    "--no-sync",
+                    "-E",
+                    "UTF8",
+                ])
                 .uid(user.uid.as_raw())
                 .gid(user.gid.as_raw())
                 .current_dir("/")
@@ -233,8 +258,13 @@ impl Cluster {
             ),
         )?;
         let mut cmd = Command::new("java");
-        cmd.args(["-Xmx256m", "-cp", "/usr/share/java/*", "org.apache.zookeeper.server.ZooKeeperServerMain"])
-            .arg(&cfg);
+        cmd.args([
+            "-Xmx256m",
+            "-cp",
+            "/usr/share/java/*",
+            "org.apache.zookeeper.server.ZooKeeperServerMain",
+        ])
+        .arg(&cfg);
         self.spawn("zookeeper", cmd)?;
         let port = self.ports.zookeeper;
         wait_for("zookeeper", Duration::from_secs(60), || {
@@ -254,7 +284,9 @@ impl Cluster {
             .args(["--node-id", &name])
             .args(["--zookeeper", &format!("127.0.0.1:{}", self.ports.zookeeper)]);
         self.spawn(&name, cmd)?;
-        wait_for(&name, Duration::from_secs(30), || http_get(port, "/health").is_some())
+        wait_for(&name, Duration::from_secs(30), || {
+            http_get(port, "/health").is_some()
+        })
     }
 
     fn create_access_key(&self) -> Result<()> {
@@ -263,7 +295,10 @@ impl Cluster {
             .args(["--access-key", &self.access_key, "--secret-key", &self.secret_key])
             .output()?;
         if !out.status.success() {
-            bail!("router create-key failed: {}", String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "router create-key failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         Ok(())
     }
@@ -277,16 +312,20 @@ impl Cluster {
             .args(["--database-url", &self.database_url()])
             .args(["--zookeeper", &format!("127.0.0.1:{}", self.ports.zookeeper)]);
         self.spawn(&name, cmd)?;
-        wait_for(&name, Duration::from_secs(30), || http_get(port, "/_bucketfs/health").is_some())
+        wait_for(&name, Duration::from_secs(30), || {
+            http_get(port, "/_bucketfs/health").is_some()
+        })
     }
 
     /// Waits until router `i` sees `n` live storage nodes.
     pub fn wait_live_nodes(&self, i: usize, n: usize) -> Result<()> {
         let port = self.ports.routers[i - 1];
         let want = format!("bucketfs_router_live_storage_nodes {n}\n");
-        wait_for(&format!("router-{i} to see {n} nodes"), Duration::from_secs(30), || {
-            http_get(port, "/_bucketfs/metrics").is_some_and(|m| m.contains(&want))
-        })
+        wait_for(
+            &format!("router-{i} to see {n} nodes"),
+            Duration::from_secs(30),
+            || http_get(port, "/_bucketfs/metrics").is_some_and(|m| m.contains(&want)),
+        )
     }
 
     /// A counter from router `i`'s metrics.
@@ -328,7 +367,9 @@ impl Cluster {
         cmd.arg("-db").arg("-f").arg(&cfg);
         self.spawn("haproxy", cmd)?;
         let port = self.ports.haproxy;
-        wait_for("haproxy", Duration::from_secs(30), || http_get(port, "/_bucketfs/health").is_some())
+        wait_for("haproxy", Duration::from_secs(30), || {
+            http_get(port, "/_bucketfs/health").is_some()
+        })
     }
 
     // ---- process control ---------------------------------------------------
@@ -339,7 +380,10 @@ impl Cluster {
     }
 
     fn stop(&mut self, name: &str, signal: Signal) -> Result<()> {
-        let mut child = self.children.remove(name).with_context(|| format!("{name} is not running"))?;
+        let mut child = self
+            .children
+            .remove(name)
+            .with_context(|| format!("{name} is not running"))?;
         let _ = kill(Pid::from_raw(child.id() as i32), signal);
         child.wait()?;
         let _ = fs::remove_file(self.dir.join("pids").join(format!("{name}.pid")));
@@ -355,7 +399,11 @@ impl Drop for Cluster {
         let names: Vec<String> = self.children.keys().cloned().collect();
         for name in names {
             // Postgres: immediate shutdown, so its backends exit with it.
-            let signal = if name == "postgres" { Signal::SIGQUIT } else { Signal::SIGKILL };
+            let signal = if name == "postgres" {
+                Signal::SIGQUIT
+            } else {
+                Signal::SIGKILL
+            };
             let _ = self.stop(&name, signal);
         }
         if self.temporary && std::env::var_os("BUCKETFS_KEEP_TEST_DIRS").is_none() {
@@ -367,13 +415,19 @@ impl Drop for Cluster {
 /// Stops every process recorded under `<dir>/pids`, for `make down`.
 pub fn stop_from_pid_files(dir: &Path) -> Result<()> {
     let pids = dir.join("pids");
-    let Ok(entries) = fs::read_dir(&pids) else { return Ok(()) };
+    let Ok(entries) = fs::read_dir(&pids) else {
+        return Ok(());
+    };
     let mut waiting = Vec::new();
     for entry in entries {
         let path = entry?.path();
         let name = path.file_stem().unwrap().to_string_lossy().to_string();
         let pid: i32 = fs::read_to_string(&path)?.trim().parse()?;
-        let signal = if name == "postgres" { Signal::SIGINT } else { Signal::SIGTERM };
+        let signal = if name == "postgres" {
+            Signal::SIGINT
+        } else {
+            Signal::SIGTERM
+        };
         if kill(Pid::from_raw(pid), signal).is_ok() {
             waiting.push((name, pid));
         }
@@ -424,5 +478,6 @@ fn four_letter_word(port: u16, word: &str) -> Option<String> {
 }
 
 fn metric(text: &str, name: &str) -> Option<u64> {
-    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }

@@ -32,8 +32,16 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Cmd::Up { bucket } => {
-            if cli.dir.join("pids").read_dir().is_ok_and(|mut d| d.next().is_some()) {
-                anyhow::bail!("{} holds a running cluster; run `make down` first", cli.dir.display());
+            if cli
+                .dir
+                .join("pids")
+                .read_dir()
+                .is_ok_and(|mut d| d.next().is_some())
+            {
+                anyhow::bail!(
+                    "{} holds a running cluster; run `make down` first",
+                    cli.dir.display()
+                );
             }
             let dir = std::path::absolute(&cli.dir)?;
             let cluster = Cluster::start_in(&dir, Ports::quick_start(), false)?;
@@ -46,8 +54,12 @@ fn main() -> Result<()> {
                 endpoint = cluster.endpoint()
             );
             fs::write(dir.join("env"), env)?;
-            let out = cluster.aws(&["s3api", "create-bucket", "--bucket", &bucket]).output()?;
-            if !out.status.success() && !String::from_utf8_lossy(&out.stderr).contains("BucketAlreadyOwnedByYou") {
+            let out = cluster
+                .aws(&["s3api", "create-bucket", "--bucket", &bucket])
+                .output()?;
+            if !out.status.success()
+                && !String::from_utf8_lossy(&out.stderr).contains("BucketAlreadyOwnedByYou")
+            {
                 tools::check(out, "creating the bucket")?;
             }
             println!("cluster up: S3 endpoint {} (bucket {bucket})", cluster.endpoint());

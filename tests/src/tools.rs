@@ -39,7 +39,11 @@ impl Cluster {
     pub fn aws_at(&self, endpoint: &str, args: &[&str]) -> Command {
         let config = self.scratch("aws-config");
         if !config.exists() {
-            fs::write(&config, "[default]\nregion = us-east-1\ns3 =\n  max_concurrent_requests = 8\n").unwrap();
+            fs::write(
+                &config,
+                "[default]\nregion = us-east-1\ns3 =\n  max_concurrent_requests = 8\n",
+            )
+            .unwrap();
         }
         let mut cmd = Command::new("aws");
         cmd.env("AWS_CONFIG_FILE", &config)
@@ -94,7 +98,10 @@ impl Cluster {
         )
         .unwrap();
         let mut cmd = Command::new("rclone");
-        cmd.env_remove("AWS_CA_BUNDLE").arg("--config").arg(config).args(args);
+        cmd.env_remove("AWS_CA_BUNDLE")
+            .arg("--config")
+            .arg(config)
+            .args(args);
         cmd
     }
 }

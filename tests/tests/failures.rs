@@ -9,12 +9,24 @@ use bucketfs_tests::tools::{random_file, sha256_file};
 use bucketfs_tests::Cluster;
 
 fn put(cluster: &Cluster, file: &std::path::Path, key: &str) -> Result<String> {
-    cluster.aws_ok(&["s3", "cp", "--no-progress", file.to_str().unwrap(), &format!("s3://bkt/{key}")])
+    cluster.aws_ok(&[
+        "s3",
+        "cp",
+        "--no-progress",
+        file.to_str().unwrap(),
+        &format!("s3://bkt/{key}"),
+    ])
 }
 
 fn get_sha(cluster: &Cluster, key: &str, dir: &std::path::Path) -> Result<String> {
     let out = dir.join(format!("{}.got", key.replace('/', "_")));
-    cluster.aws_ok(&["s3", "cp", "--no-progress", &format!("s3://bkt/{key}"), out.to_str().unwrap()])?;
+    cluster.aws_ok(&[
+        "s3",
+        "cp",
+        "--no-progress",
+        &format!("s3://bkt/{key}"),
+        out.to_str().unwrap(),
+    ])?;
     let sha = sha256_file(&out)?;
     fs::remove_file(out)?;
     Ok(sha)
@@ -61,7 +73,9 @@ fn storage_nodes_die() -> Result<()> {
     let sha = sha256_file(&file)?;
     put(&cluster, &file, "before")?;
     // Every chunk reaches all three nodes (the third replica lands just after the ack).
-    wait_until("3 replicas of every chunk", Duration::from_secs(10), || chunk_files(&cluster).len() == 9)?;
+    wait_until("3 replicas of every chunk", Duration::from_secs(10), || {
+        chunk_files(&cluster).len() == 9
+    })?;
 
     cluster.kill9("storage-node-1")?;
     put(&cluster, &file, "one-down")?;
@@ -69,12 +83,23 @@ fn storage_nodes_die() -> Result<()> {
     assert_eq!(get_sha(&cluster, "one-down", &work)?, sha);
 
     cluster.kill9("storage-node-2")?;
-    let out = cluster.aws(&["s3", "cp", "--no-progress", file.to_str().unwrap(), "s3://bkt/two-down"]).output()?;
+    let out = cluster
+        .aws(&[
+            "s3",
+            "cp",
+            "--no-progress",
+            file.to_str().unwrap(),
+            "s3://bkt/two-down",
+        ])
+        .output()?;
     assert!(!out.status.success(), "a PUT with one live node must fail");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("ServiceUnavailable") || err.contains("503"), "{err}");
     let listing = cluster.aws_ok(&["s3", "ls", "s3://bkt/"])?;
-    assert!(!listing.contains("two-down"), "failed PUT left a version: {listing}");
+    assert!(
+        !listing.contains("two-down"),
+        "failed PUT left a version: {listing}"
+    );
     assert_eq!(get_sha(&cluster, "before", &work)?, sha, "GET from the survivor");
     Ok(())
 }
@@ -104,7 +129,9 @@ fn a_flipped_chunk_is_served_from_another_replica() -> Result<()> {
     random_file(&file, 300_000, 3)?;
     let sha = sha256_file(&file)?;
     put(&cluster, &file, "victim")?;
-    wait_until("3 replicas", Duration::from_secs(10), || chunk_files(&cluster).len() == 3)?;
+    wait_until("3 replicas", Duration::from_secs(10), || {
+        chunk_files(&cluster).len() == 3
+    })?;
     // Flip a byte in two of the three replicas, so whichever the router reads
     // first is likely bad and at least one read must fall back.
     let files = chunk_files(&cluster);
@@ -131,7 +158,11 @@ fn a_flipped_chunk_is_served_from_another_replica() -> Result<()> {
     assert!(logs.contains("checksum mismatch"), "mismatch not logged");
     // The bad replicas were quarantined, not deleted.
     let quarantined: usize = (1..=3)
-        .map(|i| fs::read_dir(cluster.node_data_dir(i).join("quarantine")).map(|d| d.count()).unwrap_or(0))
+        .map(|i| {
+            fs::read_dir(cluster.node_data_dir(i).join("quarantine"))
+                .map(|d| d.count())
+                .unwrap_or(0)
+        })
         .sum();
     assert!(quarantined >= 1);
     Ok(())
@@ -162,7 +193,11 @@ fn postgres_restarts_under_the_routers() -> Result<()> {
     for i in 1..=2 {
         let ep = cluster.router_endpoint(i);
         let out = cluster.aws_at(&ep, &["s3", "ls", "s3://bkt/"]).output()?;
-        assert!(out.status.success(), "router-{i}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "router-{i}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok(())
 }

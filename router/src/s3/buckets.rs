@@ -7,15 +7,25 @@ use super::{timestamp, Bucketfs};
 use crate::error::{Error, Result};
 
 impl Bucketfs {
-    pub(super) async fn list_buckets(&self, _req: S3Request<ListBucketsInput>) -> Result<S3Response<ListBucketsOutput>> {
+    pub(super) async fn list_buckets(
+        &self,
+        _req: S3Request<ListBucketsInput>,
+    ) -> Result<S3Response<ListBucketsOutput>> {
         let buckets = self
             .meta
             .buckets()
             .await?
             .into_iter()
-            .map(|b| Bucket { name: Some(b.name), creation_date: Some(timestamp(b.created_at)), ..Default::default() })
+            .map(|b| Bucket {
+                name: Some(b.name),
+                creation_date: Some(timestamp(b.created_at)),
+                ..Default::default()
+            })
             .collect();
-        Ok(S3Response::new(ListBucketsOutput { buckets: Some(buckets), ..Default::default() }))
+        Ok(S3Response::new(ListBucketsOutput {
+            buckets: Some(buckets),
+            ..Default::default()
+        }))
     }
 
     pub(super) async fn create_bucket(
@@ -25,11 +35,13 @@ impl Bucketfs {
         self.meta.create_bucket(&req.input.bucket).await?;
         Ok(S3Response::new(CreateBucketOutput {
             location: Some(format!("/{}", req.input.bucket)),
-            ..Default::default()
         }))
     }
 
-    pub(super) async fn head_bucket(&self, req: S3Request<HeadBucketInput>) -> Result<S3Response<HeadBucketOutput>> {
+    pub(super) async fn head_bucket(
+        &self,
+        req: S3Request<HeadBucketInput>,
+    ) -> Result<S3Response<HeadBucketOutput>> {
         self.meta.bucket(&req.input.bucket).await?;
         Ok(S3Response::new(HeadBucketOutput::default()))
     }
@@ -57,7 +69,10 @@ impl Bucketfs {
     ) -> Result<S3Response<GetBucketVersioningOutput>> {
         let bucket = self.meta.bucket(&req.input.bucket).await?;
         let status = (!bucket.versioning.is_empty()).then(|| BucketVersioningStatus::from(bucket.versioning));
-        Ok(S3Response::new(GetBucketVersioningOutput { status, ..Default::default() }))
+        Ok(S3Response::new(GetBucketVersioningOutput {
+            status,
+            ..Default::default()
+        }))
     }
 
     pub(super) async fn put_bucket_versioning(
@@ -65,7 +80,11 @@ impl Bucketfs {
         req: S3Request<PutBucketVersioningInput>,
     ) -> Result<S3Response<PutBucketVersioningOutput>> {
         let bucket = self.meta.bucket(&req.input.bucket).await?;
-        let status = req.input.versioning_configuration.status.map(|s| s.as_str().to_string());
+        let status = req
+            .input
+            .versioning_configuration
+            .status
+            .map(|s| s.as_str().to_string());
         match status.as_deref() {
             Some(s @ (BucketVersioningStatus::ENABLED | BucketVersioningStatus::SUSPENDED)) => {
                 self.meta.set_versioning(&bucket, s).await?;

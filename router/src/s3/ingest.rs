@@ -39,7 +39,11 @@ pub async fn ingest(io: &ChunkIo, metrics: &Metrics, body: Option<StreamingBlob>
     let mut md5 = Md5::new();
     let mut size = 0i64;
     let mut buf = BytesMut::new();
-    let mut writes = Writes { io: io.clone(), pending: VecDeque::new(), done: Vec::new() };
+    let mut writes = Writes {
+        io: io.clone(),
+        pending: VecDeque::new(),
+        done: Vec::new(),
+    };
     if let Some(mut body) = body {
         while let Some(next) = body.next().await {
             let mut bytes = next.map_err(|e| Error::IncompleteBody(e.to_string()))?;
@@ -63,7 +67,11 @@ pub async fn ingest(io: &ChunkIo, metrics: &Metrics, body: Option<StreamingBlob>
         writes.push(buf.freeze()).await?;
         Metrics::inc(&metrics.chunks_written);
     }
-    Ok(Ingested { pieces: writes.finish().await?, size, md5: md5.finalize().into() })
+    Ok(Ingested {
+        pieces: writes.finish().await?,
+        size,
+        md5: md5.finalize().into(),
+    })
 }
 
 /// Chunk writes in flight, completed in order.
@@ -79,7 +87,8 @@ impl Writes {
             self.wait_oldest().await?;
         }
         let io = self.io.clone();
-        self.pending.push_back(tokio::spawn(async move { io.write(data).await }));
+        self.pending
+            .push_back(tokio::spawn(async move { io.write(data).await }));
         Ok(())
     }
 

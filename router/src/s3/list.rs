@@ -101,7 +101,10 @@ impl Bucketfs {
             _ => {}
         }
         'scan: loop {
-            let batch = self.meta.list_current(bucket, &cursor, inclusive, prefix, BATCH).await?;
+            let batch = self
+                .meta
+                .list_current(bucket, &cursor, inclusive, prefix, BATCH)
+                .await?;
             let exhausted = (batch.len() as i64) < BATCH;
             let mut jumped = false;
             for v in batch {
@@ -121,7 +124,10 @@ impl Bucketfs {
                     None => Entry::Object(v),
                 };
                 if entries.len() == max {
-                    return Ok(Page { entries, truncated: true });
+                    return Ok(Page {
+                        entries,
+                        truncated: true,
+                    });
                 }
                 if let Entry::Prefix(p) = &entry {
                     match prefix_successor(p) {
@@ -140,7 +146,10 @@ impl Bucketfs {
                 break;
             }
         }
-        Ok(Page { entries, truncated: false })
+        Ok(Page {
+            entries,
+            truncated: false,
+        })
     }
 
     pub(super) async fn list_objects_v2(
@@ -157,9 +166,14 @@ impl Bucketfs {
             _ => None,
         };
         let max_keys = input.max_keys.unwrap_or(MAX_KEYS);
-        let page = self.list_page(&bucket, &prefix, &delimiter, resume, max_keys).await?;
+        let page = self
+            .list_page(&bucket, &prefix, &delimiter, resume, max_keys)
+            .await?;
         let encode = Encoder::new(input.encoding_type.as_ref());
-        let next = page.truncated.then(|| page.entries.last().map(Entry::token)).flatten();
+        let next = page
+            .truncated
+            .then(|| page.entries.last().map(Entry::token))
+            .flatten();
         let key_count = page.entries.len() as i32;
         let (contents, common_prefixes) = split(page.entries, &encode);
         Ok(S3Response::new(ListObjectsV2Output {
@@ -179,19 +193,31 @@ impl Bucketfs {
         }))
     }
 
-    pub(super) async fn list_objects(&self, req: S3Request<ListObjectsInput>) -> Result<S3Response<ListObjectsOutput>> {
+    pub(super) async fn list_objects(
+        &self,
+        req: S3Request<ListObjectsInput>,
+    ) -> Result<S3Response<ListObjectsOutput>> {
         let input = req.input;
         let bucket = self.meta.bucket(&input.bucket).await?;
         let prefix = input.prefix.clone().unwrap_or_default();
         let delimiter = input.delimiter.clone().unwrap_or_default();
-        let resume = input.marker.as_deref().map(|m| Resume::from_marker(m, &delimiter));
+        let resume = input
+            .marker
+            .as_deref()
+            .map(|m| Resume::from_marker(m, &delimiter));
         let max_keys = input.max_keys.unwrap_or(MAX_KEYS);
-        let page = self.list_page(&bucket, &prefix, &delimiter, resume, max_keys).await?;
+        let page = self
+            .list_page(&bucket, &prefix, &delimiter, resume, max_keys)
+            .await?;
         let encode = Encoder::new(input.encoding_type.as_ref());
-        let next_marker = page.truncated.then(|| page.entries.last()).flatten().map(|e| match e {
-            Entry::Object(v) => encode.apply(&v.key),
-            Entry::Prefix(p) => encode.apply(p),
-        });
+        let next_marker = page
+            .truncated
+            .then(|| page.entries.last())
+            .flatten()
+            .map(|e| match e {
+                Entry::Object(v) => encode.apply(&v.key),
+                Entry::Prefix(p) => encode.apply(p),
+            });
         let (contents, common_prefixes) = split(page.entries, &encode);
         Ok(S3Response::new(ListObjectsOutput {
             name: Some(bucket.name),
@@ -234,7 +260,10 @@ impl Bucketfs {
         let mut truncated = false;
         let mut next: Option<(String, String)> = None;
         'scan: loop {
-            let batch = self.meta.list_versions(&bucket, &key_marker, after_pk, &prefix, BATCH).await?;
+            let batch = self
+                .meta
+                .list_versions(&bucket, &key_marker, after_pk, &prefix, BATCH)
+                .await?;
             let exhausted = (batch.len() as i64) < BATCH;
             for (v, is_latest) in batch {
                 if !v.key.starts_with(prefix.as_str()) {
@@ -274,7 +303,9 @@ impl Bucketfs {
                         last_modified: Some(timestamp(v.created_at)),
                         e_tag: Some(etag_of(&v)),
                         size: Some(v.size),
-                        storage_class: Some(ObjectVersionStorageClass::from_static(ObjectVersionStorageClass::STANDARD)),
+                        storage_class: Some(ObjectVersionStorageClass::from_static(
+                            ObjectVersionStorageClass::STANDARD,
+                        )),
                         ..Default::default()
                     });
                 }
@@ -299,7 +330,14 @@ impl Bucketfs {
             next_version_id_marker,
             versions: Some(versions),
             delete_markers: Some(markers),
-            common_prefixes: Some(prefixes.into_iter().map(|p| CommonPrefix { prefix: Some(encode.apply(&p)) }).collect()),
+            common_prefixes: Some(
+                prefixes
+                    .into_iter()
+                    .map(|p| CommonPrefix {
+                        prefix: Some(encode.apply(&p)),
+                    })
+                    .collect(),
+            ),
             encoding_type: input.encoding_type,
             ..Default::default()
         }))
@@ -319,7 +357,9 @@ fn split(entries: Vec<Entry>, encode: &Encoder) -> (Vec<Object>, Vec<CommonPrefi
                 storage_class: Some(ObjectStorageClass::from_static(ObjectStorageClass::STANDARD)),
                 ..Default::default()
             }),
-            Entry::Prefix(p) => prefixes.push(CommonPrefix { prefix: Some(encode.apply(&p)) }),
+            Entry::Prefix(p) => prefixes.push(CommonPrefix {
+                prefix: Some(encode.apply(&p)),
+            }),
         }
     }
     (contents, prefixes)
@@ -332,7 +372,9 @@ struct Encoder {
 
 impl Encoder {
     fn new(encoding: Option<&EncodingType>) -> Self {
-        Self { url: encoding.is_some_and(|e| e.as_str() == EncodingType::URL) }
+        Self {
+            url: encoding.is_some_and(|e| e.as_str() == EncodingType::URL),
+        }
     }
 
     fn apply(&self, s: &str) -> String {
@@ -342,7 +384,9 @@ impl Encoder {
         let mut out = String::with_capacity(s.len());
         for b in s.bytes() {
             match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => out.push(b as char),
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                    out.push(b as char)
+                }
                 _ => out.push_str(&format!("%{b:02X}")),
             }
         }

@@ -37,7 +37,10 @@ fn slice_pieces(pieces: &[Piece], start: i64, end: i64) -> Vec<Piece> {
 /// Parses `bytes=first-last` (inclusive) against an object of `size` bytes.
 fn parse_copy_range(range: &str, size: i64) -> Result<(i64, i64)> {
     let bad = || Error::InvalidArgument(format!("bad x-amz-copy-source-range {range:?}"));
-    let (first, last) = range.strip_prefix("bytes=").and_then(|r| r.split_once('-')).ok_or_else(bad)?;
+    let (first, last) = range
+        .strip_prefix("bytes=")
+        .and_then(|r| r.split_once('-'))
+        .ok_or_else(bad)?;
     let first: i64 = first.trim().parse().map_err(|_| bad())?;
     let last: i64 = last.trim().parse().map_err(|_| bad())?;
     if first > last || last >= size {
@@ -56,7 +59,10 @@ impl Bucketfs {
         let bucket = self.meta.bucket(&input.bucket).await?;
         let content_type = input.content_type.map(|c| c.to_string());
         let metadata = input.metadata.unwrap_or_default();
-        let upload_id = self.meta.create_upload(&bucket, &input.key, content_type.as_deref(), &metadata).await?;
+        let upload_id = self
+            .meta
+            .create_upload(&bucket, &input.key, content_type.as_deref(), &metadata)
+            .await?;
         Ok(S3Response::new(CreateMultipartUploadOutput {
             bucket: Some(input.bucket),
             key: Some(input.key),
@@ -65,23 +71,37 @@ impl Bucketfs {
         }))
     }
 
-    pub(super) async fn upload_part(&self, req: S3Request<UploadPartInput>) -> Result<S3Response<UploadPartOutput>> {
+    pub(super) async fn upload_part(
+        &self,
+        req: S3Request<UploadPartInput>,
+    ) -> Result<S3Response<UploadPartOutput>> {
         let input = req.input;
         if !(1..=MAX_PART_NUMBER).contains(&input.part_number) {
-            return Err(Error::InvalidArgument(format!("part number {}", input.part_number)));
+            return Err(Error::InvalidArgument(format!(
+                "part number {}",
+                input.part_number
+            )));
         }
         let bucket = self.meta.bucket(&input.bucket).await?;
         self.meta.upload(&bucket, &input.key, &input.upload_id).await?;
         let body = ingest(&self.io, &self.metrics, input.body).await?;
         if let Some(declared) = input.content_length {
             if declared != body.size {
-                return Err(Error::IncompleteBody(format!("got {} of {declared} bytes", body.size)));
+                return Err(Error::IncompleteBody(format!(
+                    "got {} of {declared} bytes",
+                    body.size
+                )));
             }
         }
         check_content_md5(input.content_md5.as_deref(), &body.md5)?;
         let etag = body.etag();
-        self.meta.put_part(&input.upload_id, input.part_number, &etag, &body.pieces).await?;
-        Ok(S3Response::new(UploadPartOutput { e_tag: Some(ETag::Strong(etag)), ..Default::default() }))
+        self.meta
+            .put_part(&input.upload_id, input.part_number, &etag, &body.pieces)
+            .await?;
+        Ok(S3Response::new(UploadPartOutput {
+            e_tag: Some(ETag::Strong(etag)),
+            ..Default::default()
+        }))
     }
 
     pub(super) async fn upload_part_copy(
@@ -90,13 +110,19 @@ impl Bucketfs {
     ) -> Result<S3Response<UploadPartCopyOutput>> {
         let input = req.input;
         if !(1..=MAX_PART_NUMBER).contains(&input.part_number) {
-            return Err(Error::InvalidArgument(format!("part number {}", input.part_number)));
+            return Err(Error::InvalidArgument(format!(
+                "part number {}",
+                input.part_number
+            )));
         }
         let bucket = self.meta.bucket(&input.bucket).await?;
         self.meta.upload(&bucket, &input.key, &input.upload_id).await?;
         let (src_bucket, src_key, src_version) = copy_source(&input.copy_source)?;
         let source_bucket = self.meta.bucket(&src_bucket).await?;
-        let source = self.meta.version(&source_bucket, &src_key, src_version.as_deref()).await?;
+        let source = self
+            .meta
+            .version(&source_bucket, &src_key, src_version.as_deref())
+            .await?;
         if let Some(ETagCondition::ETag(e)) = &input.copy_source_if_match {
             if e.value() != source.etag {
                 return Err(Error::PreconditionFailed);
@@ -108,8 +134,13 @@ impl Bucketfs {
         };
         let pieces = slice_pieces(&self.meta.piece_refs(source.id).await?, start, end);
         // The part's ETag names what it references; no bytes are read to hash.
-        let etag = hex::encode(Md5::digest(format!("{}:{}:{start}-{end}", source.etag, source.version_id)));
-        self.meta.put_part(&input.upload_id, input.part_number, &etag, &pieces).await?;
+        let etag = hex::encode(Md5::digest(format!(
+            "{}:{}:{start}-{end}",
+            source.etag, source.version_id
+        )));
+        self.meta
+            .put_part(&input.upload_id, input.part_number, &etag, &pieces)
+            .await?;
         Ok(S3Response::new(UploadPartCopyOutput {
             copy_part_result: Some(CopyPartResult {
                 e_tag: Some(ETag::Strong(etag)),
@@ -132,7 +163,10 @@ impl Bucketfs {
         if requested.is_empty() {
             return Err(Error::InvalidArgument("the upload lists no parts".into()));
         }
-        let stored = self.meta.parts(&input.upload_id, 0, i64::from(MAX_PART_NUMBER)).await?;
+        let stored = self
+            .meta
+            .parts(&input.upload_id, 0, i64::from(MAX_PART_NUMBER))
+            .await?;
         let mut pieces = Vec::new();
         let mut md5s = Md5::new();
         let mut size = 0i64;
@@ -143,7 +177,10 @@ impl Bucketfs {
                 return Err(Error::InvalidPartOrder);
             }
             previous = number;
-            let found = stored.iter().find(|p| p.part_number == number).ok_or(Error::InvalidPart(number))?;
+            let found = stored
+                .iter()
+                .find(|p| p.part_number == number)
+                .ok_or(Error::InvalidPart(number))?;
             if let Some(etag) = &part.e_tag {
                 if etag.value() != found.etag {
                     return Err(Error::InvalidPart(number));
@@ -195,13 +232,19 @@ impl Bucketfs {
         Ok(S3Response::new(AbortMultipartUploadOutput::default()))
     }
 
-    pub(super) async fn list_parts(&self, req: S3Request<ListPartsInput>) -> Result<S3Response<ListPartsOutput>> {
+    pub(super) async fn list_parts(
+        &self,
+        req: S3Request<ListPartsInput>,
+    ) -> Result<S3Response<ListPartsOutput>> {
         let input = req.input;
         let bucket = self.meta.bucket(&input.bucket).await?;
         self.meta.upload(&bucket, &input.key, &input.upload_id).await?;
         let max = input.max_parts.unwrap_or(1000).clamp(1, 1000);
         let after = input.part_number_marker.unwrap_or(0);
-        let mut parts = self.meta.parts(&input.upload_id, after, i64::from(max) + 1).await?;
+        let mut parts = self
+            .meta
+            .parts(&input.upload_id, after, i64::from(max) + 1)
+            .await?;
         let truncated = parts.len() > max as usize;
         parts.truncate(max as usize);
         let next = truncated.then(|| parts.last().map(|p| p.part_number)).flatten();
@@ -284,14 +327,21 @@ mod tests {
     use super::*;
 
     fn piece(id: &str, offset: i64, length: i64) -> Piece {
-        Piece { chunk_id: id.into(), chunk_offset: offset, length }
+        Piece {
+            chunk_id: id.into(),
+            chunk_offset: offset,
+            length,
+        }
     }
 
     #[test]
     fn slicing_keeps_only_the_covered_bytes() {
         let pieces = vec![piece("a", 0, 10), piece("b", 5, 10), piece("c", 0, 10)];
         assert_eq!(slice_pieces(&pieces, 0, 30), pieces);
-        assert_eq!(slice_pieces(&pieces, 12, 25), vec![piece("b", 7, 8), piece("c", 0, 5)]);
+        assert_eq!(
+            slice_pieces(&pieces, 12, 25),
+            vec![piece("b", 7, 8), piece("c", 0, 5)]
+        );
         assert_eq!(slice_pieces(&pieces, 10, 20), vec![piece("b", 5, 10)]);
         assert!(slice_pieces(&pieces, 30, 40).is_empty());
     }
@@ -299,7 +349,10 @@ mod tests {
     #[test]
     fn copy_ranges_are_inclusive_and_checked() {
         assert_eq!(parse_copy_range("bytes=0-9", 10).unwrap(), (0, 10));
-        assert!(matches!(parse_copy_range("bytes=5-10", 10), Err(Error::InvalidRange)));
+        assert!(matches!(
+            parse_copy_range("bytes=5-10", 10),
+            Err(Error::InvalidRange)
+        ));
         assert!(parse_copy_range("0-9", 10).is_err());
     }
 }

@@ -62,7 +62,10 @@ fn seconds(t: OffsetDateTime) -> i64 {
     t.unix_timestamp()
 }
 
-fn write_precondition(if_none_match: Option<&ETagCondition>, if_match: Option<&ETagCondition>) -> WritePrecondition {
+fn write_precondition(
+    if_none_match: Option<&ETagCondition>,
+    if_match: Option<&ETagCondition>,
+) -> WritePrecondition {
     match (if_none_match, if_match) {
         (Some(ETagCondition::Any), _) => WritePrecondition::Absent,
         (_, Some(ETagCondition::ETag(e))) => WritePrecondition::EtagIs(e.value().to_string()),
@@ -75,14 +78,20 @@ fn content_range(range: &std::ops::Range<u64>, size: u64) -> String {
 }
 
 impl Bucketfs {
-    pub(super) async fn put_object(&self, req: S3Request<PutObjectInput>) -> Result<S3Response<PutObjectOutput>> {
+    pub(super) async fn put_object(
+        &self,
+        req: S3Request<PutObjectInput>,
+    ) -> Result<S3Response<PutObjectOutput>> {
         let input = req.input;
         check_key(&input.key)?;
         let bucket = self.meta.bucket(&input.bucket).await?;
         let body = ingest(&self.io, &self.metrics, input.body).await?;
         if let Some(declared) = input.content_length {
             if declared != body.size {
-                return Err(Error::IncompleteBody(format!("got {} of {declared} bytes", body.size)));
+                return Err(Error::IncompleteBody(format!(
+                    "got {} of {declared} bytes",
+                    body.size
+                )));
             }
         }
         check_content_md5(input.content_md5.as_deref(), &body.md5)?;
@@ -110,10 +119,16 @@ impl Bucketfs {
         }))
     }
 
-    pub(super) async fn get_object(&self, req: S3Request<GetObjectInput>) -> Result<S3Response<GetObjectOutput>> {
+    pub(super) async fn get_object(
+        &self,
+        req: S3Request<GetObjectInput>,
+    ) -> Result<S3Response<GetObjectOutput>> {
         let input = req.input;
         let bucket = self.meta.bucket(&input.bucket).await?;
-        let version = self.meta.version(&bucket, &input.key, input.version_id.as_deref()).await?;
+        let version = self
+            .meta
+            .version(&bucket, &input.key, input.version_id.as_deref())
+            .await?;
         ReadConditions {
             if_match: input.if_match.as_ref(),
             if_none_match: input.if_none_match.as_ref(),
@@ -179,13 +194,21 @@ impl Bucketfs {
                 }
             }
         });
-        Ok(StreamingBlob::wrap(tokio_stream::wrappers::ReceiverStream::new(rx)))
+        Ok(StreamingBlob::wrap(tokio_stream::wrappers::ReceiverStream::new(
+            rx,
+        )))
     }
 
-    pub(super) async fn head_object(&self, req: S3Request<HeadObjectInput>) -> Result<S3Response<HeadObjectOutput>> {
+    pub(super) async fn head_object(
+        &self,
+        req: S3Request<HeadObjectInput>,
+    ) -> Result<S3Response<HeadObjectOutput>> {
         let input = req.input;
         let bucket = self.meta.bucket(&input.bucket).await?;
-        let version = self.meta.version(&bucket, &input.key, input.version_id.as_deref()).await?;
+        let version = self
+            .meta
+            .version(&bucket, &input.key, input.version_id.as_deref())
+            .await?;
         ReadConditions {
             if_match: input.if_match.as_ref(),
             if_none_match: input.if_none_match.as_ref(),
@@ -267,12 +290,18 @@ impl Bucketfs {
     }
 
     /// Copies by reference: the new version shares the source's chunks.
-    pub(super) async fn copy_object(&self, req: S3Request<CopyObjectInput>) -> Result<S3Response<CopyObjectOutput>> {
+    pub(super) async fn copy_object(
+        &self,
+        req: S3Request<CopyObjectInput>,
+    ) -> Result<S3Response<CopyObjectOutput>> {
         let input = req.input;
         check_key(&input.key)?;
         let (src_bucket, src_key, src_version) = copy_source(&input.copy_source)?;
         let source_bucket = self.meta.bucket(&src_bucket).await?;
-        let source = self.meta.version(&source_bucket, &src_key, src_version.as_deref()).await?;
+        let source = self
+            .meta
+            .version(&source_bucket, &src_key, src_version.as_deref())
+            .await?;
         ReadConditions {
             if_match: input.copy_source_if_match.as_ref(),
             if_none_match: input.copy_source_if_none_match.as_ref(),
@@ -285,9 +314,15 @@ impl Bucketfs {
             e => e,
         })?;
         let bucket = self.meta.bucket(&input.bucket).await?;
-        let replace = input.metadata_directive.as_ref().is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
+        let replace = input
+            .metadata_directive
+            .as_ref()
+            .is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
         let (content_type, metadata): (Option<String>, HashMap<String, String>) = if replace {
-            (input.content_type.map(|c| c.to_string()), input.metadata.unwrap_or_default())
+            (
+                input.content_type.map(|c| c.to_string()),
+                input.metadata.unwrap_or_default(),
+            )
         } else {
             (source.content_type.clone(), source.user_metadata())
         };
@@ -324,9 +359,17 @@ impl Bucketfs {
 /// (bucket, key, version id) named by an x-amz-copy-source header.
 pub(super) fn copy_source(source: &CopySource) -> Result<(String, String, Option<String>)> {
     match source {
-        CopySource::Bucket { bucket, key, version_id } => {
-            Ok((bucket.to_string(), key.to_string(), version_id.as_ref().map(|v| v.to_string())))
-        }
-        _ => Err(Error::InvalidArgument("access point copy sources are not supported".into())),
+        CopySource::Bucket {
+            bucket,
+            key,
+            version_id,
+        } => Ok((
+            bucket.to_string(),
+            key.to_string(),
+            version_id.as_ref().map(|v| v.to_string()),
+        )),
+        _ => Err(Error::InvalidArgument(
+            "access point copy sources are not supported".into(),
+        )),
     }
 }

@@ -1,0 +1,621 @@
+//! S3 semantics through the real AWS CLI: versioning, conditional requests,
+//! copies by reference, listings, multipart copies and bad input.
+
+use std::fs;
+use std::process::Command;
+
+use anyhow::Result;
+use bucketfs_tests::tools::{random_file, sha256_file};
+use bucketfs_tests::Cluster;
+use serde_json::Value;
+
+fn json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or(Value::Null)
+}
+
+fn api(cluster: &Cluster, args: &[&str]) -> Result<Value> {
+    let mut full = vec!["s3api"];
+    full.extend_from_slice(args);
+    Ok(json(&cluster.aws_ok(&full)?))
+}
+
+/// Runs an s3api call expected to fail; returns its stderr.
+fn api_err(cluster: &Cluster, args: &[&str]) -> Result<String> {
+    let mut full = vec!["s3api"];
+    full.extend_from_slice(args);
+    let out = cluster.aws(&full).output()?;
+    assert!(!out.status.success(), "expected s3api {args:?} to fail");
+    Ok(String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn versions_conditionals_copies_listings_and_bad_input() -> Result<()> {
+    let cluster = Cluster::start()?;
+    let work = cluster.dir.join("work");
+    fs::create_dir_all(&work)?;
+    let w = |name: &str| work.join(name).to_str().unwrap().to_string();
+    api(&cluster, &["create-bucket", "--bucket", "ver"])?;
+
+    // ---- versioning: every overwrite keeps the old version -----------------
+    api(
+        &cluster,
+        &[
+            "put-bucket-versioning",
+            "--bucket",
+            "ver",
+            "--versioning-configuration",
+            "Status=Enabled",
+        ],
+    )?;
+    let status = api(&cluster, &["get-bucket-versioning", "--bucket", "ver"])?;
+    assert_eq!(status["Status"], "Enabled");
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        fs::write(work.join("v"), format!("version {i}\n"))?;
+        let out = api(
+            &cluster,
+            &[
+                "put-object",
+                "--bucket",
+                "ver",
+                "--key",
+                "doc.txt",
+                "--body",
+                &w("v"),
+            ],
+        )?;
+        ids.push(out["VersionId"].as_str().expect("a version id").to_string());
+    }
+    for (i, id) in ids.iter().enumerate() {
+        api(
+            &cluster,
+            &[
+                "get-object",
+                "--bucket",
+                "ver",
+                "--key",
+                "doc.txt",
+                "--version-id",
+                id,
+                &w("got"),
+            ],
+        )?;
+        assert_eq!(fs::read_to_string(work.join("got"))?, format!("version {i}\n"));
+    }
+    let versions = api(&cluster, &["list-object-versions", "--bucket", "ver"])?;
+    assert_eq!(versions["Versions"].as_array().map(Vec::len), Some(3));
+    let deleted = api(
+        &cluster,
+        &["delete-object", "--bucket", "ver", "--key", "doc.txt"],
+    )?;
+    assert_eq!(deleted["DeleteMarker"], true);
+    let err = api_err(
+        &cluster,
+        &["get-object", "--bucket", "ver", "--key", "doc.txt", &w("got")],
+    )?;
+    assert!(err.contains("NoSuchKey"), "{err}");
+    api(
+        &cluster,
+        &[
+            "get-object",
+            "--bucket",
+            "ver",
+            "--key",
+            "doc.txt",
+            "--version-id",
+            &ids[1],
+            &w("got"),
+        ],
+    )?;
+    assert_eq!(fs::read_to_string(work.join("got"))?, "version 1\n");
+    // Deleting the delete marker brings the newest version back.
+    let marker = deleted["VersionId"].as_str().unwrap().to_string();
+    api(
+        &cluster,
+        &[
+            "delete-object",
+            "--bucket",
+            "ver",
+            "--key",
+            "doc.txt",
+            "--version-id",
+            &marker,
+        ],
+    )?;
+    api(
+        &cluster,
+        &["get-object", "--bucket", "ver", "--key", "doc.txt", &w("got")],
+    )?;
+    assert_eq!(fs::read_to_string(work.join("got"))?, "version 2\n");
+
+    // ---- conditional requests ----------------------------------------------
+    api(&cluster, &["create-bucket", "--bucket", "cond"])?;
+    fs::write(work.join("c"), "conditional\n")?;
+    let put = api(
+        &cluster,
+        &["put-object", "--bucket", "cond", "--key", "k", "--body", &w("c")],
+    )?;
+    let etag = put["ETag"].as_str().unwrap().to_string();
+    assert_eq!(etag, format!("\"{}\"", md5_of(b"conditional\n")));
+    let err = api_err(
+        &cluster,
+        &[
+            "get-object",
+            "--bucket",
+            "cond",
+            "--key",
+            "k",
+            "--if-none-match",
+            &etag,
+            &w("got"),
+        ],
+    )?;
+    assert!(err.contains("304") || err.contains("Not Modified"), "{err}");
+    let err = api_err(
+        &cluster,
+        &[
+            "get-object",
+            "--bucket",
+            "cond",
+            "--key",
+            "k",
+            "--if-match",
+            "\"nope\"",
+            &w("got"),
+        ],
+    )?;
+    assert!(err.contains("PreconditionFailed") || err.contains("412"), "{err}");
+    api(
+        &cluster,
+        &[
+            "get-object",
+            "--bucket",
+            "cond",
+            "--key",
+            "k",
+            "--if-match",
+            &etag,
+            &w("got"),
+        ],
+    )?;
+    let err = api_err(
+        &cluster,
+        &[
+            "get-object",
+            "--bucket",
+            "cond",
+            "--key",
+            "k",
+            "--if-modified-since",
+            "2100-01-01T00:00:00Z",
+            &w("got"),
+        ],
+    )?;
+    assert!(err.contains("304") || err.contains("Not Modified"), "{err}");
+    let err = api_err(
+        &cluster,
+        &[
+            "put-object",
+            "--bucket",
+            "cond",
+            "--key",
+            "k",
+            "--body",
+            &w("c"),
+            "--if-none-match",
+            "*",
+        ],
+    )?;
+    assert!(err.contains("PreconditionFailed") || err.contains("412"), "{err}");
+
+    // ---- ranged GET ----------------------------------------------------------
+    let big = work.join("big");
+    random_file(&big, 20 * 1024 * 1024, 9)?;
+    api(
+        &cluster,
+        &[
+            "put-object",
+            "--bucket",
+            "cond",
+            "--key",
+            "big",
+            "--body",
+            &w("big"),
+        ],
+    )?;
+    let range = api(
+        &cluster,
+        &[
+            "get-object",
+            "--bucket",
+            "cond",
+            "--key",
+            "big",
+            "--range",
+            "bytes=8388600-8388615",
+            &w("got"),
+        ],
+    )?;
+    assert_eq!(range["ContentRange"], "bytes 8388600-8388615/20971520");
+    assert_eq!(fs::read(work.join("got"))?, fs::read(&big)?[8388600..8388616]);
+
+    // ---- CopyObject moves references, not bytes ------------------------------
+    let written_before = node_bytes_written(&cluster);
+    api(
+        &cluster,
+        &[
+            "copy-object",
+            "--bucket",
+            "cond",
+            "--key",
+            "big-copy",
+            "--copy-source",
+            "cond/big",
+        ],
+    )?;
+    assert_eq!(
+        node_bytes_written(&cluster),
+        written_before,
+        "CopyObject wrote chunk bytes"
+    );
+    api(
+        &cluster,
+        &["get-object", "--bucket", "cond", "--key", "big-copy", &w("got")],
+    )?;
+    assert_eq!(sha256_file(&work.join("got"))?, sha256_file(&big)?);
+    // Metadata replace on copy (how tools change metadata in place).
+    api(
+        &cluster,
+        &[
+            "copy-object",
+            "--bucket",
+            "cond",
+            "--key",
+            "big-copy",
+            "--copy-source",
+            "cond/big-copy",
+            "--metadata-directive",
+            "REPLACE",
+            "--metadata",
+            "mode=33188,owner=me",
+        ],
+    )?;
+    let head = api(
+        &cluster,
+        &["head-object", "--bucket", "cond", "--key", "big-copy"],
+    )?;
+    assert_eq!(head["Metadata"]["mode"], "33188");
+    assert_eq!(head["ContentLength"], 20971520);
+
+    // ---- UploadPartCopy with ranges, then Complete ----------------------------
+    let upload = api(
+        &cluster,
+        &["create-multipart-upload", "--bucket", "cond", "--key", "spliced"],
+    )?;
+    let upload_id = upload["UploadId"].as_str().unwrap().to_string();
+    let p1 = api(
+        &cluster,
+        &[
+            "upload-part-copy",
+            "--bucket",
+            "cond",
+            "--key",
+            "spliced",
+            "--upload-id",
+            &upload_id,
+            "--part-number",
+            "1",
+            "--copy-source",
+            "cond/big",
+            "--copy-source-range",
+            "bytes=5242880-11534335",
+        ],
+    )?;
+    fs::write(work.join("tail"), "tail bytes\n")?;
+    let p2 = api(
+        &cluster,
+        &[
+            "upload-part",
+            "--bucket",
+            "cond",
+            "--key",
+            "spliced",
+            "--upload-id",
+            &upload_id,
+            "--part-number",
+            "2",
+            "--body",
+            &w("tail"),
+        ],
+    )?;
+    let parts = api(
+        &cluster,
+        &[
+            "list-parts",
+            "--bucket",
+            "cond",
+            "--key",
+            "spliced",
+            "--upload-id",
+            &upload_id,
+        ],
+    )?;
+    assert_eq!(parts["Parts"].as_array().map(Vec::len), Some(2));
+    let uploads = api(&cluster, &["list-multipart-uploads", "--bucket", "cond"])?;
+    assert_eq!(uploads["Uploads"][0]["UploadId"], upload_id.as_str());
+    let layout = format!(
+        r#"{{"Parts":[{{"PartNumber":1,"ETag":{}}},{{"PartNumber":2,"ETag":{}}}]}}"#,
+        p1["CopyPartResult"]["ETag"], p2["ETag"]
+    );
+    let done = api(
+        &cluster,
+        &[
+            "complete-multipart-upload",
+            "--bucket",
+            "cond",
+            "--key",
+            "spliced",
+            "--upload-id",
+            &upload_id,
+            "--multipart-upload",
+            &layout,
+        ],
+    )?;
+    assert!(done["ETag"].as_str().unwrap().ends_with("-2\""), "{done}");
+    api(
+        &cluster,
+        &["get-object", "--bucket", "cond", "--key", "spliced", &w("got")],
+    )?;
+    let mut expected = fs::read(&big)?[5242880..11534336].to_vec();
+    expected.extend_from_slice(b"tail bytes\n");
+    assert_eq!(fs::read(work.join("got"))?, expected);
+    // A small non-final part is refused.
+    let upload = api(
+        &cluster,
+        &["create-multipart-upload", "--bucket", "cond", "--key", "tiny"],
+    )?;
+    let tiny_id = upload["UploadId"].as_str().unwrap().to_string();
+    let mut etags = Vec::new();
+    for n in ["1", "2"] {
+        let p = api(
+            &cluster,
+            &[
+                "upload-part",
+                "--bucket",
+                "cond",
+                "--key",
+                "tiny",
+                "--upload-id",
+                &tiny_id,
+                "--part-number",
+                n,
+                "--body",
+                &w("tail"),
+            ],
+        )?;
+        etags.push(p["ETag"].to_string());
+    }
+    let layout = format!(
+        r#"{{"Parts":[{{"PartNumber":1,"ETag":{}}},{{"PartNumber":2,"ETag":{}}}]}}"#,
+        etags[0], etags[1]
+    );
+    let err = api_err(
+        &cluster,
+        &[
+            "complete-multipart-upload",
+            "--bucket",
+            "cond",
+            "--key",
+            "tiny",
+            "--upload-id",
+            &tiny_id,
+            "--multipart-upload",
+            &layout,
+        ],
+    )?;
+    assert!(err.contains("EntityTooSmall"), "{err}");
+    api(
+        &cluster,
+        &[
+            "abort-multipart-upload",
+            "--bucket",
+            "cond",
+            "--key",
+            "tiny",
+            "--upload-id",
+            &tiny_id,
+        ],
+    )?;
+    let err = api_err(
+        &cluster,
+        &[
+            "list-parts",
+            "--bucket",
+            "cond",
+            "--key",
+            "tiny",
+            "--upload-id",
+            &tiny_id,
+        ],
+    )?;
+    assert!(err.contains("NoSuchUpload"), "{err}");
+
+    // ---- listings: delimiter, pagination, byte order --------------------------
+    api(&cluster, &["create-bucket", "--bucket", "list"])?;
+    fs::write(work.join("e"), "")?;
+    let keys = [
+        "a/1",
+        "a/2",
+        "b",
+        "c/x/y",
+        "c/z",
+        "d",
+        "e+f g",
+        "\u{e9}t\u{e9}",
+        "Z",
+    ];
+    for k in keys {
+        api(
+            &cluster,
+            &["put-object", "--bucket", "list", "--key", k, "--body", &w("e")],
+        )?;
+    }
+    let top = api(
+        &cluster,
+        &["list-objects-v2", "--bucket", "list", "--delimiter", "/"],
+    )?;
+    let prefixes: Vec<&str> = top["CommonPrefixes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["Prefix"].as_str().unwrap())
+        .collect();
+    assert_eq!(prefixes, ["a/", "c/"]);
+    let objects: Vec<&str> = top["Contents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["Key"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        objects,
+        ["Z", "b", "d", "e+f g", "\u{e9}t\u{e9}"],
+        "byte order, as S3"
+    );
+    // Paging two entries at a time visits every entry once.
+    let mut seen = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let mut args = vec![
+            "list-objects-v2",
+            "--bucket",
+            "list",
+            "--delimiter",
+            "/",
+            "--max-keys",
+            "2",
+            "--no-paginate",
+        ];
+        if let Some(t) = &token {
+            args.extend(["--continuation-token", t.as_str()]);
+        }
+        let page = api(&cluster, &args)?;
+        for o in page["Contents"].as_array().into_iter().flatten() {
+            seen.push(o["Key"].as_str().unwrap().to_string());
+        }
+        for p in page["CommonPrefixes"].as_array().into_iter().flatten() {
+            seen.push(p["Prefix"].as_str().unwrap().to_string());
+        }
+        match page["NextContinuationToken"].as_str() {
+            Some(t) => token = Some(t.to_string()),
+            None => break,
+        }
+    }
+    seen.sort();
+    assert_eq!(seen, ["Z", "a/", "b", "c/", "d", "e+f g", "\u{e9}t\u{e9}"]);
+    let v1 = api(
+        &cluster,
+        &[
+            "list-objects",
+            "--bucket",
+            "list",
+            "--prefix",
+            "c/",
+            "--delimiter",
+            "/",
+        ],
+    )?;
+    assert_eq!(v1["Contents"][0]["Key"], "c/z");
+    assert_eq!(v1["CommonPrefixes"][0]["Prefix"], "c/x/");
+
+    // ---- bad input --------------------------------------------------------------
+    // A key with ../ is an ordinary key.
+    api(
+        &cluster,
+        &[
+            "put-object",
+            "--bucket",
+            "list",
+            "--key",
+            "../../etc/passwd",
+            "--body",
+            &w("c"),
+        ],
+    )?;
+    let all = api(
+        &cluster,
+        &["list-objects-v2", "--bucket", "list", "--prefix", "../"],
+    )?;
+    assert_eq!(all["Contents"][0]["Key"], "../../etc/passwd");
+    api(
+        &cluster,
+        &[
+            "get-object",
+            "--bucket",
+            "list",
+            "--key",
+            "../../etc/passwd",
+            &w("got"),
+        ],
+    )?;
+    assert_eq!(fs::read_to_string(work.join("got"))?, "conditional\n");
+    // A wrong Content-MD5: BadDigest, and no version.
+    let err = api_err(
+        &cluster,
+        &[
+            "put-object",
+            "--bucket",
+            "list",
+            "--key",
+            "md5",
+            "--body",
+            &w("c"),
+            "--content-md5",
+            "AAAAAAAAAAAAAAAAAAAAAA==",
+        ],
+    )?;
+    assert!(err.contains("BadDigest"), "{err}");
+    let err = api_err(&cluster, &["head-object", "--bucket", "list", "--key", "md5"])?;
+    assert!(err.contains("404") || err.contains("Not Found"), "{err}");
+    // A body shorter than its Content-Length: no version.
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/raw_put.py");
+    let out = Command::new("python3")
+        .args([script, &cluster.endpoint(), "list", "short", "100000", "5000"])
+        .env("AWS_ACCESS_KEY_ID", &cluster.access_key)
+        .env("AWS_SECRET_ACCESS_KEY", &cluster.secret_key)
+        .output()?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let reply = String::from_utf8_lossy(&out.stdout);
+    assert!(!reply.contains(" 200"), "truncated PUT answered {reply}");
+    let err = api_err(&cluster, &["head-object", "--bucket", "list", "--key", "short"])?;
+    assert!(err.contains("404") || err.contains("Not Found"), "{err}");
+    // A bad signature: 403 SignatureDoesNotMatch.
+    let out = cluster
+        .aws(&["s3api", "list-objects-v2", "--bucket", "list"])
+        .env("AWS_SECRET_ACCESS_KEY", "wrong-secret-wrong-secret")
+        .output()?;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("SignatureDoesNotMatch"), "{err}");
+    // An unknown access key: 403 InvalidAccessKeyId.
+    let out = cluster
+        .aws(&["s3api", "list-objects-v2", "--bucket", "list"])
+        .env("AWS_ACCESS_KEY_ID", "AKNOBODY")
+        .output()?;
+    assert!(String::from_utf8_lossy(&out.stderr).contains("InvalidAccessKeyId"));
+    // Deleting a bucket that holds objects fails.
+    let err = api_err(&cluster, &["delete-bucket", "--bucket", "list"])?;
+    assert!(err.contains("BucketNotEmpty"), "{err}");
+    Ok(())
+}
+
+fn node_bytes_written(cluster: &Cluster) -> u64 {
+    (1..=3)
+        .filter_map(|i| cluster.node_metric(i, "bucketfs_node_bytes_written_total"))
+        .sum()
+}
+
+fn md5_of(data: &[u8]) -> String {
+    use md5::{Digest, Md5};
+    hex::encode(Md5::digest(data))
+}

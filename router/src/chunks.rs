@@ -17,7 +17,7 @@ use futures::stream::{FuturesUnordered, StreamExt};
 
 use crate::error::{Error, Result};
 use crate::membership::Membership;
-use crate::meta::{Meta, Piece, PieceLocation};
+use crate::meta::{ChunkReplicas, Meta, Piece, PieceLocation};
 use crate::metrics::Metrics;
 
 /// Replicas placed for every chunk.
@@ -167,6 +167,72 @@ impl ChunkIo {
             Metrics::inc(&self.metrics.replica_read_fallbacks);
         }
         Err(Error::ChunkUnavailable(piece.chunk_id.clone()))
+    }
+
+    /// Copies a verified replica of `chunk` to nodes that lack one until it has
+    /// `REPLICAS` live copies (or no live node is left to take one). Returns
+    /// how many replicas were added.
+    pub async fn repair(&self, chunk: &ChunkReplicas) -> Result<usize> {
+        let id: ChunkId = chunk
+            .id
+            .parse()
+            .map_err(|_| Error::Internal(format!("bad chunk id {}", chunk.id)))?;
+        let source = PieceLocation {
+            object_offset: 0,
+            chunk_id: chunk.id.clone(),
+            chunk_offset: 0,
+            length: chunk.size,
+            chunk_size: chunk.size,
+            crc32c: chunk.crc32c,
+            replicas: chunk.replicas.clone(),
+        };
+        let data = self.read(&source, 0, chunk.size as u64).await?;
+        let live = self.membership.live_ids();
+        let targets: Vec<String> = placement::rank(&id, live.iter().map(String::as_str))
+            .into_iter()
+            .filter(|n| !chunk.replicas.iter().any(|r| r == n))
+            .map(str::to_string)
+            .collect();
+        let mut needed = REPLICAS.saturating_sub(chunk.replicas.len());
+        let mut added = 0;
+        for node in targets {
+            if needed == 0 {
+                break;
+            }
+            let (node, result) = self
+                .put_replica(node, id, chunk.crc32c as u32, data.clone())
+                .await;
+            match result {
+                Ok(()) => {
+                    self.meta.add_replica(&chunk.id, &node).await?;
+                    tracing::info!(chunk = %chunk.id, %node, "replica repaired");
+                    needed -= 1;
+                    added += 1;
+                }
+                Err(e) => tracing::warn!(chunk = %chunk.id, %node, error = %e, "repair write failed"),
+            }
+        }
+        Ok(added)
+    }
+
+    /// Deletes the files of a collected chunk from the nodes holding them.
+    /// Best effort: a node that is down keeps an orphan file.
+    pub async fn delete_replicas(&self, chunk: &ChunkReplicas) {
+        for node in &chunk.replicas {
+            let Some(addr) = self.membership.addr(node) else {
+                continue;
+            };
+            let url = format!("http://{addr}/chunks/{}", chunk.id);
+            if let Err(e) = self
+                .http
+                .delete(&url)
+                .send()
+                .await
+                .and_then(|r| r.error_for_status())
+            {
+                tracing::warn!(chunk = %chunk.id, %node, error = %e, "could not delete a collected chunk");
+            }
+        }
     }
 
     async fn forget_replica(&self, chunk_id: &str, node: &str) {

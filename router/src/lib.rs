@@ -9,6 +9,7 @@ pub mod membership;
 pub mod meta;
 pub mod metrics;
 pub mod s3;
+pub mod worker;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -55,6 +56,8 @@ pub struct ServeConfig {
     /// ZooKeeper connection string.
     #[arg(long, default_value = "127.0.0.1:2181", env = "BUCKETFS_ZOOKEEPER")]
     pub zookeeper: String,
+    #[command(flatten)]
+    pub worker: worker::WorkerConfig,
 }
 
 pub async fn main(cli: Cli) -> anyhow::Result<()> {
@@ -97,6 +100,15 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let membership = Membership::default();
     membership.spawn_watcher(config.zookeeper.clone(), meta.clone());
     let io = ChunkIo::new(membership.clone(), meta.clone(), metrics.clone());
+    worker::Worker {
+        config: config.worker.clone(),
+        zookeeper: config.zookeeper.clone(),
+        router_id: config.listen.to_string(),
+        meta: meta.clone(),
+        io: io.clone(),
+        metrics: metrics.clone(),
+    }
+    .spawn();
 
     let mut builder =
         s3s::service::S3ServiceBuilder::new(s3::Bucketfs::new(meta.clone(), io, metrics.clone()));

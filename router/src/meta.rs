@@ -70,6 +70,15 @@ pub struct PieceLocation {
     pub replicas: Vec<String>,
 }
 
+/// A chunk with the nodes holding its replicas, for repair and collection.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ChunkReplicas {
+    pub id: String,
+    pub size: i32,
+    pub crc32c: i64,
+    pub replicas: Vec<String>,
+}
+
 /// What a PUT, copy or multipart completion is about to make current.
 #[derive(Debug, Clone)]
 pub struct NewVersion {
@@ -280,6 +289,81 @@ impl Meta {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    // ---- background work ---------------------------------------------------
+
+    /// Chunks older than `min_age_secs` with fewer than `want` replicas on
+    /// counted nodes: the live ones, plus nodes seen within `absent_grace_secs`
+    /// (a node that restarts should not trigger a full re-replication).
+    pub async fn under_replicated(
+        &self,
+        live: &[String],
+        want: i64,
+        min_age_secs: f64,
+        absent_grace_secs: f64,
+        limit: i64,
+    ) -> Result<Vec<ChunkReplicas>> {
+        Ok(sqlx::query_as(
+            "WITH counted AS (
+                 SELECT unnest($1::text[]) AS id
+                 UNION SELECT id FROM nodes WHERE last_seen > now() - make_interval(secs => $4))
+             SELECT c.id, c.size, c.crc32c,
+                    COALESCE(array_agg(r.node_id) FILTER (WHERE r.node_id IN (SELECT id FROM counted)), '{}') AS replicas
+             FROM chunks c LEFT JOIN chunk_replicas r ON r.chunk_id = c.id
+             WHERE c.created_at < now() - make_interval(secs => $3)
+             GROUP BY c.id
+             HAVING count(r.node_id) FILTER (WHERE r.node_id IN (SELECT id FROM counted)) < $2
+             LIMIT $5",
+        )
+        .bind(live)
+        .bind(want)
+        .bind(min_age_secs)
+        .bind(absent_grace_secs)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Deletes up to `limit` chunk rows that no version or upload part
+    /// references and that are older than `grace_secs`; returns them with the
+    /// nodes holding their replicas, whose files the caller then deletes.
+    ///
+    /// Safe against a concurrent commit: rows locked by a committing
+    /// transaction (its foreign-key check) are skipped, and a commit that
+    /// loses the race fails on its foreign key instead of referencing a
+    /// deleted chunk.
+    pub async fn collect_garbage(&self, grace_secs: f64, limit: i64) -> Result<Vec<ChunkReplicas>> {
+        let mut tx = self.pool.begin().await?;
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM chunks c
+             WHERE c.created_at < now() - make_interval(secs => $1)
+               AND NOT EXISTS (SELECT 1 FROM version_chunks v WHERE v.chunk_id = c.id)
+               AND NOT EXISTS (SELECT 1 FROM part_chunks p WHERE p.chunk_id = c.id)
+             LIMIT $2 FOR UPDATE SKIP LOCKED",
+        )
+        .bind(grace_secs)
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let garbage: Vec<ChunkReplicas> = sqlx::query_as(
+            "SELECT c.id, c.size, c.crc32c,
+                    COALESCE(array_agg(r.node_id) FILTER (WHERE r.node_id IS NOT NULL), '{}') AS replicas
+             FROM chunks c LEFT JOIN chunk_replicas r ON r.chunk_id = c.id
+             WHERE c.id = ANY($1) GROUP BY c.id",
+        )
+        .bind(&ids)
+        .fetch_all(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM chunks WHERE id = ANY($1)")
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(garbage)
     }
 
     // ---- nodes -------------------------------------------------------------

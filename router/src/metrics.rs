@@ -12,6 +12,8 @@ pub struct Metrics {
     pub chunks_written: AtomicU64,
     pub checksum_failures: AtomicU64,
     pub replica_read_fallbacks: AtomicU64,
+    pub replicas_repaired: AtomicU64,
+    pub chunks_collected: AtomicU64,
 }
 
 impl Metrics {
@@ -34,6 +36,8 @@ impl Metrics {
                 "bucketfs_router_replica_read_fallbacks_total",
                 &self.replica_read_fallbacks,
             ),
+            ("bucketfs_router_replicas_repaired_total", &self.replicas_repaired),
+            ("bucketfs_router_chunks_collected_total", &self.chunks_collected),
         ] {
             let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
         }

@@ -90,6 +90,8 @@ pub struct Cluster {
     pub access_key: String,
     pub secret_key: String,
     bin_dir: PathBuf,
+    /// Extra flags for every `router serve`.
+    router_args: Vec<String>,
     children: BTreeMap<String, Child>,
     /// Temporary clusters delete their directory when dropped.
     temporary: bool,
@@ -112,11 +114,16 @@ pub fn bin_dir() -> PathBuf {
 impl Cluster {
     /// Starts a whole cluster in a fresh temporary directory on free ports.
     pub fn start() -> Result<Self> {
-        let base = std::env::temp_dir().join(format!("bucketfs-test-{:016x}", rand::random::<u64>()));
-        Self::start_in(&base, Ports::free()?, true)
+        Self::start_with_router_args(&[])
     }
 
-    pub fn start_in(dir: &Path, ports: Ports, temporary: bool) -> Result<Self> {
+    /// Like `start`, passing extra flags to every router (e.g. worker tuning).
+    pub fn start_with_router_args(router_args: &[&str]) -> Result<Self> {
+        let base = std::env::temp_dir().join(format!("bucketfs-test-{:016x}", rand::random::<u64>()));
+        Self::start_in(&base, Ports::free()?, true, router_args)
+    }
+
+    pub fn start_in(dir: &Path, ports: Ports, temporary: bool, router_args: &[&str]) -> Result<Self> {
         for sub in ["pids", "logs", "nodes"] {
             fs::create_dir_all(dir.join(sub))?;
         }
@@ -126,6 +133,7 @@ impl Cluster {
             access_key: format!("BFS{}", hex::encode_upper(rand::random::<[u8; 8]>())),
             secret_key: hex::encode(rand::random::<[u8; 20]>()),
             bin_dir: bin_dir(),
+            router_args: router_args.iter().map(|a| a.to_string()).collect(),
             children: BTreeMap::new(),
             temporary,
             detached: false,
@@ -289,6 +297,14 @@ impl Cluster {
         })
     }
 
+    /// Starts one more storage node on a free port; returns its index.
+    pub fn add_node(&mut self) -> Result<usize> {
+        self.ports.nodes.push(free_port()?);
+        let i = self.ports.nodes.len();
+        self.start_node(i)?;
+        Ok(i)
+    }
+
     fn create_access_key(&self) -> Result<()> {
         let out = Command::new(self.bin_dir.join("router"))
             .args(["create-key", "--database-url", &self.database_url()])
@@ -310,7 +326,8 @@ impl Cluster {
         cmd.arg("serve")
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(["--database-url", &self.database_url()])
-            .args(["--zookeeper", &format!("127.0.0.1:{}", self.ports.zookeeper)]);
+            .args(["--zookeeper", &format!("127.0.0.1:{}", self.ports.zookeeper)])
+            .args(&self.router_args);
         self.spawn(&name, cmd)?;
         wait_for(&name, Duration::from_secs(30), || {
             http_get(port, "/_bucketfs/health").is_some()

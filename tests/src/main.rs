@@ -44,7 +44,7 @@ fn main() -> Result<()> {
                 );
             }
             let dir = std::path::absolute(&cli.dir)?;
-            let cluster = Cluster::start_in(&dir, Ports::quick_start(), false)?;
+            let cluster = Cluster::start_in(&dir, Ports::quick_start(), false, &[])?;
             let env = format!(
                 "export AWS_ENDPOINT_URL={endpoint}\nexport AWS_ACCESS_KEY_ID={}\n\
                  export AWS_SECRET_ACCESS_KEY={}\nexport AWS_DEFAULT_REGION=us-east-1\n\

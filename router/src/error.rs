@@ -25,6 +25,8 @@ pub enum Error {
     InvalidDigest,
     #[error("the body ended before its declared length: {0}")]
     IncompleteBody(String),
+    #[error("the body is larger than the {0} bytes allowed")]
+    EntityTooLarge(u64),
     #[error("key is longer than 1024 bytes")]
     KeyTooLong,
     #[error("invalid argument: {0}")]
@@ -66,6 +68,7 @@ impl From<Error> for S3Error {
             Error::BadDigest => S3ErrorCode::BadDigest,
             Error::InvalidDigest => S3ErrorCode::InvalidDigest,
             Error::IncompleteBody(_) => S3ErrorCode::IncompleteBody,
+            Error::EntityTooLarge(_) => S3ErrorCode::EntityTooLarge,
             Error::KeyTooLong => S3ErrorCode::KeyTooLongError,
             Error::InvalidArgument(_) => S3ErrorCode::InvalidArgument,
             Error::InvalidRange => S3ErrorCode::InvalidRange,

@@ -2,7 +2,9 @@
 """Sends a presigned PUT whose body is shorter than its Content-Length, then
 closes the connection: what a client that dies mid-upload looks like.
 
-usage: raw_put.py ENDPOINT BUCKET KEY DECLARED_LEN SENT_LEN
+usage: raw_put.py ENDPOINT BUCKET KEY DECLARED_LEN SENT_LEN [--wait]
+With --wait the connection stays open and the server's early answer is read
+(an oversized body refused before it is sent).
 Credentials come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
 """
 import socket
@@ -21,10 +23,11 @@ target = parts.path + ("?" + parts.query if parts.query else "")
 sock = socket.create_connection((parts.hostname, parts.port))
 head = f"PUT {target} HTTP/1.1\r\nHost: {parts.netloc}\r\nContent-Length: {declared}\r\n\r\n"
 sock.sendall(head.encode() + b"x" * sent)
-sock.shutdown(socket.SHUT_WR)
+if "--wait" not in sys.argv[6:]:
+    sock.shutdown(socket.SHUT_WR)
 sock.settimeout(10)
 try:
     reply = sock.recv(4096).decode(errors="replace")
 except OSError as e:
     reply = f"(no reply: {e})"
-print(reply.split("\r\n", 1)[0] if reply else "(connection closed)")
+print(reply if reply else "(connection closed)")

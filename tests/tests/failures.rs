@@ -266,3 +266,51 @@ fn lost_replicas_are_repaired_and_garbage_is_collected() -> Result<()> {
     assert_eq!(repaired, 3);
     Ok(())
 }
+
+/// A small tmpfs mounted over a directory for the life of the value.
+struct TinyDisk(PathBuf);
+
+impl TinyDisk {
+    fn mount(dir: &std::path::Path, size: &str) -> Result<Self> {
+        fs::create_dir_all(dir)?;
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()?;
+        anyhow::ensure!(status.success(), "mount tmpfs failed");
+        Ok(Self(dir.to_path_buf()))
+    }
+}
+
+impl Drop for TinyDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn a_full_disk_loses_nothing() -> Result<()> {
+    let mut cluster = Cluster::start()?;
+    let work = setup(&cluster)?;
+    // storage-node-1 comes back on a 20 MiB disk.
+    cluster.kill9("storage-node-1")?;
+    let data = cluster.node_data_dir(1);
+    fs::remove_dir_all(&data)?;
+    let _disk = TinyDisk::mount(&data, "20m")?;
+    cluster.start_node(1)?;
+    let file = work.join("full.bin");
+    random_file(&file, 64 << 20, 6)?;
+    let sha = sha256_file(&file)?;
+    // The node fills after two chunks; every later chunk still gets its two
+    // durable replicas on the other nodes, so the PUT succeeds.
+    put(&cluster, &file, "big")?;
+    assert_eq!(get_sha(&cluster, "big", &work)?, sha);
+    let log = fs::read_to_string(cluster.log_path("storage-node-1"))?;
+    assert!(log.contains("disk is full"), "the full disk was not reported");
+    // Nothing half-written is left behind on the full node.
+    assert_eq!(fs::read_dir(data.join("tmp"))?.count(), 0);
+    Ok(())
+}

@@ -589,6 +589,22 @@ fn versions_conditionals_copies_listings_and_bad_input() -> Result<()> {
     assert!(!reply.contains(" 200"), "truncated PUT answered {reply}");
     let err = api_err(&cluster, &["head-object", "--bucket", "list", "--key", "short"])?;
     assert!(err.contains("404") || err.contains("Not Found"), "{err}");
+    // A body declared larger than S3's 5 GiB limit is refused before it is read.
+    let out = Command::new("python3")
+        .args([
+            script,
+            &cluster.endpoint(),
+            "list",
+            "huge",
+            "6442450944",
+            "1000",
+            "--wait",
+        ])
+        .env("AWS_ACCESS_KEY_ID", &cluster.access_key)
+        .env("AWS_SECRET_ACCESS_KEY", &cluster.secret_key)
+        .output()?;
+    let reply = String::from_utf8_lossy(&out.stdout);
+    assert!(reply.contains("EntityTooLarge"), "oversized PUT answered {reply}");
     // A bad signature: 403 SignatureDoesNotMatch.
     let out = cluster
         .aws(&["s3api", "list-objects-v2", "--bucket", "list"])

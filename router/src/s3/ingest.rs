@@ -22,6 +22,8 @@ use crate::metrics::Metrics;
 /// Largest chunk the router writes: one 8 MiB chunk per default-sized part.
 pub const CHUNK_SIZE: usize = 8 * 1024 * 1024;
 const WRITES_IN_FLIGHT: usize = 4;
+/// S3's limit for one PUT body or one part.
+pub const MAX_BODY_BYTES: u64 = 5 * 1024 * 1024 * 1024;
 
 pub struct Ingested {
     pub pieces: Vec<Piece>,
@@ -35,7 +37,17 @@ impl Ingested {
     }
 }
 
-pub async fn ingest(io: &ChunkIo, metrics: &Metrics, body: Option<StreamingBlob>) -> Result<Ingested> {
+/// Reads a body of at most `MAX_BODY_BYTES` (`declared` is its Content-Length,
+/// when sent) into replicated chunks.
+pub async fn ingest(
+    io: &ChunkIo,
+    metrics: &Metrics,
+    body: Option<StreamingBlob>,
+    declared: Option<i64>,
+) -> Result<Ingested> {
+    if declared.is_some_and(|n| n as u64 > MAX_BODY_BYTES) {
+        return Err(Error::EntityTooLarge(MAX_BODY_BYTES));
+    }
     let mut md5 = Md5::new();
     let mut size = 0i64;
     let mut buf = BytesMut::new();
@@ -49,6 +61,9 @@ pub async fn ingest(io: &ChunkIo, metrics: &Metrics, body: Option<StreamingBlob>
             let mut bytes = next.map_err(|e| Error::IncompleteBody(e.to_string()))?;
             md5.update(&bytes);
             size += bytes.len() as i64;
+            if size as u64 > MAX_BODY_BYTES {
+                return Err(Error::EntityTooLarge(MAX_BODY_BYTES));
+            }
             Metrics::add(&metrics.bytes_in, bytes.len() as u64);
             while !bytes.is_empty() {
                 if buf.capacity() == 0 {

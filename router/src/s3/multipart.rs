@@ -84,15 +84,7 @@ impl Bucketfs {
         }
         let bucket = self.meta.bucket(&input.bucket).await?;
         self.meta.upload(&bucket, &input.key, &input.upload_id).await?;
-        let body = ingest(&self.io, &self.metrics, input.body).await?;
-        if let Some(declared) = input.content_length {
-            if declared != body.size {
-                return Err(Error::IncompleteBody(format!(
-                    "got {} of {declared} bytes",
-                    body.size
-                )));
-            }
-        }
+        let body = ingest(&self.io, &self.metrics, input.body, input.content_length).await?;
         check_content_md5(input.content_md5.as_deref(), &body.md5)?;
         let etag = body.etag();
         self.meta

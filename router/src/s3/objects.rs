@@ -85,15 +85,7 @@ impl Bucketfs {
         let input = req.input;
         check_key(&input.key)?;
         let bucket = self.meta.bucket(&input.bucket).await?;
-        let body = ingest(&self.io, &self.metrics, input.body).await?;
-        if let Some(declared) = input.content_length {
-            if declared != body.size {
-                return Err(Error::IncompleteBody(format!(
-                    "got {} of {declared} bytes",
-                    body.size
-                )));
-            }
-        }
+        let body = ingest(&self.io, &self.metrics, input.body, input.content_length).await?;
         check_content_md5(input.content_md5.as_deref(), &body.md5)?;
         let etag = body.etag();
         let version = self

@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod chunks;
 pub mod error;
+pub mod host;
 pub mod membership;
 pub mod meta;
 pub mod metrics;
@@ -56,6 +57,10 @@ pub struct ServeConfig {
     /// ZooKeeper connection string.
     #[arg(long, default_value = "127.0.0.1:2181", env = "BUCKETFS_ZOOKEEPER")]
     pub zookeeper: String,
+    /// Base domain for virtual-host-style requests (BUCKET.DOMAIN); repeatable.
+    /// Other Host headers are path style.
+    #[arg(long = "domain", env = "BUCKETFS_DOMAINS", value_delimiter = ',')]
+    pub domains: Vec<String>,
     #[command(flatten)]
     pub worker: worker::WorkerConfig,
 }
@@ -113,6 +118,9 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let mut builder =
         s3s::service::S3ServiceBuilder::new(s3::Bucketfs::new(meta.clone(), io, metrics.clone()));
     builder.set_auth(auth::PostgresAuth::new(meta));
+    if !config.domains.is_empty() {
+        builder.set_host(host::Domains(config.domains.clone()));
+    }
     let s3 = builder.build();
 
     // `_` cannot start a bucket name, so these paths never shadow S3 requests.

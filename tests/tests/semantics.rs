@@ -635,3 +635,19 @@ fn md5_of(data: &[u8]) -> String {
     use md5::{Digest, Md5};
     hex::encode(Md5::digest(data))
 }
+
+#[test]
+fn virtual_host_style_beside_path_style() -> Result<()> {
+    let cluster = Cluster::start_with_router_args(&["--domain", "s3.test"])?;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/virtual_host.py");
+    let out = Command::new("python3")
+        .args([script, &cluster.ports.haproxy.to_string(), "vhost"])
+        .env("AWS_ACCESS_KEY_ID", &cluster.access_key)
+        .env("AWS_SECRET_ACCESS_KEY", &cluster.secret_key)
+        .output()?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The same object through path style, by IP.
+    let listing = cluster.aws_ok(&["s3", "ls", "--recursive", "s3://vhost/"])?;
+    assert!(listing.contains("hello/world.txt"), "{listing}");
+    Ok(())
+}

@@ -50,6 +50,16 @@ fn parse_copy_range(range: &str, size: i64) -> Result<(i64, i64)> {
 }
 
 impl Bucketfs {
+    /// Checks that a part may be stored: a valid number of a live upload.
+    async fn open_part(&self, bucket: &str, key: &str, upload_id: &str, part_number: i32) -> Result<()> {
+        if !(1..=MAX_PART_NUMBER).contains(&part_number) {
+            return Err(Error::InvalidArgument(format!("part number {part_number}")));
+        }
+        let bucket = self.meta.bucket(bucket).await?;
+        self.meta.upload(&bucket, key, upload_id).await?;
+        Ok(())
+    }
+
     pub(super) async fn create_multipart_upload(
         &self,
         req: S3Request<CreateMultipartUploadInput>,
@@ -76,14 +86,8 @@ impl Bucketfs {
         req: S3Request<UploadPartInput>,
     ) -> Result<S3Response<UploadPartOutput>> {
         let input = req.input;
-        if !(1..=MAX_PART_NUMBER).contains(&input.part_number) {
-            return Err(Error::InvalidArgument(format!(
-                "part number {}",
-                input.part_number
-            )));
-        }
-        let bucket = self.meta.bucket(&input.bucket).await?;
-        self.meta.upload(&bucket, &input.key, &input.upload_id).await?;
+        self.open_part(&input.bucket, &input.key, &input.upload_id, input.part_number)
+            .await?;
         let body = ingest(&self.io, &self.metrics, input.body, input.content_length).await?;
         check_content_md5(input.content_md5.as_deref(), &body.md5)?;
         let etag = body.etag();
@@ -101,14 +105,8 @@ impl Bucketfs {
         req: S3Request<UploadPartCopyInput>,
     ) -> Result<S3Response<UploadPartCopyOutput>> {
         let input = req.input;
-        if !(1..=MAX_PART_NUMBER).contains(&input.part_number) {
-            return Err(Error::InvalidArgument(format!(
-                "part number {}",
-                input.part_number
-            )));
-        }
-        let bucket = self.meta.bucket(&input.bucket).await?;
-        self.meta.upload(&bucket, &input.key, &input.upload_id).await?;
+        self.open_part(&input.bucket, &input.key, &input.upload_id, input.part_number)
+            .await?;
         let (src_bucket, src_key, src_version) = copy_source(&input.copy_source)?;
         let source_bucket = self.meta.bucket(&src_bucket).await?;
         let source = self

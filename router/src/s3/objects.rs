@@ -78,6 +78,20 @@ fn content_range(range: &std::ops::Range<u64>, size: u64) -> String {
 }
 
 impl Bucketfs {
+    /// The version a GET or HEAD reads, once its conditional headers pass.
+    async fn readable_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        conditions: ReadConditions<'_>,
+    ) -> Result<Version> {
+        let bucket = self.meta.bucket(bucket).await?;
+        let version = self.meta.version(&bucket, key, version_id).await?;
+        conditions.check(&version)?;
+        Ok(version)
+    }
+
     pub(super) async fn put_object(
         &self,
         req: S3Request<PutObjectInput>,
@@ -116,18 +130,15 @@ impl Bucketfs {
         req: S3Request<GetObjectInput>,
     ) -> Result<S3Response<GetObjectOutput>> {
         let input = req.input;
-        let bucket = self.meta.bucket(&input.bucket).await?;
-        let version = self
-            .meta
-            .version(&bucket, &input.key, input.version_id.as_deref())
-            .await?;
-        ReadConditions {
+        let conditions = ReadConditions {
             if_match: input.if_match.as_ref(),
             if_none_match: input.if_none_match.as_ref(),
             if_modified_since: input.if_modified_since.as_ref(),
             if_unmodified_since: input.if_unmodified_since.as_ref(),
-        }
-        .check(&version)?;
+        };
+        let version = self
+            .readable_version(&input.bucket, &input.key, input.version_id.as_deref(), conditions)
+            .await?;
         let size = version.size as u64;
         let range = match &input.range {
             Some(r) => Some(r.check(size).map_err(|_| Error::InvalidRange)?),
@@ -196,18 +207,15 @@ impl Bucketfs {
         req: S3Request<HeadObjectInput>,
     ) -> Result<S3Response<HeadObjectOutput>> {
         let input = req.input;
-        let bucket = self.meta.bucket(&input.bucket).await?;
-        let version = self
-            .meta
-            .version(&bucket, &input.key, input.version_id.as_deref())
-            .await?;
-        ReadConditions {
+        let conditions = ReadConditions {
             if_match: input.if_match.as_ref(),
             if_none_match: input.if_none_match.as_ref(),
             if_modified_since: input.if_modified_since.as_ref(),
             if_unmodified_since: input.if_unmodified_since.as_ref(),
-        }
-        .check(&version)?;
+        };
+        let version = self
+            .readable_version(&input.bucket, &input.key, input.version_id.as_deref(), conditions)
+            .await?;
         Ok(S3Response::new(HeadObjectOutput {
             content_length: Some(version.size),
             accept_ranges: Some("bytes".into()),

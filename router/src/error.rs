@@ -21,6 +21,12 @@ pub enum Error {
     BucketNotEmpty,
     #[error("the Content-MD5 you sent does not match the body")]
     BadDigest,
+    #[error("{header} is {expected} but the body's is {actual}")]
+    BadChecksum {
+        header: &'static str,
+        expected: String,
+        actual: String,
+    },
     #[error("the Content-MD5 header is malformed")]
     InvalidDigest,
     #[error("the body ended before its declared length: {0}")]
@@ -65,7 +71,7 @@ impl From<Error> for S3Error {
             Error::NoSuchUpload => S3ErrorCode::NoSuchUpload,
             Error::BucketExists => S3ErrorCode::BucketAlreadyOwnedByYou,
             Error::BucketNotEmpty => S3ErrorCode::BucketNotEmpty,
-            Error::BadDigest => S3ErrorCode::BadDigest,
+            Error::BadDigest | Error::BadChecksum { .. } => S3ErrorCode::BadDigest,
             Error::InvalidDigest => S3ErrorCode::InvalidDigest,
             Error::IncompleteBody(_) => S3ErrorCode::IncompleteBody,
             Error::EntityTooLarge(_) => S3ErrorCode::EntityTooLarge,

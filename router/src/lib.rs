@@ -88,6 +88,31 @@ struct Admin {
     membership: Membership,
 }
 
+/// A span around every request (method, path, request id) and one log line
+/// with its status and latency; the id is also returned as `x-amz-request-id`.
+async fn request_span(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    use tracing::Instrument;
+    let id = format!("{:016x}", rand::random::<u64>());
+    let span = tracing::info_span!("request", %id, method = %req.method(), path = %req.uri().path());
+    async move {
+        let started = std::time::Instant::now();
+        let mut response = next.run(req).await;
+        let status = response.status().as_u16();
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        if status >= 500 {
+            tracing::warn!(status, ms, "request failed");
+        } else {
+            tracing::debug!(status, ms, "request done");
+        }
+        if let Ok(v) = axum::http::HeaderValue::from_str(&id) {
+            response.headers_mut().insert("x-amz-request-id", v);
+        }
+        response
+    }
+    .instrument(span)
+    .await
+}
+
 /// What a client gets when s3s itself fails (not an S3 error response).
 async fn s3_failure(err: s3s::HttpError) -> (axum::http::StatusCode, String) {
     tracing::error!(?err, "s3 service failure");
@@ -131,7 +156,8 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             get(|State(a): State<Admin>| async move { a.metrics.render(a.membership.live_ids().len()) }),
         )
         .with_state(Admin { metrics, membership })
-        .fallback_service(axum::error_handling::HandleError::new(s3, s3_failure));
+        .fallback_service(axum::error_handling::HandleError::new(s3, s3_failure))
+        .layer(axum::middleware::from_fn(request_span));
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

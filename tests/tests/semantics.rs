@@ -577,6 +577,44 @@ fn versions_conditionals_copies_listings_and_bad_input() -> Result<()> {
     assert!(err.contains("BadDigest"), "{err}");
     let err = api_err(&cluster, &["head-object", "--bucket", "list", "--key", "md5"])?;
     assert!(err.contains("404") || err.contains("Not Found"), "{err}");
+    // Flexible checksums: a correct one is verified and echoed, a wrong one refused.
+    let ok = api(
+        &cluster,
+        &[
+            "put-object",
+            "--bucket",
+            "list",
+            "--key",
+            "summed",
+            "--body",
+            &w("c"),
+            "--checksum-algorithm",
+            "SHA256",
+        ],
+    )?;
+    let sha = {
+        use base64::Engine;
+        use sha2::{Digest, Sha256};
+        base64::engine::general_purpose::STANDARD.encode(Sha256::digest(b"conditional\n"))
+    };
+    assert_eq!(ok["ChecksumSHA256"], sha.as_str(), "{ok}");
+    let err = api_err(
+        &cluster,
+        &[
+            "put-object",
+            "--bucket",
+            "list",
+            "--key",
+            "badsum",
+            "--body",
+            &w("c"),
+            "--checksum-crc32",
+            "AAAAAA==",
+        ],
+    )?;
+    assert!(err.contains("BadDigest"), "{err}");
+    let err = api_err(&cluster, &["head-object", "--bucket", "list", "--key", "badsum"])?;
+    assert!(err.contains("404") || err.contains("Not Found"), "{err}");
     // A body shorter than its Content-Length: no version.
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/raw_put.py");
     let out = Command::new("python3")

@@ -10,10 +10,13 @@ use std::collections::VecDeque;
 
 use bytes::BytesMut;
 use futures::StreamExt;
+use http::HeaderMap;
 use md5::{Digest, Md5};
 use s3s::dto::StreamingBlob;
+use s3s::TrailingHeaders;
 use tokio::task::JoinHandle;
 
+use super::checksum::{Algorithm, Claim, Hasher};
 use crate::chunks::ChunkIo;
 use crate::error::{Error, Result};
 use crate::meta::Piece;
@@ -29,25 +32,59 @@ pub struct Ingested {
     pub pieces: Vec<Piece>,
     pub size: i64,
     pub md5: [u8; 16],
+    /// The verified flexible checksum, when the client sent one.
+    pub checksum: Option<(Algorithm, String)>,
 }
 
 impl Ingested {
     pub fn etag(&self) -> String {
         hex::encode(self.md5)
     }
+
+    /// The checksum as the `(crc32, crc32c, sha1, sha256)` fields of a response.
+    pub fn checksum_fields(&self) -> ChecksumFields {
+        let mut fields = ChecksumFields::default();
+        if let Some((algorithm, value)) = &self.checksum {
+            let slot = match algorithm {
+                Algorithm::Crc32 => &mut fields.crc32,
+                Algorithm::Crc32c => &mut fields.crc32c,
+                Algorithm::Sha1 => &mut fields.sha1,
+                Algorithm::Sha256 => &mut fields.sha256,
+            };
+            *slot = Some(value.clone());
+        }
+        fields
+    }
 }
 
-/// Reads a body of at most `MAX_BODY_BYTES` (`declared` is its Content-Length,
-/// when sent) into replicated chunks.
-pub async fn ingest(
-    io: &ChunkIo,
-    metrics: &Metrics,
-    body: Option<StreamingBlob>,
-    declared: Option<i64>,
-) -> Result<Ingested> {
-    if declared.is_some_and(|n| n as u64 > MAX_BODY_BYTES) {
+#[derive(Default)]
+pub struct ChecksumFields {
+    pub crc32: Option<String>,
+    pub crc32c: Option<String>,
+    pub sha1: Option<String>,
+    pub sha256: Option<String>,
+}
+
+/// A request body and what the client claims about it.
+pub struct Body<'a> {
+    pub blob: Option<StreamingBlob>,
+    /// Content-Length, when sent.
+    pub declared: Option<i64>,
+    /// Content-MD5 (base64), when sent.
+    pub content_md5: Option<&'a str>,
+    pub headers: &'a HeaderMap,
+    pub trailers: Option<&'a TrailingHeaders>,
+}
+
+/// Reads a body of at most `MAX_BODY_BYTES` into replicated chunks, checking
+/// its length, Content-MD5 and flexible checksum on the way. Any failure
+/// leaves only unreferenced chunks (garbage), never a version.
+pub async fn ingest(io: &ChunkIo, metrics: &Metrics, body: Body<'_>) -> Result<Ingested> {
+    if body.declared.is_some_and(|n| n as u64 > MAX_BODY_BYTES) {
         return Err(Error::EntityTooLarge(MAX_BODY_BYTES));
     }
+    let claim = Claim::from_headers(body.headers);
+    let mut hasher = claim.as_ref().map(|c| Hasher::new(c.algorithm));
     let mut md5 = Md5::new();
     let mut size = 0i64;
     let mut buf = BytesMut::new();
@@ -56,10 +93,13 @@ pub async fn ingest(
         pending: VecDeque::new(),
         done: Vec::new(),
     };
-    if let Some(mut body) = body {
-        while let Some(next) = body.next().await {
+    if let Some(mut blob) = body.blob {
+        while let Some(next) = blob.next().await {
             let mut bytes = next.map_err(|e| Error::IncompleteBody(e.to_string()))?;
             md5.update(&bytes);
+            if let Some(h) = hasher.as_mut() {
+                h.update(&bytes);
+            }
             size += bytes.len() as i64;
             if size as u64 > MAX_BODY_BYTES {
                 return Err(Error::EntityTooLarge(MAX_BODY_BYTES));
@@ -82,10 +122,45 @@ pub async fn ingest(
         writes.push(buf.freeze()).await?;
         Metrics::inc(&metrics.chunks_written);
     }
+    if let Some(declared) = body.declared {
+        if declared != size {
+            return Err(Error::IncompleteBody(format!("got {size} of {declared} bytes")));
+        }
+    }
+    let md5: [u8; 16] = md5.finalize().into();
+    check_content_md5(body.content_md5, &md5)?;
+    let checksum = match (claim, hasher) {
+        (Some(claim), Some(hasher)) => {
+            let actual = hasher.finish();
+            let header = claim.algorithm.header();
+            let expected = claim.value.or_else(|| {
+                body.trailers
+                    .and_then(|t| t.read(|h| h.get(header).and_then(|v| v.to_str().ok()).map(str::to_string)))
+                    .flatten()
+            });
+            match expected {
+                Some(expected) if expected.trim() != actual => {
+                    return Err(Error::BadChecksum {
+                        header,
+                        expected,
+                        actual,
+                    });
+                }
+                Some(_) => Some((claim.algorithm, actual)),
+                None => {
+                    return Err(Error::InvalidArgument(format!(
+                        "{header} was announced but not sent"
+                    )))
+                }
+            }
+        }
+        _ => None,
+    };
     Ok(Ingested {
         pieces: writes.finish().await?,
         size,
-        md5: md5.finalize().into(),
+        md5,
+        checksum,
     })
 }
 
@@ -124,7 +199,7 @@ impl Writes {
 }
 
 /// Checks a Content-MD5 header (base64) against the body's MD5.
-pub fn check_content_md5(header: Option<&str>, md5: &[u8; 16]) -> Result<()> {
+fn check_content_md5(header: Option<&str>, md5: &[u8; 16]) -> Result<()> {
     use base64::Engine;
     let Some(header) = header else { return Ok(()) };
     let want = base64::engine::general_purpose::STANDARD

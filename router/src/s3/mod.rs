@@ -3,6 +3,7 @@
 //! of operations; errors become S3 errors only through `crate::error`.
 
 mod buckets;
+mod checksum;
 mod ingest;
 mod list;
 mod multipart;

@@ -6,7 +6,7 @@ use md5::{Digest, Md5};
 use s3s::dto::*;
 use s3s::{S3Request, S3Response};
 
-use super::ingest::{check_content_md5, ingest};
+use super::ingest::{ingest, Body};
 use super::objects::copy_source;
 use super::{check_key, timestamp, visible_version_id, Bucketfs};
 use crate::error::{Error, Result};
@@ -88,14 +88,25 @@ impl Bucketfs {
         let input = req.input;
         self.open_part(&input.bucket, &input.key, &input.upload_id, input.part_number)
             .await?;
-        let body = ingest(&self.io, &self.metrics, input.body, input.content_length).await?;
-        check_content_md5(input.content_md5.as_deref(), &body.md5)?;
+        let body = Body {
+            blob: input.body,
+            declared: input.content_length,
+            content_md5: input.content_md5.as_deref(),
+            headers: &req.headers,
+            trailers: req.trailing_headers.as_ref(),
+        };
+        let body = ingest(&self.io, &self.metrics, body).await?;
+        let sums = body.checksum_fields();
         let etag = body.etag();
         self.meta
             .put_part(&input.upload_id, input.part_number, &etag, &body.pieces)
             .await?;
         Ok(S3Response::new(UploadPartOutput {
             e_tag: Some(ETag::Strong(etag)),
+            checksum_crc32: sums.crc32,
+            checksum_crc32c: sums.crc32c,
+            checksum_sha1: sums.sha1,
+            checksum_sha256: sums.sha256,
             ..Default::default()
         }))
     }

@@ -12,7 +12,7 @@ use s3s::dto::*;
 use s3s::{S3Request, S3Response};
 use time::OffsetDateTime;
 
-use super::ingest::{check_content_md5, ingest};
+use super::ingest::{ingest, Body};
 use super::{check_key, etag_of, timestamp, visible_version_id, Bucketfs};
 use crate::error::{Error, Result};
 use crate::meta::{NewVersion, Version, WritePrecondition};
@@ -99,8 +99,15 @@ impl Bucketfs {
         let input = req.input;
         check_key(&input.key)?;
         let bucket = self.meta.bucket(&input.bucket).await?;
-        let body = ingest(&self.io, &self.metrics, input.body, input.content_length).await?;
-        check_content_md5(input.content_md5.as_deref(), &body.md5)?;
+        let body = Body {
+            blob: input.body,
+            declared: input.content_length,
+            content_md5: input.content_md5.as_deref(),
+            headers: &req.headers,
+            trailers: req.trailing_headers.as_ref(),
+        };
+        let body = ingest(&self.io, &self.metrics, body).await?;
+        let sums = body.checksum_fields();
         let etag = body.etag();
         let version = self
             .meta
@@ -121,6 +128,10 @@ impl Bucketfs {
         Ok(S3Response::new(PutObjectOutput {
             e_tag: Some(ETag::Strong(etag)),
             version_id: visible_version_id(&version),
+            checksum_crc32: sums.crc32,
+            checksum_crc32c: sums.crc32c,
+            checksum_sha1: sums.sha1,
+            checksum_sha256: sums.sha256,
             ..Default::default()
         }))
     }

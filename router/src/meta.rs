@@ -422,37 +422,71 @@ impl Meta {
     /// A plain DELETE: a delete marker where versioning is on, else removal.
     pub async fn delete_object(&self, bucket: &Bucket, key: &str) -> Result<Deleted> {
         let mut tx = self.pool.begin().await?;
-        lock_key(&mut tx, bucket.id, key).await?;
-        let versioning = current_versioning(&mut tx, bucket.id).await?;
-        set_current(&mut tx, bucket.id, key, None).await?;
-        let deleted = if versioning.is_empty() {
-            drop_null_versions(&mut tx, bucket.id, key, -1).await?;
-            Deleted::default()
-        } else {
-            let version_id = if versioning == "Enabled" {
-                new_version_id()
-            } else {
-                NULL_VERSION.to_string()
-            };
-            let id: i64 = sqlx::query_scalar(
-                "INSERT INTO versions (bucket_id, key, version_id, delete_marker) VALUES ($1, $2, $3, true)
-                 RETURNING id",
-            )
-            .bind(bucket.id)
-            .bind(key)
-            .bind(&version_id)
-            .fetch_one(&mut *tx)
-            .await?;
-            if version_id == NULL_VERSION {
-                drop_null_versions(&mut tx, bucket.id, key, id).await?;
-            }
-            Deleted {
-                delete_marker: true,
-                version_id: Some(version_id),
-            }
-        };
+        let deleted = delete_in(&mut tx, bucket, key).await?;
         tx.commit().await?;
         Ok(deleted)
+    }
+
+    /// Moves the current versions of `from` (one key, or every key under it
+    /// when `prefix`) to `to` in one transaction: each gets a new version at
+    /// its new key that shares its chunks, and is deleted at its old key as a
+    /// DELETE would. With `no_replace`, fails if any destination exists.
+    pub async fn rename(
+        &self,
+        bucket: &Bucket,
+        from: &str,
+        to: &str,
+        prefix: bool,
+        no_replace: bool,
+    ) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let cols = "v.id, v.key, v.version_id, v.delete_marker, v.size, v.etag, v.content_type, v.metadata, v.parts_count, v.created_at";
+        let sources: Vec<Version> = sqlx::query_as(&format!(
+            "SELECT {cols} FROM current_versions c JOIN versions v ON v.id = c.version
+             WHERE c.bucket_id = $1 AND (c.key = $2 OR ($3 AND c.key > $2 AND starts_with(c.key, $2)))
+             ORDER BY c.key FOR UPDATE OF c"
+        ))
+        .bind(bucket.id)
+        .bind(from)
+        .bind(prefix)
+        .fetch_all(&mut *tx)
+        .await?;
+        if sources.is_empty() {
+            return Err(Error::NoSuchKey);
+        }
+        for source in &sources {
+            let dest = format!("{to}{}", &source.key[from.len()..]);
+            if dest == source.key {
+                continue;
+            }
+            let pieces: Vec<Piece> = sqlx::query(
+                "SELECT chunk_id, chunk_offset, length FROM version_chunks WHERE version = $1 ORDER BY idx",
+            )
+            .bind(source.id)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(piece_from_row)
+            .collect();
+            let new = NewVersion {
+                key: dest,
+                size: source.size,
+                etag: source.etag.clone(),
+                content_type: source.content_type.clone(),
+                metadata: source.user_metadata(),
+                parts_count: source.parts_count,
+                pieces,
+                precondition: if no_replace {
+                    WritePrecondition::Absent
+                } else {
+                    WritePrecondition::None
+                },
+            };
+            commit_in(&mut tx, bucket, new).await?;
+            delete_in(&mut tx, bucket, &source.key).await?;
+        }
+        tx.commit().await?;
+        Ok(sources.len() as u64)
     }
 
     /// Permanently removes one version; the newest remaining one becomes current.
@@ -763,6 +797,36 @@ impl Meta {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
+}
+
+async fn delete_in(tx: &mut Transaction<'_, Postgres>, bucket: &Bucket, key: &str) -> Result<Deleted> {
+    lock_key(tx, bucket.id, key).await?;
+    let versioning = current_versioning(tx, bucket.id).await?;
+    set_current(tx, bucket.id, key, None).await?;
+    if versioning.is_empty() {
+        drop_null_versions(tx, bucket.id, key, -1).await?;
+        return Ok(Deleted::default());
+    }
+    let version_id = if versioning == "Enabled" {
+        new_version_id()
+    } else {
+        NULL_VERSION.to_string()
+    };
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO versions (bucket_id, key, version_id, delete_marker) VALUES ($1, $2, $3, true) RETURNING id",
+    )
+    .bind(bucket.id)
+    .bind(key)
+    .bind(&version_id)
+    .fetch_one(&mut **tx)
+    .await?;
+    if version_id == NULL_VERSION {
+        drop_null_versions(tx, bucket.id, key, id).await?;
+    }
+    Ok(Deleted {
+        delete_marker: true,
+        version_id: Some(version_id),
+    })
 }
 
 async fn commit_in(tx: &mut Transaction<'_, Postgres>, bucket: &Bucket, new: NewVersion) -> Result<Version> {

@@ -8,6 +8,9 @@ mod ingest;
 mod list;
 mod multipart;
 mod objects;
+mod rename;
+
+pub use rename::RenameRoute;
 
 use std::sync::Arc;
 

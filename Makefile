@@ -16,8 +16,12 @@ build: deps
 ## and create the bucket `demo`. Credentials: `source .cluster/env`.
 up: build
 	$(RELEASE_BIN)/bucketfs-cluster --dir $(CLUSTER_DIR) up --bucket demo
+	mkdir -p mnt
+	source $(CLUSTER_DIR)/env && BUCKETFS_LOG=$(CLUSTER_DIR)/logs/bucketfs.log $(RELEASE_BIN)/bucketfs mount demo mnt
+	@echo "bucket demo mounted at ./mnt"
 
 down:
+	@umount -l mnt 2>/dev/null || true
 	@if [ -x $(RELEASE_BIN)/bucketfs-cluster ]; then $(RELEASE_BIN)/bucketfs-cluster --dir $(CLUSTER_DIR) down; \
 	else $(CARGO) run -q -p bucketfs-tests --bin bucketfs-cluster -- --dir $(CLUSTER_DIR) down; fi
 

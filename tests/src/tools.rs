@@ -140,3 +140,33 @@ pub fn sha256_file(path: &Path) -> Result<String> {
     }
     Ok(hex::encode(h.finalize()))
 }
+
+/// A bucketfs mount, unmounted (lazily, so it never blocks) when dropped.
+pub struct Mount {
+    pub dir: PathBuf,
+}
+
+impl Cluster {
+    /// `bucketfs mount BUCKET DIR` (daemon mode: returns once mounted).
+    pub fn mount(&self, bucket: &str, dir: &Path) -> Result<Mount> {
+        fs::create_dir_all(dir)?;
+        let out = Command::new(crate::bin_dir().join("bucketfs"))
+            .args(["mount", bucket])
+            .arg(dir)
+            .args(["--endpoint", &self.endpoint()])
+            .env("AWS_ACCESS_KEY_ID", &self.access_key)
+            .env("AWS_SECRET_ACCESS_KEY", &self.secret_key)
+            .env("BUCKETFS_LOG", self.log_path(&format!("bucketfs-{bucket}")))
+            .output()?;
+        check(out, "bucketfs mount")?;
+        Ok(Mount {
+            dir: dir.to_path_buf(),
+        })
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+    }
+}

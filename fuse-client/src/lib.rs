@@ -1,0 +1,190 @@
+//! bucketfs: mount an S3 bucket as a directory.
+//!
+//! `bucketfs mount BUCKET DIR` daemonizes by default and returns once the
+//! mount is ready; SIGTERM/SIGINT unmount cleanly. `bucketfs umount DIR`.
+
+pub mod error;
+pub mod fs;
+pub mod fuse;
+pub mod s3;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+#[derive(Debug, clap::Parser)]
+#[command(name = "bucketfs", version, about = "Mount an S3 bucket as a directory")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Mount BUCKET at MOUNTPOINT.
+    Mount(MountArgs),
+    /// Unmount a bucketfs mount.
+    Umount { mountpoint: PathBuf },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct MountArgs {
+    pub bucket: String,
+    pub mountpoint: PathBuf,
+    /// S3 endpoint (default: $AWS_ENDPOINT_URL).
+    #[arg(long, env = "AWS_ENDPOINT_URL")]
+    pub endpoint: String,
+    #[arg(long, env = "AWS_ACCESS_KEY_ID", hide_env_values = true)]
+    pub access_key: String,
+    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub secret_key: String,
+    #[arg(long, env = "AWS_DEFAULT_REGION", default_value = "us-east-1")]
+    pub region: String,
+    /// Stay in the foreground instead of daemonizing.
+    #[arg(long, short)]
+    pub foreground: bool,
+    /// Seconds the kernel caches attributes and entries.
+    #[arg(long, default_value_t = 1.0)]
+    pub attr_ttl: f64,
+    #[arg(long)]
+    pub read_only: bool,
+    /// Let other users use the mount (needs user_allow_other for non-root).
+    #[arg(long)]
+    pub allow_other: bool,
+}
+
+pub fn main(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Mount(args) => mount(args),
+        Command::Umount { mountpoint } => umount(&mountpoint),
+    }
+}
+
+/// Is a FUSE file system mounted at `dir`?
+pub fn is_mounted(dir: &Path) -> bool {
+    let Ok(dir) = std::fs::canonicalize(dir) else {
+        return false;
+    };
+    let Ok(mounts) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let dir = dir.to_string_lossy();
+    mounts.lines().any(|l| {
+        let f: Vec<&str> = l.split(' ').collect();
+        f.get(4) == Some(&dir.as_ref()) && l.contains(" - fuse")
+    })
+}
+
+pub fn umount(dir: &Path) -> Result<()> {
+    nix::mount::umount2(dir, nix::mount::MntFlags::MNT_DETACH)
+        .with_context(|| format!("unmounting {}", dir.display()))
+}
+
+fn mount(args: MountArgs) -> Result<()> {
+    if !args.mountpoint.is_dir() {
+        bail!("{} is not a directory", args.mountpoint.display());
+    }
+    if !args.foreground {
+        // The parent returns once the child's mount is visible.
+        match unsafe_free_fork()? {
+            Some(child) => return wait_for_mount(&args.mountpoint, child),
+            None => {
+                nix::unistd::setsid()?;
+            }
+        }
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()?;
+    let s3 = s3::S3::new(
+        &args.endpoint,
+        &args.bucket,
+        &args.access_key,
+        &args.secret_key,
+        &args.region,
+    )?;
+    let fs = Arc::new(fs::Fs::new(s3, args.read_only));
+    let adapter = fuse::Adapter {
+        fs,
+        runtime: runtime.handle().clone(),
+        ttl: Duration::from_secs_f64(args.attr_ttl),
+        uid: nix::unistd::getuid().as_raw(),
+        gid: nix::unistd::getgid().as_raw(),
+    };
+    let mut options = vec![fuser::MountOption::FSName(format!("bucketfs:{}", args.bucket))];
+    options.push(fuser::MountOption::Subtype("bucketfs".into()));
+    options.push(fuser::MountOption::DefaultPermissions);
+    if args.read_only {
+        options.push(fuser::MountOption::RO);
+    }
+    let mut config = fuser::Config::default();
+    config.mount_options = options;
+    if args.allow_other {
+        config.acl = fuser::SessionACL::All;
+    }
+    config.n_threads = Some(4);
+    let mountpoint = args.mountpoint.clone();
+    runtime.spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).unwrap();
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        tracing::info!("signal received; unmounting");
+        let _ = umount(&mountpoint);
+    });
+    tracing::info!(bucket = %args.bucket, mountpoint = %args.mountpoint.display(), "mounting");
+    fuser::mount(adapter, &args.mountpoint, &config).context("mounting")?;
+    Ok(())
+}
+
+/// `fork()`; `Some(child pid)` in the parent, `None` in the child. Called
+/// before any thread exists, which is what makes forking sound here.
+fn unsafe_free_fork() -> Result<Option<nix::unistd::Pid>> {
+    use std::process::Command;
+    // Re-executing ourselves with --foreground avoids fork() in a Rust
+    // program entirely: the child is a fresh process.
+    let exe = std::env::current_exe()?;
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    args.push("--foreground".into());
+    let child = Command::new(exe)
+        .args(&args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(log_target()?)
+        .spawn()
+        .context("starting the mount daemon")?;
+    Ok(Some(nix::unistd::Pid::from_raw(child.id() as i32)))
+}
+
+/// Where the daemon logs: `$BUCKETFS_LOG` if set, else nowhere (the caller's
+/// terminal must not be held open by a background process).
+fn log_target() -> Result<std::process::Stdio> {
+    Ok(match std::env::var_os("BUCKETFS_LOG") {
+        Some(path) => std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?
+            .into(),
+        None => std::process::Stdio::null(),
+    })
+}
+
+fn wait_for_mount(dir: &Path, child: nix::unistd::Pid) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if is_mounted(dir) {
+            return Ok(());
+        }
+        if let Ok(status) = nix::sys::wait::waitpid(child, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
+            if !matches!(status, nix::sys::wait::WaitStatus::StillAlive) {
+                bail!("the mount daemon exited: {status:?}");
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!("timed out waiting for the mount at {}", dir.display())
+}

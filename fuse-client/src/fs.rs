@@ -3,33 +3,47 @@
 //! async method per kernel request and turns the result into a reply.
 //!
 //! Mapping: a file is an object; a directory is a key prefix, plus a `dir/`
-//! marker object when created here (so empty directories exist). Open files
-//! are buffered in memory and committed as a new object version on flush,
-//! fsync and release (close-to-open consistency). Reads of files not open for
-//! writing are ranged GETs.
-//!
-//! This first version keeps whole files being written in memory; streaming
-//! multipart uploads, partial re-uploads, a chunk cache, POSIX attributes in
-//! metadata, symlinks and xattrs are the next steps.
+//! marker object when created here (so empty directories exist and keep their
+//! mode); a symlink is an object holding its target. Mode, owner and times
+//! live in s3fs-style metadata (`attrs.rs`). Open files read through the
+//! shared block cache and write through a `Writer`; flush, fsync and close
+//! commit a new object version (close-to-open consistency).
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
+use crate::attrs::{Posix, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
+use crate::cache::{BlockCache, Readahead};
 use crate::error::FsError;
-use crate::s3::S3;
+use crate::s3::{ObjectInfo, Source, VersionEntry, S3};
+use crate::writer::{Span, Writer};
 
 pub const ROOT: u64 = 1;
 const MAX_NAME: usize = 255;
+/// S3's limit on key length.
+const MAX_KEY: usize = 1024;
 const LIST_PAGE: usize = 1000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Dir,
     File,
+    Symlink,
+}
+
+impl Kind {
+    fn of_mode(mode: u32) -> Kind {
+        match mode & S_IFMT {
+            S_IFDIR => Kind::Dir,
+            S_IFLNK => Kind::Symlink,
+            _ => Kind::File,
+        }
+    }
 }
 
 /// What the kernel is told about an inode.
@@ -38,14 +52,32 @@ pub struct Attr {
     pub ino: u64,
     pub kind: Kind,
     pub size: u64,
-    pub mtime: SystemTime,
+    pub posix: Posix,
 }
 
 /// A directory entry.
 #[derive(Debug, Clone)]
 pub struct DirEntry {
     pub name: String,
-    pub attr: Attr,
+    pub ino: u64,
+    pub kind: Kind,
+}
+
+/// How the filesystem was mounted.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub read_only: bool,
+    /// Where staging files of open files live.
+    pub cache_dir: PathBuf,
+    /// Bytes of object blocks kept in memory.
+    pub cache_bytes: usize,
+    /// Attributes older than this are fetched again.
+    pub attr_ttl: Duration,
+    /// Owner of objects without POSIX metadata.
+    pub uid: u32,
+    pub gid: u32,
+    /// Show the bucket as it was at this time (read-only).
+    pub at: Option<SystemTime>,
 }
 
 #[derive(Debug, Clone)]
@@ -54,9 +86,16 @@ struct Node {
     path: String,
     kind: Kind,
     size: u64,
-    mtime: SystemTime,
-    /// Created here and not yet written to the store.
+    posix: Posix,
+    /// Mode and owner came from a HEAD (not only from a listing).
+    loaded: bool,
+    etag: String,
+    version_id: Option<String>,
+    fetched: Instant,
+    /// Created here and not yet committed.
     local: bool,
+    /// The ETag whose pages the kernel may keep cached across opens.
+    cached_etag: String,
 }
 
 #[derive(Default)]
@@ -65,20 +104,52 @@ struct Table {
     by_path: HashMap<String, u64>,
 }
 
-struct Handle {
-    ino: u64,
-    /// The whole file, for handles open for writing.
-    buffer: Option<Vec<u8>>,
-    dirty: bool,
+/// State shared by every handle of one open file.
+#[derive(Default)]
+struct OpenFile {
+    writer: Option<Writer>,
+    /// Unlinked while open: readable until closed, never committed.
+    orphan: bool,
 }
 
+/// An open file in the table: its state and how many handles use it,
+/// counted under the table's lock so a close racing an open never drops
+/// state the open still uses.
+struct Opened {
+    handles: usize,
+    state: Shared<OpenFile>,
+}
+
+struct Handle {
+    ino: u64,
+    state: Shared<OpenFile>,
+    writable: bool,
+    append: bool,
+    readahead: Mutex<Readahead>,
+}
+
+type Shared<T> = Arc<tokio::sync::Mutex<T>>;
+
 pub struct Fs {
-    s3: S3,
+    s3: Arc<S3>,
+    cache: Arc<BlockCache>,
+    config: Config,
     table: Mutex<Table>,
-    handles: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<Handle>>>>,
+    files: Mutex<HashMap<u64, Opened>>,
+    handles: Mutex<HashMap<u64, Arc<Handle>>>,
+    dirs: Mutex<HashMap<u64, Arc<Vec<DirEntry>>>>,
     next_ino: AtomicU64,
     next_fh: AtomicU64,
-    pub read_only: bool,
+}
+
+/// Attribute changes asked by `setattr`.
+#[derive(Debug, Default)]
+pub struct SetAttr {
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub size: Option<u64>,
+    pub mtime: Option<SystemTime>,
 }
 
 fn join(dir: &str, name: &str) -> String {
@@ -97,6 +168,10 @@ fn dir_prefix(path: &str) -> String {
     }
 }
 
+fn parent_of(path: &str) -> &str {
+    path.rsplit_once('/').map_or("", |(d, _)| d)
+}
+
 fn check_name(name: &str) -> Result<(), FsError> {
     if name.len() > MAX_NAME {
         return Err(FsError::NameTooLong);
@@ -107,30 +182,43 @@ fn check_name(name: &str) -> Result<(), FsError> {
     Ok(())
 }
 
+/// Is `name` (a listed key's last component) usable as a file name?
+fn valid_listed_name(name: &str) -> bool {
+    check_name(name).is_ok()
+}
+
 impl Fs {
-    pub fn new(s3: S3, read_only: bool) -> Self {
+    pub fn new(s3: S3, config: Config) -> Self {
         let mut table = Table::default();
         let root = Node {
             path: String::new(),
             kind: Kind::Dir,
             size: 0,
-            mtime: SystemTime::now(),
+            posix: Posix::new(S_IFDIR, 0o755, config.uid, config.gid),
+            loaded: true,
+            etag: String::new(),
+            version_id: None,
+            fetched: Instant::now(),
             local: false,
+            cached_etag: String::new(),
         };
         table.nodes.insert(ROOT, root);
         table.by_path.insert(String::new(), ROOT);
         Self {
-            s3,
+            s3: Arc::new(s3),
+            cache: Arc::new(BlockCache::new(config.cache_bytes)),
+            config,
             table: Mutex::new(table),
+            files: Mutex::new(HashMap::new()),
             handles: Mutex::new(HashMap::new()),
+            dirs: Mutex::new(HashMap::new()),
             next_ino: AtomicU64::new(ROOT + 1),
             next_fh: AtomicU64::new(1),
-            read_only,
         }
     }
 
     fn writable(&self) -> Result<(), FsError> {
-        if self.read_only {
+        if self.config.read_only || self.config.at.is_some() {
             Err(FsError::ReadOnly)
         } else {
             Ok(())
@@ -155,8 +243,25 @@ impl Fs {
         Ok(node)
     }
 
+    fn update(&self, ino: u64, f: impl FnOnce(&mut Node)) {
+        if let Some(node) = self.table.lock().unwrap().nodes.get_mut(&ino) {
+            f(node);
+        }
+    }
+
+    fn open_file(&self, ino: u64) -> Option<Shared<OpenFile>> {
+        self.files.lock().unwrap().get(&ino).map(|o| o.state.clone())
+    }
+
+    fn is_open(&self, ino: u64) -> bool {
+        self.files.lock().unwrap().contains_key(&ino)
+    }
+
     /// Records `node` at its path, reusing the inode already known for it.
+    /// What an open file or a fuller earlier fetch knows is kept.
     fn remember(&self, node: Node) -> Attr {
+        let ino = self.table.lock().unwrap().by_path.get(&node.path).copied();
+        let open = ino.is_some_and(|ino| self.is_open(ino));
         let mut table = self.table.lock().unwrap();
         let ino = match table.by_path.get(&node.path) {
             Some(&ino) => ino,
@@ -166,14 +271,19 @@ impl Fs {
                 ino
             }
         };
-        let attr = Attr {
-            ino,
-            kind: node.kind,
-            size: node.size,
-            mtime: node.mtime,
-        };
-        table.nodes.insert(ino, node);
-        attr
+        let keep = table
+            .nodes
+            .get(&ino)
+            .is_some_and(|old| open || old.local || (!node.loaded && old.loaded && old.etag == node.etag));
+        if !keep {
+            let cached_etag = table
+                .nodes
+                .get(&ino)
+                .map(|o| o.cached_etag.clone())
+                .unwrap_or_default();
+            table.nodes.insert(ino, Node { cached_etag, ..node });
+        }
+        Self::attr_of(ino, &table.nodes[&ino])
     }
 
     fn forget_path(&self, path: &str) {
@@ -188,110 +298,197 @@ impl Fs {
             ino,
             kind: node.kind,
             size: node.size,
-            mtime: node.mtime,
+            posix: node.posix.clone(),
         }
     }
 
+    fn default_posix(&self, kind_bits: u32, mtime: SystemTime) -> Posix {
+        let perm = if kind_bits == S_IFREG { 0o644 } else { 0o755 };
+        let mut p = Posix::new(kind_bits, perm, self.config.uid, self.config.gid);
+        p.mtime = mtime;
+        p.ctime = mtime;
+        p
+    }
+
+    fn object_node(&self, path: &str, info: ObjectInfo, loaded: bool) -> Node {
+        let posix = Posix::from_metadata(&info.metadata, &self.default_posix(S_IFREG, info.mtime));
+        Node {
+            path: path.to_string(),
+            kind: Kind::of_mode(posix.mode),
+            size: info.size,
+            posix,
+            loaded,
+            etag: info.etag,
+            version_id: info.version_id,
+            fetched: Instant::now(),
+            local: false,
+            cached_etag: String::new(),
+        }
+    }
+
+    fn dir_node(&self, path: &str, marker: Option<ObjectInfo>) -> Node {
+        let fallback = self.default_posix(S_IFDIR, SystemTime::UNIX_EPOCH);
+        let posix = match &marker {
+            Some(info) => {
+                let mut p = Posix::from_metadata(&info.metadata, &self.default_posix(S_IFDIR, info.mtime));
+                p.mode = S_IFDIR | (p.mode & 0o7777);
+                p
+            }
+            None => fallback,
+        };
+        Node {
+            path: path.to_string(),
+            kind: Kind::Dir,
+            size: 0,
+            posix,
+            loaded: true,
+            etag: marker.map(|m| m.etag).unwrap_or_default(),
+            version_id: None,
+            fetched: Instant::now(),
+            local: false,
+            cached_etag: String::new(),
+        }
+    }
+
+    fn source_of(node: &Node) -> Source {
+        Source {
+            key: node.path.clone(),
+            version_id: node.version_id.clone(),
+            etag: node.etag.clone(),
+        }
+    }
+
+    /// What the store holds at `path`: a file, a directory or nothing.
+    async fn fetch_node(&self, path: &str) -> Result<Option<Node>, FsError> {
+        if let Some(at) = self.config.at {
+            return self.fetch_node_at(path, at).await;
+        }
+        if let Some(info) = self.s3.head(path, None).await? {
+            return Ok(Some(self.object_node(path, info, true)));
+        }
+        let prefix = dir_prefix(path);
+        let listing = self.s3.list(&prefix, None, 1).await?;
+        if listing.objects.is_empty() && listing.prefixes.is_empty() {
+            return Ok(None);
+        }
+        let marker = match listing.objects.first() {
+            Some((k, _)) if *k == prefix => self.s3.head(&prefix, None).await?,
+            _ => None,
+        };
+        Ok(Some(self.dir_node(path, marker)))
+    }
+
     pub async fn getattr(&self, ino: u64) -> Result<Attr, FsError> {
-        Ok(Self::attr_of(ino, &self.node(ino)?))
+        let node = self.node(ino)?;
+        let stale = !node.loaded || node.fetched.elapsed() >= self.config.attr_ttl;
+        if ino == ROOT || node.local || !stale || self.is_open(ino) {
+            return Ok(Self::attr_of(ino, &node));
+        }
+        match self.fetch_node(&node.path).await? {
+            Some(fresh) => Ok(self.remember(fresh)),
+            None => {
+                self.forget_path(&node.path);
+                Err(FsError::NotFound)
+            }
+        }
     }
 
     pub async fn lookup(&self, parent: u64, name: &str) -> Result<Attr, FsError> {
         check_name(name)?;
         let dir = self.dir(parent)?;
         let path = join(&dir.path, name);
-        if let Some(local) = {
+        if path.len() >= MAX_KEY {
+            return Err(FsError::NameTooLong);
+        }
+        let known = {
             let table = self.table.lock().unwrap();
             table
                 .by_path
                 .get(&path)
-                .and_then(|ino| table.nodes.get(ino))
-                .filter(|n| n.local)
-                .cloned()
-        } {
-            return Ok(self.remember(local));
+                .and_then(|ino| table.nodes.get(ino).map(|n| (*ino, n.clone())))
+        };
+        if let Some((ino, node)) = &known {
+            if node.local || self.is_open(*ino) {
+                return Ok(Self::attr_of(*ino, node));
+            }
         }
-        if let Some(meta) = self.s3.head(&path).await? {
-            let node = Node {
-                path,
-                kind: Kind::File,
-                size: meta.size,
-                mtime: meta.mtime,
-                local: false,
-            };
-            return Ok(self.remember(node));
+        match self.fetch_node(&path).await? {
+            Some(node) => Ok(self.remember(node)),
+            None => {
+                self.forget_path(&path);
+                Err(FsError::NotFound)
+            }
         }
-        let listing = self.s3.list(&dir_prefix(&path), None, 1).await?;
-        if !listing.objects.is_empty() || !listing.prefixes.is_empty() {
-            let mtime = listing
-                .objects
-                .first()
-                .map_or(SystemTime::UNIX_EPOCH, |(_, m)| m.mtime);
-            let node = Node {
-                path,
-                kind: Kind::Dir,
-                size: 0,
-                mtime,
-                local: false,
-            };
-            return Ok(self.remember(node));
-        }
-        self.forget_path(&path);
-        Err(FsError::NotFound)
     }
 
-    /// Every entry of a directory (without `.` and `..`).
-    pub async fn readdir(&self, ino: u64) -> Result<Vec<DirEntry>, FsError> {
+    pub async fn opendir(&self, ino: u64) -> Result<u64, FsError> {
+        self.dir(ino)?;
+        Ok(self.next_fh.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// The entries of an open directory, listed once when first read so a
+    /// large directory pages without listing it again.
+    pub async fn readdir(&self, ino: u64, fh: u64, offset: u64) -> Result<Arc<Vec<DirEntry>>, FsError> {
+        if offset > 0 {
+            if let Some(entries) = self.dirs.lock().unwrap().get(&fh) {
+                return Ok(entries.clone());
+            }
+        }
+        let entries = Arc::new(self.list_dir(ino).await?);
+        self.dirs.lock().unwrap().insert(fh, entries.clone());
+        Ok(entries)
+    }
+
+    pub fn releasedir(&self, fh: u64) {
+        self.dirs.lock().unwrap().remove(&fh);
+    }
+
+    async fn list_dir(&self, ino: u64) -> Result<Vec<DirEntry>, FsError> {
         let dir = self.dir(ino)?;
         let prefix = dir_prefix(&dir.path);
         let mut entries = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let page = self.s3.list(&prefix, token.as_deref(), LIST_PAGE).await?;
-            for (key, meta) in page.objects {
-                let name = &key[prefix.len()..];
-                if name.is_empty() {
-                    continue; // this directory's own marker
-                }
-                if name.len() > MAX_NAME {
-                    tracing::warn!(%key, "skipping a key whose name is too long for a file name");
-                    continue;
-                }
-                let node = Node {
-                    path: key.clone(),
-                    kind: Kind::File,
-                    size: meta.size,
-                    mtime: meta.mtime,
-                    local: false,
-                };
-                entries.push(DirEntry {
-                    name: name.to_string(),
-                    attr: self.remember(node),
-                });
+        let mut names = std::collections::HashSet::new();
+        let (objects, prefixes) = match self.config.at {
+            Some(at) => self.versions_at(&prefix, at).await?,
+            None => self.list_all(&prefix).await?,
+        };
+        for (key, info) in objects {
+            let name = &key[prefix.len()..];
+            if name.is_empty() {
+                continue; // this directory's own marker
             }
-            for p in page.prefixes {
-                let name = p[prefix.len()..].trim_end_matches('/');
-                if name.is_empty() || name.contains('/') || name.len() > MAX_NAME {
-                    tracing::warn!(prefix = %p, "skipping a prefix that is not a valid file name");
-                    continue;
-                }
-                let path = p[..p.len() - 1].to_string();
-                let node = Node {
-                    path,
-                    kind: Kind::Dir,
-                    size: 0,
-                    mtime: SystemTime::UNIX_EPOCH,
-                    local: false,
-                };
-                entries.push(DirEntry {
-                    name: name.to_string(),
-                    attr: self.remember(node),
-                });
+            if !valid_listed_name(name) {
+                tracing::warn!(%key, "skipping a key that is not a valid file name");
+                continue;
             }
-            match page.next {
-                Some(t) => token = Some(t),
-                None => break,
+            let attr = self.remember(self.object_node(&key, info, false));
+            names.insert(name.to_string());
+            entries.push(DirEntry {
+                name: name.to_string(),
+                ino: attr.ino,
+                kind: attr.kind,
+            });
+        }
+        for p in prefixes {
+            let name = p[prefix.len()..].trim_end_matches('/');
+            if !valid_listed_name(name) || p.len() - prefix.len() != name.len() + 1 {
+                tracing::warn!(prefix = %p, "skipping a prefix that is not a valid file name");
+                continue;
             }
+            if !names.insert(name.to_string()) {
+                continue; // a file and a directory of one name: the file wins
+            }
+            let path = &p[..p.len() - 1];
+            let known = self.table.lock().unwrap().by_path.get(path).copied();
+            let ino = match known {
+                Some(ino) => ino,
+                None => self.remember(self.dir_node(path, None)).ino,
+            };
+            entries.push(DirEntry {
+                name: name.to_string(),
+                ino,
+                kind: Kind::Dir,
+            });
         }
         // Files created here and not yet committed are listed too.
         let local: Vec<(u64, Node)> = {
@@ -299,40 +496,135 @@ impl Fs {
             table
                 .nodes
                 .iter()
-                .filter(|(_, n)| n.local && n.path.rsplit_once('/').map_or("", |(d, _)| d) == dir.path)
+                .filter(|(_, n)| n.local && parent_of(&n.path) == dir.path)
                 .map(|(i, n)| (*i, n.clone()))
                 .collect()
         };
         for (ino, node) in local {
             let name = node.path.rsplit('/').next().unwrap_or("").to_string();
-            if !entries.iter().any(|e| e.name == name) {
+            if names.insert(name.clone()) {
                 entries.push(DirEntry {
                     name,
-                    attr: Self::attr_of(ino, &node),
+                    ino,
+                    kind: node.kind,
                 });
             }
         }
         Ok(entries)
     }
 
-    pub async fn mkdir(&self, parent: u64, name: &str) -> Result<Attr, FsError> {
+    async fn list_all(&self, prefix: &str) -> Result<(Vec<(String, ObjectInfo)>, Vec<String>), FsError> {
+        let (mut objects, mut prefixes) = (Vec::new(), Vec::new());
+        let mut token: Option<String> = None;
+        loop {
+            let page = self.s3.list(prefix, token.as_deref(), LIST_PAGE).await?;
+            objects.extend(page.objects);
+            prefixes.extend(page.prefixes);
+            match page.next {
+                Some(t) => token = Some(t),
+                None => return Ok((objects, prefixes)),
+            }
+        }
+    }
+
+    /// The keys under `prefix` as they were at `at`: for each key its newest
+    /// version no later than `at`, unless that is a delete marker.
+    async fn versions_at(
+        &self,
+        prefix: &str,
+        at: SystemTime,
+    ) -> Result<(Vec<(String, ObjectInfo)>, Vec<String>), FsError> {
+        let mut newest: std::collections::BTreeMap<String, VersionEntry> = Default::default();
+        let mut prefixes = Vec::new();
+        let mut marker = None;
+        loop {
+            let page = self.s3.list_versions(prefix, marker.as_ref()).await?;
+            for v in page.versions {
+                if v.info.mtime > at {
+                    continue;
+                }
+                match newest.get(&v.key) {
+                    Some(old) if old.info.mtime >= v.info.mtime => {}
+                    _ => {
+                        newest.insert(v.key.clone(), v);
+                    }
+                }
+            }
+            prefixes.extend(page.prefixes);
+            match page.next {
+                Some(m) => marker = Some(m),
+                None => break,
+            }
+        }
+        let objects = newest
+            .into_values()
+            .filter(|v| !v.delete_marker)
+            .map(|v| (v.key, v.info))
+            .collect();
+        Ok((objects, prefixes))
+    }
+
+    async fn fetch_node_at(&self, path: &str, at: SystemTime) -> Result<Option<Node>, FsError> {
+        let (objects, prefixes) = self.versions_at(path, at).await?;
+        if let Some((key, info)) = objects.into_iter().find(|(k, _)| k == path) {
+            let mut full = self
+                .s3
+                .head(&key, info.version_id.as_deref())
+                .await?
+                .unwrap_or(info.clone());
+            full.version_id = info.version_id;
+            return Ok(Some(self.object_node(path, full, true)));
+        }
+        if prefixes.iter().any(|p| *p == dir_prefix(path)) {
+            return Ok(Some(self.dir_node(path, None)));
+        }
+        Ok(None)
+    }
+
+    /// A new object's attributes, owned by the caller.
+    fn new_posix(&self, kind_bits: u32, mode: u32, uid: u32, gid: u32) -> Posix {
+        Posix::new(kind_bits, mode, uid, gid)
+    }
+
+    pub async fn mkdir(
+        &self,
+        parent: u64,
+        name: &str,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    ) -> Result<Attr, FsError> {
         self.writable()?;
         check_name(name)?;
         let dir = self.dir(parent)?;
         let path = join(&dir.path, name);
+        if path.len() + 1 >= MAX_KEY {
+            return Err(FsError::NameTooLong);
+        }
         if self.lookup(parent, name).await.is_ok() {
             return Err(FsError::Exists);
         }
-        self.s3
-            .put(&dir_prefix(&path), Bytes::new(), &HashMap::new())
+        let posix = self.new_posix(S_IFDIR, mode, uid, gid);
+        let info = self
+            .s3
+            .put(&dir_prefix(&path), Bytes::new(), &posix.to_metadata())
             .await?;
+        self.touch_dir(parent);
         Ok(self.remember(Node {
-            path,
-            kind: Kind::Dir,
-            size: 0,
-            mtime: SystemTime::now(),
-            local: false,
+            etag: info.etag,
+            posix,
+            ..self.dir_node(&path, None)
         }))
+    }
+
+    /// A directory's entries changed: its mtime and ctime move (in memory;
+    /// prefix directories have nowhere to keep them).
+    fn touch_dir(&self, ino: u64) {
+        let now = SystemTime::now();
+        self.update(ino, |n| {
+            n.posix.mtime = now;
+            n.posix.ctime = now;
+        });
     }
 
     pub async fn rmdir(&self, parent: u64, name: &str) -> Result<(), FsError> {
@@ -344,11 +636,19 @@ impl Fs {
         let path = self.node(attr.ino)?.path;
         let prefix = dir_prefix(&path);
         let listing = self.s3.list(&prefix, None, 2).await?;
-        if !listing.prefixes.is_empty() || listing.objects.iter().any(|(k, _)| *k != prefix) {
+        let local_child = self
+            .table
+            .lock()
+            .unwrap()
+            .nodes
+            .values()
+            .any(|n| n.local && parent_of(&n.path) == path);
+        if local_child || !listing.prefixes.is_empty() || listing.objects.iter().any(|(k, _)| *k != prefix) {
             return Err(FsError::NotEmpty);
         }
         self.s3.delete(&prefix).await?;
         self.forget_path(&path);
+        self.touch_dir(parent);
         Ok(())
     }
 
@@ -359,24 +659,71 @@ impl Fs {
             return Err(FsError::IsDir);
         }
         let node = self.node(attr.ino)?;
+        if let Some(file) = self.open_file(attr.ino) {
+            // Still open: keep its bytes locally until the last close.
+            let mut file = file.lock().await;
+            let writer = self.writer(&mut file, &node)?;
+            writer.detach(&self.s3).await?;
+            writer.abandon(&self.s3).await;
+            file.orphan = true;
+        }
         if !node.local {
             self.s3.delete(&node.path).await?;
         }
         self.forget_path(&node.path);
+        self.touch_dir(parent);
         Ok(())
     }
 
-    fn new_handle(&self, ino: u64, buffer: Option<Vec<u8>>, dirty: bool) -> u64 {
+    pub async fn symlink(
+        &self,
+        parent: u64,
+        name: &str,
+        target: &str,
+        uid: u32,
+        gid: u32,
+    ) -> Result<Attr, FsError> {
+        self.writable()?;
+        check_name(name)?;
+        let dir = self.dir(parent)?;
+        let path = join(&dir.path, name);
+        if path.len() >= MAX_KEY {
+            return Err(FsError::NameTooLong);
+        }
+        if self.lookup(parent, name).await.is_ok() {
+            return Err(FsError::Exists);
+        }
+        let posix = self.new_posix(S_IFLNK, 0o777, uid, gid);
+        let body = Bytes::copy_from_slice(target.as_bytes());
+        let info = self.s3.put(&path, body, &posix.to_metadata()).await?;
+        self.touch_dir(parent);
+        Ok(self.remember(self.object_node(&path, info, true)))
+    }
+
+    pub async fn readlink(&self, ino: u64) -> Result<Bytes, FsError> {
+        let node = self.node(ino)?;
+        if node.kind != Kind::Symlink {
+            return Err(FsError::Invalid);
+        }
+        self.cache
+            .read(&self.s3, &Self::source_of(&node), node.size, 0, node.size)
+            .await
+    }
+
+    fn new_handle(&self, ino: u64, state: Shared<OpenFile>, writable: bool, append: bool) -> u64 {
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        let handle = Handle { ino, buffer, dirty };
-        self.handles
-            .lock()
-            .unwrap()
-            .insert(fh, Arc::new(tokio::sync::Mutex::new(handle)));
+        let handle = Handle {
+            ino,
+            state,
+            writable,
+            append,
+            readahead: Mutex::new(Readahead::default()),
+        };
+        self.handles.lock().unwrap().insert(fh, Arc::new(handle));
         fh
     }
 
-    fn handle(&self, fh: u64) -> Result<Arc<tokio::sync::Mutex<Handle>>, FsError> {
+    fn handle(&self, fh: u64) -> Result<Arc<Handle>, FsError> {
         self.handles
             .lock()
             .unwrap()
@@ -385,154 +732,375 @@ impl Fs {
             .ok_or(FsError::BadHandle)
     }
 
-    /// Creates an empty file, open for writing; it reaches the store on flush.
-    pub async fn create(&self, parent: u64, name: &str, exclusive: bool) -> Result<(Attr, u64), FsError> {
+    /// Counts one more user of the open-file state of `ino`, created on first open.
+    fn acquire(&self, ino: u64) -> Shared<OpenFile> {
+        let mut files = self.files.lock().unwrap();
+        let opened = files.entry(ino).or_insert_with(|| Opened {
+            handles: 0,
+            state: Shared::default(),
+        });
+        opened.handles += 1;
+        opened.state.clone()
+    }
+
+    /// Counts one user less; true when it was the last.
+    fn unacquire(&self, ino: u64) -> bool {
+        let mut files = self.files.lock().unwrap();
+        let Some(opened) = files.get_mut(&ino) else {
+            return false;
+        };
+        opened.handles -= 1;
+        if opened.handles == 0 {
+            files.remove(&ino);
+            return true;
+        }
+        false
+    }
+
+    /// The writer of an open file, created over its committed object.
+    fn writer<'f>(&self, file: &'f mut OpenFile, node: &Node) -> Result<&'f mut Writer, FsError> {
+        if file.writer.is_none() {
+            let base = (!node.local).then(|| Self::source_of(node));
+            file.writer = Some(Writer::new(&self.config.cache_dir, &node.path, base, node.size)?);
+        }
+        Ok(file.writer.as_mut().expect("just set"))
+    }
+
+    /// Creates and opens a new empty file; it reaches the store on flush.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn create(
+        &self,
+        parent: u64,
+        name: &str,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        flags: i32,
+    ) -> Result<(Attr, u64), FsError> {
         self.writable()?;
         check_name(name)?;
         let dir = self.dir(parent)?;
-        if exclusive && self.lookup(parent, name).await.is_ok() {
-            return Err(FsError::Exists);
-        }
         let path = join(&dir.path, name);
+        if path.len() >= MAX_KEY {
+            return Err(FsError::NameTooLong);
+        }
+        if let Ok(existing) = self.lookup(parent, name).await {
+            if flags & libc::O_EXCL != 0 {
+                return Err(FsError::Exists);
+            }
+            let (fh, _) = self.open(existing.ino, flags).await?;
+            return Ok((self.getattr(existing.ino).await?, fh));
+        }
         let attr = self.remember(Node {
-            path,
+            path: path.clone(),
             kind: Kind::File,
             size: 0,
-            mtime: SystemTime::now(),
+            posix: self.new_posix(S_IFREG, mode, uid, gid),
+            loaded: true,
+            etag: String::new(),
+            version_id: None,
+            fetched: Instant::now(),
             local: true,
+            cached_etag: String::new(),
         });
-        let fh = self.new_handle(attr.ino, Some(Vec::new()), true);
+        let node = self.node(attr.ino)?;
+        let state = self.acquire(attr.ino);
+        let mut file = state.lock().await;
+        if let Err(e) = self.writer(&mut file, &node) {
+            drop(file);
+            self.unacquire(attr.ino);
+            return Err(e);
+        }
+        drop(file);
+        self.touch_dir(parent);
+        let append = flags & libc::O_APPEND != 0;
+        let fh = self.new_handle(attr.ino, state, true, append);
         Ok((attr, fh))
     }
 
-    pub async fn open(&self, ino: u64, write: bool, truncate: bool) -> Result<u64, FsError> {
+    /// Opens a file; also says whether the kernel may keep its cached pages.
+    pub async fn open(&self, ino: u64, flags: i32) -> Result<(u64, bool), FsError> {
         let node = self.node(ino)?;
         if node.kind == Kind::Dir {
             return Err(FsError::IsDir);
         }
-        if !write {
-            return Ok(self.new_handle(ino, None, false));
+        let write = flags & libc::O_ACCMODE != libc::O_RDONLY;
+        if write {
+            self.writable()?;
         }
-        self.writable()?;
-        let buffer = if truncate || node.local {
-            Vec::new()
-        } else {
-            self.s3.get_range(&node.path, 0, node.size).await?.to_vec()
-        };
-        Ok(self.new_handle(ino, Some(buffer), truncate))
+        let state = self.acquire(ino);
+        let mut file = state.lock().await;
+        if write && flags & libc::O_TRUNC != 0 {
+            let truncated = match self.writer(&mut file, &node) {
+                Ok(writer) => writer.resize(&self.s3, 0).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = truncated {
+                drop(file);
+                self.unacquire(ino);
+                return Err(e);
+            }
+            self.update(ino, |n| {
+                n.size = 0;
+                n.posix.mtime = SystemTime::now();
+                n.posix.ctime = n.posix.mtime;
+            });
+        }
+        drop(file);
+        let keep_cache = !node.etag.is_empty() && node.cached_etag == node.etag;
+        self.update(ino, |n| n.cached_etag = n.etag.clone());
+        Ok((
+            self.new_handle(ino, state, write, flags & libc::O_APPEND != 0),
+            keep_cache,
+        ))
     }
 
-    pub async fn read(&self, ino: u64, fh: u64, offset: u64, size: u32) -> Result<Bytes, FsError> {
+    pub async fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Bytes, FsError> {
         let handle = self.handle(fh)?;
-        let handle = handle.lock().await;
-        if let Some(buffer) = &handle.buffer {
-            let start = (offset as usize).min(buffer.len());
-            let end = (start + size as usize).min(buffer.len());
-            return Ok(Bytes::copy_from_slice(&buffer[start..end]));
+        let file = handle.state.lock().await;
+        if let Some(writer) = &file.writer {
+            let base = writer.base().cloned();
+            let mut out = BytesMut::new();
+            for span in writer.read_spans(offset, size as u64)? {
+                match span {
+                    Span::Local(data) => out.extend_from_slice(&data),
+                    Span::Base(at, len) => {
+                        let base = base.as_ref().ok_or(FsError::Io("no base object".into()))?;
+                        let data = self.cache.read(&self.s3, base, writer.size(), at, len).await?;
+                        out.extend_from_slice(&data);
+                    }
+                }
+            }
+            return Ok(out.freeze());
         }
-        let node = self.node(ino)?;
+        drop(file);
+        let node = self.node(handle.ino)?;
+        let source = Self::source_of(&node);
         let len = (size as u64).min(node.size.saturating_sub(offset));
-        self.s3.get_range(&node.path, offset, len).await
+        let prefetch = handle.readahead.lock().unwrap().advance(offset, len);
+        if let Some((from, n)) = prefetch {
+            let (cache, s3, source) = (self.cache.clone(), self.s3.clone(), source.clone());
+            tokio::spawn(async move { cache.prefetch(&s3, &source, node.size, from, n).await });
+        }
+        self.cache.read(&self.s3, &source, node.size, offset, len).await
     }
 
     pub async fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<u32, FsError> {
         let handle = self.handle(fh)?;
-        let mut handle = handle.lock().await;
-        let ino = handle.ino;
-        let buffer = handle.buffer.as_mut().ok_or(FsError::BadHandle)?;
-        let end = offset as usize + data.len();
-        if buffer.len() < end {
-            buffer.resize(end, 0);
+        if !handle.writable {
+            return Err(FsError::BadHandle);
         }
-        buffer[offset as usize..end].copy_from_slice(data);
-        let size = buffer.len() as u64;
-        handle.dirty = true;
-        drop(handle);
-        self.update(ino, |n| {
+        let mut file = handle.state.lock().await;
+        let node = self.node(handle.ino)?;
+        let meta = node.posix.to_metadata();
+        let writer = self.writer(&mut file, &node)?;
+        let offset = if handle.append { writer.size() } else { offset };
+        writer.write(&self.s3, &meta, offset, data).await?;
+        let size = writer.size();
+        self.update(handle.ino, |n| {
             n.size = size;
-            n.mtime = SystemTime::now();
+            n.posix.mtime = SystemTime::now();
+            n.posix.ctime = n.posix.mtime;
         });
         Ok(data.len() as u32)
     }
 
-    fn update(&self, ino: u64, f: impl FnOnce(&mut Node)) {
-        if let Some(node) = self.table.lock().unwrap().nodes.get_mut(&ino) {
-            f(node);
-        }
-    }
-
-    /// Commits a dirty handle's buffer as a new version of its object.
-    pub async fn flush(&self, fh: u64) -> Result<(), FsError> {
-        let handle = self.handle(fh)?;
-        let mut handle = handle.lock().await;
-        if !handle.dirty {
+    /// Commits an open file's changes as a new version of its object.
+    async fn commit(&self, ino: u64, file: &mut OpenFile) -> Result<(), FsError> {
+        if file.orphan {
             return Ok(());
         }
-        let node = self.node(handle.ino)?;
-        let body = Bytes::copy_from_slice(handle.buffer.as_deref().unwrap_or_default());
-        let meta = self.s3.put(&node.path, body, &HashMap::new()).await?;
-        handle.dirty = false;
-        let ino = handle.ino;
-        drop(handle);
+        let Some(writer) = file.writer.as_mut() else {
+            return Ok(());
+        };
+        if !writer.dirty() {
+            return Ok(());
+        }
+        let node = self.node(ino)?;
+        let info = writer.commit(&self.s3, &node.posix.to_metadata()).await?;
         self.update(ino, |n| {
             n.local = false;
-            n.size = meta.size;
-            n.mtime = meta.mtime;
+            n.size = info.size;
+            n.etag = info.etag.clone();
+            n.version_id = info.version_id.clone();
+            n.cached_etag = info.etag.clone();
+            n.fetched = Instant::now();
         });
         Ok(())
     }
 
+    pub async fn flush(&self, fh: u64) -> Result<(), FsError> {
+        let handle = self.handle(fh)?;
+        let mut file = handle.state.lock().await;
+        self.commit(handle.ino, &mut file).await
+    }
+
     pub async fn release(&self, fh: u64) -> Result<(), FsError> {
-        let result = self.flush(fh).await;
+        let handle = self.handle(fh)?;
         self.handles.lock().unwrap().remove(&fh);
+        let mut file = handle.state.lock().await;
+        let result = self.commit(handle.ino, &mut file).await;
+        if self.unacquire(handle.ino) {
+            if let Some(mut writer) = file.writer.take() {
+                writer.abandon(&self.s3).await;
+            }
+            if file.orphan {
+                self.table.lock().unwrap().nodes.remove(&handle.ino);
+            }
+        }
         result
     }
 
-    /// Changes the size (truncate/extend); other attributes are not stored yet.
-    pub async fn setattr(&self, ino: u64, size: Option<u64>, fh: Option<u64>) -> Result<Attr, FsError> {
-        if let Some(size) = size {
-            self.writable()?;
-            match fh.and_then(|fh| self.handle(fh).ok()) {
-                Some(handle) => {
-                    let mut handle = handle.lock().await;
-                    if let Some(buffer) = handle.buffer.as_mut() {
-                        buffer.resize(size as usize, 0);
-                        handle.dirty = true;
-                    }
-                }
-                None => {
-                    let node = self.node(ino)?;
-                    let mut data = self
-                        .s3
-                        .get_range(&node.path, 0, node.size.min(size))
-                        .await?
-                        .to_vec();
-                    data.resize(size as usize, 0);
-                    self.s3
-                        .put(&node.path, Bytes::from(data), &HashMap::new())
-                        .await?;
-                }
-            }
-            self.update(ino, |n| {
-                n.size = size;
-                n.mtime = SystemTime::now();
-            });
+    /// Changes size, mode, owner or mtime; a new version carries the change.
+    pub async fn setattr(&self, ino: u64, change: SetAttr) -> Result<Attr, FsError> {
+        let mut node = self.node(ino)?;
+        let now = SystemTime::now();
+        let mut posix = node.posix.clone();
+        if let Some(mode) = change.mode {
+            posix.mode = (posix.mode & S_IFMT) | (mode & 0o7777);
         }
-        self.getattr(ino).await
+        posix.uid = change.uid.unwrap_or(posix.uid);
+        posix.gid = change.gid.unwrap_or(posix.gid);
+        if let Some(mtime) = change.mtime {
+            posix.mtime = mtime;
+        }
+        if change.size.is_some() {
+            posix.mtime = change.mtime.unwrap_or(now);
+        }
+        posix.ctime = now;
+        if posix == node.posix && change.size.is_none() {
+            return Ok(Self::attr_of(ino, &node));
+        }
+        self.writable()?;
+        if let Some(size) = change.size {
+            if node.kind == Kind::Dir {
+                return Err(FsError::IsDir);
+            }
+            // Truncation goes through a writer; a path-only truncate commits now.
+            let temporary = !self.is_open(ino);
+            let state = self.acquire(ino);
+            let mut file = state.lock().await;
+            let result = async {
+                let writer = self.writer(&mut file, &node)?;
+                writer.resize(&self.s3, size).await?;
+                writer.touch_metadata();
+                self.update(ino, |n| {
+                    n.size = size;
+                    n.posix = posix.clone();
+                });
+                if temporary {
+                    self.commit(ino, &mut file).await?;
+                }
+                Ok::<_, FsError>(())
+            }
+            .await;
+            if self.unacquire(ino) {
+                file.writer = None;
+            }
+            result?;
+            return Ok(Self::attr_of(ino, &self.node(ino)?));
+        }
+        self.store_posix(ino, &mut node, posix).await?;
+        Ok(Self::attr_of(ino, &node))
     }
 
-    /// Flushes every dirty handle of `ino` so a rename moves committed data.
-    async fn flush_inode(&self, ino: u64) -> Result<(), FsError> {
-        let fhs: Vec<u64> = {
-            let handles = self.handles.lock().unwrap();
-            handles
-                .iter()
-                .filter(|(_, h)| h.try_lock().map_or(true, |h| h.ino == ino))
-                .map(|(fh, _)| *fh)
-                .collect()
+    /// Makes `posix` the attributes of `ino`: in its writer if it has one,
+    /// else at once with a metadata-only copy of its object (or marker).
+    async fn store_posix(&self, ino: u64, node: &mut Node, posix: Posix) -> Result<(), FsError> {
+        node.posix = posix.clone();
+        if let Some(state) = self.open_file(ino) {
+            let mut file = state.lock().await;
+            if let Some(writer) = file.writer.as_mut() {
+                writer.touch_metadata();
+                self.update(ino, |n| n.posix = posix);
+                return Ok(());
+            }
+        }
+        if node.local || ino == ROOT {
+            self.update(ino, |n| n.posix = posix);
+            return Ok(());
+        }
+        let meta = posix.to_metadata();
+        let etag = match node.kind {
+            Kind::Dir if node.etag.is_empty() => {
+                self.s3
+                    .put(&dir_prefix(&node.path), Bytes::new(), &meta)
+                    .await?
+                    .etag
+            }
+            Kind::Dir => {
+                let marker = Source {
+                    key: dir_prefix(&node.path),
+                    ..Source::default()
+                };
+                self.s3.set_metadata(&marker, &meta).await?
+            }
+            _ => self.s3.set_metadata(&Self::source_of(node), &meta).await?,
         };
-        for fh in fhs {
-            self.flush(fh).await?;
+        node.etag = etag.clone();
+        node.version_id = None;
+        // The copy is a new version: read it by key and ETag from now on.
+        self.update(ino, |n| {
+            n.posix = posix;
+            n.etag = etag;
+            n.version_id = None;
+        });
+        Ok(())
+    }
+
+    pub fn getxattr(&self, ino: u64, name: &str) -> Result<Vec<u8>, FsError> {
+        self.node(ino)?
+            .posix
+            .xattrs
+            .get(name)
+            .cloned()
+            .ok_or(FsError::NoXattr)
+    }
+
+    pub fn listxattr(&self, ino: u64) -> Result<Vec<u8>, FsError> {
+        let mut out = Vec::new();
+        for name in self.node(ino)?.posix.xattrs.keys() {
+            out.extend_from_slice(name.as_bytes());
+            out.push(0);
+        }
+        Ok(out)
+    }
+
+    /// Sets (`Some`) or removes (`None`) a `user.` extended attribute.
+    pub async fn set_xattr(
+        &self,
+        ino: u64,
+        name: &str,
+        value: Option<&[u8]>,
+        flags: i32,
+    ) -> Result<(), FsError> {
+        if !name.starts_with("user.") {
+            return Err(FsError::NotSupported);
+        }
+        self.writable()?;
+        let mut node = self.node(ino)?;
+        let mut posix = node.posix.clone();
+        let exists = posix.xattrs.contains_key(name);
+        match value {
+            Some(_) if flags & libc::XATTR_CREATE != 0 && exists => return Err(FsError::Exists),
+            Some(_) if flags & libc::XATTR_REPLACE != 0 && !exists => return Err(FsError::NoXattr),
+            Some(v) => {
+                posix.xattrs.insert(name.to_string(), v.to_vec());
+            }
+            None if !exists => return Err(FsError::NoXattr),
+            None => {
+                posix.xattrs.remove(name);
+            }
+        }
+        posix.ctime = SystemTime::now();
+        self.store_posix(ino, &mut node, posix).await
+    }
+
+    /// Commits every open writer of `ino` so a rename moves committed data.
+    async fn flush_inode(&self, ino: u64) -> Result<(), FsError> {
+        if let Some(state) = self.open_file(ino) {
+            let mut file = state.lock().await;
+            self.commit(ino, &mut file).await?;
         }
         Ok(())
     }
@@ -551,47 +1119,77 @@ impl Fs {
         let from = self.node(attr.ino)?;
         let to_dir = self.dir(new_parent)?;
         let to = join(&to_dir.path, new_name);
+        if to.len() + 1 >= MAX_KEY {
+            return Err(FsError::NameTooLong);
+        }
+        if from.kind == Kind::Dir && (to == from.path || to.starts_with(&dir_prefix(&from.path))) {
+            return Err(FsError::Invalid);
+        }
         if let Ok(existing) = self.lookup(new_parent, new_name).await {
             if no_replace {
                 return Err(FsError::Exists);
             }
-            match (from.kind, existing.kind) {
-                (Kind::File, Kind::Dir) => return Err(FsError::IsDir),
-                (Kind::Dir, Kind::File) => return Err(FsError::NotDir),
-                (Kind::Dir, Kind::Dir) => self.rmdir(new_parent, new_name).await?,
-                (Kind::File, Kind::File) => {}
+            if existing.ino == attr.ino {
+                return Ok(());
+            }
+            match (from.kind == Kind::Dir, existing.kind == Kind::Dir) {
+                (false, true) => return Err(FsError::IsDir),
+                (true, false) => return Err(FsError::NotDir),
+                (true, true) => self.rmdir(new_parent, new_name).await?,
+                (false, false) => {}
             }
         }
         match from.kind {
-            Kind::File => {
-                self.flush_inode(attr.ino).await?;
-                self.s3.rename(&from.path, &to, false, no_replace).await?;
-            }
             Kind::Dir => {
                 self.s3
                     .rename(&dir_prefix(&from.path), &dir_prefix(&to), true, no_replace)
                     .await?;
             }
-        }
-        // Re-path every known node under the old name.
-        let mut table = self.table.lock().unwrap();
-        let moved: Vec<(String, u64)> = table
-            .by_path
-            .iter()
-            .filter(|(p, _)| **p == from.path || p.starts_with(&dir_prefix(&from.path)))
-            .map(|(p, i)| (p.clone(), *i))
-            .collect();
-        if let Some(old) = table.by_path.remove(&to) {
-            table.nodes.remove(&old);
-        }
-        for (old_path, ino) in moved {
-            let new_path = format!("{to}{}", &old_path[from.path.len()..]);
-            table.by_path.remove(&old_path);
-            table.by_path.insert(new_path.clone(), ino);
-            if let Some(n) = table.nodes.get_mut(&ino) {
-                n.path = new_path;
+            _ => {
+                self.flush_inode(attr.ino).await?;
+                let local = self.node(attr.ino)?.local;
+                if !local {
+                    self.s3.rename(&from.path, &to, false, no_replace).await?;
+                }
             }
         }
+        // Re-path every known node under the old name.
+        let moved: Vec<(String, u64)> = {
+            let mut table = self.table.lock().unwrap();
+            let moved: Vec<(String, u64)> = table
+                .by_path
+                .iter()
+                .filter(|(p, _)| **p == from.path || p.starts_with(&dir_prefix(&from.path)))
+                .map(|(p, i)| (p.clone(), *i))
+                .collect();
+            if let Some(old) = table.by_path.remove(&to) {
+                table.nodes.remove(&old);
+            }
+            let now = SystemTime::now();
+            let mut renamed = Vec::new();
+            for (old_path, ino) in moved {
+                let new_path = format!("{to}{}", &old_path[from.path.len()..]);
+                table.by_path.remove(&old_path);
+                table.by_path.insert(new_path.clone(), ino);
+                if let Some(n) = table.nodes.get_mut(&ino) {
+                    n.path = new_path.clone();
+                    if ino == attr.ino {
+                        n.posix.ctime = now;
+                    }
+                }
+                renamed.push((new_path, ino));
+            }
+            renamed
+        };
+        for (path, ino) in moved {
+            if let Some(state) = self.open_file(ino) {
+                if let Some(writer) = state.lock().await.writer.as_mut() {
+                    writer.renamed(&path);
+                }
+            }
+        }
+        self.touch_dir(parent);
+        self.touch_dir(new_parent);
         Ok(())
     }
 }

@@ -3,24 +3,25 @@
 //! in flight at once and no lock is held across I/O.
 
 use std::ffi::OsStr;
+use std::future::Future;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, LockOwner, OpenFlags,
     RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen,
-    ReplyStatfs, ReplyWrite, Request, TimeOrNow, WriteFlags,
+    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
+use crate::attrs::S_IFREG;
 use crate::error::FsError;
-use crate::fs::{Attr, Fs, Kind};
+use crate::fs::{Attr, Fs, Kind, SetAttr};
 
 pub struct Adapter {
     pub fs: Arc<Fs>,
     pub runtime: tokio::runtime::Handle,
     pub ttl: Duration,
-    pub uid: u32,
-    pub gid: u32,
 }
 
 fn errno(e: &FsError) -> Errno {
@@ -30,104 +31,215 @@ fn errno(e: &FsError) -> Errno {
     Errno::from_i32(e.errno())
 }
 
-fn name_of(name: &OsStr) -> Result<&str, FsError> {
-    name.to_str().ok_or(FsError::Invalid)
+fn name_of(name: &OsStr) -> Result<String, FsError> {
+    name.to_str().map(str::to_string).ok_or(FsError::Invalid)
 }
 
+fn time_of(t: TimeOrNow) -> SystemTime {
+    match t {
+        TimeOrNow::SpecificTime(t) => t,
+        TimeOrNow::Now => SystemTime::now(),
+    }
+}
+
+fn file_type(kind: Kind) -> FileType {
+    match kind {
+        Kind::Dir => FileType::Directory,
+        Kind::File => FileType::RegularFile,
+        Kind::Symlink => FileType::Symlink,
+    }
+}
+
+fn file_attr(a: &Attr) -> FileAttr {
+    let p = &a.posix;
+    FileAttr {
+        ino: INodeNo(a.ino),
+        size: a.size,
+        blocks: a.size.div_ceil(512),
+        atime: p.mtime,
+        mtime: p.mtime,
+        ctime: p.ctime,
+        crtime: p.ctime,
+        kind: file_type(a.kind),
+        perm: (p.mode & 0o7777) as u16,
+        nlink: if a.kind == Kind::Dir { 2 } else { 1 },
+        uid: p.uid,
+        gid: p.gid,
+        rdev: 0,
+        blksize: 4096,
+        flags: 0,
+    }
+}
+
+/// The reply types, as far as failing them goes.
+trait Fail {
+    fn fail(self, e: Errno);
+}
+
+macro_rules! fail_by_error {
+    ($($t:ty),*) => { $(impl Fail for $t { fn fail(self, e: Errno) { self.error(e) } })* };
+}
+fail_by_error!(
+    ReplyEntry,
+    ReplyAttr,
+    ReplyEmpty,
+    ReplyData,
+    ReplyOpen,
+    ReplyCreate,
+    ReplyWrite,
+    ReplyDirectory,
+    ReplyXattr
+);
+
 impl Adapter {
-    fn spawn<F>(&self, f: F)
+    /// Runs `work` as a task and answers with `ok` or its errno.
+    fn run<T, R, W, K>(&self, reply: R, work: W, ok: K)
     where
-        F: std::future::Future<Output = ()> + Send + 'static,
+        T: Send + 'static,
+        R: Fail + Send + 'static,
+        W: Future<Output = Result<T, FsError>> + Send + 'static,
+        K: FnOnce(R, T) + Send + 'static,
     {
-        self.runtime.spawn(f);
+        self.runtime.spawn(async move {
+            match work.await {
+                Ok(v) => ok(reply, v),
+                Err(e) => reply.fail(errno(&e)),
+            }
+        });
+    }
+
+    fn entry(&self) -> impl FnOnce(ReplyEntry, Attr) + Send + 'static {
+        let ttl = self.ttl;
+        move |r, a| r.entry(&ttl, &file_attr(&a), Generation(0))
+    }
+
+    fn attr(&self) -> impl FnOnce(ReplyAttr, Attr) + Send + 'static {
+        let ttl = self.ttl;
+        move |r, a| r.attr(&ttl, &file_attr(&a))
+    }
+}
+
+fn empty(r: ReplyEmpty, _: ()) {
+    r.ok()
+}
+
+/// Answers an xattr query: the size when asked for it, else the bytes.
+fn xattr_reply(size: u32) -> impl FnOnce(ReplyXattr, Vec<u8>) {
+    move |r, data| {
+        if size == 0 {
+            r.size(data.len() as u32)
+        } else if data.len() > size as usize {
+            r.error(Errno::ERANGE)
+        } else {
+            r.data(&data)
+        }
     }
 }
 
 impl Filesystem for Adapter {
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        let (fs, ttl, name) = (self.fs.clone(), self.ttl, name.to_owned());
-        let this = self.shallow();
-        self.spawn(async move {
-            match async { fs.lookup(parent.0, name_of(&name)?).await }.await {
-                Ok(a) => reply.entry(&ttl, &this.file_attr(&a), Generation(0)),
-                Err(e) => reply.error(errno(&e)),
-            }
-        });
+        let (fs, name) = (self.fs.clone(), name_of(name));
+        self.run(
+            reply,
+            async move { fs.lookup(parent.0, &name?).await },
+            self.entry(),
+        );
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        let (fs, ttl, this) = (self.fs.clone(), self.ttl, self.shallow());
-        self.spawn(async move {
-            match fs.getattr(ino.0).await {
-                Ok(a) => reply.attr(&ttl, &this.file_attr(&a)),
-                Err(e) => reply.error(errno(&e)),
-            }
-        });
+        let fs = self.fs.clone();
+        self.run(reply, async move { fs.getattr(ino.0).await }, self.attr());
     }
 
     fn setattr(
         &self,
         _req: &Request,
         ino: INodeNo,
-        _mode: Option<u32>,
-        _uid: Option<u32>,
-        _gid: Option<u32>,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
         size: Option<u64>,
         _atime: Option<TimeOrNow>,
-        _mtime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
         _ctime: Option<SystemTime>,
-        fh: Option<FileHandle>,
+        _fh: Option<FileHandle>,
         _crtime: Option<SystemTime>,
         _chgtime: Option<SystemTime>,
         _bkuptime: Option<SystemTime>,
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        let (fs, ttl, this) = (self.fs.clone(), self.ttl, self.shallow());
-        self.spawn(async move {
-            match fs.setattr(ino.0, size, fh.map(|h| h.0)).await {
-                Ok(a) => reply.attr(&ttl, &this.file_attr(&a)),
-                Err(e) => reply.error(errno(&e)),
-            }
-        });
+        let fs = self.fs.clone();
+        let change = SetAttr {
+            mode,
+            uid,
+            gid,
+            size,
+            mtime: mtime.map(time_of),
+        };
+        self.run(reply, async move { fs.setattr(ino.0, change).await }, self.attr());
     }
 
-    fn mkdir(
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        let fs = self.fs.clone();
+        self.run(reply, async move { fs.readlink(ino.0).await }, |r, d| r.data(&d));
+    }
+
+    fn mknod(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
-        _mode: u32,
-        _umask: u32,
+        mode: u32,
+        umask: u32,
+        _rdev: u32,
         reply: ReplyEntry,
     ) {
-        let (fs, ttl, this, name) = (self.fs.clone(), self.ttl, self.shallow(), name.to_owned());
-        self.spawn(async move {
-            match async { fs.mkdir(parent.0, name_of(&name)?).await }.await {
-                Ok(a) => reply.entry(&ttl, &this.file_attr(&a), Generation(0)),
-                Err(e) => reply.error(errno(&e)),
-            }
-        });
+        // Only regular files: objects cannot be devices, fifos or sockets.
+        if mode & crate::attrs::S_IFMT != S_IFREG {
+            return reply.error(Errno::EPERM);
+        }
+        let (fs, name, uid, gid) = (self.fs.clone(), name_of(name), req.uid(), req.gid());
+        self.run(
+            reply,
+            async move {
+                let (attr, fh) = fs
+                    .create(parent.0, &name?, mode & !umask, uid, gid, libc::O_EXCL)
+                    .await?;
+                fs.release(fh).await?;
+                Ok(attr)
+            },
+            self.entry(),
+        );
+    }
+
+    fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
+        let (fs, name, uid, gid) = (self.fs.clone(), name_of(name), req.uid(), req.gid());
+        self.run(
+            reply,
+            async move { fs.mkdir(parent.0, &name?, mode & !umask, uid, gid).await },
+            self.entry(),
+        );
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let (fs, name) = (self.fs.clone(), name.to_owned());
-        self.spawn(async move {
-            match async { fs.unlink(parent.0, name_of(&name)?).await }.await {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(errno(&e)),
-            }
-        });
+        let (fs, name) = (self.fs.clone(), name_of(name));
+        self.run(reply, async move { fs.unlink(parent.0, &name?).await }, empty);
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let (fs, name) = (self.fs.clone(), name.to_owned());
-        self.spawn(async move {
-            match async { fs.rmdir(parent.0, name_of(&name)?).await }.await {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(errno(&e)),
-            }
-        });
+        let (fs, name) = (self.fs.clone(), name_of(name));
+        self.run(reply, async move { fs.rmdir(parent.0, &name?).await }, empty);
+    }
+
+    fn symlink(&self, req: &Request, parent: INodeNo, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
+        let (fs, name, uid, gid) = (self.fs.clone(), name_of(link_name), req.uid(), req.gid());
+        let target = target.to_str().map(str::to_string).ok_or(FsError::Invalid);
+        self.run(
+            reply,
+            async move { fs.symlink(parent.0, &name?, &target?, uid, gid).await },
+            self.entry(),
+        );
     }
 
     fn rename(
@@ -140,74 +252,72 @@ impl Filesystem for Adapter {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        let (fs, name, newname) = (self.fs.clone(), name.to_owned(), newname.to_owned());
-        let no_replace = flags.contains(RenameFlags::RENAME_NOREPLACE);
         if flags.contains(RenameFlags::RENAME_EXCHANGE) {
-            reply.error(Errno::EINVAL);
-            return;
+            return reply.error(Errno::EINVAL);
         }
-        self.spawn(async move {
-            let result = async {
-                fs.rename(
-                    parent.0,
-                    name_of(&name)?,
-                    newparent.0,
-                    name_of(&newname)?,
-                    no_replace,
-                )
-                .await
-            }
-            .await;
-            match result {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(errno(&e)),
-            }
-        });
+        let no_replace = flags.contains(RenameFlags::RENAME_NOREPLACE);
+        let (fs, name, newname) = (self.fs.clone(), name_of(name), name_of(newname));
+        self.run(
+            reply,
+            async move {
+                fs.rename(parent.0, &name?, newparent.0, &newname?, no_replace)
+                    .await
+            },
+            empty,
+        );
+    }
+
+    /// Hard links are not supported: an object has exactly one key.
+    fn link(&self, _req: &Request, _ino: INodeNo, _newparent: INodeNo, _newname: &OsStr, reply: ReplyEntry) {
+        reply.error(Errno::EPERM);
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let fs = self.fs.clone();
-        let raw = flags.0;
-        let write = raw & libc::O_ACCMODE != libc::O_RDONLY;
-        let truncate = raw & libc::O_TRUNC != 0;
-        self.spawn(async move {
-            match fs.open(ino.0, write, truncate).await {
-                Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
-                Err(e) => reply.error(errno(&e)),
-            }
-        });
+        self.run(
+            reply,
+            async move { fs.open(ino.0, flags.0).await },
+            |r, (fh, keep)| {
+                let flags = if keep {
+                    FopenFlags::FOPEN_KEEP_CACHE
+                } else {
+                    FopenFlags::empty()
+                };
+                r.opened(FileHandle(fh), flags)
+            },
+        );
     }
 
     fn create(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
-        _mode: u32,
-        _umask: u32,
+        mode: u32,
+        umask: u32,
         flags: i32,
         reply: ReplyCreate,
     ) {
-        let (fs, ttl, this, name) = (self.fs.clone(), self.ttl, self.shallow(), name.to_owned());
-        let exclusive = flags & libc::O_EXCL != 0;
-        self.spawn(async move {
-            match async { fs.create(parent.0, name_of(&name)?, exclusive).await }.await {
-                Ok((a, fh)) => reply.created(
+        let (fs, name, uid, gid, ttl) = (self.fs.clone(), name_of(name), req.uid(), req.gid(), self.ttl);
+        self.run(
+            reply,
+            async move { fs.create(parent.0, &name?, mode & !umask, uid, gid, flags).await },
+            move |r, (a, fh)| {
+                r.created(
                     &ttl,
-                    &this.file_attr(&a),
+                    &file_attr(&a),
                     Generation(0),
                     FileHandle(fh),
                     FopenFlags::empty(),
-                ),
-                Err(e) => reply.error(errno(&e)),
-            }
-        });
+                )
+            },
+        );
     }
 
     fn read(
         &self,
         _req: &Request,
-        ino: INodeNo,
+        _ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         size: u32,
@@ -216,11 +326,8 @@ impl Filesystem for Adapter {
         reply: ReplyData,
     ) {
         let fs = self.fs.clone();
-        self.spawn(async move {
-            match fs.read(ino.0, fh.0, offset, size).await {
-                Ok(data) => reply.data(&data),
-                Err(e) => reply.error(errno(&e)),
-            }
+        self.run(reply, async move { fs.read(fh.0, offset, size).await }, |r, d| {
+            r.data(&d)
         });
     }
 
@@ -237,12 +344,11 @@ impl Filesystem for Adapter {
         reply: ReplyWrite,
     ) {
         let (fs, data) = (self.fs.clone(), data.to_vec());
-        self.spawn(async move {
-            match fs.write(fh.0, offset, &data).await {
-                Ok(n) => reply.written(n),
-                Err(e) => reply.error(errno(&e)),
-            }
-        });
+        self.run(
+            reply,
+            async move { fs.write(fh.0, offset, &data).await },
+            |r, n| r.written(n),
+        );
     }
 
     fn flush(
@@ -254,22 +360,12 @@ impl Filesystem for Adapter {
         reply: ReplyEmpty,
     ) {
         let fs = self.fs.clone();
-        self.spawn(async move {
-            match fs.flush(fh.0).await {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(errno(&e)),
-            }
-        });
+        self.run(reply, async move { fs.flush(fh.0).await }, empty);
     }
 
     fn fsync(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
         let fs = self.fs.clone();
-        self.spawn(async move {
-            match fs.flush(fh.0).await {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(errno(&e)),
-            }
-        });
+        self.run(reply, async move { fs.flush(fh.0).await }, empty);
     }
 
     fn release(
@@ -283,85 +379,97 @@ impl Filesystem for Adapter {
         reply: ReplyEmpty,
     ) {
         let fs = self.fs.clone();
-        self.spawn(async move {
-            match fs.release(fh.0).await {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(errno(&e)),
-            }
+        self.run(reply, async move { fs.release(fh.0).await }, empty);
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        let fs = self.fs.clone();
+        self.run(reply, async move { fs.opendir(ino.0).await }, |r, fh| {
+            r.opened(FileHandle(fh), FopenFlags::empty())
         });
     }
 
-    fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+    fn readdir(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, reply: ReplyDirectory) {
         let fs = self.fs.clone();
-        self.spawn(async move {
-            let entries = match fs.readdir(ino.0).await {
-                Ok(e) => e,
-                Err(e) => return reply.error(errno(&e)),
-            };
-            let dots = [
-                (ino.0, FileType::Directory, ".".to_string()),
-                (ino.0, FileType::Directory, "..".to_string()),
-            ];
-            let all = dots.into_iter().chain(entries.into_iter().map(|e| {
-                let kind = if e.attr.kind == Kind::Dir {
-                    FileType::Directory
-                } else {
-                    FileType::RegularFile
-                };
-                (e.attr.ino, kind, e.name)
-            }));
-            for (i, (ino, kind, name)) in all.enumerate().skip(offset as usize) {
-                if reply.add(INodeNo(ino), i as u64 + 1, kind, &name) {
-                    break;
+        self.run(
+            reply,
+            async move { fs.readdir(ino.0, fh.0, offset).await },
+            move |mut r, entries| {
+                let dots = [(ino.0, Kind::Dir, "."), (ino.0, Kind::Dir, "..")];
+                let all = dots
+                    .into_iter()
+                    .chain(entries.iter().map(|e| (e.ino, e.kind, e.name.as_str())));
+                for (i, (ino, kind, name)) in all.enumerate().skip(offset as usize) {
+                    if r.add(INodeNo(ino), i as u64 + 1, file_type(kind), name) {
+                        break;
+                    }
                 }
-            }
-            reply.ok();
-        });
+                r.ok()
+            },
+        );
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.fs.releasedir(fh.0);
+        reply.ok();
+    }
+
+    fn fsyncdir(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        // Directory changes are committed when they are made.
+        reply.ok();
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
         // Object storage has no fixed size: report plenty of room.
         reply.statfs(1 << 40, 1 << 39, 1 << 39, 1 << 30, 1 << 29, 4096, 255, 4096);
     }
-}
 
-impl Adapter {
-    /// The fields `file_attr` needs, to move into a task.
-    fn shallow(&self) -> AttrMaker {
-        AttrMaker {
-            uid: self.uid,
-            gid: self.gid,
+    fn setxattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        let (fs, name, value) = (self.fs.clone(), name_of(name), value.to_vec());
+        self.run(
+            reply,
+            async move { fs.set_xattr(ino.0, &name?, Some(&value), flags).await },
+            empty,
+        );
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let result = name_of(name).and_then(|n| self.fs.getxattr(ino.0, &n));
+        match result {
+            Ok(data) => xattr_reply(size)(reply, data),
+            Err(e) => reply.error(Errno::from_i32(e.errno())),
         }
     }
-}
 
-struct AttrMaker {
-    uid: u32,
-    gid: u32,
-}
-
-impl AttrMaker {
-    fn file_attr(&self, a: &Attr) -> FileAttr {
-        let (kind, perm, nlink) = match a.kind {
-            Kind::Dir => (FileType::Directory, 0o755, 2),
-            Kind::File => (FileType::RegularFile, 0o644, 1),
-        };
-        FileAttr {
-            ino: INodeNo(a.ino),
-            size: a.size,
-            blocks: a.size.div_ceil(512),
-            atime: a.mtime,
-            mtime: a.mtime,
-            ctime: a.mtime,
-            crtime: a.mtime,
-            kind,
-            perm,
-            nlink,
-            uid: self.uid,
-            gid: self.gid,
-            rdev: 0,
-            blksize: 4096,
-            flags: 0,
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        match self.fs.listxattr(ino.0) {
+            Ok(data) => xattr_reply(size)(reply, data),
+            Err(e) => reply.error(Errno::from_i32(e.errno())),
         }
+    }
+
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let (fs, name) = (self.fs.clone(), name_of(name));
+        self.run(
+            reply,
+            async move { fs.set_xattr(ino.0, &name?, None, 0).await },
+            empty,
+        );
     }
 }

@@ -3,10 +3,14 @@
 //! `bucketfs mount BUCKET DIR` daemonizes by default and returns once the
 //! mount is ready; SIGTERM/SIGINT unmount cleanly. `bucketfs umount DIR`.
 
+pub mod attrs;
+pub mod aws_config;
+pub mod cache;
 pub mod error;
 pub mod fs;
 pub mod fuse;
 pub mod s3;
+pub mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -24,7 +28,7 @@ pub struct Cli {
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
     /// Mount BUCKET at MOUNTPOINT.
-    Mount(MountArgs),
+    Mount(Box<MountArgs>),
     /// Unmount a bucketfs mount.
     Umount { mountpoint: PathBuf },
 }
@@ -33,15 +37,31 @@ pub enum Command {
 pub struct MountArgs {
     pub bucket: String,
     pub mountpoint: PathBuf,
-    /// S3 endpoint (default: $AWS_ENDPOINT_URL).
+    /// S3 endpoint; else $AWS_ENDPOINT_URL, else `endpoint_url` in ~/.aws/config.
     #[arg(long, env = "AWS_ENDPOINT_URL")]
-    pub endpoint: String,
+    pub endpoint: Option<String>,
+    /// Else $AWS_ACCESS_KEY_ID, else ~/.aws/credentials.
     #[arg(long, env = "AWS_ACCESS_KEY_ID", hide_env_values = true)]
-    pub access_key: String,
+    pub access_key: Option<String>,
+    /// Else $AWS_SECRET_ACCESS_KEY, else ~/.aws/credentials.
     #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
-    pub secret_key: String,
-    #[arg(long, env = "AWS_DEFAULT_REGION", default_value = "us-east-1")]
-    pub region: String,
+    pub secret_key: Option<String>,
+    /// Else $AWS_REGION / $AWS_DEFAULT_REGION, else ~/.aws/config, else us-east-1.
+    #[arg(long)]
+    pub region: Option<String>,
+    /// The ~/.aws profile to read (also $AWS_PROFILE).
+    #[arg(long, env = "AWS_PROFILE", default_value = "default")]
+    pub profile: String,
+    /// Memory for cached object blocks, in MiB.
+    #[arg(long, default_value_t = 256)]
+    pub cache_size: usize,
+    /// Directory for the staging files of files being written.
+    #[arg(long, default_value = "/var/tmp")]
+    pub cache_dir: PathBuf,
+    /// Show the bucket read-only as it was at this time (RFC 3339, e.g.
+    /// 2026-11-22T10:00:00Z); needs a versioned bucket.
+    #[arg(long)]
+    pub at: Option<jiff::Timestamp>,
     /// Stay in the foreground instead of daemonizing.
     #[arg(long, short)]
     pub foreground: bool,
@@ -57,7 +77,7 @@ pub struct MountArgs {
 
 pub fn main(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Mount(args) => mount(args),
+        Command::Mount(args) => mount(*args),
         Command::Umount { mountpoint } => umount(&mountpoint),
     }
 }
@@ -99,32 +119,54 @@ fn mount(args: MountArgs) -> Result<()> {
         .worker_threads(4)
         .enable_all()
         .build()?;
-    let s3 = s3::S3::new(
-        &args.endpoint,
-        &args.bucket,
-        &args.access_key,
-        &args.secret_key,
-        &args.region,
+    let creds = aws_config::resolve(
+        &args.profile,
+        args.endpoint.clone(),
+        args.access_key.clone(),
+        args.secret_key.clone(),
+        args.region.clone(),
     )?;
-    let fs = Arc::new(fs::Fs::new(s3, args.read_only));
+    let s3 = s3::S3::new(
+        &creds.endpoint,
+        &args.bucket,
+        &creds.access_key,
+        &creds.secret_key,
+        &creds.region,
+    )?;
+    std::fs::create_dir_all(&args.cache_dir)
+        .with_context(|| format!("creating {}", args.cache_dir.display()))?;
+    let read_only = args.read_only || args.at.is_some();
+    let config = fs::Config {
+        read_only,
+        cache_dir: args.cache_dir.clone(),
+        cache_bytes: args.cache_size << 20,
+        attr_ttl: Duration::from_secs_f64(args.attr_ttl),
+        uid: nix::unistd::getuid().as_raw(),
+        gid: nix::unistd::getgid().as_raw(),
+        at: args.at.map(std::time::SystemTime::from),
+    };
+    let fs = Arc::new(fs::Fs::new(s3, config));
     let adapter = fuse::Adapter {
         fs,
         runtime: runtime.handle().clone(),
         ttl: Duration::from_secs_f64(args.attr_ttl),
-        uid: nix::unistd::getuid().as_raw(),
-        gid: nix::unistd::getgid().as_raw(),
     };
     let mut options = vec![fuser::MountOption::FSName(format!("bucketfs:{}", args.bucket))];
     options.push(fuser::MountOption::Subtype("bucketfs".into()));
     options.push(fuser::MountOption::DefaultPermissions);
-    if args.read_only {
+    // A crashed daemon leaves no stale mount behind.
+    options.push(fuser::MountOption::AutoUnmount);
+    if read_only {
         options.push(fuser::MountOption::RO);
     }
     let mut config = fuser::Config::default();
     config.mount_options = options;
-    if args.allow_other {
-        config.acl = fuser::SessionACL::All;
-    }
+    // auto_unmount needs allow_other or allow_root.
+    config.acl = if args.allow_other {
+        fuser::SessionACL::All
+    } else {
+        fuser::SessionACL::RootAndOwner
+    };
     config.n_threads = Some(4);
     let mountpoint = args.mountpoint.clone();
     runtime.spawn(async move {

@@ -1,42 +1,133 @@
 //! The S3 calls the filesystem makes. Requests are signed as presigned URLs
-//! (rusty-s3, SigV4) and sent with reqwest, so the client speaks standard S3
-//! to any server; `rename` uses the bucketfs router's extension when the
-//! server has it. Server errors and dropped connections are retried with
+//! (SigV4 through rusty-s3's signer) and sent with reqwest, so the client
+//! speaks standard S3 to any server; `rename` uses the bucketfs router's
+//! extension when the server has it and falls back to copy and delete when
+//! it does not. Server errors and dropped connections are retried with
 //! backoff, so a router or node dying under a long copy does not fail it.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use reqwest::StatusCode;
-use rusty_s3::actions::{ListObjectsV2, S3Action};
+use reqwest::{Method, StatusCode};
 use rusty_s3::{Bucket, Credentials, UrlStyle};
 
 use crate::error::FsError;
 
-const SIGNED_FOR: Duration = Duration::from_secs(600);
-const ATTEMPTS: u32 = 6;
+const SIGNED_FOR: Duration = Duration::from_secs(3600);
+const ATTEMPTS: u32 = 8;
+const META_PREFIX: &str = "x-amz-meta-";
 
-/// What a HEAD tells about an object.
+/// Which stored object a read must see: the object as it was when the file
+/// was opened, so a concurrent replacement never mixes two versions.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Source {
+    pub key: String,
+    /// Read this version (a `--at` view, or a versioned bucket).
+    pub version_id: Option<String>,
+    /// Otherwise insist on this ETag (`If-Match`).
+    pub etag: String,
+}
+
+/// What a HEAD or a listing tells about an object.
 #[derive(Debug, Clone)]
-pub struct ObjectMeta {
+pub struct ObjectInfo {
     pub size: u64,
     pub etag: String,
+    pub version_id: Option<String>,
     pub mtime: SystemTime,
+    /// User metadata, keys without `x-amz-meta-`.
+    pub metadata: HashMap<String, String>,
+}
+
+impl Default for ObjectInfo {
+    fn default() -> Self {
+        Self {
+            size: 0,
+            etag: String::new(),
+            version_id: None,
+            mtime: SystemTime::UNIX_EPOCH,
+            metadata: HashMap::new(),
+        }
+    }
 }
 
 /// One page of a listing with delimiter `/`.
 #[derive(Debug, Default)]
 pub struct Listing {
-    pub objects: Vec<(String, ObjectMeta)>,
+    pub objects: Vec<(String, ObjectInfo)>,
     pub prefixes: Vec<String>,
     pub next: Option<String>,
+}
+
+/// One entry of ListObjectVersions.
+#[derive(Debug, Clone)]
+pub struct VersionEntry {
+    pub key: String,
+    pub version_id: String,
+    pub delete_marker: bool,
+    pub info: ObjectInfo,
+}
+
+/// One page of ListObjectVersions with delimiter `/`.
+#[derive(Debug, Default)]
+pub struct VersionListing {
+    pub versions: Vec<VersionEntry>,
+    pub prefixes: Vec<String>,
+    /// (key marker, version id marker) of the next page.
+    pub next: Option<(String, String)>,
 }
 
 pub struct S3 {
     bucket: Bucket,
     credentials: Credentials,
     http: reqwest::Client,
+    /// False once the server turned the rename extension down.
+    server_renames: AtomicBool,
+}
+
+/// One request to sign and send.
+struct Call<'a> {
+    method: Method,
+    key: Option<&'a str>,
+    query: Vec<(&'a str, String)>,
+    headers: Vec<(String, String)>,
+    body: Bytes,
+}
+
+impl<'a> Call<'a> {
+    fn new(method: Method, key: Option<&'a str>) -> Self {
+        Self {
+            method,
+            key,
+            query: Vec::new(),
+            headers: Vec::new(),
+            body: Bytes::new(),
+        }
+    }
+
+    fn query(mut self, k: &'a str, v: impl Into<String>) -> Self {
+        self.query.push((k, v.into()));
+        self
+    }
+
+    fn header(mut self, k: &str, v: impl Into<String>) -> Self {
+        self.headers.push((k.to_ascii_lowercase(), v.into()));
+        self
+    }
+
+    fn metadata(mut self, meta: &HashMap<String, String>) -> Self {
+        for (k, v) in meta {
+            self = self.header(&format!("{META_PREFIX}{k}"), v.clone());
+        }
+        self
+    }
+
+    fn body(mut self, body: Bytes) -> Self {
+        self.body = body;
+        self
+    }
 }
 
 impl S3 {
@@ -53,58 +144,106 @@ impl S3 {
             credentials: Credentials::new(access_key, secret_key),
             http: reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(5))
+                .pool_max_idle_per_host(64)
                 .build()?,
+            server_renames: AtomicBool::new(true),
         })
     }
 
-    /// Sends a request built by `make`, retrying 5xx answers and transport errors.
-    async fn send(&self, make: impl Fn() -> reqwest::RequestBuilder) -> Result<reqwest::Response, FsError> {
+    /// Signs and sends `call`, retrying 5xx answers and transport errors.
+    async fn send(&self, mut call: Call<'_>) -> Result<reqwest::Response, FsError> {
+        let url = match call.key {
+            Some(key) => self.bucket.object_url(key),
+            None => self.bucket.base_url().clone(),
+        };
+        call.query.sort();
+        call.headers.sort();
+        let method = match call.method {
+            Method::GET => rusty_s3::Method::Get,
+            Method::HEAD => rusty_s3::Method::Head,
+            Method::PUT => rusty_s3::Method::Put,
+            Method::POST => rusty_s3::Method::Post,
+            _ => rusty_s3::Method::Delete,
+        };
+        let signed = rusty_s3::signing::sign(
+            &jiff::Timestamp::now(),
+            method,
+            url,
+            self.credentials.key(),
+            self.credentials.secret(),
+            None,
+            self.bucket.region(),
+            SIGNED_FOR.as_secs(),
+            call.query.iter().map(|(k, v)| (*k, v.as_str())),
+            call.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        );
         let mut delay = Duration::from_millis(100);
         let mut last = String::new();
         for attempt in 0..ATTEMPTS {
             if attempt > 0 {
                 tokio::time::sleep(delay).await;
-                delay *= 2;
+                delay = (delay * 2).min(Duration::from_secs(5));
             }
-            match make().send().await {
-                Ok(resp) if resp.status().is_server_error() => last = format!("status {}", resp.status()),
+            let mut req = self.http.request(call.method.clone(), signed.clone());
+            for (k, v) in &call.headers {
+                req = req.header(k.as_str(), v.as_str());
+            }
+            if !call.body.is_empty() || call.method == Method::PUT {
+                req = req.body(call.body.clone());
+            }
+            match req.send().await {
+                Ok(resp) if retryable(resp.status()) => last = format!("status {}", resp.status()),
                 Ok(resp) => return Ok(resp),
-                Err(e) => last = e.to_string(),
+                Err(e) => last = format!("{e:#}"),
             }
             tracing::warn!(attempt, error = %last, "S3 request failed; retrying");
         }
         Err(FsError::Io(last))
     }
 
-    pub async fn head(&self, key: &str) -> Result<Option<ObjectMeta>, FsError> {
-        let url = self
-            .bucket
-            .head_object(Some(&self.credentials), key)
-            .sign(SIGNED_FOR);
-        let resp = self.send(|| self.http.head(url.clone())).await?;
-        match resp.status() {
-            StatusCode::NOT_FOUND => Ok(None),
-            s if s.is_success() => Ok(Some(meta_from_headers(resp.headers()))),
-            s => Err(FsError::from_status(s)),
+    /// Sends `call` and fails unless the answer is a success.
+    async fn send_ok(&self, call: Call<'_>) -> Result<reqwest::Response, FsError> {
+        let resp = self.send(call).await?;
+        if resp.status().is_success() {
+            Ok(resp)
+        } else {
+            Err(error_of(resp).await)
         }
     }
 
-    pub async fn get_range(&self, key: &str, start: u64, len: u64) -> Result<Bytes, FsError> {
+    pub async fn head(&self, key: &str, version_id: Option<&str>) -> Result<Option<ObjectInfo>, FsError> {
+        let mut call = Call::new(Method::HEAD, Some(key));
+        if let Some(v) = version_id {
+            call = call.query("versionId", v);
+        }
+        let resp = self.send(call).await?;
+        match resp.status() {
+            StatusCode::NOT_FOUND => Ok(None),
+            s if s.is_success() => Ok(Some(info_from_headers(resp.headers()))),
+            // A delete marker read by version id.
+            StatusCode::METHOD_NOT_ALLOWED => Ok(None),
+            _ => Err(error_of(resp).await),
+        }
+    }
+
+    /// Bytes `start..start+len` of the object `source` names.
+    pub async fn get_range(&self, source: &Source, start: u64, len: u64) -> Result<Bytes, FsError> {
         if len == 0 {
             return Ok(Bytes::new());
         }
-        let url = self
-            .bucket
-            .get_object(Some(&self.credentials), key)
-            .sign(SIGNED_FOR);
-        let range = format!("bytes={}-{}", start, start + len - 1);
-        let resp = self
-            .send(|| self.http.get(url.clone()).header("range", range.clone()))
-            .await?;
+        let mut call = Call::new(Method::GET, Some(&source.key));
+        match &source.version_id {
+            Some(v) => call = call.query("versionId", v.clone()),
+            None if !source.etag.is_empty() => call = call.header("if-match", format!("\"{}\"", source.etag)),
+            None => {}
+        }
+        let call = call.header("range", format!("bytes={}-{}", start, start + len - 1));
+        let resp = self.send(call).await?;
         match resp.status() {
             StatusCode::RANGE_NOT_SATISFIABLE => Ok(Bytes::new()),
+            StatusCode::PRECONDITION_FAILED => Err(FsError::Stale),
             s if s.is_success() => resp.bytes().await.map_err(|e| FsError::Io(e.to_string())),
-            s => Err(FsError::from_status(s)),
+            _ => Err(error_of(resp).await),
         }
     }
 
@@ -112,156 +251,456 @@ impl S3 {
         &self,
         key: &str,
         body: Bytes,
-        metadata: &HashMap<String, String>,
-    ) -> Result<ObjectMeta, FsError> {
-        let mut action = self.bucket.put_object(Some(&self.credentials), key);
-        let headers: Vec<(String, String)> = metadata
-            .iter()
-            .map(|(k, v)| (format!("x-amz-meta-{k}"), v.clone()))
-            .collect();
-        for (k, v) in &headers {
-            action.headers_mut().insert(k.clone(), v.clone());
+        meta: &HashMap<String, String>,
+    ) -> Result<ObjectInfo, FsError> {
+        let size = body.len() as u64;
+        let call = Call::new(Method::PUT, Some(key)).metadata(meta).body(body);
+        let resp = self.send_ok(call).await?;
+        let mut info = info_from_headers(resp.headers());
+        info.size = size;
+        info.mtime = SystemTime::now();
+        info.metadata = meta.clone();
+        Ok(info)
+    }
+
+    /// Replaces the metadata of `source` by copying the object onto itself
+    /// (by reference on bucketfs: no data moves).
+    pub async fn set_metadata(
+        &self,
+        source: &Source,
+        meta: &HashMap<String, String>,
+    ) -> Result<String, FsError> {
+        let call = Call::new(Method::PUT, Some(&source.key))
+            .header("x-amz-copy-source", self.copy_source(source))
+            .header("x-amz-metadata-directive", "REPLACE")
+            .metadata(meta);
+        let call = match source.etag.is_empty() {
+            true => call,
+            false => call.header("x-amz-copy-source-if-match", format!("\"{}\"", source.etag)),
+        };
+        let resp = self.send(call).await?;
+        if resp.status() == StatusCode::PRECONDITION_FAILED {
+            return Err(FsError::Stale);
         }
-        let url = action.sign(SIGNED_FOR);
-        let resp = self
-            .send(|| {
-                let mut req = self.http.put(url.clone()).body(body.clone());
-                for (k, v) in &headers {
-                    req = req.header(k.as_str(), v.as_str());
-                }
-                req
-            })
-            .await?;
         if !resp.status().is_success() {
-            return Err(FsError::from_status(resp.status()));
+            return Err(error_of(resp).await);
         }
-        let etag = resp
-            .headers()
-            .get("etag")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .trim_matches('"');
-        Ok(ObjectMeta {
-            size: body.len() as u64,
-            etag: etag.to_string(),
-            mtime: SystemTime::now(),
-        })
+        let text = resp.text().await.map_err(|e| FsError::Io(e.to_string()))?;
+        etag_of_result(&text)
+    }
+
+    fn copy_source(&self, source: &Source) -> String {
+        let path = format!("{}/{}", self.bucket.name(), source.key);
+        let mut s = encode_path(&path);
+        if let Some(v) = &source.version_id {
+            s.push_str("?versionId=");
+            s.push_str(v);
+        }
+        s
     }
 
     pub async fn delete(&self, key: &str) -> Result<(), FsError> {
-        let url = self
-            .bucket
-            .delete_object(Some(&self.credentials), key)
-            .sign(SIGNED_FOR);
-        let resp = self.send(|| self.http.delete(url.clone())).await?;
+        let resp = self.send(Call::new(Method::DELETE, Some(key))).await?;
         match resp.status() {
             s if s.is_success() || s == StatusCode::NOT_FOUND => Ok(()),
-            s => Err(FsError::from_status(s)),
+            _ => Err(error_of(resp).await),
+        }
+    }
+
+    pub async fn create_upload(&self, key: &str, meta: &HashMap<String, String>) -> Result<String, FsError> {
+        let call = Call::new(Method::POST, Some(key))
+            .query("uploads", "")
+            .metadata(meta);
+        let text = self
+            .send_ok(call)
+            .await?
+            .text()
+            .await
+            .map_err(|e| FsError::Io(e.to_string()))?;
+        xml_field(&text, "UploadId").ok_or_else(|| FsError::Io(format!("no UploadId in {text}")))
+    }
+
+    pub async fn upload_part(
+        &self,
+        key: &str,
+        upload: &str,
+        number: u32,
+        body: Bytes,
+    ) -> Result<String, FsError> {
+        let call = Call::new(Method::PUT, Some(key))
+            .query("partNumber", number.to_string())
+            .query("uploadId", upload)
+            .body(body);
+        let resp = self.send_ok(call).await?;
+        Ok(header(resp.headers(), "etag").trim_matches('"').to_string())
+    }
+
+    /// A part made of bytes `start..end` of `source`, by reference.
+    pub async fn upload_part_copy(
+        &self,
+        key: &str,
+        upload: &str,
+        number: u32,
+        source: &Source,
+        start: u64,
+        end: u64,
+    ) -> Result<String, FsError> {
+        let mut call = Call::new(Method::PUT, Some(key))
+            .query("partNumber", number.to_string())
+            .query("uploadId", upload)
+            .header("x-amz-copy-source", self.copy_source(source))
+            .header("x-amz-copy-source-range", format!("bytes={}-{}", start, end - 1));
+        if source.version_id.is_none() && !source.etag.is_empty() {
+            call = call.header("x-amz-copy-source-if-match", format!("\"{}\"", source.etag));
+        }
+        let resp = self.send(call).await?;
+        if resp.status() == StatusCode::PRECONDITION_FAILED {
+            return Err(FsError::Stale);
+        }
+        if !resp.status().is_success() {
+            return Err(error_of(resp).await);
+        }
+        let text = resp.text().await.map_err(|e| FsError::Io(e.to_string()))?;
+        etag_of_result(&text)
+    }
+
+    pub async fn complete_upload(
+        &self,
+        key: &str,
+        upload: &str,
+        etags: &[String],
+    ) -> Result<ObjectInfo, FsError> {
+        let mut xml = String::from("<CompleteMultipartUpload>");
+        for (i, etag) in etags.iter().enumerate() {
+            xml.push_str(&format!(
+                "<Part><PartNumber>{}</PartNumber><ETag>\"{}\"</ETag></Part>",
+                i + 1,
+                etag
+            ));
+        }
+        xml.push_str("</CompleteMultipartUpload>");
+        let call = Call::new(Method::POST, Some(key))
+            .query("uploadId", upload)
+            .body(Bytes::from(xml));
+        let resp = self.send_ok(call).await?;
+        let version_id = resp
+            .headers()
+            .get("x-amz-version-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let text = resp.text().await.map_err(|e| FsError::Io(e.to_string()))?;
+        Ok(ObjectInfo {
+            etag: etag_of_result(&text)?,
+            version_id,
+            mtime: SystemTime::now(),
+            ..ObjectInfo::default()
+        })
+    }
+
+    pub async fn abort_upload(&self, key: &str, upload: &str) {
+        let call = Call::new(Method::DELETE, Some(key)).query("uploadId", upload);
+        if let Err(e) = self.send(call).await {
+            tracing::warn!(%key, error = %e, "could not abort a multipart upload");
         }
     }
 
     /// One page of the keys under `prefix`, folded at `/`.
     pub async fn list(&self, prefix: &str, token: Option<&str>, max_keys: usize) -> Result<Listing, FsError> {
-        let mut action = ListObjectsV2::new(&self.bucket, Some(&self.credentials));
-        action.with_prefix(prefix);
-        action.with_delimiter("/");
-        action.with_max_keys(max_keys);
+        let mut call = Call::new(Method::GET, None)
+            .query("list-type", "2")
+            .query("prefix", prefix)
+            .query("delimiter", "/")
+            .query("encoding-type", "url")
+            .query("max-keys", max_keys.to_string());
         if let Some(t) = token {
-            action.with_continuation_token(t);
+            call = call.query("continuation-token", t);
         }
-        let url = action.sign(SIGNED_FOR);
-        let resp = self.send(|| self.http.get(url.clone())).await?;
-        if !resp.status().is_success() {
-            return Err(FsError::from_status(resp.status()));
-        }
-        let text = resp.text().await.map_err(|e| FsError::Io(e.to_string()))?;
-        let parsed = ListObjectsV2::parse_response(&text).map_err(|e| FsError::Io(e.to_string()))?;
+        let text = self
+            .send_ok(call)
+            .await?
+            .text()
+            .await
+            .map_err(|e| FsError::Io(e.to_string()))?;
+        let objects = xml_blocks(&text, "Contents")
+            .map(|block| {
+                let info = ObjectInfo {
+                    size: xml_field(block, "Size").and_then(|s| s.parse().ok()).unwrap_or(0),
+                    etag: xml_field(block, "ETag")
+                        .unwrap_or_default()
+                        .trim_matches('"')
+                        .to_string(),
+                    mtime: xml_field(block, "LastModified").map_or(SystemTime::UNIX_EPOCH, |t| parse_iso(&t)),
+                    ..ObjectInfo::default()
+                };
+                (url_decode(&xml_field(block, "Key").unwrap_or_default()), info)
+            })
+            .collect();
+        let prefixes = xml_blocks(&text, "CommonPrefixes")
+            .filter_map(|b| xml_field(b, "Prefix"))
+            .map(|p| url_decode(&p))
+            .collect();
+        let truncated = xml_field(&text, "IsTruncated").as_deref() == Some("true");
         Ok(Listing {
-            objects: parsed
-                .contents
-                .into_iter()
-                .map(|o| {
-                    let mtime = o
-                        .last_modified
-                        .as_deref()
-                        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
-                        .map(SystemTime::from)
-                        .unwrap_or(SystemTime::UNIX_EPOCH);
-                    let meta = ObjectMeta {
-                        size: o.size.unwrap_or(0),
-                        etag: o.etag.unwrap_or_default().trim_matches('"').to_string(),
-                        mtime,
-                    };
-                    (o.key, meta)
-                })
-                .collect(),
-            prefixes: parsed.common_prefixes.into_iter().map(|p| p.prefix).collect(),
-            next: parsed.next_continuation_token,
+            objects,
+            prefixes,
+            next: xml_field(&text, "NextContinuationToken").filter(|_| truncated),
         })
     }
 
-    /// Moves a key (or every key under a prefix) with the router's rename
-    /// extension, in one transaction and by reference.
-    pub async fn rename(&self, from: &str, to: &str, prefix: bool, no_replace: bool) -> Result<(), FsError> {
-        let mut url = self.bucket.base_url().clone();
-        url.set_query(Some("bucketfs-rename"));
-        let encode = |s: &str| -> String {
-            s.bytes()
-                .map(|b| match b {
-                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
-                        (b as char).to_string()
-                    }
-                    _ => format!("%{b:02X}"),
-                })
-                .collect()
+    /// One page of every version under `prefix`, folded at `/`.
+    pub async fn list_versions(
+        &self,
+        prefix: &str,
+        marker: Option<&(String, String)>,
+    ) -> Result<VersionListing, FsError> {
+        let mut call = Call::new(Method::GET, None)
+            .query("versions", "")
+            .query("prefix", prefix)
+            .query("delimiter", "/")
+            .query("encoding-type", "url");
+        if let Some((key, version)) = marker {
+            call = call
+                .query("key-marker", key.clone())
+                .query("version-id-marker", version.clone());
+        }
+        let text = self
+            .send_ok(call)
+            .await?
+            .text()
+            .await
+            .map_err(|e| FsError::Io(e.to_string()))?;
+        let entry = |block: &str, delete_marker: bool| VersionEntry {
+            key: url_decode(&xml_field(block, "Key").unwrap_or_default()),
+            version_id: xml_field(block, "VersionId").unwrap_or_default(),
+            delete_marker,
+            info: ObjectInfo {
+                size: xml_field(block, "Size").and_then(|s| s.parse().ok()).unwrap_or(0),
+                etag: xml_field(block, "ETag")
+                    .unwrap_or_default()
+                    .trim_matches('"')
+                    .to_string(),
+                version_id: xml_field(block, "VersionId"),
+                mtime: xml_field(block, "LastModified").map_or(SystemTime::UNIX_EPOCH, |t| parse_iso(&t)),
+                metadata: HashMap::new(),
+            },
         };
-        let mut headers = vec![
-            ("x-bucketfs-rename-from".to_string(), encode(from)),
-            ("x-bucketfs-rename-to".to_string(), encode(to)),
-        ];
-        if prefix {
-            headers.push(("x-bucketfs-rename-prefix".into(), "true".into()));
-        }
-        if no_replace {
-            headers.push(("x-bucketfs-no-replace".into(), "true".into()));
-        }
-        let signed = rusty_s3::signing::sign(
-            &jiff::Timestamp::now(),
-            rusty_s3::Method::Post,
-            url,
-            self.credentials.key(),
-            self.credentials.secret(),
-            None,
-            self.bucket.region(),
-            SIGNED_FOR.as_secs(),
-            std::iter::once(("bucketfs-rename", "")),
-            headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-        );
-        let resp = self
-            .send(|| {
-                let mut req = self.http.post(signed.clone());
-                for (k, v) in &headers {
-                    req = req.header(k.as_str(), v.as_str());
+        let mut versions: Vec<VersionEntry> = xml_blocks(&text, "Version").map(|b| entry(b, false)).collect();
+        versions.extend(xml_blocks(&text, "DeleteMarker").map(|b| entry(b, true)));
+        let prefixes = xml_blocks(&text, "CommonPrefixes")
+            .filter_map(|b| xml_field(b, "Prefix"))
+            .map(|p| url_decode(&p))
+            .collect();
+        let truncated = xml_field(&text, "IsTruncated").as_deref() == Some("true");
+        let next = match (
+            xml_field(&text, "NextKeyMarker"),
+            xml_field(&text, "NextVersionIdMarker"),
+        ) {
+            (Some(k), v) if truncated => Some((url_decode(&k), v.unwrap_or_default())),
+            _ => None,
+        };
+        Ok(VersionListing {
+            versions,
+            prefixes,
+            next,
+        })
+    }
+
+    /// Moves a key, or every key under a prefix. On a bucketfs router this is
+    /// one transaction and moves no data; elsewhere it is copy then delete.
+    pub async fn rename(&self, from: &str, to: &str, prefix: bool, no_replace: bool) -> Result<(), FsError> {
+        if self.server_renames.load(Ordering::Relaxed) {
+            let mut call = Call::new(Method::POST, None)
+                .query("bucketfs-rename", "")
+                .header("x-bucketfs-rename-from", encode_path(from))
+                .header("x-bucketfs-rename-to", encode_path(to));
+            if prefix {
+                call = call.header("x-bucketfs-rename-prefix", "true");
+            }
+            if no_replace {
+                call = call.header("x-bucketfs-no-replace", "true");
+            }
+            let resp = self.send(call).await?;
+            match resp.status() {
+                s if s.is_success() => return Ok(()),
+                StatusCode::PRECONDITION_FAILED => return Err(FsError::Exists),
+                StatusCode::NOT_FOUND => return Err(FsError::NotFound),
+                StatusCode::BAD_REQUEST | StatusCode::METHOD_NOT_ALLOWED | StatusCode::NOT_IMPLEMENTED => {
+                    tracing::info!("the server has no rename extension; renaming by copy and delete");
+                    self.server_renames.store(false, Ordering::Relaxed);
                 }
-                req
-            })
-            .await?;
-        match resp.status() {
-            s if s.is_success() => Ok(()),
-            StatusCode::PRECONDITION_FAILED => Err(FsError::Exists),
-            s => Err(FsError::from_status(s)),
+                _ => return Err(error_of(resp).await),
+            }
         }
+        self.rename_by_copy(from, to, prefix).await
+    }
+
+    async fn rename_by_copy(&self, from: &str, to: &str, prefix: bool) -> Result<(), FsError> {
+        let mut keys = Vec::new();
+        if prefix {
+            let mut token = None;
+            loop {
+                let mut call = Call::new(Method::GET, None)
+                    .query("list-type", "2")
+                    .query("prefix", from)
+                    .query("encoding-type", "url");
+                if let Some(t) = &token {
+                    call = call.query("continuation-token", String::clone(t));
+                }
+                let text = self
+                    .send_ok(call)
+                    .await?
+                    .text()
+                    .await
+                    .map_err(|e| FsError::Io(e.to_string()))?;
+                keys.extend(
+                    xml_blocks(&text, "Contents")
+                        .filter_map(|b| xml_field(b, "Key"))
+                        .map(|k| url_decode(&k)),
+                );
+                token = xml_field(&text, "NextContinuationToken");
+                if xml_field(&text, "IsTruncated").as_deref() != Some("true") || token.is_none() {
+                    break;
+                }
+            }
+        } else {
+            keys.push(from.to_string());
+        }
+        for key in &keys {
+            let dest = format!("{to}{}", &key[from.len()..]);
+            let source = Source {
+                key: key.clone(),
+                ..Source::default()
+            };
+            let call =
+                Call::new(Method::PUT, Some(&dest)).header("x-amz-copy-source", self.copy_source(&source));
+            self.send_ok(call).await?;
+        }
+        for key in &keys {
+            self.delete(key).await?;
+        }
+        Ok(())
     }
 }
 
-fn meta_from_headers(headers: &reqwest::header::HeaderMap) -> ObjectMeta {
-    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    ObjectMeta {
-        size: get("content-length").and_then(|v| v.parse().ok()).unwrap_or(0),
-        etag: get("etag").unwrap_or("").trim_matches('"').to_string(),
-        mtime: get("last-modified")
-            .and_then(|v| jiff::fmt::rfc2822::parse(v).ok())
+/// Server errors worth another try: not "not implemented" nor "disk full".
+fn retryable(status: StatusCode) -> bool {
+    status.is_server_error()
+        && status != StatusCode::NOT_IMPLEMENTED
+        && status != StatusCode::INSUFFICIENT_STORAGE
+}
+
+fn header<'h>(headers: &'h reqwest::header::HeaderMap, name: &str) -> &'h str {
+    headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+}
+
+fn info_from_headers(headers: &reqwest::header::HeaderMap) -> ObjectInfo {
+    let metadata = headers
+        .iter()
+        .filter_map(|(k, v)| {
+            let name = k.as_str().strip_prefix(META_PREFIX)?;
+            Some((name.to_string(), v.to_str().ok()?.to_string()))
+        })
+        .collect();
+    ObjectInfo {
+        size: header(headers, "content-length").parse().unwrap_or(0),
+        etag: header(headers, "etag").trim_matches('"').to_string(),
+        version_id: headers
+            .get("x-amz-version-id")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| *v != "null")
+            .map(str::to_string),
+        mtime: jiff::fmt::rfc2822::parse(header(headers, "last-modified"))
             .map(|z| SystemTime::from(z.timestamp()))
             .unwrap_or(SystemTime::UNIX_EPOCH),
+        metadata,
+    }
+}
+
+/// The error a failed answer stands for, with the server's code in the log.
+async fn error_of(resp: reqwest::Response) -> FsError {
+    let status = resp.status();
+    let text = resp.text().await.unwrap_or_default();
+    let code = xml_field(&text, "Code").unwrap_or_default();
+    tracing::debug!(%status, %code, "S3 error answer");
+    FsError::from_s3(status, &code)
+}
+
+fn etag_of_result(text: &str) -> Result<String, FsError> {
+    if text.contains("<Error>") {
+        let code = xml_field(text, "Code").unwrap_or_default();
+        return Err(FsError::from_s3(StatusCode::INTERNAL_SERVER_ERROR, &code));
+    }
+    xml_field(text, "ETag")
+        .map(|e| unescape(&e).trim_matches('"').to_string())
+        .ok_or_else(|| FsError::Io(format!("no ETag in {text}")))
+}
+
+/// The inner texts of every `<tag>...</tag>` in `xml`, in order (flat
+/// documents only: S3's answers do not nest an element in itself).
+fn xml_blocks<'x>(xml: &'x str, tag: &str) -> impl Iterator<Item = &'x str> + 'x {
+    let open = format!("<{tag}>");
+    let close = format!("</{tag}>");
+    let mut rest = xml;
+    std::iter::from_fn(move || {
+        let start = rest.find(&open)? + open.len();
+        let len = rest[start..].find(&close)?;
+        let block = &rest[start..start + len];
+        rest = &rest[start + len + close.len()..];
+        Some(block)
+    })
+}
+
+/// The unescaped text of the first `<tag>` in `xml`.
+fn xml_field(xml: &str, tag: &str) -> Option<String> {
+    xml_blocks(xml, tag).next().map(unescape)
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&#34;", "\"")
+        .replace("&amp;", "&")
+}
+
+fn url_decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+/// Percent-encodes everything but unreserved characters and `/`.
+fn encode_path(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn parse_iso(t: &str) -> SystemTime {
+    t.parse::<jiff::Timestamp>()
+        .map(SystemTime::from)
+        .unwrap_or(SystemTime::UNIX_EPOCH)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_flat_xml() {
+        let xml = "<R><Contents><Key>a%20b</Key><ETag>&quot;x&quot;</ETag></Contents><Contents><Key>c</Key></Contents><IsTruncated>false</IsTruncated></R>";
+        let keys: Vec<String> = xml_blocks(xml, "Contents")
+            .filter_map(|b| xml_field(b, "Key"))
+            .map(|k| url_decode(&k))
+            .collect();
+        assert_eq!(keys, ["a b", "c"]);
+        assert_eq!(xml_field(xml, "ETag").as_deref(), Some("\"x\""));
+        assert_eq!(encode_path("a b/ü"), "a%20b/%C3%BC");
     }
 }

@@ -1,0 +1,226 @@
+//! A bounded in-memory cache of object blocks, shared by every open file,
+//! and the reads that fill it: ranged GETs of whole blocks, widened by the
+//! caller's readahead window.
+
+use std::sync::Mutex;
+
+use bytes::{Bytes, BytesMut};
+use lru::LruCache;
+
+use crate::error::FsError;
+use crate::s3::{Source, S3};
+
+/// The unit of caching and of ranged GETs.
+pub const BLOCK: u64 = 1 << 20;
+
+pub struct BlockCache {
+    inner: Mutex<Inner>,
+    capacity: usize,
+}
+
+struct Inner {
+    blocks: LruCache<(Source, u64), Bytes>,
+    bytes: usize,
+}
+
+impl BlockCache {
+    /// A cache holding at most `capacity` bytes of blocks.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            inner: Mutex::new(Inner {
+                blocks: LruCache::unbounded(),
+                bytes: 0,
+            }),
+            capacity,
+        }
+    }
+
+    fn get(&self, source: &Source, block: u64) -> Option<Bytes> {
+        self.inner
+            .lock()
+            .unwrap()
+            .blocks
+            .get(&(source.clone(), block))
+            .cloned()
+    }
+
+    fn contains(&self, source: &Source, block: u64) -> bool {
+        self.inner
+            .lock()
+            .unwrap()
+            .blocks
+            .contains(&(source.clone(), block))
+    }
+
+    fn insert(&self, source: &Source, block: u64, data: Bytes) {
+        let mut inner = self.inner.lock().unwrap();
+        inner.bytes += data.len();
+        if let Some(old) = inner.blocks.put((source.clone(), block), data) {
+            inner.bytes -= old.len();
+        }
+        while inner.bytes > self.capacity {
+            match inner.blocks.pop_lru() {
+                Some((_, old)) => inner.bytes -= old.len(),
+                None => break,
+            }
+        }
+    }
+
+    /// Reads `len` bytes at `offset` of `source` (an object of `size`
+    /// bytes), fetching each run of missing blocks with one GET.
+    pub async fn read(
+        &self,
+        s3: &S3,
+        source: &Source,
+        size: u64,
+        offset: u64,
+        len: u64,
+    ) -> Result<Bytes, FsError> {
+        let end = (offset + len).min(size);
+        if offset >= end {
+            return Ok(Bytes::new());
+        }
+        let first = offset / BLOCK;
+        let last = (end - 1) / BLOCK;
+        let mut blocks = Vec::with_capacity((last - first + 1) as usize);
+        let mut block = first;
+        while block <= last {
+            if let Some(data) = self.get(source, block) {
+                blocks.push(data);
+                block += 1;
+                continue;
+            }
+            // Fetch from the first missing block up to the next cached one.
+            let mut run_end = block + 1;
+            while run_end <= last && !self.contains(source, run_end) {
+                run_end += 1;
+            }
+            let fetched = self
+                .fetch(s3, source, size, block, (run_end * BLOCK).min(size))
+                .await?;
+            blocks.extend(fetched);
+            block = run_end;
+        }
+        let mut out = BytesMut::with_capacity((end - offset) as usize);
+        for (i, data) in blocks.iter().enumerate() {
+            let base = (first + i as u64) * BLOCK;
+            let from = offset.saturating_sub(base) as usize;
+            let to = ((end - base) as usize).min(data.len());
+            if from < to {
+                out.extend_from_slice(&data[from..to]);
+            }
+        }
+        Ok(out.freeze())
+    }
+
+    /// Fetches the blocks from `first` up to byte `end` with one GET and
+    /// caches them.
+    async fn fetch(
+        &self,
+        s3: &S3,
+        source: &Source,
+        size: u64,
+        first: u64,
+        end: u64,
+    ) -> Result<Vec<Bytes>, FsError> {
+        let start = first * BLOCK;
+        let data = s3.get_range(source, start, end.min(size) - start).await?;
+        if (data.len() as u64) < end.min(size) - start {
+            return Err(FsError::Io(format!(
+                "short read of {}: {} of {} bytes",
+                source.key,
+                data.len(),
+                end - start
+            )));
+        }
+        let blocks: Vec<Bytes> = (0..data.len().div_ceil(BLOCK as usize))
+            .map(|i| data.slice(i * BLOCK as usize..((i + 1) * BLOCK as usize).min(data.len())))
+            .collect();
+        for (i, b) in blocks.iter().enumerate() {
+            self.insert(source, first + i as u64, b.clone());
+        }
+        Ok(blocks)
+    }
+
+    /// Fetches `offset..offset+len` into the cache unless already there
+    /// (readahead in the background).
+    pub async fn prefetch(&self, s3: &S3, source: &Source, size: u64, offset: u64, len: u64) {
+        let end = (offset + len).min(size);
+        let mut block = offset / BLOCK;
+        while block * BLOCK < end && self.contains(source, block) {
+            block += 1;
+        }
+        if block * BLOCK >= end {
+            return;
+        }
+        if let Err(e) = self
+            .fetch(s3, source, size, block, end.div_ceil(BLOCK) * BLOCK)
+            .await
+        {
+            tracing::debug!(key = %source.key, error = %e, "readahead failed");
+        }
+    }
+}
+
+/// Sequential-read detection for one open file: the window doubles while
+/// reads follow each other and drops to nothing on a seek.
+#[derive(Debug, Default)]
+pub struct Readahead {
+    next: u64,
+    window: u64,
+    /// Bytes up to here were already asked for in the background.
+    prefetched: u64,
+}
+
+pub const MAX_READAHEAD: u64 = 32 << 20;
+
+impl Readahead {
+    /// Notes a read of `len` bytes at `offset`; returns, when it is time,
+    /// the range `(offset, len)` to prefetch in the background.
+    pub fn advance(&mut self, offset: u64, len: u64) -> Option<(u64, u64)> {
+        let sequential = offset == self.next && offset > 0;
+        let end = offset + len;
+        self.next = end;
+        if !sequential {
+            self.window = 0;
+            self.prefetched = 0;
+            return None;
+        }
+        // Ask for more once the reader is half-way into what was asked for;
+        // each time, ask for twice as much.
+        if self.window > 0 && self.prefetched >= end + self.window / 2 {
+            return None;
+        }
+        self.window = (self.window * 2).clamp(2 * BLOCK, MAX_READAHEAD);
+        let from = self.prefetched.max(end);
+        self.prefetched = end + self.window;
+        Some((from, self.prefetched - from))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readahead_grows_on_sequential_reads_and_resets_on_seeks() {
+        let mut r = Readahead::default();
+        assert_eq!(r.advance(0, 131072), None);
+        assert_eq!(r.advance(131072, 131072), Some((262144, 2 * BLOCK)));
+        // Within the prefetched range nothing new is asked for.
+        assert_eq!(r.advance(262144, 131072), None);
+        // A seek resets it.
+        assert_eq!(r.advance(100 << 20, 4096), None);
+    }
+
+    #[test]
+    fn the_cache_stays_within_its_capacity() {
+        let cache = BlockCache::new(3 * BLOCK as usize);
+        let source = Source::default();
+        for i in 0..10 {
+            cache.insert(&source, i, Bytes::from(vec![0u8; BLOCK as usize]));
+        }
+        assert_eq!(cache.inner.lock().unwrap().bytes, 3 * BLOCK as usize);
+        assert!(cache.contains(&source, 9) && !cache.contains(&source, 6));
+    }
+}

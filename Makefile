@@ -28,6 +28,7 @@ down:
 ## Unit tests and end-to-end tests against real services. Binaries are built
 ## once in the dev profile; the end-to-end tests spawn those same binaries.
 test: deps
+	@command -v pjdfstest >/dev/null || [ -x $$HOME/.cargo/bin/pjdfstest ] || $(CARGO) install pjdfstest
 	$(CARGO) build --workspace --bins --tests
 	$(CARGO) test --workspace --no-fail-fast -- --test-threads=2
 

@@ -11,6 +11,8 @@ packages=(
   fuse3 libfuse3-dev pkg-config   # the FUSE client
   awscli s3cmd rclone python3-boto3   # real S3 clients used by the tests
   fio                 # benchmarks and integrity checks
+  attr rsync sqlite3 gcc make git   # unmodified tools the mount tests run
+  libacl1-dev         # links pjdfstest
   ca-certificates
 )
 
@@ -25,6 +27,11 @@ if ((${#missing[@]})); then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+# Users pjdfstest switches to.
+getent group nogroup >/dev/null || groupadd nogroup
+getent passwd nobody >/dev/null || useradd -M -g nogroup -s /usr/sbin/nologin nobody
+getent passwd tests >/dev/null || useradd -M -U -s /usr/sbin/nologin tests
 
 # Debian's postgresql package starts a cluster on 5432; we run our own.
 if command -v pg_lsclusters >/dev/null && pg_lsclusters -h 2>/dev/null | grep -q online; then

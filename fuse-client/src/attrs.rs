@@ -5,7 +5,7 @@
 //! - `x-amz-meta-mode`: the whole `st_mode` in decimal, file type bits included
 //!   (that is how a symlink or a directory marker is told apart);
 //! - `x-amz-meta-uid`, `x-amz-meta-gid`: decimal ids;
-//! - `x-amz-meta-mtime`, `x-amz-meta-ctime`: `SECONDS.NANOSECONDS`
+//! - `x-amz-meta-mtime`, `x-amz-meta-atime`, `x-amz-meta-ctime`: `SECONDS.NANOSECONDS`
 //!   (s3fs also reads plain seconds, and so do we);
 //! - `x-amz-meta-xattr`: extended attributes as percent-encoded JSON mapping
 //!   each name to its base64 value.
@@ -25,6 +25,7 @@ const MODE: &str = "mode";
 const UID: &str = "uid";
 const GID: &str = "gid";
 const MTIME: &str = "mtime";
+const ATIME: &str = "atime";
 const CTIME: &str = "ctime";
 const XATTR: &str = "xattr";
 
@@ -39,6 +40,8 @@ pub struct Posix {
     pub uid: u32,
     pub gid: u32,
     pub mtime: SystemTime,
+    /// Set by `utimensat` only: reads do not update it (as with `noatime`).
+    pub atime: SystemTime,
     pub ctime: SystemTime,
     pub xattrs: Xattrs,
 }
@@ -52,6 +55,7 @@ impl Posix {
             uid,
             gid,
             mtime: now,
+            atime: now,
             ctime: now,
             xattrs: Xattrs::new(),
         }
@@ -77,6 +81,7 @@ impl Posix {
             uid: num(UID).unwrap_or(fallback.uid),
             gid: num(GID).unwrap_or(fallback.gid),
             mtime,
+            atime: time(ATIME).unwrap_or(mtime),
             ctime: time(CTIME).unwrap_or(mtime),
             xattrs: meta.get(XATTR).map(|v| decode_xattrs(v)).unwrap_or_default(),
         }
@@ -89,6 +94,7 @@ impl Posix {
             (UID.to_string(), self.uid.to_string()),
             (GID.to_string(), self.gid.to_string()),
             (MTIME.to_string(), format_time(self.mtime)),
+            (ATIME.to_string(), format_time(self.atime)),
             (CTIME.to_string(), format_time(self.ctime)),
         ]);
         if !self.xattrs.is_empty() {
@@ -148,6 +154,7 @@ mod tests {
     fn round_trips_through_metadata() {
         let mut p = Posix::new(S_IFLNK, 0o777, 1000, 100);
         p.mtime = SystemTime::UNIX_EPOCH + Duration::new(1_700_000_000, 123_456_789);
+        p.atime = SystemTime::UNIX_EPOCH + Duration::new(1_600_000_000, 1);
         p.xattrs.insert("user.a b".into(), vec![0, 1, 255]);
         let back = Posix::from_metadata(&p.to_metadata(), &Posix::new(S_IFREG, 0o644, 0, 0));
         assert_eq!(back, p);

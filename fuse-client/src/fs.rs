@@ -53,6 +53,9 @@ pub struct Attr {
     pub kind: Kind,
     pub size: u64,
     pub posix: Posix,
+    /// 0 once unlinked (still open), else 1; 2 for directories (subdirectories
+    /// are not counted: that would take a listing per stat).
+    pub nlink: u32,
 }
 
 /// A directory entry.
@@ -94,6 +97,8 @@ struct Node {
     fetched: Instant,
     /// Created here and not yet committed.
     local: bool,
+    /// Unlinked while open.
+    unlinked: bool,
     /// The ETag whose pages the kernel may keep cached across opens.
     cached_etag: String,
 }
@@ -149,6 +154,7 @@ pub struct SetAttr {
     pub uid: Option<u32>,
     pub gid: Option<u32>,
     pub size: Option<u64>,
+    pub atime: Option<SystemTime>,
     pub mtime: Option<SystemTime>,
 }
 
@@ -200,6 +206,7 @@ impl Fs {
             version_id: None,
             fetched: Instant::now(),
             local: false,
+            unlinked: false,
             cached_etag: String::new(),
         };
         table.nodes.insert(ROOT, root);
@@ -276,12 +283,18 @@ impl Fs {
             .get(&ino)
             .is_some_and(|old| open || old.local || (!node.loaded && old.loaded && old.etag == node.etag));
         if !keep {
-            let cached_etag = table
-                .nodes
-                .get(&ino)
-                .map(|o| o.cached_etag.clone())
-                .unwrap_or_default();
-            table.nodes.insert(ino, Node { cached_etag, ..node });
+            let mut node = node;
+            if let Some(old) = table.nodes.get(&ino) {
+                node.cached_etag = old.cached_etag.clone();
+                // A rename changes ctime without a new version, and a prefix
+                // directory has nowhere to keep its times: what this mount
+                // saw last wins when later.
+                node.posix.ctime = node.posix.ctime.max(old.posix.ctime);
+                if node.kind == Kind::Dir {
+                    node.posix.mtime = node.posix.mtime.max(old.posix.mtime);
+                }
+            }
+            table.nodes.insert(ino, node);
         }
         Self::attr_of(ino, &table.nodes[&ino])
     }
@@ -299,6 +312,11 @@ impl Fs {
             kind: node.kind,
             size: node.size,
             posix: node.posix.clone(),
+            nlink: match (node.kind, node.unlinked) {
+                (Kind::Dir, _) => 2,
+                (_, true) => 0,
+                (_, false) => 1,
+            },
         }
     }
 
@@ -306,6 +324,7 @@ impl Fs {
         let perm = if kind_bits == S_IFREG { 0o644 } else { 0o755 };
         let mut p = Posix::new(kind_bits, perm, self.config.uid, self.config.gid);
         p.mtime = mtime;
+        p.atime = mtime;
         p.ctime = mtime;
         p
     }
@@ -322,6 +341,7 @@ impl Fs {
             version_id: info.version_id,
             fetched: Instant::now(),
             local: false,
+            unlinked: false,
             cached_etag: String::new(),
         }
     }
@@ -346,6 +366,7 @@ impl Fs {
             version_id: None,
             fetched: Instant::now(),
             local: false,
+            unlinked: false,
             cached_etag: String::new(),
         }
     }
@@ -670,7 +691,16 @@ impl Fs {
         if !node.local {
             self.s3.delete(&node.path).await?;
         }
-        self.forget_path(&node.path);
+        if self.is_open(attr.ino) {
+            // The inode lives on for its open handles, under no name.
+            self.table.lock().unwrap().by_path.remove(&node.path);
+            self.update(attr.ino, |n| {
+                n.posix.ctime = SystemTime::now();
+                n.unlinked = true;
+            });
+        } else {
+            self.forget_path(&node.path);
+        }
         self.touch_dir(parent);
         Ok(())
     }
@@ -801,6 +831,7 @@ impl Fs {
             version_id: None,
             fetched: Instant::now(),
             local: true,
+            unlinked: false,
             cached_etag: String::new(),
         });
         let node = self.node(attr.ino)?;
@@ -963,6 +994,9 @@ impl Fs {
         posix.gid = change.gid.unwrap_or(posix.gid);
         if let Some(mtime) = change.mtime {
             posix.mtime = mtime;
+        }
+        if let Some(atime) = change.atime {
+            posix.atime = atime;
         }
         if change.size.is_some() {
             posix.mtime = change.mtime.unwrap_or(now);

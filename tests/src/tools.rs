@@ -149,14 +149,28 @@ pub struct Mount {
 impl Cluster {
     /// `bucketfs mount BUCKET DIR` (daemon mode: returns once mounted).
     pub fn mount(&self, bucket: &str, dir: &Path) -> Result<Mount> {
+        self.mount_with(bucket, dir, &[])
+    }
+
+    /// `bucketfs mount BUCKET DIR EXTRA...`, through HAProxy.
+    pub fn mount_with(&self, bucket: &str, dir: &Path, extra: &[&str]) -> Result<Mount> {
+        self.mount_at(&self.endpoint(), bucket, dir, extra)
+    }
+
+    /// `bucketfs mount BUCKET DIR EXTRA...` against `endpoint`.
+    pub fn mount_at(&self, endpoint: &str, bucket: &str, dir: &Path, extra: &[&str]) -> Result<Mount> {
         fs::create_dir_all(dir)?;
+        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let out = Command::new(crate::bin_dir().join("bucketfs"))
             .args(["mount", bucket])
             .arg(dir)
-            .args(["--endpoint", &self.endpoint()])
+            .args(["--endpoint", endpoint])
+            .arg("--cache-dir")
+            .arg(self.dir.join("cache"))
+            .args(extra)
             .env("AWS_ACCESS_KEY_ID", &self.access_key)
             .env("AWS_SECRET_ACCESS_KEY", &self.secret_key)
-            .env("BUCKETFS_LOG", self.log_path(&format!("bucketfs-{bucket}")))
+            .env("BUCKETFS_LOG", self.log_path(&format!("bucketfs-{bucket}-{name}")))
             .output()?;
         check(out, "bucketfs mount")?;
         Ok(Mount {

@@ -160,7 +160,10 @@ impl Cluster {
     /// `bucketfs mount BUCKET DIR EXTRA...` against `endpoint`.
     pub fn mount_at(&self, endpoint: &str, bucket: &str, dir: &Path, extra: &[&str]) -> Result<Mount> {
         fs::create_dir_all(dir)?;
-        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let out = Command::new(crate::bin_dir().join("bucketfs"))
             .args(["mount", bucket])
             .arg(dir)
@@ -170,7 +173,10 @@ impl Cluster {
             .args(extra)
             .env("AWS_ACCESS_KEY_ID", &self.access_key)
             .env("AWS_SECRET_ACCESS_KEY", &self.secret_key)
-            .env("BUCKETFS_LOG", self.log_path(&format!("bucketfs-{bucket}-{name}")))
+            .env(
+                "BUCKETFS_LOG",
+                self.log_path(&format!("bucketfs-{bucket}-{name}")),
+            )
             .output()?;
         check(out, "bucketfs mount")?;
         Ok(Mount {

@@ -2,11 +2,11 @@
 
 use std::fs;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use bucketfs_tests::tools::{random_file, sha256_file};
-use bucketfs_tests::Cluster;
+use bucketfs_tests::{wait_until, Cluster};
 
 fn put(cluster: &Cluster, file: &std::path::Path, key: &str) -> Result<String> {
     cluster.aws_ok(&[
@@ -51,17 +51,6 @@ fn chunk_files(cluster: &Cluster) -> Vec<(usize, PathBuf)> {
         }
     }
     files
-}
-
-fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) -> Result<()> {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if f() {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    bail!("timed out: {what}")
 }
 
 #[test]

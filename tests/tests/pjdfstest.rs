@@ -13,7 +13,8 @@ use bucketfs_tests::Cluster;
 
 #[test]
 fn pjdfstest_passes_except_for_documented_gaps() -> Result<()> {
-    let pjdfstest = which("pjdfstest").context("pjdfstest is not installed: `make test` runs `cargo install pjdfstest`")?;
+    let pjdfstest = which("pjdfstest")
+        .context("pjdfstest is not installed: `make test` runs `cargo install pjdfstest`")?;
     let cluster = Cluster::start()?;
     cluster.aws_ok(&["s3", "mb", "s3://pjd"])?;
     let mnt = cluster.dir.join("mnt");
@@ -79,7 +80,10 @@ fn pjdfstest_passes_except_for_documented_gaps() -> Result<()> {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    assert!(groups.values().map(|c| c[0]).sum::<u32>() > 150, "too few cases ran:\n{stdout}");
+    assert!(
+        groups.values().map(|c| c[0]).sum::<u32>() > 150,
+        "too few cases ran:\n{stdout}"
+    );
     Ok(())
 }
 

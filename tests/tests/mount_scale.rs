@@ -168,7 +168,7 @@ fn daemon_rss(mountpoint: &Path) -> Result<u64> {
             .split(|b| *b == 0)
             .map(|a| String::from_utf8_lossy(a).into_owned())
             .collect();
-        if args.first().is_some_and(|a| a.ends_with("bucketfs")) && args.iter().any(|a| *a == needle) {
+        if args.first().is_some_and(|a| a.ends_with("bucketfs")) && args.contains(&needle) {
             let status = fs::read_to_string(dir.join("status"))?;
             let kib: u64 = status
                 .lines()

@@ -1,7 +1,8 @@
 //! A bounded in-memory cache of object blocks, shared by every open file,
-//! and the reads that fill it: ranged GETs of whole blocks, widened by the
-//! caller's readahead window.
+//! optionally backed by a bounded on-disk tier, and the reads that fill it:
+//! ranged GETs of whole blocks.
 
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use bytes::{Bytes, BytesMut};
@@ -16,6 +17,78 @@ pub const BLOCK: u64 = 1 << 20;
 pub struct BlockCache {
     inner: Mutex<Inner>,
     capacity: usize,
+    disk: Option<DiskTier>,
+}
+
+/// Blocks kept as files in a directory, least recently used evicted first.
+/// Each block's crc32c is kept in memory and checked when it is read back,
+/// so a damaged cache file is refetched, never served.
+struct DiskTier {
+    dir: PathBuf,
+    capacity: u64,
+    index: Mutex<DiskIndex>,
+}
+
+struct DiskIndex {
+    /// Block → (file name, length, crc32c).
+    blocks: LruCache<(Source, u64), (String, usize, u32)>,
+    bytes: u64,
+    next: u64,
+}
+
+impl Drop for DiskTier {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl DiskTier {
+    fn get(&self, key: &(Source, u64)) -> Option<Bytes> {
+        let (name, len, crc) = self.index.lock().unwrap().blocks.get(key).cloned()?;
+        match std::fs::read(self.dir.join(&name)) {
+            Ok(data) if data.len() == len && crc32c::crc32c(&data) == crc => Some(Bytes::from(data)),
+            _ => {
+                tracing::warn!(file = %name, "disk cache block unreadable or damaged; refetching");
+                self.remove(key);
+                None
+            }
+        }
+    }
+
+    fn remove(&self, key: &(Source, u64)) {
+        let mut index = self.index.lock().unwrap();
+        if let Some((name, len, _)) = index.blocks.pop(key) {
+            index.bytes -= len as u64;
+            let _ = std::fs::remove_file(self.dir.join(name));
+        }
+    }
+
+    fn put(&self, key: (Source, u64), data: &Bytes) {
+        let name = {
+            let mut index = self.index.lock().unwrap();
+            if index.blocks.contains(&key) {
+                return;
+            }
+            index.next += 1;
+            format!("{:016x}", index.next)
+        };
+        if let Err(e) = std::fs::write(self.dir.join(&name), data) {
+            tracing::warn!(error = %e, "could not write to the disk cache");
+            return;
+        }
+        let mut index = self.index.lock().unwrap();
+        index.bytes += data.len() as u64;
+        index.blocks.put(key, (name, data.len(), crc32c::crc32c(data)));
+        while index.bytes > self.capacity {
+            match index.blocks.pop_lru() {
+                Some((_, (old, len, _))) => {
+                    index.bytes -= len as u64;
+                    let _ = std::fs::remove_file(self.dir.join(old));
+                }
+                None => break,
+            }
+        }
+    }
 }
 
 struct Inner {
@@ -24,7 +97,7 @@ struct Inner {
 }
 
 impl BlockCache {
-    /// A cache holding at most `capacity` bytes of blocks.
+    /// A cache holding at most `capacity` bytes of blocks in memory.
     pub fn new(capacity: usize) -> Self {
         Self {
             inner: Mutex::new(Inner {
@@ -32,30 +105,59 @@ impl BlockCache {
                 bytes: 0,
             }),
             capacity,
+            disk: None,
         }
     }
 
+    /// Adds a disk tier of at most `capacity` bytes in `dir`, emptied first
+    /// (what it held is not trusted across runs: the index lives in memory).
+    pub fn with_disk(mut self, dir: &Path, capacity: u64) -> std::io::Result<Self> {
+        if dir.exists() {
+            std::fs::remove_dir_all(dir)?;
+        }
+        std::fs::create_dir_all(dir)?;
+        self.disk = Some(DiskTier {
+            dir: dir.to_path_buf(),
+            capacity,
+            index: Mutex::new(DiskIndex {
+                blocks: LruCache::unbounded(),
+                bytes: 0,
+                next: 0,
+            }),
+        });
+        Ok(self)
+    }
+
     fn get(&self, source: &Source, block: u64) -> Option<Bytes> {
-        self.inner
-            .lock()
-            .unwrap()
-            .blocks
-            .get(&(source.clone(), block))
-            .cloned()
+        let key = (source.clone(), block);
+        if let Some(data) = self.inner.lock().unwrap().blocks.get(&key).cloned() {
+            return Some(data);
+        }
+        let data = self.disk.as_ref()?.get(&key)?;
+        self.insert_memory(key, data.clone());
+        Some(data)
     }
 
     fn contains(&self, source: &Source, block: u64) -> bool {
-        self.inner
-            .lock()
-            .unwrap()
-            .blocks
-            .contains(&(source.clone(), block))
+        let key = (source.clone(), block);
+        self.inner.lock().unwrap().blocks.contains(&key)
+            || self
+                .disk
+                .as_ref()
+                .is_some_and(|d| d.index.lock().unwrap().blocks.contains(&key))
     }
 
     fn insert(&self, source: &Source, block: u64, data: Bytes) {
+        if let Some(disk) = &self.disk {
+            disk.put((source.clone(), block), &data);
+        }
+        self.insert_memory((source.clone(), block), data);
+    }
+
+    fn insert_memory(&self, key: (Source, u64), data: Bytes) {
         let mut inner = self.inner.lock().unwrap();
         inner.bytes += data.len();
-        if let Some(old) = inner.blocks.put((source.clone(), block), data) {
+        if let Some(old) = inner.blocks.put(key, data) {
             inner.bytes -= old.len();
         }
         while inner.bytes > self.capacity {
@@ -222,5 +324,36 @@ mod tests {
         }
         assert_eq!(cache.inner.lock().unwrap().bytes, 3 * BLOCK as usize);
         assert!(cache.contains(&source, 9) && !cache.contains(&source, 6));
+    }
+
+    #[test]
+    fn the_disk_tier_serves_evicted_blocks_and_refuses_damaged_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = BlockCache::new(BLOCK as usize)
+            .with_disk(&dir.path().join("blocks"), 2 * BLOCK)
+            .unwrap();
+        let source = Source::default();
+        for i in 0..3 {
+            cache.insert(&source, i, Bytes::from(vec![i as u8; BLOCK as usize]));
+        }
+        // Block 0 left memory and disk; block 1 left memory only.
+        assert!(cache.get(&source, 0).is_none());
+        assert_eq!(cache.get(&source, 1).unwrap()[0], 1);
+        // A flipped byte in a cache file: the block is dropped, not served.
+        let disk = cache.disk.as_ref().unwrap();
+        let (name, _, _) = disk
+            .index
+            .lock()
+            .unwrap()
+            .blocks
+            .peek(&(source.clone(), 2))
+            .cloned()
+            .unwrap();
+        let path = dir.path().join("blocks").join(name);
+        let mut data = std::fs::read(&path).unwrap();
+        data[10] ^= 1;
+        std::fs::write(&path, data).unwrap();
+        assert!(disk.get(&(source.clone(), 2)).is_none());
+        assert!(!path.exists());
     }
 }

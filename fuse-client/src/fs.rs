@@ -74,6 +74,8 @@ pub struct Config {
     pub cache_dir: PathBuf,
     /// Bytes of object blocks kept in memory.
     pub cache_bytes: usize,
+    /// Bytes of object blocks kept on disk under `cache_dir` (0: none).
+    pub disk_cache_bytes: u64,
     /// Attributes older than this are fetched again.
     pub attr_ttl: Duration,
     /// Owner of objects without POSIX metadata.
@@ -194,7 +196,7 @@ fn valid_listed_name(name: &str) -> bool {
 }
 
 impl Fs {
-    pub fn new(s3: S3, config: Config) -> Self {
+    pub fn new(s3: S3, config: Config) -> std::io::Result<Self> {
         let mut table = Table::default();
         let root = Node {
             path: String::new(),
@@ -211,9 +213,16 @@ impl Fs {
         };
         table.nodes.insert(ROOT, root);
         table.by_path.insert(String::new(), ROOT);
-        Self {
+        let mut cache = BlockCache::new(config.cache_bytes);
+        if config.disk_cache_bytes > 0 {
+            let dir = config
+                .cache_dir
+                .join(format!("bucketfs-blocks-{}", std::process::id()));
+            cache = cache.with_disk(&dir, config.disk_cache_bytes)?;
+        }
+        Ok(Self {
             s3: Arc::new(s3),
-            cache: Arc::new(BlockCache::new(config.cache_bytes)),
+            cache: Arc::new(cache),
             config,
             table: Mutex::new(table),
             files: Mutex::new(HashMap::new()),
@@ -221,7 +230,7 @@ impl Fs {
             dirs: Mutex::new(HashMap::new()),
             next_ino: AtomicU64::new(ROOT + 1),
             next_fh: AtomicU64::new(1),
-        }
+        })
     }
 
     fn writable(&self) -> Result<(), FsError> {

@@ -55,9 +55,13 @@ pub struct MountArgs {
     /// Memory for cached object blocks, in MiB.
     #[arg(long, default_value_t = 256)]
     pub cache_size: usize,
-    /// Directory for the staging files of files being written.
+    /// Directory for the staging files of files being written, and for the
+    /// disk cache.
     #[arg(long, default_value = "/var/tmp")]
     pub cache_dir: PathBuf,
+    /// Disk for cached object blocks, in MiB (0: no disk cache).
+    #[arg(long, default_value_t = 0)]
+    pub disk_cache_size: u64,
     /// Show the bucket read-only as it was at this time (RFC 3339, e.g.
     /// 2026-11-22T10:00:00Z); needs a versioned bucket.
     #[arg(long)]
@@ -140,12 +144,13 @@ fn mount(args: MountArgs) -> Result<()> {
         read_only,
         cache_dir: args.cache_dir.clone(),
         cache_bytes: args.cache_size << 20,
+        disk_cache_bytes: args.disk_cache_size << 20,
         attr_ttl: Duration::from_secs_f64(args.attr_ttl),
         uid: nix::unistd::getuid().as_raw(),
         gid: nix::unistd::getgid().as_raw(),
         at: args.at.map(std::time::SystemTime::from),
     };
-    let fs = Arc::new(fs::Fs::new(s3, config));
+    let fs = Arc::new(fs::Fs::new(s3, config).context("setting up the caches")?);
     let adapter = fuse::Adapter {
         fs,
         runtime: runtime.handle().clone(),

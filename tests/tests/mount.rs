@@ -88,6 +88,54 @@ fn unmodified_tools_on_a_mounted_bucket() -> Result<()> {
     Ok(())
 }
 
+fn bytes_out(cluster: &Cluster) -> u64 {
+    (1..=2)
+        .filter_map(|i| cluster.router_metric(i, "bucketfs_router_bytes_out_total"))
+        .sum()
+}
+
+/// The pid of the bucketfs daemon serving `mountpoint`.
+fn daemon_pid(mountpoint: &std::path::Path) -> Option<i32> {
+    let needle = mountpoint.to_string_lossy().into_owned();
+    fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let cmdline = fs::read(e.path().join("cmdline")).ok()?;
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        (args.first()?.ends_with("bucketfs") && args.contains(&needle))
+            .then(|| e.file_name().to_str()?.parse().ok())
+            .flatten()
+    })
+}
+
+#[test]
+fn the_disk_cache_serves_rereads_and_a_killed_daemon_leaves_no_mount() -> Result<()> {
+    let cluster = Cluster::start()?;
+    cluster.aws_ok(&["s3", "mb", "s3://dcache"])?;
+    let src = cluster.dir.join("src.bin");
+    random_file(&src, 20 << 20, 3)?;
+    cluster.aws_ok(&["s3", "cp", src.to_str().unwrap(), "s3://dcache/src.bin"])?;
+    let mnt = cluster.dir.join("mnt");
+    let _mount = cluster.mount_with("dcache", &mnt, &["--cache-size", "1", "--disk-cache-size", "64"])?;
+    let sha = sha256_file(&src)?;
+    assert_eq!(sha256_file(&mnt.join("src.bin"))?, sha);
+    // With the kernel's pages dropped and 1 MiB of memory cache, a second
+    // read comes from the disk cache: the routers send nothing.
+    fs::write("/proc/sys/vm/drop_caches", "3")?;
+    let before = bytes_out(&cluster);
+    assert_eq!(sha256_file(&mnt.join("src.bin"))?, sha);
+    assert_eq!(bytes_out(&cluster), before, "the reread went to the store");
+
+    // kill -9 of the daemon: auto_unmount removes the mount.
+    let pid = daemon_pid(&mnt).expect("daemon running");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL)?;
+    bucketfs_tests::wait_until("auto_unmount", std::time::Duration::from_secs(10), || {
+        !bucketfs_tests::is_mounted(&mnt)
+    })?;
+    Ok(())
+}
+
 fn libc_enotempty() -> i32 {
     39
 }

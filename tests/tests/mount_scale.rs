@@ -147,8 +147,10 @@ fn a_long_copy_survives_a_dead_node_and_a_dead_router() -> Result<()> {
         std::thread::spawn(move || Command::new("cp").arg(from).arg(to).output())
     };
     std::thread::sleep(Duration::from_secs(2));
+    assert!(!copy.is_finished(), "cp ended before the node was killed");
     cluster.kill9("storage-node-1")?;
     std::thread::sleep(Duration::from_secs(2));
+    assert!(!copy.is_finished(), "cp ended before the router was killed");
     cluster.kill9("router-1")?;
     let out = copy.join().map_err(|_| anyhow::anyhow!("cp thread panicked"))??;
     check(out, "cp under failures")?;

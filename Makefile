@@ -4,7 +4,7 @@ CARGO ?= cargo
 CLUSTER_DIR ?= .cluster
 RELEASE_BIN := target/release
 
-.PHONY: deps build up down test lint bench-s3 clean
+.PHONY: deps build up down test lint bench bench-quick bench-s3 clean
 
 deps:
 	@scripts/install-deps.sh
@@ -35,6 +35,16 @@ test: deps
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## Filesystem benchmark: local dir, bindfs, bucketfs, s3fs, rclone mount side by side
+## (bench/results/<date>-<host>-fs.{md,json,png}); then the S3-level benchmark.
+bench: build
+	BUCKETFS_BIN_DIR=$(RELEASE_BIN) $(CARGO) run --release -p bucketfs-bench --bin bench-fs
+	BUCKETFS_BIN_DIR=$(RELEASE_BIN) $(CARGO) run --release -p bucketfs-bench --bin bench-s3
+
+## The same suite with small sizes (a few minutes).
+bench-quick: build
+	BUCKETFS_BIN_DIR=$(RELEASE_BIN) $(CARGO) run --release -p bucketfs-bench --bin bench-fs -- --quick
 
 ## S3 throughput benchmark through HAProxy, beside raw disk speed (not part of `make test`).
 bench-s3: build

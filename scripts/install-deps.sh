@@ -13,6 +13,7 @@ packages=(
   fio                 # benchmarks and integrity checks
   attr rsync sqlite3 gcc make git   # unmodified tools the mount tests run
   libacl1-dev         # links pjdfstest
+  bindfs s3fs gnuplot-nox   # benchmark peers and charts (make bench)
   ca-certificates
 )
 

@@ -2,8 +2,11 @@
 //! optionally backed by a bounded on-disk tier, and the reads that fill it:
 //! ranged GETs of whole blocks.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Notify;
 
 use bytes::{Bytes, BytesMut};
 use lru::LruCache;
@@ -18,7 +21,13 @@ pub struct BlockCache {
     inner: Mutex<Inner>,
     capacity: usize,
     disk: Option<DiskTier>,
+    /// Blocks being fetched, so a reader waits for a fetch already under
+    /// way (readahead) instead of fetching the same bytes again.
+    inflight: Mutex<HashMap<(Source, u64), Arc<Notify>>>,
 }
+
+/// Bytes fetched by one GET of a background prefetch; several run at once.
+const PREFETCH_PIECE: u64 = 4 * BLOCK;
 
 /// Blocks kept as files in a directory, least recently used evicted first.
 /// Each block's crc32c is kept in memory and checked when it is read back,
@@ -106,6 +115,7 @@ impl BlockCache {
             }),
             capacity,
             disk: None,
+            inflight: Mutex::new(HashMap::new()),
         }
     }
 
@@ -192,6 +202,9 @@ impl BlockCache {
                 block += 1;
                 continue;
             }
+            if self.wait_inflight(source, block).await {
+                continue; // fetched meanwhile (or failed: then fetched below)
+            }
             // Fetch from the first missing block up to the next cached one.
             let mut run_end = block + 1;
             while run_end <= last && !self.contains(source, run_end) {
@@ -226,7 +239,37 @@ impl BlockCache {
         end: u64,
     ) -> Result<Vec<Bytes>, FsError> {
         let start = first * BLOCK;
-        let data = s3.get_range(source, start, end.min(size) - start).await?;
+        let keys: Vec<(Source, u64)> = (first..end.min(size).div_ceil(BLOCK))
+            .map(|b| (source.clone(), b))
+            .collect();
+        let claimed: Vec<(Source, u64)> = {
+            let mut inflight = self.inflight.lock().unwrap();
+            keys.into_iter()
+                .filter(|k| {
+                    if inflight.contains_key(k) {
+                        return false;
+                    }
+                    inflight.insert(k.clone(), Arc::new(Notify::new()));
+                    true
+                })
+                .collect()
+        };
+        let result = s3.get_range(source, start, end.min(size) - start).await;
+        let release = || {
+            let mut inflight = self.inflight.lock().unwrap();
+            for k in &claimed {
+                if let Some(n) = inflight.remove(k) {
+                    n.notify_waiters();
+                }
+            }
+        };
+        let data = match result {
+            Ok(data) => data,
+            Err(e) => {
+                release();
+                return Err(e);
+            }
+        };
         if (data.len() as u64) < end.min(size) - start {
             return Err(FsError::Io(format!(
                 "short read of {}: {} of {} bytes",
@@ -241,7 +284,30 @@ impl BlockCache {
         for (i, b) in blocks.iter().enumerate() {
             self.insert(source, first + i as u64, b.clone());
         }
+        release();
         Ok(blocks)
+    }
+
+    /// Waits for a fetch of `block` already under way; false if none was.
+    async fn wait_inflight(&self, source: &Source, block: u64) -> bool {
+        let notify = match self.inflight.lock().unwrap().get(&(source.clone(), block)) {
+            Some(n) => n.clone(),
+            None => return false,
+        };
+        let notified = notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        // The fetch may have ended between the lookup and `enable`.
+        if !self
+            .inflight
+            .lock()
+            .unwrap()
+            .contains_key(&(source.clone(), block))
+        {
+            return true;
+        }
+        notified.await;
+        true
     }
 
     /// Fetches `offset..offset+len` into the cache unless already there
@@ -255,11 +321,18 @@ impl BlockCache {
         if block * BLOCK >= end {
             return;
         }
-        if let Err(e) = self
-            .fetch(s3, source, size, block, end.div_ceil(BLOCK) * BLOCK)
-            .await
-        {
-            tracing::debug!(key = %source.key, error = %e, "readahead failed");
+        // Several ranged GETs at once: one stream is slower than the store.
+        let pieces = (block * BLOCK..end)
+            .step_by(PREFETCH_PIECE as usize)
+            .map(|start| {
+                let first = start / BLOCK;
+                let stop = (start + PREFETCH_PIECE).min(end).div_ceil(BLOCK) * BLOCK;
+                self.fetch(s3, source, size, first, stop)
+            });
+        for result in futures::future::join_all(pieces).await {
+            if let Err(e) = result {
+                tracing::debug!(key = %source.key, error = %e, "readahead failed");
+            }
         }
     }
 }
@@ -275,14 +348,18 @@ pub struct Readahead {
 }
 
 pub const MAX_READAHEAD: u64 = 32 << 20;
+/// How far from the previous read a read may start and still count as sequential.
+const SEQUENTIAL_SLACK: u64 = 8 << 20;
 
 impl Readahead {
     /// Notes a read of `len` bytes at `offset`; returns, when it is time,
     /// the range `(offset, len)` to prefetch in the background.
     pub fn advance(&mut self, offset: u64, len: u64) -> Option<(u64, u64)> {
-        let sequential = offset == self.next && offset > 0;
+        // The kernel's own readahead sends several requests at once, so
+        // they may arrive a little out of order: near the last end counts.
+        let sequential = offset > 0 && offset.abs_diff(self.next) <= SEQUENTIAL_SLACK;
         let end = offset + len;
-        self.next = end;
+        self.next = self.next.max(end);
         if !sequential {
             self.window = 0;
             self.prefetched = 0;
@@ -313,6 +390,7 @@ mod tests {
         assert_eq!(r.advance(262144, 131072), None);
         // A seek resets it.
         assert_eq!(r.advance(100 << 20, 4096), None);
+        assert_eq!(r.advance(300 << 20, 4096), None);
     }
 
     #[test]

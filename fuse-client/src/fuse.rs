@@ -137,6 +137,23 @@ fn xattr_reply(size: u32) -> impl FnOnce(ReplyXattr, Vec<u8>) {
 }
 
 impl Filesystem for Adapter {
+    fn init(&mut self, _req: &Request, config: &mut fuser::KernelConfig) -> std::io::Result<()> {
+        // Keep many requests in flight: readahead and writeback are
+        // "background" requests, and every one is its own task here.
+        let _ = config.set_max_background(64);
+        let _ = config.set_congestion_threshold(48);
+        if let Err(max) = config.set_max_readahead(1 << 20) {
+            let _ = config.set_max_readahead(max);
+        }
+        for flag in [
+            fuser::InitFlags::FUSE_PARALLEL_DIROPS,
+            fuser::InitFlags::FUSE_CACHE_SYMLINKS,
+        ] {
+            let _ = config.add_capabilities(flag);
+        }
+        Ok(())
+    }
+
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let (fs, name) = (self.fs.clone(), name_of(name));
         self.run(

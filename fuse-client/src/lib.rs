@@ -183,9 +183,42 @@ fn mount(args: MountArgs) -> Result<()> {
         tracing::info!("signal received; unmounting");
         let _ = umount(&mountpoint);
     });
+    std::thread::spawn({
+        let dir = args.mountpoint.clone();
+        move || raise_readahead(&dir)
+    });
     tracing::info!(bucket = %args.bucket, mountpoint = %args.mountpoint.display(), "mounting");
     fuser::mount(adapter, &args.mountpoint, &config).context("mounting")?;
     Ok(())
+}
+
+/// Kernel readahead on a FUSE mount starts at 128 KiB and the mount
+/// protocol can only lower it; the mount's backing device in sysfs can
+/// raise it, so sequential reads reach the daemon as several 1 MiB requests
+/// at once.
+fn raise_readahead(dir: &Path) {
+    const READ_AHEAD_KB: u32 = 8192;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !is_mounted(dir) {
+        if Instant::now() > deadline {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let Ok(meta) = std::fs::metadata(dir) else {
+        return;
+    };
+    use std::os::unix::fs::MetadataExt;
+    let dev = meta.dev();
+    let path = format!(
+        "/sys/class/bdi/{}:{}/read_ahead_kb",
+        nix::sys::stat::major(dev),
+        nix::sys::stat::minor(dev)
+    );
+    match std::fs::write(&path, READ_AHEAD_KB.to_string()) {
+        Ok(()) => tracing::info!(%path, kb = READ_AHEAD_KB, "raised kernel readahead"),
+        Err(e) => tracing::info!(%path, error = %e, "kernel readahead left as it was"),
+    }
 }
 
 /// `fork()`; `Some(child pid)` in the parent, `None` in the child. Called

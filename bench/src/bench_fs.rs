@@ -1,0 +1,622 @@
+//! `make bench`: one suite of filesystem workloads against several targets
+//! in the same run, so the ratios mean something on a shared, noisy machine.
+//!
+//! Targets: a local directory (the disk's limit), bindfs over it (the cost of
+//! FUSE alone), bucketfs, s3fs and `rclone mount` on a bucket of the same
+//! local cluster. Workloads: fio sequential write and cold read, 4k random
+//! reads (1 and 4 jobs) and writes, 4 KiB files created/statted/deleted, a
+//! source tree untarred/`du`ed/removed, and a `git clone`.
+//!
+//! `bench-fs --quick` shrinks every size for a run of a few minutes.
+//! Results: `bench/results/<date>-<host>-fs.{md,json,png}`.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use bucketfs_tests::tools::{check, Mount};
+use bucketfs_tests::{is_mounted, Cluster};
+
+const MIB: f64 = (1 << 20) as f64;
+
+/// Sizes of one run.
+struct Sizes {
+    seq: &'static str,
+    randwrite: &'static str,
+    runtime: &'static str,
+    files: usize,
+    tree: &'static str,
+}
+
+const FULL: Sizes = Sizes {
+    seq: "1g",
+    randwrite: "256m",
+    runtime: "20",
+    files: 5000,
+    tree: "/usr/include",
+};
+
+const QUICK: Sizes = Sizes {
+    seq: "256m",
+    randwrite: "64m",
+    runtime: "6",
+    files: 500,
+    tree: "/usr/include/linux",
+};
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Local,
+    Bindfs,
+    Bucketfs,
+    S3fs,
+    Rclone,
+}
+
+struct Target {
+    name: &'static str,
+    kind: Kind,
+    dir: PathBuf,
+    /// bindfs's source directory.
+    source: PathBuf,
+    bucket: String,
+    mount: Option<Mount>,
+}
+
+impl Target {
+    fn new(kind: Kind, work: &Path) -> Self {
+        let name = match kind {
+            Kind::Local => "local",
+            Kind::Bindfs => "bindfs",
+            Kind::Bucketfs => "bucketfs",
+            Kind::S3fs => "s3fs",
+            Kind::Rclone => "rclone",
+        };
+        Self {
+            name,
+            kind,
+            dir: work.join(format!("t-{name}")),
+            source: work.join(format!("t-{name}-source")),
+            bucket: format!("bench-{name}"),
+            mount: None,
+        }
+    }
+
+    fn mount(&mut self, cluster: &Cluster) -> Result<()> {
+        fs::create_dir_all(&self.dir)?;
+        let dir = self.dir.to_str().context("path")?.to_string();
+        match self.kind {
+            Kind::Local => return Ok(()),
+            Kind::Bindfs => {
+                fs::create_dir_all(&self.source)?;
+                let src = self.source.to_str().context("path")?;
+                check(
+                    Command::new("bindfs")
+                        .args(["--multithreaded", src, &dir])
+                        .output()?,
+                    "bindfs",
+                )?;
+            }
+            Kind::Bucketfs => {
+                self.mount = Some(cluster.mount_with(&self.bucket, &self.dir, &["--cache-size", "256"])?);
+                return Ok(());
+            }
+            Kind::S3fs => {
+                let passwd = cluster.dir.join("s3fs.passwd");
+                fs::write(
+                    &passwd,
+                    format!("{}:{}\n", cluster.access_key, cluster.secret_key),
+                )?;
+                use std::os::unix::fs::PermissionsExt;
+                fs::set_permissions(&passwd, fs::Permissions::from_mode(0o600))?;
+                check(
+                    Command::new("s3fs")
+                        .args([&self.bucket, &dir])
+                        .arg("-o")
+                        .arg(format!(
+                            "url={},use_path_request_style,endpoint=us-east-1",
+                            cluster.endpoint()
+                        ))
+                        .arg("-o")
+                        .arg(format!("passwd_file={}", passwd.display()))
+                        .output()?,
+                    "s3fs",
+                )?;
+            }
+            Kind::Rclone => {
+                let cache = cluster.dir.join("rclone-cache");
+                check(
+                    cluster
+                        .rclone(&[
+                            "mount",
+                            &format!("bfs:{}", self.bucket),
+                            &dir,
+                            "--vfs-cache-mode",
+                            "writes",
+                            "--cache-dir",
+                            cache.to_str().context("path")?,
+                            "--daemon",
+                        ])
+                        .output()?,
+                    "rclone mount",
+                )?;
+            }
+        }
+        bucketfs_tests::wait_until("mounted", Duration::from_secs(20), || is_mounted(&self.dir))
+    }
+
+    fn unmount(&mut self) -> Result<()> {
+        if self.kind == Kind::Local {
+            return Ok(());
+        }
+        if self.mount.take().is_none() {
+            let _ = Command::new("umount").arg(&self.dir).status();
+        }
+        if is_mounted(&self.dir) {
+            let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+        }
+        bucketfs_tests::wait_until("unmounted", Duration::from_secs(60), || !is_mounted(&self.dir))
+    }
+
+    /// Empties every cache between a write and a cold read: the kernel's,
+    /// and the client's own by remounting it.
+    fn go_cold(&mut self, cluster: &Cluster) -> Result<()> {
+        if self.kind != Kind::Local && self.kind != Kind::Bindfs {
+            self.unmount()?;
+            self.mount(cluster)?;
+        }
+        nix::unistd::sync();
+        fs::write("/proc/sys/vm/drop_caches", "3")?;
+        Ok(())
+    }
+}
+
+/// Runs fio with JSON output and returns its one (grouped) job.
+fn fio(args: &[String]) -> Result<serde_json::Value> {
+    let out = Command::new("fio")
+        .args([
+            "--output-format=json",
+            "--group_reporting",
+            "--ioengine=psync",
+            "--name=bench",
+        ])
+        .args(args)
+        .output()?;
+    let text = check(out, &format!("fio {}", args.join(" ")))?;
+    let start = text.find('{').context("no JSON from fio")?;
+    let v: serde_json::Value = serde_json::from_str(&text[start..])?;
+    Ok(v["jobs"][0].clone())
+}
+
+fn timed(f: impl FnOnce() -> Result<()>) -> Result<f64> {
+    let t = Instant::now();
+    f()?;
+    Ok(t.elapsed().as_secs_f64())
+}
+
+fn sh(script: &str) -> Result<()> {
+    check(Command::new("bash").arg("-ec").arg(script).output()?, script).map(drop)
+}
+
+/// One row of results: the workload, its unit and whether more is better.
+#[derive(Clone, serde::Serialize)]
+struct Row {
+    workload: String,
+    unit: &'static str,
+    higher_is_better: bool,
+    values: BTreeMap<String, f64>,
+}
+
+struct Suite {
+    rows: Vec<Row>,
+}
+
+impl Suite {
+    fn record(&mut self, workload: &str, unit: &'static str, higher: bool, target: &str, value: f64) {
+        println!("  {target:9} {workload:34} {value:10.1} {unit}");
+        match self.rows.iter_mut().find(|r| r.workload == workload) {
+            Some(row) => {
+                row.values.insert(target.to_string(), value);
+            }
+            None => self.rows.push(Row {
+                workload: workload.to_string(),
+                unit,
+                higher_is_better: higher,
+                values: BTreeMap::from([(target.to_string(), value)]),
+            }),
+        }
+    }
+}
+
+fn run_target(
+    suite: &mut Suite,
+    t: &mut Target,
+    cluster: &Cluster,
+    sizes: &Sizes,
+    tarball: &Path,
+) -> Result<()> {
+    let name = t.name;
+    let file = t.dir.join("seq.bin");
+    let filename = format!("--filename={}", file.display());
+    let runtime = format!("--runtime={}", sizes.runtime);
+
+    let job = fio(&[
+        filename.clone(),
+        "--rw=write".into(),
+        "--bs=1m".into(),
+        format!("--size={}", sizes.seq),
+        "--end_fsync=1".into(),
+    ])?;
+    suite.record(
+        "seq write 1M (MiB/s)",
+        "MiB/s",
+        true,
+        name,
+        job["write"]["bw_bytes"].as_f64().unwrap_or(0.0) / MIB,
+    );
+    t.go_cold(cluster)?;
+    let job = fio(&[
+        filename.clone(),
+        "--rw=read".into(),
+        "--bs=1m".into(),
+        format!("--size={}", sizes.seq),
+    ])?;
+    suite.record(
+        "seq read 1M cold (MiB/s)",
+        "MiB/s",
+        true,
+        name,
+        job["read"]["bw_bytes"].as_f64().unwrap_or(0.0) / MIB,
+    );
+    for jobs in [1, 4] {
+        t.go_cold(cluster)?;
+        let job = fio(&[
+            filename.clone(),
+            "--rw=randread".into(),
+            "--bs=4k".into(),
+            format!("--size={}", sizes.seq),
+            format!("--numjobs={jobs}"),
+            "--time_based".into(),
+            runtime.clone(),
+        ])?;
+        suite.record(
+            &format!("4k rand read, {jobs} job(s) (IOPS)"),
+            "IOPS",
+            true,
+            name,
+            job["read"]["iops"].as_f64().unwrap_or(0.0),
+        );
+    }
+    let job = fio(&[
+        format!("--filename={}", t.dir.join("rand.bin").display()),
+        "--rw=randwrite".into(),
+        "--bs=4k".into(),
+        format!("--size={}", sizes.randwrite),
+        "--time_based".into(),
+        runtime.clone(),
+        "--end_fsync=1".into(),
+    ])?;
+    suite.record(
+        "4k rand write (IOPS)",
+        "IOPS",
+        true,
+        name,
+        job["write"]["iops"].as_f64().unwrap_or(0.0),
+    );
+    fs::remove_file(&file).ok();
+    fs::remove_file(t.dir.join("rand.bin")).ok();
+
+    // Small files.
+    let small = t.dir.join("small");
+    fs::create_dir_all(&small)?;
+    let block = vec![0x61u8; 4096];
+    let n = sizes.files;
+    let create = timed(|| {
+        for i in 0..n {
+            fs::write(small.join(format!("f{i:05}")), &block)?;
+        }
+        Ok(())
+    })?;
+    suite.record(
+        "create 4 KiB files (files/s)",
+        "files/s",
+        true,
+        name,
+        n as f64 / create,
+    );
+    let stat = |suite: &mut Suite, label: &str| -> Result<()> {
+        let secs = timed(|| {
+            for i in 0..n {
+                fs::metadata(small.join(format!("f{i:05}")))?;
+            }
+            Ok(())
+        })?;
+        suite.record(label, "stats/s", true, name, n as f64 / secs);
+        Ok(())
+    };
+    stat(suite, "stat warm (stats/s)")?;
+    t.go_cold(cluster)?;
+    stat(suite, "stat cold (stats/s)")?;
+    let delete = timed(|| {
+        for i in 0..n {
+            fs::remove_file(small.join(format!("f{i:05}")))?;
+        }
+        Ok(())
+    })?;
+    suite.record("delete files (files/s)", "files/s", true, name, n as f64 / delete);
+
+    // A source tree.
+    let tree = t.dir.join("tree");
+    fs::create_dir_all(&tree)?;
+    let secs = timed(|| sh(&format!("tar -xf {} -C {}", tarball.display(), tree.display())))?;
+    suite.record("tar -x source tree (s)", "s", false, name, secs);
+    let secs = timed(|| sh(&format!("du -s {} >/dev/null", tree.display())))?;
+    suite.record("du of the tree (s)", "s", false, name, secs);
+    let secs = timed(|| sh(&format!("rm -rf {}", tree.display())))?;
+    suite.record("rm -rf of the tree (s)", "s", false, name, secs);
+
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let secs = timed(|| {
+        sh(&format!(
+            "git clone -q --no-hardlinks {} {}",
+            repo.display(),
+            t.dir.join("clone").display()
+        ))
+    })?;
+    suite.record("git clone (s)", "s", false, name, secs);
+    sh(&format!("rm -rf {}", t.dir.join("clone").display()))?;
+    Ok(())
+}
+
+/// Peak RSS of the bucketfs daemon while `running` holds.
+fn sample_rss(dir: PathBuf, running: Arc<AtomicBool>, peak: Arc<AtomicU64>) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let needle = dir.to_string_lossy().into_owned();
+        while running.load(Ordering::Relaxed) {
+            for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
+                let Ok(cmdline) = fs::read(entry.path().join("cmdline")) else {
+                    continue;
+                };
+                let args: Vec<String> = cmdline
+                    .split(|b| *b == 0)
+                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                    .collect();
+                if args.first().is_some_and(|a| a.ends_with("bucketfs")) && args.contains(&needle) {
+                    let status = fs::read_to_string(entry.path().join("status")).unwrap_or_default();
+                    if let Some(kib) = status
+                        .lines()
+                        .find_map(|l| l.strip_prefix("VmRSS:"))
+                        .and_then(|v| v.split_whitespace().next())
+                        .and_then(|v| v.parse::<u64>().ok())
+                    {
+                        peak.fetch_max(kib * 1024, Ordering::Relaxed);
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    })
+}
+
+fn version(cmd: &str, args: &[&str]) -> String {
+    Command::new(cmd)
+        .args(args)
+        .output()
+        .map(|o| {
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            );
+            text.lines().next().unwrap_or("").trim().to_string()
+        })
+        .unwrap_or_default()
+}
+
+fn main() -> Result<()> {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let sizes = if quick { &QUICK } else { &FULL };
+    let cluster = Cluster::start()?;
+    let work = cluster.dir.join("bench");
+    fs::create_dir_all(&work)?;
+    let tarball = work.join("tree.tar");
+    sh(&format!("tar -cf {} -C {} .", tarball.display(), sizes.tree))?;
+    let tar_mb = fs::metadata(&tarball)?.len() as f64 / 1e6;
+
+    let kinds = [
+        Kind::Local,
+        Kind::Bindfs,
+        Kind::Bucketfs,
+        Kind::S3fs,
+        Kind::Rclone,
+    ];
+    let mut suite = Suite { rows: Vec::new() };
+    let mut rss_peak = 0;
+    let mut failures = Vec::new();
+    for kind in kinds {
+        let mut t = Target::new(kind, &work);
+        if !only.is_empty() && !only.iter().any(|o| o == t.name) {
+            continue;
+        }
+        if kind != Kind::Local && kind != Kind::Bindfs {
+            cluster.aws_ok(&["s3", "mb", &format!("s3://{}", t.bucket)])?;
+        }
+        println!("== {}", t.name);
+        t.mount(&cluster)?;
+        let running = Arc::new(AtomicBool::new(true));
+        let peak = Arc::new(AtomicU64::new(0));
+        let sampler =
+            (kind == Kind::Bucketfs).then(|| sample_rss(t.dir.clone(), running.clone(), peak.clone()));
+        if let Err(e) = run_target(&mut suite, &mut t, &cluster, sizes, &tarball) {
+            println!("  {} failed: {e:#}", t.name);
+            failures.push(format!("{}: {e:#}", t.name));
+        }
+        running.store(false, Ordering::Relaxed);
+        if let Some(s) = sampler {
+            let _ = s.join();
+            rss_peak = peak.load(Ordering::Relaxed);
+        }
+        t.unmount()?;
+    }
+
+    let date = check(
+        Command::new("date")
+            .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+            .output()?,
+        "date",
+    )?;
+    let host = fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let versions = BTreeMap::from([
+        (
+            "bucketfs",
+            version(
+                "git",
+                &["-C", env!("CARGO_MANIFEST_DIR"), "rev-parse", "--short", "HEAD"],
+            ),
+        ),
+        ("fio", version("fio", &["--version"])),
+        ("bindfs", version("bindfs", &["--version"])),
+        ("s3fs", version("s3fs", &["--version"])),
+        ("rclone", version("rclone", &["version"])),
+        ("kernel", version("uname", &["-r"])),
+    ]);
+    let names: Vec<&str> = kinds
+        .iter()
+        .map(|k| Target::new(*k, &work).name)
+        .filter(|n| suite.rows.iter().any(|r| r.values.contains_key(*n)))
+        .collect();
+
+    // Markdown table: absolute figures, then bucketfs against the best peer.
+    let mut md = format!(
+        "# bench-fs, {} on {host} ({cores} cores){}\n\n\
+         Cluster: 3 storage nodes, 3 replicas (write quorum 2), 2 routers behind HAProxy, Postgres, ZooKeeper, all on this machine.\n\
+         fio psync, non-zero buffers, `--end_fsync=1` on writes; page cache dropped and FUSE clients remounted before cold reads.\n\
+         Source tree: {} ({tar_mb:.0} MB tar). Peers on the same cluster: s3fs, `rclone mount --vfs-cache-mode writes` \
+         (its fsync does not wait for the upload).\n\
+         Versions: {}.\n\n| workload | {} | bucketfs / best peer |\n|{}\n",
+        date.trim(),
+        if quick { ", quick run" } else { "" },
+        sizes.tree,
+        versions.iter().map(|(k, v)| format!("{k} `{v}`")).collect::<Vec<_>>().join(", "),
+        names.join(" | "),
+        " --- |".repeat(names.len() + 2),
+    );
+    for row in &suite.rows {
+        let cells: Vec<String> = names
+            .iter()
+            .map(|n| row.values.get(*n).map_or("—".into(), |v| format!("{v:.1}")))
+            .collect();
+        let peers = ["s3fs", "rclone"];
+        let best_peer = peers
+            .iter()
+            .filter_map(|p| row.values.get(*p))
+            .copied()
+            .reduce(|a, b| if row.higher_is_better { a.max(b) } else { a.min(b) });
+        let ratio = match (row.values.get("bucketfs"), best_peer) {
+            (Some(b), Some(p)) if p > 0.0 && *b > 0.0 => {
+                let r = if row.higher_is_better { b / p } else { p / b };
+                format!("{r:.2}×")
+            }
+            _ => "—".into(),
+        };
+        md.push_str(&format!(
+            "| {} | {} | {ratio} |\n",
+            row.workload,
+            cells.join(" | ")
+        ));
+    }
+    md.push_str(&format!(
+        "\nbucketfs daemon peak RSS: {:.0} MiB (`--cache-size 256`). Ratios above 1× mean bucketfs is ahead (for times, the peer's time over bucketfs's).\n",
+        rss_peak as f64 / MIB
+    ));
+    if !failures.is_empty() {
+        md.push_str("\nFailures:\n");
+        for f in &failures {
+            md.push_str(&format!("- {f}\n"));
+        }
+    }
+    println!("\n{md}");
+
+    let results = Path::new(env!("CARGO_MANIFEST_DIR")).join("results");
+    fs::create_dir_all(&results)?;
+    let stem = results.join(format!("{}-{host}-fs", date.split(' ').next().unwrap_or("run")));
+    fs::write(stem.with_extension("md"), &md)?;
+    let json = serde_json::json!({
+        "date": date.trim(), "host": host, "cores": cores, "quick": quick,
+        "versions": versions, "rss_peak_bytes": rss_peak, "rows": suite.rows, "failures": failures,
+    });
+    fs::write(stem.with_extension("json"), serde_json::to_string_pretty(&json)?)?;
+    chart(&stem, &suite.rows, &names)?;
+    println!("written to {}.{{md,json,png}}", stem.display());
+    if !failures.is_empty() {
+        bail!("{} target(s) failed", failures.len());
+    }
+    Ok(())
+}
+
+/// A PNG bar chart (gnuplot) of each target relative to the local directory,
+/// so rows of different units share one axis.
+fn chart(stem: &Path, rows: &[Row], names: &[&str]) -> Result<()> {
+    let data = stem.with_extension("dat");
+    let mut text = format!("workload {}\n", names.join(" "));
+    for row in rows {
+        let Some(local) = row.values.get("local").copied().filter(|v| *v > 0.0) else {
+            continue;
+        };
+        let cells: Vec<String> = names
+            .iter()
+            .map(|n| {
+                row.values.get(*n).map_or("0".into(), |v| {
+                    let rel = if row.higher_is_better {
+                        v / local
+                    } else {
+                        local / v
+                    };
+                    format!("{rel:.4}")
+                })
+            })
+            .collect();
+        let label = row
+            .workload
+            .split(" (")
+            .next()
+            .unwrap_or(&row.workload)
+            .replace(' ', "_");
+        text.push_str(&format!("\"{label}\" {}\n", cells.join(" ")));
+    }
+    fs::write(&data, text)?;
+    let script = format!(
+        "set terminal png size 1400,600 noenhanced\nset output '{}'\n\
+         set style data histograms\nset style histogram clustered gap 1\nset style fill solid 0.8 border -1\n\
+         set logscale y\nset ylabel 'relative to local directory (higher is better)'\n\
+         set xtics rotate by -30\nset key top right\nset grid ytics\n\
+         plot for [i=2:{}] '{}' using i:xtic(1) title columnheader(i)\n",
+        stem.with_extension("png").display(),
+        names.len() + 1,
+        data.display()
+    );
+    let plot = stem.with_extension("gp");
+    fs::write(&plot, &script)?;
+    let out = Command::new("gnuplot").arg(&plot).output();
+    let _ = fs::remove_file(&plot);
+    match out {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => println!("gnuplot failed: {}", String::from_utf8_lossy(&o.stderr)),
+        Err(e) => println!("gnuplot not available: {e}"),
+    }
+    let _ = fs::remove_file(&data);
+    Ok(())
+}

@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use axum::extract::State;
+use axum::serve::ListenerExt;
 use axum::routing::get;
 
 use crate::chunks::ChunkIo;
@@ -164,5 +165,12 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     tracing::info!(listen = %config.listen, "router serving S3");
+    // Without TCP_NODELAY a small response's body waits for the ACK of its
+    // headers: a 4 KiB GET took 40 ms (the peer's delayed ACK).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::warn!(error = %e, "setting TCP_NODELAY");
+        }
+    });
     axum::serve(listener, app).await.context("serving")
 }

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 
+use crate::absence::Absence;
 use crate::attrs::{Posix, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
 use crate::cache::{BlockCache, Readahead};
 use crate::error::FsError;
@@ -78,6 +79,8 @@ pub struct Config {
     pub disk_cache_bytes: u64,
     /// Attributes older than this are fetched again.
     pub attr_ttl: Duration,
+    /// A directory listing this mount holds is trusted this long (see `absence.rs`).
+    pub dir_ttl: Duration,
     /// Owner of objects without POSIX metadata.
     pub uid: u32,
     pub gid: u32,
@@ -145,6 +148,7 @@ pub struct Fs {
     files: Mutex<HashMap<u64, Opened>>,
     handles: Mutex<HashMap<u64, Arc<Handle>>>,
     dirs: Mutex<HashMap<u64, Arc<Vec<DirEntry>>>>,
+    absence: Absence,
     next_ino: AtomicU64,
     next_fh: AtomicU64,
 }
@@ -223,6 +227,7 @@ impl Fs {
         Ok(Self {
             s3: Arc::new(s3),
             cache: Arc::new(cache),
+            absence: Absence::new(config.attr_ttl, config.dir_ttl),
             config,
             table: Mutex::new(table),
             files: Mutex::new(HashMap::new()),
@@ -276,6 +281,7 @@ impl Fs {
     /// Records `node` at its path, reusing the inode already known for it.
     /// What an open file or a fuller earlier fetch knows is kept.
     fn remember(&self, node: Node) -> Attr {
+        self.absence.present(&node.path);
         let ino = self.table.lock().unwrap().by_path.get(&node.path).copied();
         let open = ino.is_some_and(|ino| self.is_open(ino));
         let mut table = self.table.lock().unwrap();
@@ -308,11 +314,16 @@ impl Fs {
         Self::attr_of(ino, &table.nodes[&ino])
     }
 
+    /// `path` is gone (the store said so, or this mount removed it).
     fn forget_path(&self, path: &str) {
-        let mut table = self.table.lock().unwrap();
-        if let Some(ino) = table.by_path.remove(path) {
-            table.nodes.remove(&ino);
+        {
+            let mut table = self.table.lock().unwrap();
+            if let Some(ino) = table.by_path.remove(path) {
+                table.nodes.remove(&ino);
+            }
         }
+        self.absence.drop_tree(path);
+        self.absence.missing(path);
     }
 
     fn attr_of(ino: u64, node: &Node) -> Attr {
@@ -437,10 +448,12 @@ impl Fs {
                 .get(&path)
                 .and_then(|ino| table.nodes.get(ino).map(|n| (*ino, n.clone())))
         };
-        if let Some((ino, node)) = &known {
-            if node.local || self.is_open(*ino) {
+        match &known {
+            Some((ino, node)) if node.local || self.is_open(*ino) => {
                 return Ok(Self::attr_of(*ino, node));
             }
+            None if self.absence.is_absent(&dir.path, &path) => return Err(FsError::NotFound),
+            _ => {}
         }
         match self.fetch_node(&path).await? {
             Some(node) => Ok(self.remember(node)),
@@ -476,6 +489,7 @@ impl Fs {
     async fn list_dir(&self, ino: u64) -> Result<Vec<DirEntry>, FsError> {
         let dir = self.dir(ino)?;
         let prefix = dir_prefix(&dir.path);
+        let started = Instant::now();
         let mut entries = Vec::new();
         let mut names = std::collections::HashSet::new();
         let (objects, prefixes) = match self.config.at {
@@ -540,7 +554,36 @@ impl Fs {
                 });
             }
         }
+        self.forget_unlisted(&dir.path, &names, started);
+        self.absence.listed(&dir.path, started);
         Ok(entries)
+    }
+
+    /// Drops the children of `dir` a listing started at `started` no longer
+    /// shows, unless open or touched since, so the table holds exactly the
+    /// directory's entries.
+    fn forget_unlisted(&self, dir: &str, names: &std::collections::HashSet<String>, started: Instant) {
+        let open: std::collections::HashSet<u64> = self.files.lock().unwrap().keys().copied().collect();
+        let mut table = self.table.lock().unwrap();
+        let gone: Vec<(String, u64)> = table
+            .by_path
+            .iter()
+            .filter(|(p, ino)| {
+                !p.is_empty()
+                    && parent_of(p) == dir
+                    && !names.contains(p.rsplit('/').next().unwrap_or(""))
+                    && !open.contains(ino)
+                    && table
+                        .nodes
+                        .get(ino)
+                        .is_some_and(|n| !n.local && n.fetched < started)
+            })
+            .map(|(p, i)| (p.clone(), *i))
+            .collect();
+        for (path, ino) in gone {
+            table.by_path.remove(&path);
+            table.nodes.remove(&ino);
+        }
     }
 
     async fn list_all(&self, prefix: &str) -> Result<(Vec<(String, ObjectInfo)>, Vec<String>), FsError> {
@@ -640,11 +683,13 @@ impl Fs {
             .put(&dir_prefix(&path), Bytes::new(), &posix.to_metadata())
             .await?;
         self.touch_dir(parent);
-        Ok(self.remember(Node {
+        let attr = self.remember(Node {
             etag: info.etag,
             posix,
             ..self.dir_node(&path, None)
-        }))
+        });
+        self.absence.listed(&path, Instant::now());
+        Ok(attr)
     }
 
     /// A directory's entries changed: its mtime and ctime move (in memory;
@@ -1196,6 +1241,9 @@ impl Fs {
                 }
             }
         }
+        // Listings below the old name no longer describe anything.
+        self.absence.drop_tree(&from.path);
+        self.absence.present(&to);
         // Re-path every known node under the old name.
         let moved: Vec<(String, u64)> = {
             let mut table = self.table.lock().unwrap();

@@ -3,6 +3,7 @@
 //! `bucketfs mount BUCKET DIR` daemonizes by default and returns once the
 //! mount is ready; SIGTERM/SIGINT unmount cleanly. `bucketfs umount DIR`.
 
+pub mod absence;
 pub mod attrs;
 pub mod aws_config;
 pub mod cache;
@@ -72,6 +73,11 @@ pub struct MountArgs {
     /// Seconds the kernel caches attributes and entries.
     #[arg(long, default_value_t = 1.0)]
     pub attr_ttl: f64,
+    /// Seconds a directory listing held by this mount answers "no such
+    /// file" without asking the store; files made elsewhere in a directory
+    /// this mount listed show up after at most this long.
+    #[arg(long, default_value_t = 60.0)]
+    pub dir_ttl: f64,
     #[arg(long)]
     pub read_only: bool,
     /// Let other users use the mount (needs user_allow_other for non-root).
@@ -146,6 +152,7 @@ fn mount(args: MountArgs) -> Result<()> {
         cache_bytes: args.cache_size << 20,
         disk_cache_bytes: args.disk_cache_size << 20,
         attr_ttl: Duration::from_secs_f64(args.attr_ttl),
+        dir_ttl: Duration::from_secs_f64(args.dir_ttl),
         uid: nix::unistd::getuid().as_raw(),
         gid: nix::unistd::getgid().as_raw(),
         at: args.at.map(std::time::SystemTime::from),

@@ -191,9 +191,19 @@ impl S3 {
             if !call.body.is_empty() || call.method == Method::PUT {
                 req = req.body(call.body.clone());
             }
+            let sent = std::time::Instant::now();
             match req.send().await {
                 Ok(resp) if retryable(resp.status()) => last = format!("status {}", resp.status()),
-                Ok(resp) => return Ok(resp),
+                Ok(resp) => {
+                    tracing::debug!(
+                        method = %call.method,
+                        key = call.key.unwrap_or(""),
+                        status = resp.status().as_u16(),
+                        ms = sent.elapsed().as_secs_f64() * 1e3,
+                        "S3 request"
+                    );
+                    return Ok(resp);
+                }
                 Err(e) => last = format!("{e:#}"),
             }
             tracing::warn!(attempt, error = %last, "S3 request failed; retrying");

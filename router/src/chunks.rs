@@ -67,6 +67,7 @@ impl ChunkIo {
         for node in candidates.by_ref().take(REPLICAS) {
             in_flight.push(self.put_replica(node, id, crc, data.clone()));
         }
+        let started = std::time::Instant::now();
         let mut durable = Vec::new();
         while durable.len() < WRITE_QUORUM {
             match in_flight.next().await {
@@ -85,9 +86,17 @@ impl ChunkIo {
                 }
             }
         }
+        let quorum = started.elapsed();
         self.meta
             .record_chunk(&id.to_string(), data.len() as i64, crc, &durable)
             .await?;
+        tracing::debug!(
+            chunk = %id,
+            bytes = data.len(),
+            quorum_ms = quorum.as_secs_f64() * 1e3,
+            recorded_ms = started.elapsed().as_secs_f64() * 1e3,
+            "chunk written"
+        );
         if !in_flight.is_empty() {
             let meta = self.meta.clone();
             tokio::spawn(async move {

@@ -17,8 +17,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use axum::extract::State;
-use axum::serve::ListenerExt;
 use axum::routing::get;
+use axum::serve::ListenerExt;
 
 use crate::chunks::ChunkIo;
 use crate::membership::Membership;

@@ -598,6 +598,7 @@ impl Meta {
         after: &str,
         inclusive: bool,
         prefix: &str,
+        before: Option<&str>,
         limit: i64,
     ) -> Result<Vec<Version>> {
         let op = if inclusive { ">=" } else { ">" };
@@ -605,13 +606,14 @@ impl Meta {
             "SELECT v.id, v.key, v.version_id, v.delete_marker, v.size, v.etag, v.content_type, v.metadata,
                     v.parts_count, v.created_at
              FROM current_versions c JOIN versions v ON v.id = c.version
-             WHERE c.bucket_id = $1 AND c.key {op} $2 AND c.key >= $3
+             WHERE c.bucket_id = $1 AND c.key {op} $2 AND c.key >= $3 AND ($5::text IS NULL OR c.key < $5)
              ORDER BY c.key LIMIT $4"
         ))
         .bind(bucket.id)
         .bind(after)
         .bind(prefix)
         .bind(limit)
+        .bind(before)
         .fetch_all(&self.pool)
         .await?)
     }

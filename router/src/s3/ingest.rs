@@ -107,7 +107,11 @@ pub async fn ingest(io: &ChunkIo, metrics: &Metrics, body: Body<'_>) -> Result<I
             Metrics::add(&metrics.bytes_in, bytes.len() as u64);
             while !bytes.is_empty() {
                 if buf.capacity() == 0 {
-                    buf.reserve(CHUNK_SIZE);
+                    // A small body gets a small buffer, not a whole chunk's.
+                    let left = body
+                        .declared
+                        .map_or(CHUNK_SIZE, |n| (n - size).max(0) as usize + bytes.len());
+                    buf.reserve(left.clamp(1, CHUNK_SIZE));
                 }
                 let take = (CHUNK_SIZE - buf.len()).min(bytes.len());
                 buf.extend_from_slice(&bytes.split_to(take));

@@ -100,12 +100,20 @@ impl Bucketfs {
             },
             _ => {}
         }
+        // Keys past the prefix never match: the scan stops before them. Without
+        // a delimiter no more than the page (and one to see truncation) is needed.
+        let end = prefix_successor(prefix).filter(|_| !prefix.is_empty());
+        let batch_size = if delimiter.is_empty() {
+            BATCH.min(max as i64 + 1)
+        } else {
+            BATCH
+        };
         'scan: loop {
             let batch = self
                 .meta
-                .list_current(bucket, &cursor, inclusive, prefix, BATCH)
+                .list_current(bucket, &cursor, inclusive, prefix, end.as_deref(), batch_size)
                 .await?;
-            let exhausted = (batch.len() as i64) < BATCH;
+            let exhausted = (batch.len() as i64) < batch_size;
             let mut jumped = false;
             for v in batch {
                 if !v.key.starts_with(prefix) {

@@ -98,6 +98,7 @@ impl Bucketfs {
     ) -> Result<S3Response<PutObjectOutput>> {
         let input = req.input;
         check_key(&input.key)?;
+        let started = std::time::Instant::now();
         let bucket = self.meta.bucket(&input.bucket).await?;
         let body = Body {
             blob: input.body,
@@ -107,6 +108,7 @@ impl Bucketfs {
             trailers: req.trailing_headers.as_ref(),
         };
         let body = ingest(&self.io, &self.metrics, body).await?;
+        let ingested = started.elapsed();
         let sums = body.checksum_fields();
         let etag = body.etag();
         let version = self
@@ -125,6 +127,11 @@ impl Bucketfs {
                 },
             )
             .await?;
+        tracing::debug!(
+            ingest_ms = ingested.as_secs_f64() * 1e3,
+            total_ms = started.elapsed().as_secs_f64() * 1e3,
+            "object committed"
+        );
         Ok(S3Response::new(PutObjectOutput {
             e_tag: Some(ETag::Strong(etag)),
             version_id: visible_version_id(&version),

@@ -1,0 +1,117 @@
+//! What this mount knows to be absent, so that looking up a name about to be
+//! created (each file of a `tar -x`, a `git clone`, a `cp -r`) costs no round
+//! trip to the store. Two sources:
+//! - names the store just said are missing, trusted as long as the kernel
+//!   trusts attributes (`--attr-ttl`);
+//! - directories whose whole listing this mount holds (it listed them, or made
+//!   them empty), trusted for `--dir-ttl`: a name the inode table does not
+//!   know in such a directory is missing. Changes made through this mount keep
+//!   the table true; changes made elsewhere show after at most `--dir-ttl`.
+
+use std::num::NonZeroUsize;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use lru::LruCache;
+
+/// Remembered names and directories, each; the oldest are forgotten first.
+const CAPACITY: usize = 65_536;
+
+pub struct Absence {
+    attr_ttl: Duration,
+    dir_ttl: Duration,
+    /// Paths the store said were missing, and when.
+    missing: Mutex<LruCache<String, Instant>>,
+    /// Directories whose listing this mount holds, and when it was taken.
+    listed: Mutex<LruCache<String, Instant>>,
+}
+
+impl Absence {
+    pub fn new(attr_ttl: Duration, dir_ttl: Duration) -> Self {
+        let cap = NonZeroUsize::new(CAPACITY).expect("non-zero");
+        Self {
+            attr_ttl,
+            dir_ttl,
+            missing: Mutex::new(LruCache::new(cap)),
+            listed: Mutex::new(LruCache::new(cap)),
+        }
+    }
+
+    /// Is `path`, in directory `dir` and unknown to the inode table, surely
+    /// absent?
+    pub fn is_absent(&self, dir: &str, path: &str) -> bool {
+        let fresh = |at: &Instant, ttl: Duration| at.elapsed() < ttl;
+        if let Some(at) = self.missing.lock().unwrap().get(path) {
+            if fresh(at, self.attr_ttl) {
+                return true;
+            }
+        }
+        self.listed
+            .lock()
+            .unwrap()
+            .get(dir)
+            .is_some_and(|at| fresh(at, self.dir_ttl))
+    }
+
+    /// The store said `path` is missing.
+    pub fn missing(&self, path: &str) {
+        self.missing.lock().unwrap().put(path.to_string(), Instant::now());
+    }
+
+    /// `path` exists.
+    pub fn present(&self, path: &str) {
+        self.missing.lock().unwrap().pop(path);
+    }
+
+    /// The inode table holds every entry of `dir` as of `at`.
+    pub fn listed(&self, dir: &str, at: Instant) {
+        self.listed.lock().unwrap().put(dir.to_string(), at);
+    }
+
+    /// `dir` and everything below it is gone or has moved.
+    pub fn drop_tree(&self, dir: &str) {
+        let below = format!("{dir}/");
+        let mut listed = self.listed.lock().unwrap();
+        let gone: Vec<String> = listed
+            .iter()
+            .map(|(k, _)| k)
+            .filter(|k| *k == dir || k.starts_with(&below) || dir.is_empty())
+            .cloned()
+            .collect();
+        for k in gone {
+            listed.pop(&k);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listed_directories_answer_for_their_names() {
+        let a = Absence::new(Duration::from_secs(1), Duration::from_secs(60));
+        assert!(!a.is_absent("d", "d/x"));
+        a.listed("d", Instant::now());
+        assert!(a.is_absent("d", "d/x"));
+        assert!(!a.is_absent("e", "e/x"));
+        a.listed("d/sub", Instant::now());
+        a.drop_tree("d");
+        assert!(!a.is_absent("d", "d/x"));
+        assert!(!a.is_absent("d/sub", "d/sub/x"));
+    }
+
+    #[test]
+    fn missing_names_expire_with_the_attribute_ttl() {
+        let a = Absence::new(Duration::ZERO, Duration::ZERO);
+        a.missing("x");
+        assert!(!a.is_absent("", "x"), "a zero TTL trusts nothing");
+        let a = Absence::new(Duration::from_secs(60), Duration::ZERO);
+        a.missing("x");
+        assert!(a.is_absent("", "x"));
+        a.present("x");
+        assert!(!a.is_absent("", "x"));
+        a.listed("", Instant::now());
+        assert!(!a.is_absent("", "y"), "a zero dir TTL trusts no listing");
+    }
+}

@@ -36,7 +36,7 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-## Filesystem benchmark: local dir, bindfs, bucketfs, s3fs, rclone mount side by side
+## Filesystem benchmark: local dir, bindfs, bucketfs, s3fs, rclone mount, MooseFS side by side
 ## (bench/results/<date>-<host>-fs.{md,json,png}); then the S3-level benchmark.
 bench: build
 	BUCKETFS_BIN_DIR=$(RELEASE_BIN) $(CARGO) run --release -p bucketfs-bench --bin bench-fs

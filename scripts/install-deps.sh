@@ -14,6 +14,8 @@ packages=(
   attr rsync sqlite3 gcc make git   # unmodified tools the mount tests run
   libacl1-dev         # links pjdfstest
   bindfs s3fs gnuplot-nox   # benchmark peers and charts (make bench)
+  moosefs-master moosefs-chunkserver moosefs-client   # benchmark peer (bench/moosefs.sh)
+  iproute2 util-linux   # ip netns and nsenter for MooseFS
   ca-certificates
 )
 

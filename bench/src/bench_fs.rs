@@ -3,7 +3,8 @@
 //!
 //! Targets: a local directory (the disk's limit), bindfs over it (the cost of
 //! FUSE alone), bucketfs, s3fs and `rclone mount` on a bucket of the same
-//! local cluster. Workloads: fio sequential write and cold read, 4k random
+//! local cluster, and MooseFS (one master, three chunkservers, goal 3) in a
+//! network namespace of its own (`moosefs.sh`). Workloads: fio sequential write and cold read, 4k random
 //! reads (1 and 4 jobs) and writes, 4 KiB files created/statted/deleted, a
 //! source tree untarred/`du`ed/removed, and a `git clone`.
 //!
@@ -56,7 +57,11 @@ enum Kind {
     Bucketfs,
     S3fs,
     Rclone,
+    Moosefs,
 }
+
+/// rclone's remote-control port, to ask whether its uploads are done.
+const RCLONE_RC: &str = "127.0.0.1:45572";
 
 struct Target {
     name: &'static str,
@@ -66,6 +71,8 @@ struct Target {
     source: PathBuf,
     bucket: String,
     mount: Option<Mount>,
+    /// rclone's mount process: its remote control cannot run with --daemon.
+    child: Option<std::process::Child>,
 }
 
 impl Target {
@@ -76,6 +83,7 @@ impl Target {
             Kind::Bucketfs => "bucketfs",
             Kind::S3fs => "s3fs",
             Kind::Rclone => "rclone",
+            Kind::Moosefs => "moosefs",
         };
         Self {
             name,
@@ -84,6 +92,7 @@ impl Target {
             source: work.join(format!("t-{name}-source")),
             bucket: format!("bench-{name}"),
             mount: None,
+            child: None,
         }
     }
 
@@ -92,6 +101,13 @@ impl Target {
         let dir = self.dir.to_str().context("path")?.to_string();
         match self.kind {
             Kind::Local => return Ok(()),
+            Kind::Moosefs => {
+                let work = self.source.to_str().context("path")?;
+                if !self.source.join("master.cfg").exists() {
+                    moosefs(&["start", work])?;
+                }
+                moosefs(&["mount", work, &dir])?;
+            }
             Kind::Bindfs => {
                 fs::create_dir_all(&self.source)?;
                 let src = self.source.to_str().context("path")?;
@@ -130,21 +146,29 @@ impl Target {
             }
             Kind::Rclone => {
                 let cache = cluster.dir.join("rclone-cache");
-                check(
-                    cluster
-                        .rclone(&[
-                            "mount",
-                            &format!("bfs:{}", self.bucket),
-                            &dir,
-                            "--vfs-cache-mode",
-                            "writes",
-                            "--cache-dir",
-                            cache.to_str().context("path")?,
-                            "--daemon",
-                        ])
-                        .output()?,
-                    "rclone mount",
-                )?;
+                let log = fs::File::create(cluster.dir.join("logs/rclone-mount.log"))?;
+                // Uploads start at close (the default waits 5 s first).
+                let child = cluster
+                    .rclone(&[
+                        "mount",
+                        &format!("bfs:{}", self.bucket),
+                        &dir,
+                        "--vfs-cache-mode",
+                        "writes",
+                        "--vfs-write-back",
+                        "0s",
+                        "--cache-dir",
+                        cache.to_str().context("path")?,
+                        "--rc",
+                        "--rc-no-auth",
+                        "--rc-addr",
+                        RCLONE_RC,
+                    ])
+                    .stdout(log.try_clone()?)
+                    .stderr(log)
+                    .spawn()
+                    .context("starting rclone mount")?;
+                self.child = Some(child);
             }
         }
         bucketfs_tests::wait_until("mounted", Duration::from_secs(20), || is_mounted(&self.dir))
@@ -154,13 +178,70 @@ impl Target {
         if self.kind == Kind::Local {
             return Ok(());
         }
+        self.settle()?;
         if self.mount.take().is_none() {
             let _ = Command::new("umount").arg(&self.dir).status();
         }
         if is_mounted(&self.dir) {
             let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
         }
-        bucketfs_tests::wait_until("unmounted", Duration::from_secs(60), || !is_mounted(&self.dir))
+        bucketfs_tests::wait_until("unmounted", Duration::from_secs(60), || !is_mounted(&self.dir))?;
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        Ok(())
+    }
+
+    /// Waits until what was written is in the store, and says how long that
+    /// took: rclone's close and fsync return before its upload (the others'
+    /// do not), so its write figures include this wait.
+    fn settle(&self) -> Result<f64> {
+        if self.kind != Kind::Rclone || !is_mounted(&self.dir) {
+            return Ok(0.0);
+        }
+        // A file's upload is queued at its release, which the kernel sends
+        // after close returns: idle means idle for a whole second, counted
+        // from the first idle poll.
+        let t = Instant::now();
+        let mut idle_since: Option<Instant> = None;
+        loop {
+            let out = Command::new("rclone")
+                .env_remove("AWS_CA_BUNDLE")
+                .args(["rc", "--url", &format!("http://{RCLONE_RC}/"), "vfs/stats"])
+                .output()?;
+            if !out.status.success() {
+                bail!(
+                    "rclone rc vfs/stats: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+            }
+            let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            let cache = &stats["diskCache"];
+            let busy = cache["uploadsInProgress"].as_u64().unwrap_or(1)
+                + cache["uploadsQueued"].as_u64().unwrap_or(1);
+            match (busy, idle_since) {
+                (0, None) => idle_since = Some(Instant::now()),
+                (0, Some(since)) if since.elapsed() >= Duration::from_secs(1) => {
+                    return Ok((since - t).as_secs_f64());
+                }
+                (0, Some(_)) => {}
+                _ => idle_since = None,
+            }
+            if t.elapsed() > Duration::from_secs(600) {
+                bail!("rclone still uploading after 10 minutes: {stats}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Stops what the target started besides its mount.
+    fn stop(&mut self) -> Result<()> {
+        self.unmount()?;
+        if self.kind == Kind::Moosefs {
+            moosefs(&["stop", self.source.to_str().context("path")?])?;
+        }
+        Ok(())
     }
 
     /// Empties every cache between a write and a cold read: the kernel's,
@@ -168,12 +249,25 @@ impl Target {
     fn go_cold(&mut self, cluster: &Cluster) -> Result<()> {
         if self.kind != Kind::Local && self.kind != Kind::Bindfs {
             self.unmount()?;
+            if self.kind == Kind::Rclone {
+                // Its disk cache outlives a remount; everything is uploaded.
+                let _ = fs::remove_dir_all(cluster.dir.join("rclone-cache"));
+            }
             self.mount(cluster)?;
         }
         nix::unistd::sync();
         fs::write("/proc/sys/vm/drop_caches", "3")?;
         Ok(())
     }
+}
+
+fn moosefs(args: &[&str]) -> Result<()> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("moosefs.sh");
+    check(
+        Command::new("bash").arg(script).args(args).output()?,
+        "moosefs.sh",
+    )
+    .map(drop)
 }
 
 /// Runs fio with JSON output and returns its one (grouped) job.
@@ -245,20 +339,21 @@ fn run_target(
     let filename = format!("--filename={}", file.display());
     let runtime = format!("--runtime={}", sizes.runtime);
 
-    let job = fio(&[
-        filename.clone(),
-        "--rw=write".into(),
-        "--bs=1m".into(),
-        format!("--size={}", sizes.seq),
-        "--end_fsync=1".into(),
-    ])?;
-    suite.record(
-        "seq write 1M (MiB/s)",
-        "MiB/s",
-        true,
-        name,
-        job["write"]["bw_bytes"].as_f64().unwrap_or(0.0) / MIB,
-    );
+    // Write rows are timed by the clock around fio, so that a close that
+    // uploads (rclone's) counts, plus any upload still queued after it.
+    let mut job = serde_json::Value::Null;
+    let secs = timed(|| {
+        job = fio(&[
+            filename.clone(),
+            "--rw=write".into(),
+            "--bs=1m".into(),
+            format!("--size={}", sizes.seq),
+            "--end_fsync=1".into(),
+        ])?;
+        Ok(())
+    })? + t.settle()?;
+    let bytes = job["write"]["io_bytes"].as_f64().unwrap_or(0.0);
+    suite.record("seq write 1M (MiB/s)", "MiB/s", true, name, bytes / secs / MIB);
     t.go_cold(cluster)?;
     let job = fio(&[
         filename.clone(),
@@ -292,22 +387,30 @@ fn run_target(
             job["read"]["iops"].as_f64().unwrap_or(0.0),
         );
     }
-    let job = fio(&[
-        format!("--filename={}", t.dir.join("rand.bin").display()),
-        "--rw=randwrite".into(),
-        "--bs=4k".into(),
+    let rand = format!("--filename={}", t.dir.join("rand.bin").display());
+    fio(&[
+        rand.clone(),
+        "--rw=write".into(),
+        "--bs=1m".into(),
         format!("--size={}", sizes.randwrite),
-        "--time_based".into(),
-        runtime.clone(),
         "--end_fsync=1".into(),
     ])?;
-    suite.record(
-        "4k rand write (IOPS)",
-        "IOPS",
-        true,
-        name,
-        job["write"]["iops"].as_f64().unwrap_or(0.0),
-    );
+    t.settle()?;
+    let mut job = serde_json::Value::Null;
+    let secs = timed(|| {
+        job = fio(&[
+            rand.clone(),
+            "--rw=randwrite".into(),
+            "--bs=4k".into(),
+            format!("--size={}", sizes.randwrite),
+            "--time_based".into(),
+            runtime.clone(),
+            "--end_fsync=1".into(),
+        ])?;
+        Ok(())
+    })? + t.settle()?;
+    let ios = job["write"]["total_ios"].as_f64().unwrap_or(0.0);
+    suite.record("4k rand write (IOPS)", "IOPS", true, name, ios / secs);
     fs::remove_file(&file).ok();
     fs::remove_file(t.dir.join("rand.bin")).ok();
 
@@ -320,7 +423,7 @@ fn run_target(
         for i in 0..n {
             fs::write(small.join(format!("f{i:05}")), &block)?;
         }
-        Ok(())
+        t.settle().map(drop)
     })?;
     suite.record(
         "create 4 KiB files (files/s)",
@@ -353,7 +456,10 @@ fn run_target(
     // A source tree.
     let tree = t.dir.join("tree");
     fs::create_dir_all(&tree)?;
-    let secs = timed(|| sh(&format!("tar -xf {} -C {}", tarball.display(), tree.display())))?;
+    let secs = timed(|| {
+        sh(&format!("tar -xf {} -C {}", tarball.display(), tree.display()))?;
+        t.settle().map(drop)
+    })?;
     suite.record("tar -x source tree (s)", "s", false, name, secs);
     let secs = timed(|| sh(&format!("du -s {} >/dev/null", tree.display())))?;
     suite.record("du of the tree (s)", "s", false, name, secs);
@@ -366,7 +472,8 @@ fn run_target(
             "git clone -q --no-hardlinks {} {}",
             repo.display(),
             t.dir.join("clone").display()
-        ))
+        ))?;
+        t.settle().map(drop)
     })?;
     suite.record("git clone (s)", "s", false, name, secs);
     sh(&format!("rm -rf {}", t.dir.join("clone").display()))?;
@@ -438,6 +545,7 @@ fn main() -> Result<()> {
         Kind::Bucketfs,
         Kind::S3fs,
         Kind::Rclone,
+        Kind::Moosefs,
     ];
     let mut suite = Suite { rows: Vec::new() };
     let mut rss_peak = 0;
@@ -447,7 +555,7 @@ fn main() -> Result<()> {
         if !only.is_empty() && !only.iter().any(|o| o == t.name) {
             continue;
         }
-        if kind != Kind::Local && kind != Kind::Bindfs {
+        if matches!(kind, Kind::Bucketfs | Kind::S3fs | Kind::Rclone) {
             cluster.aws_ok(&["s3", "mb", &format!("s3://{}", t.bucket)])?;
         }
         println!("== {}", t.name);
@@ -465,7 +573,7 @@ fn main() -> Result<()> {
             let _ = s.join();
             rss_peak = peak.load(Ordering::Relaxed);
         }
-        t.unmount()?;
+        t.stop()?;
     }
 
     let date = check(
@@ -491,6 +599,7 @@ fn main() -> Result<()> {
         ("bindfs", version("bindfs", &["--version"])),
         ("s3fs", version("s3fs", &["--version"])),
         ("rclone", version("rclone", &["version"])),
+        ("moosefs", version("mfsmount", &["-V"])),
         ("kernel", version("uname", &["-r"])),
     ]);
     let names: Vec<&str> = kinds
@@ -505,7 +614,8 @@ fn main() -> Result<()> {
          Cluster: 3 storage nodes, 3 replicas (write quorum 2), 2 routers behind HAProxy, Postgres, ZooKeeper, all on this machine.\n\
          fio psync, non-zero buffers, `--end_fsync=1` on writes; page cache dropped and FUSE clients remounted before cold reads.\n\
          Source tree: {} ({tar_mb:.0} MB tar). Peers on the same cluster: s3fs, `rclone mount --vfs-cache-mode writes` \
-         (its fsync does not wait for the upload).\n\
+         (`--vfs-write-back 0s`; it uploads at close or later, so write rows are timed by the clock around fio and include waiting for its upload queue to drain). \
+         MooseFS: 1 master, 3 chunkservers, goal 3, defaults (chunkservers do not fsync).\n\
          Versions: {}.\n\n| workload | {} | bucketfs / best peer |\n|{}\n",
         date.trim(),
         if quick { ", quick run" } else { "" },
@@ -519,7 +629,7 @@ fn main() -> Result<()> {
             .iter()
             .map(|n| row.values.get(*n).map_or("—".into(), |v| format!("{v:.1}")))
             .collect();
-        let peers = ["s3fs", "rclone"];
+        let peers = PEERS;
         let best_peer = peers
             .iter()
             .filter_map(|p| row.values.get(*p))
@@ -542,6 +652,7 @@ fn main() -> Result<()> {
         "\nbucketfs daemon peak RSS: {:.0} MiB (`--cache-size 256`). Ratios above 1× mean bucketfs is ahead (for times, the peer's time over bucketfs's).\n",
         rss_peak as f64 / MIB
     ));
+    md.push_str(&targets_met(&suite.rows));
     if !failures.is_empty() {
         md.push_str("\nFailures:\n");
         for f in &failures {
@@ -552,7 +663,12 @@ fn main() -> Result<()> {
 
     let results = Path::new(env!("CARGO_MANIFEST_DIR")).join("results");
     fs::create_dir_all(&results)?;
-    let stem = results.join(format!("{}-{host}-fs", date.split(' ').next().unwrap_or("run")));
+    // A run of some targets only never replaces a whole run's files.
+    let stem = results.join(format!(
+        "{}-{host}-fs{}",
+        date.split(' ').next().unwrap_or("run"),
+        if only.is_empty() { "" } else { "-partial" }
+    ));
     fs::write(stem.with_extension("md"), &md)?;
     let json = serde_json::json!({
         "date": date.trim(), "host": host, "cores": cores, "quick": quick,
@@ -565,6 +681,84 @@ fn main() -> Result<()> {
         bail!("{} target(s) failed", failures.len());
     }
     Ok(())
+}
+
+/// The FUSE-over-object-store peers bucketfs is held against.
+const PEERS: [&str; 3] = ["s3fs", "rclone", "moosefs"];
+
+/// The issue's targets, each said met or missed with its figures.
+fn targets_met(rows: &[Row]) -> String {
+    let get = |w: &str, t: &str| {
+        rows.iter()
+            .find(|r| r.workload.starts_with(w))
+            .and_then(|r| r.values.get(t).copied())
+    };
+    let mut out = String::from("\nTargets:\n");
+    let mut line = |ok: Option<bool>, text: String| {
+        let mark = match ok {
+            Some(true) => "met",
+            Some(false) => "MISSED",
+            None => "not measured",
+        };
+        out.push_str(&format!("- {mark}: {text}\n"));
+    };
+    let behind: Vec<String> = rows
+        .iter()
+        .filter_map(|r| {
+            let b = *r.values.get("bucketfs")?;
+            let lost: Vec<&str> = PEERS
+                .iter()
+                .filter(|p| {
+                    r.values
+                        .get(**p)
+                        .is_some_and(|v| if r.higher_is_better { *v > b } else { *v < b })
+                })
+                .copied()
+                .collect();
+            (!lost.is_empty()).then(|| format!("{} (behind {})", r.workload, lost.join(", ")))
+        })
+        .collect();
+    let measured = rows.iter().any(|r| r.values.contains_key("bucketfs"));
+    line(
+        measured.then_some(behind.is_empty()),
+        if behind.is_empty() {
+            "bucketfs at least as fast as every peer on every row".into()
+        } else {
+            format!(
+                "bucketfs at least as fast as every peer; behind on: {}",
+                behind.join("; ")
+            )
+        },
+    );
+    let ratio = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| a / b);
+    let r = ratio(get("seq read", "bucketfs"), get("seq read", "bindfs"));
+    line(
+        r.map(|r| r >= 0.7),
+        format!("sequential read ≥ 0.70× bindfs: {}", fmt_ratio(r)),
+    );
+    let r = ratio(get("seq write", "bucketfs"), get("seq write", "moosefs"));
+    line(
+        r.map(|r| r >= 1.5),
+        format!("sequential write ≥ 1.5× MooseFS: {}", fmt_ratio(r)),
+    );
+    let c = get("create", "bucketfs");
+    line(
+        c.map(|c| c >= 1000.0),
+        format!(
+            "create ≥ 1,000 files/s: {}",
+            c.map_or("—".into(), |c| format!("{c:.0}"))
+        ),
+    );
+    let r = ratio(get("tar -x", "bucketfs"), get("tar -x", "moosefs"));
+    line(
+        r.map(|r| r < 2.0 / 3.0),
+        format!("tar -x < 2/3 of MooseFS's time: {}", fmt_ratio(r)),
+    );
+    out
+}
+
+fn fmt_ratio(r: Option<f64>) -> String {
+    r.map_or("—".into(), |r| format!("{r:.2}×"))
 }
 
 /// A PNG bar chart (gnuplot) of each target relative to the local directory,

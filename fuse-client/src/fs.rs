@@ -452,6 +452,11 @@ impl Fs {
             Some((ino, node)) if node.local || self.is_open(*ino) => {
                 return Ok(Self::attr_of(*ino, node));
             }
+            // Fetched as recently as the kernel's own cache would trust it:
+            // unlink, rename and create right after the kernel's lookup.
+            Some((ino, node)) if node.loaded && node.fetched.elapsed() < self.config.attr_ttl => {
+                return Ok(Self::attr_of(*ino, node));
+            }
             None if self.absence.is_absent(&dir.path, &path) => return Err(FsError::NotFound),
             _ => {}
         }

@@ -220,7 +220,9 @@ fn lost_replicas_are_repaired_and_garbage_is_collected() -> Result<()> {
     random_file(&file, 20 << 20, 5)?;
     let sha = sha256_file(&file)?;
     put(&cluster, &file, "repairme")?;
-    wait_until("3 replicas of 3 chunks", Duration::from_secs(10), || {
+    // The third replicas land in the background: on a loaded machine (CI
+    // runs two tests at once) that took longer than 10 s.
+    wait_until("3 replicas of 3 chunks", Duration::from_secs(60), || {
         chunk_files(&cluster).len() == 9
     })?;
 

@@ -483,27 +483,9 @@ fn run_target(
 /// Peak RSS of the bucketfs daemon while `running` holds.
 fn sample_rss(dir: PathBuf, running: Arc<AtomicBool>, peak: Arc<AtomicU64>) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
-        let needle = dir.to_string_lossy().into_owned();
         while running.load(Ordering::Relaxed) {
-            for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
-                let Ok(cmdline) = fs::read(entry.path().join("cmdline")) else {
-                    continue;
-                };
-                let args: Vec<String> = cmdline
-                    .split(|b| *b == 0)
-                    .map(|a| String::from_utf8_lossy(a).into_owned())
-                    .collect();
-                if args.first().is_some_and(|a| a.ends_with("bucketfs")) && args.contains(&needle) {
-                    let status = fs::read_to_string(entry.path().join("status")).unwrap_or_default();
-                    if let Some(kib) = status
-                        .lines()
-                        .find_map(|l| l.strip_prefix("VmRSS:"))
-                        .and_then(|v| v.split_whitespace().next())
-                        .and_then(|v| v.parse::<u64>().ok())
-                    {
-                        peak.fetch_max(kib * 1024, Ordering::Relaxed);
-                    }
-                }
+            if let Ok(rss) = bucketfs_tests::tools::daemon_rss(&dir) {
+                peak.fetch_max(rss, Ordering::Relaxed);
             }
             std::thread::sleep(Duration::from_millis(250));
         }

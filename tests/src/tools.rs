@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 
 use crate::Cluster;
@@ -189,4 +189,30 @@ impl Drop for Mount {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
     }
+}
+
+/// Resident memory of the bucketfs daemon serving `mountpoint`, in bytes.
+pub fn daemon_rss(mountpoint: &Path) -> Result<u64> {
+    let needle = mountpoint.to_string_lossy().into_owned();
+    for entry in fs::read_dir("/proc")? {
+        let dir = entry?.path();
+        let Ok(cmdline) = fs::read(dir.join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        if args.first().is_some_and(|a| a.ends_with("bucketfs")) && args.contains(&needle) {
+            let status = fs::read_to_string(dir.join("status"))?;
+            let kib: u64 = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+                .context("no VmRSS")?;
+            return Ok(kib * 1024);
+        }
+    }
+    bail!("no bucketfs daemon for {needle}")
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use bucketfs_tests::tools::{check, random_file, sha256_file};
 use bucketfs_tests::Cluster;
 
@@ -158,32 +158,6 @@ fn a_long_copy_survives_a_dead_node_and_a_dead_router() -> Result<()> {
     Ok(())
 }
 
-/// Resident memory of the bucketfs daemon serving `mountpoint`, in bytes.
-fn daemon_rss(mountpoint: &Path) -> Result<u64> {
-    let needle = mountpoint.to_string_lossy().into_owned();
-    for entry in fs::read_dir("/proc")? {
-        let dir = entry?.path();
-        let Ok(cmdline) = fs::read(dir.join("cmdline")) else {
-            continue;
-        };
-        let args: Vec<String> = cmdline
-            .split(|b| *b == 0)
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect();
-        if args.first().is_some_and(|a| a.ends_with("bucketfs")) && args.contains(&needle) {
-            let status = fs::read_to_string(dir.join("status"))?;
-            let kib: u64 = status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.split_whitespace().next())
-                .and_then(|v| v.parse().ok())
-                .context("no VmRSS")?;
-            return Ok(kib * 1024);
-        }
-    }
-    anyhow::bail!("no bucketfs daemon for {needle}")
-}
-
 /// Memory the daemon may use beyond its block cache: parts uploading in
 /// the background (4 × 8 MiB), parts of a commit in flight (8 × 8 MiB) and
 /// the runtime. README "Memory" documents the same figure.
@@ -208,7 +182,7 @@ fn memory_stays_bounded_while_writing_4_gib() -> Result<()> {
     };
     let mut peak = 0;
     while !writer.is_finished() {
-        if let Ok(rss) = daemon_rss(&mnt) {
+        if let Ok(rss) = bucketfs_tests::tools::daemon_rss(&mnt) {
             peak = peak.max(rss);
         }
         std::thread::sleep(Duration::from_millis(200));

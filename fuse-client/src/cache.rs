@@ -228,6 +228,25 @@ impl BlockCache {
         Ok(out.freeze())
     }
 
+    /// Reads `len` bytes at `offset` with one GET of just those bytes,
+    /// unless their first block is cached: for random reads of a large
+    /// object, where fetching a whole block per read would move 256 times
+    /// the bytes asked for (a 4 KiB read).
+    pub async fn read_small(
+        &self,
+        s3: &S3,
+        source: &Source,
+        size: u64,
+        offset: u64,
+        len: u64,
+    ) -> Result<Bytes, FsError> {
+        let end = (offset + len).min(size);
+        if offset >= end || self.contains(source, offset / BLOCK) {
+            return self.read(s3, source, size, offset, len).await;
+        }
+        s3.get_range(source, offset, end - offset).await
+    }
+
     /// Fetches the blocks from `first` up to byte `end` with one GET and
     /// caches them.
     async fn fetch(
@@ -352,6 +371,11 @@ pub const MAX_READAHEAD: u64 = 32 << 20;
 const SEQUENTIAL_SLACK: u64 = 8 << 20;
 
 impl Readahead {
+    /// The last read did not follow the one before.
+    pub fn is_random(&self) -> bool {
+        self.window == 0
+    }
+
     /// Notes a read of `len` bytes at `offset`; returns, when it is time,
     /// the range `(offset, len)` to prefetch in the background.
     pub fn advance(&mut self, offset: u64, len: u64) -> Option<(u64, u64)> {

@@ -29,6 +29,9 @@ const MAX_NAME: usize = 255;
 /// S3's limit on key length.
 const MAX_KEY: usize = 1024;
 const LIST_PAGE: usize = 1000;
+/// Random reads of files this large fetch only the bytes asked for; smaller
+/// files are read a whole block at a time and cached.
+const RANDOM_READS_FROM: u64 = 16 << 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -967,10 +970,16 @@ impl Fs {
         let node = self.node(handle.ino)?;
         let source = Self::source_of(&node);
         let len = (size as u64).min(node.size.saturating_sub(offset));
-        let prefetch = handle.readahead.lock().unwrap().advance(offset, len);
+        let (prefetch, random) = {
+            let mut readahead = handle.readahead.lock().unwrap();
+            (readahead.advance(offset, len), readahead.is_random())
+        };
         if let Some((from, n)) = prefetch {
             let (cache, s3, source) = (self.cache.clone(), self.s3.clone(), source.clone());
             tokio::spawn(async move { cache.prefetch(&s3, &source, node.size, from, n).await });
+        }
+        if random && offset > 0 && node.size >= RANDOM_READS_FROM {
+            return self.cache.read_small(&self.s3, &source, node.size, offset, len).await;
         }
         self.cache.read(&self.s3, &source, node.size, offset, len).await
     }

@@ -22,6 +22,8 @@ use crate::metrics::Metrics;
 
 /// Replicas placed for every chunk.
 pub const REPLICAS: usize = 3;
+/// The longest a write waits past its quorum for the remaining replicas.
+const THIRD_REPLICA_GRACE: Duration = Duration::from_millis(5);
 /// Replicas that must be durable before a write is acknowledged.
 pub const WRITE_QUORUM: usize = 2;
 
@@ -87,6 +89,22 @@ impl ChunkIo {
             }
         }
         let quorum = started.elapsed();
+        // The last replica usually lands a moment after the quorum: waiting
+        // that moment records it in the same statement, not another commit.
+        let grace = tokio::time::sleep((quorum / 2).min(THIRD_REPLICA_GRACE));
+        tokio::pin!(grace);
+        while !in_flight.is_empty() {
+            tokio::select! {
+                done = in_flight.next() => match done {
+                    Some((node, Ok(()))) => durable.push(node),
+                    Some((node, Err(e))) => {
+                        tracing::warn!(%node, chunk = %id, error = %e, "last replica failed; left for repair")
+                    }
+                    None => break,
+                },
+                _ = &mut grace => break,
+            }
+        }
         self.meta
             .record_chunk(&id.to_string(), data.len() as i64, crc, &durable)
             .await?;

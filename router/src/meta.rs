@@ -5,7 +5,8 @@
 //! removal of replaced `null` versions stay consistent across routers.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
 use sqlx::postgres::{PgPool, PgPoolOptions};
@@ -131,7 +132,14 @@ pub struct Deleted {
 #[derive(Clone)]
 pub struct Meta {
     pool: PgPool,
+    buckets: Arc<Mutex<HashMap<String, (Bucket, Instant)>>>,
 }
+
+/// How long object requests reuse a bucket's row. Versioning is read
+/// afresh where it decides anything (commit, delete), so a stale row can
+/// only answer NoSuchKey instead of NoSuchBucket for this long after the
+/// bucket is deleted through another router.
+const BUCKET_TTL: Duration = Duration::from_secs(1);
 
 /// A version id that sorts by creation time: 12 hex digits of milliseconds and 20 random.
 pub fn new_version_id() -> String {
@@ -151,7 +159,10 @@ impl Meta {
             .acquire_timeout(Duration::from_secs(10))
             .test_before_acquire(true)
             .connect_lazy(url)?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            buckets: Arc::default(),
+        })
     }
 
     /// Applies the migrations, retrying until Postgres answers.
@@ -203,7 +214,25 @@ impl Meta {
         Ok(())
     }
 
+    /// The bucket for an object request: cached for `BUCKET_TTL`, since
+    /// every request names one and its row rarely changes.
     pub async fn bucket(&self, name: &str) -> Result<Bucket> {
+        if let Some((bucket, at)) = self.buckets.lock().unwrap().get(name) {
+            if at.elapsed() < BUCKET_TTL {
+                return Ok(bucket.clone());
+            }
+        }
+        let bucket = self.bucket_uncached(name).await?;
+        self.buckets
+            .lock()
+            .unwrap()
+            .insert(name.to_string(), (bucket.clone(), Instant::now()));
+        Ok(bucket)
+    }
+
+    /// The bucket as Postgres has it now, for bucket-level requests.
+    pub async fn bucket_uncached(&self, name: &str) -> Result<Bucket> {
+        self.buckets.lock().unwrap().remove(name);
         sqlx::query_as("SELECT id, name, versioning, created_at FROM buckets WHERE name = $1")
             .bind(name)
             .fetch_optional(&self.pool)
@@ -252,19 +281,17 @@ impl Meta {
 
     /// Records a chunk durably stored on `replicas`.
     pub async fn record_chunk(&self, id: &str, size: i64, crc: u32, replicas: &[String]) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("INSERT INTO chunks (id, size, crc32c) VALUES ($1, $2, $3)")
-            .bind(id)
-            .bind(size as i32)
-            .bind(i64::from(crc))
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("INSERT INTO chunk_replicas (chunk_id, node_id) SELECT $1, unnest($2::text[])")
-            .bind(id)
-            .bind(replicas)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
+        // One statement, so one round trip and atomic without BEGIN/COMMIT.
+        sqlx::query(
+            "WITH chunk AS (INSERT INTO chunks (id, size, crc32c) VALUES ($1, $2, $3) RETURNING id)
+             INSERT INTO chunk_replicas (chunk_id, node_id) SELECT chunk.id, unnest($4::text[]) FROM chunk",
+        )
+        .bind(id)
+        .bind(size as i32)
+        .bind(i64::from(crc))
+        .bind(replicas)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -393,10 +420,8 @@ impl Meta {
 
     /// Makes `new` the current version of its key and returns it.
     pub async fn commit_version(&self, bucket: &Bucket, new: NewVersion) -> Result<Version> {
-        let mut tx = self.pool.begin().await?;
-        let version = commit_in(&mut tx, bucket, new).await?;
-        tx.commit().await?;
-        Ok(version)
+        // One statement: autocommitted, no BEGIN and COMMIT round trips.
+        commit_in(&self.pool, bucket, new).await
     }
 
     /// Commits a completed upload as a version and forgets the upload, atomically.
@@ -414,7 +439,7 @@ impl Meta {
         if gone.rows_affected() == 0 {
             return Err(Error::NoSuchUpload);
         }
-        let version = commit_in(&mut tx, bucket, new).await?;
+        let version = commit_in(&mut *tx, bucket, new).await?;
         tx.commit().await?;
         Ok(version)
     }
@@ -482,7 +507,7 @@ impl Meta {
                     WritePrecondition::None
                 },
             };
-            commit_in(&mut tx, bucket, new).await?;
+            commit_in(&mut *tx, bucket, new).await?;
             delete_in(&mut tx, bucket, &source.key).await?;
         }
         tx.commit().await?;
@@ -831,61 +856,50 @@ async fn delete_in(tx: &mut Transaction<'_, Postgres>, bucket: &Bucket, key: &st
     })
 }
 
-async fn commit_in(tx: &mut Transaction<'_, Postgres>, bucket: &Bucket, new: NewVersion) -> Result<Version> {
-    lock_key(tx, bucket.id, &new.key).await?;
-    check_precondition(tx, bucket.id, &new.key, &new.precondition).await?;
-    let versioning = current_versioning(tx, bucket.id).await?;
-    let version_id = if versioning == "Enabled" {
-        new_version_id()
-    } else {
-        NULL_VERSION.to_string()
+/// Commits `new` as the key's current version with one call of the
+/// `commit_version` function (migration 0002).
+async fn commit_in<'e>(db: impl sqlx::PgExecutor<'e>, bucket: &Bucket, new: NewVersion) -> Result<Version> {
+    let (precondition, precondition_etag) = match &new.precondition {
+        WritePrecondition::None => (None, None),
+        WritePrecondition::Absent => (Some("absent"), None),
+        WritePrecondition::EtagIs(etag) => (Some("etag"), Some(etag.as_str())),
     };
-    let version: Version = sqlx::query_as(
-            "INSERT INTO versions (bucket_id, key, version_id, size, etag, content_type, metadata, parts_count)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-             RETURNING id, key, version_id, delete_marker, size, etag, content_type, metadata, parts_count, created_at",
-        )
-        .bind(bucket.id)
-        .bind(&new.key)
-        .bind(&version_id)
-        .bind(new.size)
-        .bind(&new.etag)
-        .bind(&new.content_type)
-        .bind(serde_json::to_value(&new.metadata).expect("metadata serialises"))
-        .bind(new.parts_count)
-        .fetch_one(&mut **tx)
-        .await?;
-    insert_pieces(tx, version.id, &new.pieces).await?;
-    set_current(tx, bucket.id, &new.key, Some(version.id)).await?;
-    if version_id == NULL_VERSION {
-        drop_null_versions(tx, bucket.id, &new.key, version.id).await?;
+    let mut offsets = Vec::with_capacity(new.pieces.len());
+    let mut offset = 0i64;
+    for p in &new.pieces {
+        offsets.push(offset);
+        offset += p.length;
     }
-    Ok(version)
-}
-
-async fn check_precondition(
-    tx: &mut Transaction<'_, Postgres>,
-    bucket_id: i64,
-    key: &str,
-    precondition: &WritePrecondition,
-) -> Result<()> {
-    if *precondition == WritePrecondition::None {
-        return Ok(());
-    }
-    let current: Option<String> = sqlx::query_scalar(
-        "SELECT v.etag FROM current_versions c JOIN versions v ON v.id = c.version
-         WHERE c.bucket_id = $1 AND c.key = $2",
+    let chunk_ids: Vec<&str> = new.pieces.iter().map(|p| p.chunk_id.as_str()).collect();
+    let chunk_offsets: Vec<i32> = new.pieces.iter().map(|p| p.chunk_offset as i32).collect();
+    let lengths: Vec<i32> = new.pieces.iter().map(|p| p.length as i32).collect();
+    sqlx::query_as(
+        "SELECT * FROM commit_version($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
     )
-    .bind(bucket_id)
-    .bind(key)
-    .fetch_optional(&mut **tx)
-    .await?;
-    match (precondition, current) {
-        (WritePrecondition::Absent, Some(_)) => Err(Error::PreconditionFailed),
-        (WritePrecondition::EtagIs(_), None) => Err(Error::NoSuchKey),
-        (WritePrecondition::EtagIs(want), Some(have)) if *want != have => Err(Error::PreconditionFailed),
-        _ => Ok(()),
-    }
+    .bind(bucket.id)
+    .bind(&new.key)
+    .bind(new_version_id())
+    .bind(new.size)
+    .bind(&new.etag)
+    .bind(&new.content_type)
+    .bind(serde_json::to_value(&new.metadata).expect("metadata serialises"))
+    .bind(new.parts_count)
+    .bind(precondition)
+    .bind(precondition_etag)
+    .bind(&offsets)
+    .bind(&chunk_ids)
+    .bind(&chunk_offsets)
+    .bind(&lengths)
+    .fetch_one(db)
+    .await
+    .map_err(
+        |e| match e.as_database_error().and_then(|d| d.code()).as_deref() {
+            Some("BF412") => Error::PreconditionFailed,
+            Some("BF404") => Error::NoSuchKey,
+            Some("BF400") => Error::NoSuchBucket,
+            _ => e.into(),
+        },
+    )
 }
 
 fn piece_from_row(r: &sqlx::postgres::PgRow) -> Piece {
@@ -956,35 +970,6 @@ async fn drop_null_versions(
     .bind(bucket_id)
     .bind(key)
     .bind(keep)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-async fn insert_pieces(tx: &mut Transaction<'_, Postgres>, version: i64, pieces: &[Piece]) -> Result<()> {
-    if pieces.is_empty() {
-        return Ok(());
-    }
-    let mut offsets = Vec::with_capacity(pieces.len());
-    let mut offset = 0i64;
-    for p in pieces {
-        offsets.push(offset);
-        offset += p.length;
-    }
-    let idx: Vec<i32> = (0..pieces.len() as i32).collect();
-    let chunk_ids: Vec<&str> = pieces.iter().map(|p| p.chunk_id.as_str()).collect();
-    let chunk_offsets: Vec<i32> = pieces.iter().map(|p| p.chunk_offset as i32).collect();
-    let lengths: Vec<i32> = pieces.iter().map(|p| p.length as i32).collect();
-    sqlx::query(
-        "INSERT INTO version_chunks (version, idx, object_offset, chunk_id, chunk_offset, length)
-         SELECT $1, * FROM unnest($2::int[], $3::bigint[], $4::text[], $5::int[], $6::int[])",
-    )
-    .bind(version)
-    .bind(&idx)
-    .bind(&offsets)
-    .bind(&chunk_ids)
-    .bind(&chunk_offsets)
-    .bind(&lengths)
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -42,7 +42,7 @@ impl Bucketfs {
         &self,
         req: S3Request<HeadBucketInput>,
     ) -> Result<S3Response<HeadBucketOutput>> {
-        self.meta.bucket(&req.input.bucket).await?;
+        self.meta.bucket_uncached(&req.input.bucket).await?;
         Ok(S3Response::new(HeadBucketOutput::default()))
     }
 
@@ -50,7 +50,7 @@ impl Bucketfs {
         &self,
         req: S3Request<DeleteBucketInput>,
     ) -> Result<S3Response<DeleteBucketOutput>> {
-        let bucket = self.meta.bucket(&req.input.bucket).await?;
+        let bucket = self.meta.bucket_uncached(&req.input.bucket).await?;
         self.meta.delete_bucket(&bucket).await?;
         Ok(S3Response::new(DeleteBucketOutput::default()))
     }
@@ -59,7 +59,7 @@ impl Bucketfs {
         &self,
         req: S3Request<GetBucketLocationInput>,
     ) -> Result<S3Response<GetBucketLocationOutput>> {
-        self.meta.bucket(&req.input.bucket).await?;
+        self.meta.bucket_uncached(&req.input.bucket).await?;
         Ok(S3Response::new(GetBucketLocationOutput::default()))
     }
 
@@ -67,7 +67,7 @@ impl Bucketfs {
         &self,
         req: S3Request<GetBucketVersioningInput>,
     ) -> Result<S3Response<GetBucketVersioningOutput>> {
-        let bucket = self.meta.bucket(&req.input.bucket).await?;
+        let bucket = self.meta.bucket_uncached(&req.input.bucket).await?;
         let status = (!bucket.versioning.is_empty()).then(|| BucketVersioningStatus::from(bucket.versioning));
         Ok(S3Response::new(GetBucketVersioningOutput {
             status,
@@ -79,7 +79,7 @@ impl Bucketfs {
         &self,
         req: S3Request<PutBucketVersioningInput>,
     ) -> Result<S3Response<PutBucketVersioningOutput>> {
-        let bucket = self.meta.bucket(&req.input.bucket).await?;
+        let bucket = self.meta.bucket_uncached(&req.input.bucket).await?;
         let status = req
             .input
             .versioning_configuration

@@ -89,6 +89,9 @@ pub struct Config {
     pub gid: u32,
     /// Show the bucket as it was at this time (read-only).
     pub at: Option<SystemTime>,
+    /// Files whose upload may still run after their close returned (0:
+    /// close waits for the upload). See `Fs::queue_commit`.
+    pub write_back: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -123,6 +126,8 @@ struct OpenFile {
     writer: Option<Writer>,
     /// Unlinked while open: readable until closed, never committed.
     orphan: bool,
+    /// A write-back commit is queued and has not started yet.
+    queued: bool,
 }
 
 /// An open file in the table: its state and how many handles use it,
@@ -154,7 +159,19 @@ pub struct Fs {
     absence: Absence,
     next_ino: AtomicU64,
     next_fh: AtomicU64,
+    /// One permit per write-back commit in flight; `None`: no write-back.
+    write_back: Option<Arc<tokio::sync::Semaphore>>,
+    /// Write-back commits queued or running.
+    pending: tokio::sync::watch::Sender<usize>,
+    /// Files whose write-back failed for good since the last `sync_all`.
+    lost: Mutex<Vec<String>>,
 }
+
+/// A failed write-back commit is tried again this many times, after 0.5 s,
+/// 1 s, 2 s... (about 30 s in all) before its changes are given up.
+const WRITE_BACK_RETRIES: u32 = 6;
+/// How long a write-back commit waits before it starts.
+const WRITE_BACK_DELAY: Duration = Duration::from_millis(20);
 
 /// Attribute changes asked by `setattr`.
 #[derive(Debug, Default)]
@@ -227,6 +244,8 @@ impl Fs {
                 .join(format!("bucketfs-blocks-{}", std::process::id()));
             cache = cache.with_disk(&dir, config.disk_cache_bytes)?;
         }
+        let write_back =
+            (config.write_back > 0).then(|| Arc::new(tokio::sync::Semaphore::new(config.write_back)));
         Ok(Self {
             s3: Arc::new(s3),
             cache: Arc::new(cache),
@@ -238,6 +257,9 @@ impl Fs {
             dirs: Mutex::new(HashMap::new()),
             next_ino: AtomicU64::new(ROOT + 1),
             next_fh: AtomicU64::new(1),
+            write_back,
+            pending: tokio::sync::watch::Sender::new(0),
+            lost: Mutex::new(Vec::new()),
         })
     }
 
@@ -750,6 +772,8 @@ impl Fs {
             writer.abandon(&self.s3).await;
             file.orphan = true;
         }
+        // A commit (a write-back one, say) may have landed meanwhile.
+        let node = self.node(attr.ino)?;
         if !node.local {
             self.s3.delete(&node.path).await?;
         }
@@ -979,7 +1003,10 @@ impl Fs {
             tokio::spawn(async move { cache.prefetch(&s3, &source, node.size, from, n).await });
         }
         if random && offset > 0 && node.size >= RANDOM_READS_FROM {
-            return self.cache.read_small(&self.s3, &source, node.size, offset, len).await;
+            return self
+                .cache
+                .read_small(&self.s3, &source, node.size, offset, len)
+                .await;
         }
         self.cache.read(&self.s3, &source, node.size, offset, len).await
     }
@@ -1028,26 +1055,139 @@ impl Fs {
         Ok(())
     }
 
-    pub async fn flush(&self, fh: u64) -> Result<(), FsError> {
+    /// A close: commits the file's changes, or queues them in write-back mode.
+    pub async fn flush(self: &Arc<Self>, fh: u64) -> Result<(), FsError> {
+        let handle = self.handle(fh)?;
+        if self.write_back.is_some() {
+            self.queue_commit(handle.ino, &handle.state).await;
+            return Ok(());
+        }
+        let mut file = handle.state.lock().await;
+        self.commit(handle.ino, &mut file).await
+    }
+
+    /// Commits the file's changes before returning, in every mode.
+    pub async fn fsync(&self, fh: u64) -> Result<(), FsError> {
         let handle = self.handle(fh)?;
         let mut file = handle.state.lock().await;
         self.commit(handle.ino, &mut file).await
     }
 
-    pub async fn release(&self, fh: u64) -> Result<(), FsError> {
+    pub async fn release(self: &Arc<Self>, fh: u64) -> Result<(), FsError> {
         let handle = self.handle(fh)?;
         self.handles.lock().unwrap().remove(&fh);
+        if self.write_back.is_some() {
+            // Writes through a mapping may come after the last flush.
+            self.queue_commit(handle.ino, &handle.state).await;
+        }
         let mut file = handle.state.lock().await;
-        let result = self.commit(handle.ino, &mut file).await;
-        if self.unacquire(handle.ino) {
+        let result = match self.write_back {
+            Some(_) => Ok(()),
+            None => self.commit(handle.ino, &mut file).await,
+        };
+        let put = self.put_file(handle.ino, &mut file).await;
+        result.and(put)
+    }
+
+    /// Drops one user of the open state of `ino`, whose lock the caller
+    /// holds. The last user commits what is left (a truncate or chmod made
+    /// while only a write-back held the file) and frees the staging file.
+    async fn put_file(&self, ino: u64, file: &mut OpenFile) -> Result<(), FsError> {
+        let last = self
+            .files
+            .lock()
+            .unwrap()
+            .get(&ino)
+            .is_some_and(|o| o.handles == 1);
+        let result = if last {
+            self.commit(ino, file).await
+        } else {
+            Ok(())
+        };
+        if self.unacquire(ino) {
             if let Some(mut writer) = file.writer.take() {
                 writer.abandon(&self.s3).await;
             }
             if file.orphan {
-                self.table.lock().unwrap().nodes.remove(&handle.ino);
+                self.table.lock().unwrap().nodes.remove(&ino);
             }
         }
         result
+    }
+
+    /// Write-back: the file's commit runs in the background, holding the
+    /// file open (so this mount keeps reading and listing what was written)
+    /// until it is in the store. At most `write_back` run at once; a close
+    /// waits here for a free one, which bounds the staged files.
+    async fn queue_commit(self: &Arc<Self>, ino: u64, state: &Shared<OpenFile>) {
+        let Some(slots) = self.write_back.clone() else {
+            return;
+        };
+        {
+            let mut file = state.lock().await;
+            let dirty = file.writer.as_ref().is_some_and(Writer::dirty);
+            if file.orphan || file.queued || !dirty {
+                return;
+            }
+            file.queued = true;
+        }
+        let slot = slots
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        // The caller's handle keeps the state alive, so this is the same one.
+        let pinned = self.acquire(ino);
+        self.pending.send_modify(|n| *n += 1);
+        let fs = self.clone();
+        tokio::spawn(async move {
+            fs.write_back(ino, pinned).await;
+            drop(slot);
+            fs.pending.send_modify(|n| *n -= 1);
+        });
+    }
+
+    async fn write_back(&self, ino: u64, state: Shared<OpenFile>) {
+        // Tools set times, mode and owner right after close (tar, cp -p,
+        // rsync): let those land in the same commit.
+        tokio::time::sleep(WRITE_BACK_DELAY).await;
+        let mut file = state.lock().await;
+        // Writes from here on need another commit, so another queueing.
+        file.queued = false;
+        let mut failed = None;
+        for attempt in 0..=WRITE_BACK_RETRIES {
+            match self.commit(ino, &mut file).await {
+                Ok(()) => {
+                    failed = None;
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(ino, attempt, error = %e, "write-back commit failed");
+                    failed = Some(e);
+                    if attempt < WRITE_BACK_RETRIES {
+                        tokio::time::sleep(Duration::from_millis(500 << attempt)).await;
+                    }
+                }
+            }
+        }
+        let path = self.node(ino).map(|n| n.path).unwrap_or_default();
+        // The last user tries once more; any other user's close commits.
+        if let (Some(e), Err(_)) = (failed, self.put_file(ino, &mut file).await) {
+            tracing::error!(%path, error = %e, "write-back failed: the file's last changes are lost");
+            self.lost.lock().unwrap().push(path);
+        }
+    }
+
+    /// Waits for every queued write-back commit (fsync of a directory,
+    /// unmount); fails if one was given up since the last call.
+    pub async fn sync_all(&self) -> Result<(), FsError> {
+        let mut pending = self.pending.subscribe();
+        let _ = pending.wait_for(|n| *n == 0).await;
+        let lost = std::mem::take(&mut *self.lost.lock().unwrap());
+        if lost.is_empty() {
+            Ok(())
+        } else {
+            Err(FsError::Io(format!("write-back failed for {}", lost.join(", "))))
+        }
     }
 
     /// Changes size, mode, owner or mtime; a new version carries the change.
@@ -1078,8 +1218,8 @@ impl Fs {
             if node.kind == Kind::Dir {
                 return Err(FsError::IsDir);
             }
-            // Truncation goes through a writer; a path-only truncate commits now.
-            let temporary = !self.is_open(ino);
+            // Truncation goes through a writer; a path-only truncate
+            // commits now (as the writer's last user).
             let state = self.acquire(ino);
             let mut file = state.lock().await;
             let result = async {
@@ -1090,16 +1230,11 @@ impl Fs {
                     n.size = size;
                     n.posix = posix.clone();
                 });
-                if temporary {
-                    self.commit(ino, &mut file).await?;
-                }
                 Ok::<_, FsError>(())
             }
             .await;
-            if self.unacquire(ino) {
-                file.writer = None;
-            }
-            result?;
+            let put = self.put_file(ino, &mut file).await;
+            result.and(put)?;
             return Ok(Self::attr_of(ino, &self.node(ino)?));
         }
         self.store_posix(ino, &mut node, posix).await?;

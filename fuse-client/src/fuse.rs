@@ -383,7 +383,7 @@ impl Filesystem for Adapter {
 
     fn fsync(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
         let fs = self.fs.clone();
-        self.run(reply, async move { fs.flush(fh.0).await }, empty);
+        self.run(reply, async move { fs.fsync(fh.0).await }, empty);
     }
 
     fn release(
@@ -440,8 +440,10 @@ impl Filesystem for Adapter {
     }
 
     fn fsyncdir(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
-        // Directory changes are committed when they are made.
-        reply.ok();
+        // Directory changes are committed when they are made; files closed
+        // in write-back mode may still be on their way (`sync DIR` waits).
+        let fs = self.fs.clone();
+        self.run(reply, async move { fs.sync_all().await }, empty);
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {

@@ -78,6 +78,13 @@ pub struct MountArgs {
     /// this mount listed show up after at most this long.
     #[arg(long, default_value_t = 60.0)]
     pub dir_ttl: f64,
+    /// Let close return before the upload: up to this many closed files
+    /// upload in the background (0: close waits for its upload). fsync of
+    /// a file waits for it; fsync of a directory (`sync DIR`) and unmount
+    /// wait for all. Other mounts see a file once its upload is done, and
+    /// a daemon killed before then loses those files' last changes.
+    #[arg(long, default_value_t = 0)]
+    pub write_back: usize,
     #[arg(long)]
     pub read_only: bool,
     /// Let other users use the mount (needs user_allow_other for non-root).
@@ -156,10 +163,11 @@ fn mount(args: MountArgs) -> Result<()> {
         uid: nix::unistd::getuid().as_raw(),
         gid: nix::unistd::getgid().as_raw(),
         at: args.at.map(std::time::SystemTime::from),
+        write_back: args.write_back,
     };
     let fs = Arc::new(fs::Fs::new(s3, config).context("setting up the caches")?);
     let adapter = fuse::Adapter {
-        fs,
+        fs: fs.clone(),
         runtime: runtime.handle().clone(),
         ttl: Duration::from_secs_f64(args.attr_ttl),
     };
@@ -195,7 +203,12 @@ fn mount(args: MountArgs) -> Result<()> {
         move || raise_readahead(&dir)
     });
     tracing::info!(bucket = %args.bucket, mountpoint = %args.mountpoint.display(), "mounting");
-    fuser::mount(adapter, &args.mountpoint, &config).context("mounting")?;
+    let mounted = fuser::mount(adapter, &args.mountpoint, &config).context("mounting");
+    // Unmounted: files closed in write-back mode still upload before exit.
+    if let Err(e) = runtime.block_on(fs.sync_all()) {
+        tracing::error!(error = %e, "unmounted with changes lost");
+    }
+    mounted?;
     Ok(())
 }
 

@@ -149,3 +149,93 @@ impl WriteStr for fs::File {
         std::io::Write::write_all(self, s.as_bytes())
     }
 }
+
+/// `--write-back`: close returns before the upload, yet this mount reads
+/// and lists what it wrote at once; fsync of a file, `sync DIR` and
+/// unmount each wait for the uploads, and what lands is exact.
+#[test]
+fn write_back_uploads_after_close_and_sync_waits_for_it() -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+
+    let cluster = Cluster::start()?;
+    cluster.aws_ok(&["s3", "mb", "s3://wback"])?;
+    let mnt = cluster.dir.join("mnt");
+    let mount = cluster.mount_with("wback", &mnt, &["--write-back", "8"])?;
+
+    // A tree written by tar, then many small files: more than the queue holds.
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    fs::create_dir(mnt.join("tree"))?;
+    run(
+        Command::new("sh").arg("-c").arg(format!(
+            "tar -C {} -cf - . | tar -C {} -xf -",
+            src.display(),
+            mnt.join("tree").display()
+        )),
+        "tar into the mount",
+    )?;
+    fs::create_dir(mnt.join("small"))?;
+    for i in 0..200 {
+        fs::write(
+            mnt.join(format!("small/f{i:03}")),
+            format!("file {i}\n").repeat(i + 1),
+        )?;
+    }
+    // Changed right after close: rides on the queued commit or follows it.
+    fs::set_permissions(mnt.join("small/f007"), fs::Permissions::from_mode(0o600))?;
+    for i in (0..200).step_by(13) {
+        assert_eq!(
+            fs::read_to_string(mnt.join(format!("small/f{i:03}")))?,
+            format!("file {i}\n").repeat(i + 1)
+        );
+    }
+    assert_eq!(fs::read_dir(mnt.join("small"))?.count(), 200);
+
+    run(Command::new("sync").arg(&mnt), "sync DIR")?;
+    let listing = cluster.aws_ok(&["s3", "ls", "--recursive", "s3://wback/small/"])?;
+    assert_eq!(
+        listing.lines().filter(|l| l.contains("small/f")).count(),
+        200,
+        "{listing}"
+    );
+
+    // fsync of one file waits for its own upload, before close.
+    let mut f = fs::File::create(mnt.join("synced.txt"))?;
+    f.write_all(b"durable\n")?;
+    f.sync_all()?;
+    let listing = cluster.aws_ok(&["s3", "ls", "s3://wback/synced.txt"])?;
+    assert!(listing.contains("synced.txt"), "{listing}");
+    drop(f);
+
+    // Unmounting right after a close: the daemon uploads before it exits.
+    fs::write(mnt.join("last.txt"), "written just before unmount\n")?;
+    drop(mount);
+    bucketfs_tests::wait_until("unmounted", std::time::Duration::from_secs(10), || {
+        !bucketfs_tests::is_mounted(&mnt)
+    })?;
+    bucketfs_tests::wait_until("last.txt uploaded", std::time::Duration::from_secs(30), || {
+        cluster
+            .aws_ok(&["s3", "ls", "s3://wback/last.txt"])
+            .is_ok_and(|l| l.contains("last.txt"))
+    })?;
+
+    // A mount without write-back sees exactly what was written.
+    let _again = cluster.mount("wback", &mnt)?;
+    run(
+        Command::new("diff").arg("-r").arg(&src).arg(mnt.join("tree")),
+        "diff -r",
+    )?;
+    for i in 0..200 {
+        assert_eq!(
+            fs::read_to_string(mnt.join(format!("small/f{i:03}")))?,
+            format!("file {i}\n").repeat(i + 1)
+        );
+    }
+    let mode = fs::metadata(mnt.join("small/f007"))?.permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert_eq!(
+        fs::read_to_string(mnt.join("last.txt"))?,
+        "written just before unmount\n"
+    );
+    Ok(())
+}

@@ -22,6 +22,7 @@ use crate::attrs::{Posix, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
 use crate::cache::{BlockCache, Readahead};
 use crate::error::FsError;
 use crate::s3::{ObjectInfo, Source, VersionEntry, S3};
+use crate::scan::Scans;
 use crate::writer::{Span, Writer};
 
 pub const ROOT: u64 = 1;
@@ -157,6 +158,7 @@ pub struct Fs {
     handles: Mutex<HashMap<u64, Arc<Handle>>>,
     dirs: Mutex<HashMap<u64, Arc<Vec<DirEntry>>>>,
     absence: Absence,
+    scans: Scans,
     next_ino: AtomicU64,
     next_fh: AtomicU64,
     /// One permit per write-back commit in flight; `None`: no write-back.
@@ -198,6 +200,26 @@ fn dir_prefix(path: &str) -> String {
     } else {
         format!("{path}/")
     }
+}
+
+/// What a scan showed at the name it started from.
+enum Scanned {
+    File(Box<Node>),
+    Absent,
+    /// A directory, or a name the listing did not reach or could not show whole.
+    Unknown,
+}
+
+/// A string that sorts before `path` and after every key that sorts before
+/// it save a few (its last character lowered), for an inclusive start-after.
+fn just_before(path: &str) -> String {
+    let mut chars: Vec<char> = path.chars().collect();
+    if let Some(last) = chars.pop() {
+        if let Some(lower) = (0..last as u32).rev().find_map(char::from_u32) {
+            chars.push(lower);
+        }
+    }
+    chars.into_iter().collect()
 }
 
 fn parent_of(path: &str) -> &str {
@@ -250,6 +272,7 @@ impl Fs {
             s3: Arc::new(s3),
             cache: Arc::new(cache),
             absence: Absence::new(config.attr_ttl, config.dir_ttl),
+            scans: Scans::default(),
             config,
             table: Mutex::new(table),
             files: Mutex::new(HashMap::new()),
@@ -444,13 +467,81 @@ impl Fs {
         Ok(Some(self.dir_node(path, marker)))
     }
 
+    /// [`Self::fetch_node`] for a lookup the table could not answer: when
+    /// the misses walk the directory in order (see `scan.rs`), one listing
+    /// with attributes refreshes `path` and the names after it.
+    async fn fetch_missed(&self, path: &str) -> Result<Option<Node>, FsError> {
+        let dir = parent_of(path);
+        let name = &path[dir_prefix(dir).len()..];
+        if self.config.at.is_none() {
+            if let Some(page) = self.scans.miss(dir, name) {
+                match self.scan_from(dir, path, page).await? {
+                    Scanned::File(node) => return Ok(Some(*node)),
+                    Scanned::Absent => return Ok(None),
+                    Scanned::Unknown => {}
+                }
+            }
+        }
+        self.fetch_node(path).await
+    }
+
+    /// Lists up to `page` names of `dir` from `path` on and remembers them,
+    /// and tells what the listing shows at `path`.
+    async fn scan_from(&self, dir: &str, path: &str, page: usize) -> Result<Scanned, FsError> {
+        let prefix = dir_prefix(dir);
+        // One more than the page: the name a continuing walk misses next.
+        let listing = self.s3.list_after(&prefix, &just_before(path), page + 1).await?;
+        if !listing.attributes {
+            return Ok(Scanned::Unknown);
+        }
+        let as_dir = format!("{path}/");
+        // Keys come in order from `path` on: past it (or at the listing's
+        // end) with neither `path` nor `path/` seen, nothing is there.
+        let shown_absent = !listing.objects.iter().any(|(k, _)| k == path || *k == as_dir)
+            && !listing.prefixes.contains(&as_dir)
+            && (listing.next.is_none()
+                || listing.objects.iter().any(|(k, _)| *k > as_dir)
+                || listing.prefixes.iter().any(|p| *p > as_dir));
+        let mut names: Vec<(String, Option<ObjectInfo>)> = listing
+            .objects
+            .into_iter()
+            .map(|(k, info)| (k, Some(info)))
+            .chain(listing.prefixes.into_iter().map(|p| (p, None)))
+            .collect();
+        names.sort_by(|a, b| a.0.cmp(&b.0));
+        let next = (names.len() > page).then(|| names[page].0.trim_end_matches('/').to_string());
+        names.truncate(page);
+        let mut found = None;
+        for (key, info) in names {
+            let Some(info) = info else {
+                continue; // a directory: its marker's attributes are not here
+            };
+            let name = &key[prefix.len()..];
+            if name.is_empty() || !valid_listed_name(name) {
+                continue;
+            }
+            let node = self.object_node(&key, info, true);
+            if key == path {
+                found = Some(node.clone());
+            }
+            self.remember(node);
+        }
+        let next_name = next.as_deref().map(|n| &n[prefix.len().min(n.len())..]);
+        self.scans.scanned(dir, page, next_name);
+        Ok(match found {
+            Some(node) => Scanned::File(Box::new(node)),
+            None if shown_absent => Scanned::Absent,
+            None => Scanned::Unknown,
+        })
+    }
+
     pub async fn getattr(&self, ino: u64) -> Result<Attr, FsError> {
         let node = self.node(ino)?;
         let stale = !node.loaded || node.fetched.elapsed() >= self.config.attr_ttl;
         if ino == ROOT || node.local || !stale || self.is_open(ino) {
             return Ok(Self::attr_of(ino, &node));
         }
-        match self.fetch_node(&node.path).await? {
+        match self.fetch_missed(&node.path).await? {
             Some(fresh) => Ok(self.remember(fresh)),
             None => {
                 self.forget_path(&node.path);
@@ -485,7 +576,7 @@ impl Fs {
             None if self.absence.is_absent(&dir.path, &path) => return Err(FsError::NotFound),
             _ => {}
         }
-        match self.fetch_node(&path).await? {
+        match self.fetch_missed(&path).await? {
             Some(node) => Ok(self.remember(node)),
             None => {
                 self.forget_path(&path);
@@ -522,8 +613,11 @@ impl Fs {
         let started = Instant::now();
         let mut entries = Vec::new();
         let mut names = std::collections::HashSet::new();
-        let (objects, prefixes) = match self.config.at {
-            Some(at) => self.versions_at(&prefix, at).await?,
+        let (objects, prefixes, attributes) = match self.config.at {
+            Some(at) => {
+                let (objects, prefixes) = self.versions_at(&prefix, at).await?;
+                (objects, prefixes, false)
+            }
             None => self.list_all(&prefix).await?,
         };
         for (key, info) in objects {
@@ -535,7 +629,7 @@ impl Fs {
                 tracing::warn!(%key, "skipping a key that is not a valid file name");
                 continue;
             }
-            let attr = self.remember(self.object_node(&key, info, false));
+            let attr = self.remember(self.object_node(&key, info, attributes));
             names.insert(name.to_string());
             entries.push(DirEntry {
                 name: name.to_string(),
@@ -616,16 +710,22 @@ impl Fs {
         }
     }
 
-    async fn list_all(&self, prefix: &str) -> Result<(Vec<(String, ObjectInfo)>, Vec<String>), FsError> {
-        let (mut objects, mut prefixes) = (Vec::new(), Vec::new());
+    /// Every key and common prefix under `prefix`, and whether the store
+    /// gave whole attributes with them.
+    async fn list_all(
+        &self,
+        prefix: &str,
+    ) -> Result<(Vec<(String, ObjectInfo)>, Vec<String>, bool), FsError> {
+        let (mut objects, mut prefixes, mut attributes) = (Vec::new(), Vec::new(), true);
         let mut token: Option<String> = None;
         loop {
             let page = self.s3.list(prefix, token.as_deref(), LIST_PAGE).await?;
             objects.extend(page.objects);
             prefixes.extend(page.prefixes);
+            attributes &= page.attributes;
             match page.next {
                 Some(t) => token = Some(t),
-                None => return Ok((objects, prefixes)),
+                None => return Ok((objects, prefixes, attributes)),
             }
         }
     }

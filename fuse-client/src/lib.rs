@@ -11,6 +11,7 @@ pub mod error;
 pub mod fs;
 pub mod fuse;
 pub mod s3;
+pub mod scan;
 pub mod writer;
 
 use std::path::{Path, PathBuf};

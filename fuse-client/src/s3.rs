@@ -59,6 +59,8 @@ pub struct Listing {
     pub objects: Vec<(String, ObjectInfo)>,
     pub prefixes: Vec<String>,
     pub next: Option<String>,
+    /// The objects' infos are whole (metadata and version ids), as a HEAD's.
+    pub attributes: bool,
 }
 
 /// One entry of ListObjectVersions.
@@ -416,24 +418,41 @@ impl S3 {
 
     /// One page of the keys under `prefix`, folded at `/`.
     pub async fn list(&self, prefix: &str, token: Option<&str>, max_keys: usize) -> Result<Listing, FsError> {
+        self.list_page(prefix, token.map(|t| ("continuation-token", t)), max_keys)
+            .await
+    }
+
+    /// One page of the keys under `prefix` that sort after `after`, folded at `/`.
+    pub async fn list_after(&self, prefix: &str, after: &str, max_keys: usize) -> Result<Listing, FsError> {
+        self.list_page(prefix, Some(("start-after", after)), max_keys)
+            .await
+    }
+
+    /// ListObjectsV2, asking for each key's metadata (`metadata=true`, which
+    /// bucketfs's router answers; other servers ignore it or answer in their
+    /// own way, and their listings carry sizes and times only).
+    async fn list_page(
+        &self,
+        prefix: &str,
+        from: Option<(&'static str, &str)>,
+        max_keys: usize,
+    ) -> Result<Listing, FsError> {
         let mut call = Call::new(Method::GET, None)
             .query("list-type", "2")
             .query("prefix", prefix)
             .query("delimiter", "/")
             .query("encoding-type", "url")
+            .query("metadata", "true")
             .query("max-keys", max_keys.to_string());
-        if let Some(t) = token {
-            call = call.query("continuation-token", t);
+        if let Some((param, value)) = from {
+            call = call.query(param, value);
         }
-        let text = self
-            .send_ok(call)
-            .await?
-            .text()
-            .await
-            .map_err(|e| FsError::Io(e.to_string()))?;
+        let resp = self.send_ok(call).await?;
+        let attributes = header(resp.headers(), "x-bucketfs-metadata") == "items";
+        let text = resp.text().await.map_err(|e| FsError::Io(e.to_string()))?;
         let objects = xml_blocks(&text, "Contents")
             .map(|block| {
-                let info = ObjectInfo {
+                let mut info = ObjectInfo {
                     size: xml_field(block, "Size").and_then(|s| s.parse().ok()).unwrap_or(0),
                     etag: xml_field(block, "ETag")
                         .unwrap_or_default()
@@ -442,6 +461,12 @@ impl S3 {
                     mtime: xml_field(block, "LastModified").map_or(SystemTime::UNIX_EPOCH, |t| parse_iso(&t)),
                     ..ObjectInfo::default()
                 };
+                if attributes {
+                    info.version_id = xml_field(block, "VersionId").filter(|v| v != "null");
+                    info.metadata = xml_blocks(block, "Item")
+                        .filter_map(|item| Some((xml_field(item, "Key")?, xml_field(item, "Value")?)))
+                        .collect();
+                }
                 (url_decode(&xml_field(block, "Key").unwrap_or_default()), info)
             })
             .collect();
@@ -454,6 +479,7 @@ impl S3 {
             objects,
             prefixes,
             next: xml_field(&text, "NextContinuationToken").filter(|_| truncated),
+            attributes,
         })
     }
 

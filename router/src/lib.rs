@@ -144,7 +144,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let mut builder =
         s3s::service::S3ServiceBuilder::new(s3::Bucketfs::new(meta.clone(), io, metrics.clone()));
     builder.set_auth(auth::PostgresAuth::new(meta.clone()));
-    builder.set_route(s3::RenameRoute { meta });
+    builder.set_route(s3::ExtensionRoute { meta });
     if !config.domains.is_empty() {
         builder.set_host(host::Domains(config.domains.clone()));
     }

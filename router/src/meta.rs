@@ -446,10 +446,7 @@ impl Meta {
 
     /// A plain DELETE: a delete marker where versioning is on, else removal.
     pub async fn delete_object(&self, bucket: &Bucket, key: &str) -> Result<Deleted> {
-        let mut tx = self.pool.begin().await?;
-        let deleted = delete_in(&mut tx, bucket, key).await?;
-        tx.commit().await?;
-        Ok(deleted)
+        delete_in(&self.pool, bucket, key).await
     }
 
     /// Moves the current versions of `from` (one key, or every key under it
@@ -508,7 +505,7 @@ impl Meta {
                 },
             };
             commit_in(&mut *tx, bucket, new).await?;
-            delete_in(&mut tx, bucket, &source.key).await?;
+            delete_in(&mut *tx, bucket, &source.key).await?;
         }
         tx.commit().await?;
         Ok(sources.len() as u64)
@@ -826,33 +823,25 @@ impl Meta {
     }
 }
 
-async fn delete_in(tx: &mut Transaction<'_, Postgres>, bucket: &Bucket, key: &str) -> Result<Deleted> {
-    lock_key(tx, bucket.id, key).await?;
-    let versioning = current_versioning(tx, bucket.id).await?;
-    set_current(tx, bucket.id, key, None).await?;
-    if versioning.is_empty() {
-        drop_null_versions(tx, bucket.id, key, -1).await?;
-        return Ok(Deleted::default());
-    }
-    let version_id = if versioning == "Enabled" {
-        new_version_id()
-    } else {
-        NULL_VERSION.to_string()
-    };
-    let id: i64 = sqlx::query_scalar(
-        "INSERT INTO versions (bucket_id, key, version_id, delete_marker) VALUES ($1, $2, $3, true) RETURNING id",
-    )
-    .bind(bucket.id)
-    .bind(key)
-    .bind(&version_id)
-    .fetch_one(&mut **tx)
-    .await?;
-    if version_id == NULL_VERSION {
-        drop_null_versions(tx, bucket.id, key, id).await?;
-    }
+/// Deletes the key's current version with one call of the `delete_current`
+/// function (migration 0003).
+async fn delete_in<'e>(db: impl sqlx::PgExecutor<'e>, bucket: &Bucket, key: &str) -> Result<Deleted> {
+    let (delete_marker, version_id): (bool, Option<String>) =
+        sqlx::query_as("SELECT * FROM delete_current($1, $2, $3)")
+            .bind(bucket.id)
+            .bind(key)
+            .bind(new_version_id())
+            .fetch_one(db)
+            .await
+            .map_err(
+                |e| match e.as_database_error().and_then(|d| d.code()).as_deref() {
+                    Some("BF400") => Error::NoSuchBucket,
+                    _ => Error::from(e),
+                },
+            )?;
     Ok(Deleted {
-        delete_marker: true,
-        version_id: Some(version_id),
+        delete_marker,
+        version_id,
     })
 }
 
@@ -919,14 +908,6 @@ async fn lock_key(tx: &mut Transaction<'_, Postgres>, bucket_id: i64, key: &str)
     Ok(())
 }
 
-async fn current_versioning(tx: &mut Transaction<'_, Postgres>, bucket_id: i64) -> Result<String> {
-    sqlx::query_scalar("SELECT versioning FROM buckets WHERE id = $1")
-        .bind(bucket_id)
-        .fetch_optional(&mut **tx)
-        .await?
-        .ok_or(Error::NoSuchBucket)
-}
-
 async fn set_current(
     tx: &mut Transaction<'_, Postgres>,
     bucket_id: i64,
@@ -953,24 +934,5 @@ async fn set_current(
                 .await?
         }
     };
-    Ok(())
-}
-
-/// Removes the `null` versions of a key other than `keep`: S3 replaces the
-/// null version rather than keeping it. Their chunks become garbage.
-async fn drop_null_versions(
-    tx: &mut Transaction<'_, Postgres>,
-    bucket_id: i64,
-    key: &str,
-    keep: i64,
-) -> Result<()> {
-    sqlx::query(
-        "DELETE FROM versions WHERE bucket_id = $1 AND key = $2 AND version_id = 'null' AND id <> $3",
-    )
-    .bind(bucket_id)
-    .bind(key)
-    .bind(keep)
-    .execute(&mut **tx)
-    .await?;
     Ok(())
 }

@@ -239,3 +239,52 @@ fn write_back_uploads_after_close_and_sync_waits_for_it() -> Result<()> {
     );
     Ok(())
 }
+
+/// Another mount learns attributes from listings: `ls -l` after readdir and
+/// `stat` of names in order (a scan) show what the writer set, for names
+/// with XML's special characters too, and a name a scan passed is missing.
+#[test]
+fn listings_and_scans_carry_whole_attributes() -> Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let cluster = Cluster::start()?;
+    cluster.aws_ok(&["s3", "mb", "s3://attrs"])?;
+    let a = cluster.dir.join("a");
+    let _ma = cluster.mount("attrs", &a)?;
+    fs::create_dir(a.join("d"))?;
+    let mut names: Vec<String> = (0..120).map(|i| format!("f{i:03}")).collect();
+    names.extend(["a&b<c>'\"", "sp ace", "\u{e9}t\u{e9}"].map(String::from));
+    for (i, name) in names.iter().enumerate() {
+        let path = a.join("d").join(name);
+        fs::write(&path, vec![b'x'; i])?;
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600 + (i as u32 % 0o100)))?;
+        std::os::unix::fs::chown(&path, Some(1000 + i as u32), Some(2000 + i as u32))?;
+    }
+    let want = |name: &str| -> Result<(u32, u32, u32, u64, i64)> {
+        let m = fs::metadata(a.join("d").join(name))?;
+        Ok((m.mode(), m.uid(), m.gid(), m.size(), m.mtime()))
+    };
+    let have = |m: fs::Metadata| (m.mode(), m.uid(), m.gid(), m.size(), m.mtime());
+
+    // Names in order, never listed: the second miss starts a scan.
+    let b = cluster.dir.join("b");
+    let _mb = cluster.mount("attrs", &b)?;
+    let mut sorted = names.clone();
+    sorted.sort();
+    for name in &sorted {
+        assert_eq!(have(fs::metadata(b.join("d").join(name))?), want(name)?, "{name}");
+    }
+    assert!(!b.join("d").join("f0005").exists(), "a name between listed ones");
+
+    // readdir, then stat of each entry.
+    let c = cluster.dir.join("c");
+    let _mc = cluster.mount("attrs", &c)?;
+    let mut listed = 0;
+    for entry in fs::read_dir(c.join("d"))? {
+        let entry = entry?;
+        let name = entry.file_name().into_string().unwrap();
+        assert_eq!(have(entry.metadata()?), want(&name)?, "{name}");
+        listed += 1;
+    }
+    assert_eq!(listed, names.len());
+    Ok(())
+}

@@ -7,11 +7,11 @@
 //! `p` + common prefix).
 
 use s3s::dto::*;
-use s3s::{S3Request, S3Response};
+use s3s::{Body, S3Request, S3Response};
 
 use super::{etag_of, timestamp, Bucketfs};
 use crate::error::{Error, Result};
-use crate::meta::{Bucket, Version};
+use crate::meta::{Bucket, Meta, Version};
 
 const BATCH: i64 = 1000;
 const MAX_KEYS: i32 = 1000;
@@ -77,89 +77,88 @@ struct Page {
     truncated: bool,
 }
 
-impl Bucketfs {
-    /// Lists current objects under `prefix`, folding on `delimiter`.
-    async fn list_page(
-        &self,
-        bucket: &Bucket,
-        prefix: &str,
-        delimiter: &str,
-        resume: Option<Resume>,
-        max_keys: i32,
-    ) -> Result<Page> {
-        let max = max_keys.clamp(0, MAX_KEYS) as usize;
-        let mut entries = Vec::new();
-        // (cursor, inclusive): the next batch starts at the cursor.
-        let (mut cursor, mut inclusive) = (prefix.to_string(), true);
-        let mut skip_under: Option<String> = None;
-        match resume {
-            Some(Resume::After(key)) if key.as_str() >= prefix => (cursor, inclusive) = (key, false),
-            Some(Resume::PastPrefix(p)) if p.as_str() >= prefix => match prefix_successor(&p) {
-                Some(next) => (cursor, inclusive) = (next, true),
-                None => (cursor, inclusive, skip_under) = (p.clone(), true, Some(p)),
-            },
-            _ => {}
-        }
-        // Keys past the prefix never match: the scan stops before them. Without
-        // a delimiter no more than the page (and one to see truncation) is needed.
-        let end = prefix_successor(prefix).filter(|_| !prefix.is_empty());
-        let batch_size = if delimiter.is_empty() {
-            BATCH.min(max as i64 + 1)
-        } else {
-            BATCH
-        };
-        'scan: loop {
-            let batch = self
-                .meta
-                .list_current(bucket, &cursor, inclusive, prefix, end.as_deref(), batch_size)
-                .await?;
-            let exhausted = (batch.len() as i64) < batch_size;
-            let mut jumped = false;
-            for v in batch {
-                if !v.key.starts_with(prefix) {
-                    break 'scan;
-                }
-                (cursor, inclusive) = (v.key.clone(), false);
-                if skip_under.as_deref().is_some_and(|p| v.key.starts_with(p)) {
-                    continue;
-                }
-                let folded = (!delimiter.is_empty())
-                    .then(|| v.key[prefix.len()..].find(delimiter))
-                    .flatten()
-                    .map(|i| v.key[..prefix.len() + i + delimiter.len()].to_string());
-                let entry = match folded {
-                    Some(p) => Entry::Prefix(p),
-                    None => Entry::Object(v),
-                };
-                if entries.len() == max {
-                    return Ok(Page {
-                        entries,
-                        truncated: true,
-                    });
-                }
-                if let Entry::Prefix(p) = &entry {
-                    match prefix_successor(p) {
-                        Some(next) => {
-                            (cursor, inclusive) = (next, true);
-                            entries.push(entry);
-                            jumped = true;
-                            break;
-                        }
-                        None => skip_under = Some(p.clone()),
-                    }
-                }
-                entries.push(entry);
-            }
-            if exhausted && !jumped {
-                break;
-            }
-        }
-        Ok(Page {
-            entries,
-            truncated: false,
-        })
+/// Lists current objects under `prefix`, folding on `delimiter`.
+async fn list_page(
+    meta: &Meta,
+    bucket: &Bucket,
+    prefix: &str,
+    delimiter: &str,
+    resume: Option<Resume>,
+    max_keys: i32,
+) -> Result<Page> {
+    let max = max_keys.clamp(0, MAX_KEYS) as usize;
+    let mut entries = Vec::new();
+    // (cursor, inclusive): the next batch starts at the cursor.
+    let (mut cursor, mut inclusive) = (prefix.to_string(), true);
+    let mut skip_under: Option<String> = None;
+    match resume {
+        Some(Resume::After(key)) if key.as_str() >= prefix => (cursor, inclusive) = (key, false),
+        Some(Resume::PastPrefix(p)) if p.as_str() >= prefix => match prefix_successor(&p) {
+            Some(next) => (cursor, inclusive) = (next, true),
+            None => (cursor, inclusive, skip_under) = (p.clone(), true, Some(p)),
+        },
+        _ => {}
     }
+    // Keys past the prefix never match: the scan stops before them. Without
+    // a delimiter no more than the page (and one to see truncation) is needed.
+    let end = prefix_successor(prefix).filter(|_| !prefix.is_empty());
+    let batch_size = if delimiter.is_empty() {
+        BATCH.min(max as i64 + 1)
+    } else {
+        BATCH
+    };
+    'scan: loop {
+        let batch = meta
+            .list_current(bucket, &cursor, inclusive, prefix, end.as_deref(), batch_size)
+            .await?;
+        let exhausted = (batch.len() as i64) < batch_size;
+        let mut jumped = false;
+        for v in batch {
+            if !v.key.starts_with(prefix) {
+                break 'scan;
+            }
+            (cursor, inclusive) = (v.key.clone(), false);
+            if skip_under.as_deref().is_some_and(|p| v.key.starts_with(p)) {
+                continue;
+            }
+            let folded = (!delimiter.is_empty())
+                .then(|| v.key[prefix.len()..].find(delimiter))
+                .flatten()
+                .map(|i| v.key[..prefix.len() + i + delimiter.len()].to_string());
+            let entry = match folded {
+                Some(p) => Entry::Prefix(p),
+                None => Entry::Object(v),
+            };
+            if entries.len() == max {
+                return Ok(Page {
+                    entries,
+                    truncated: true,
+                });
+            }
+            if let Entry::Prefix(p) = &entry {
+                match prefix_successor(p) {
+                    Some(next) => {
+                        (cursor, inclusive) = (next, true);
+                        entries.push(entry);
+                        jumped = true;
+                        break;
+                    }
+                    None => skip_under = Some(p.clone()),
+                }
+            }
+            entries.push(entry);
+        }
+        if exhausted && !jumped {
+            break;
+        }
+    }
+    Ok(Page {
+        entries,
+        truncated: false,
+    })
+}
 
+impl Bucketfs {
     pub(super) async fn list_objects_v2(
         &self,
         req: S3Request<ListObjectsV2Input>,
@@ -174,9 +173,7 @@ impl Bucketfs {
             _ => None,
         };
         let max_keys = input.max_keys.unwrap_or(MAX_KEYS);
-        let page = self
-            .list_page(&bucket, &prefix, &delimiter, resume, max_keys)
-            .await?;
+        let page = list_page(&self.meta, &bucket, &prefix, &delimiter, resume, max_keys).await?;
         let encode = Encoder::new(input.encoding_type.as_ref());
         let next = page
             .truncated
@@ -214,9 +211,7 @@ impl Bucketfs {
             .as_deref()
             .map(|m| Resume::from_marker(m, &delimiter));
         let max_keys = input.max_keys.unwrap_or(MAX_KEYS);
-        let page = self
-            .list_page(&bucket, &prefix, &delimiter, resume, max_keys)
-            .await?;
+        let page = list_page(&self.meta, &bucket, &prefix, &delimiter, resume, max_keys).await?;
         let encode = Encoder::new(input.encoding_type.as_ref());
         let next_marker = page
             .truncated
@@ -402,6 +397,154 @@ impl Encoder {
     }
 }
 
+/// ListObjectsV2 with `metadata=true` (the extension MinIO also offers): each
+/// `<Contents>` carries its version id and user metadata, so a client learns
+/// a whole directory's attributes in one request instead of a HEAD per key.
+/// Metadata comes as `<UserMetadata><Item><Key>k</Key><Value>v</Value></Item>`
+/// (keys need not be XML names), flagged by the `x-bucketfs-metadata: items`
+/// header so a client can tell it from another server's format.
+pub(super) async fn list_with_metadata(meta: &Meta, req: S3Request<Body>) -> Result<S3Response<Body>> {
+    let bucket_name = req.uri.path().trim_matches('/');
+    if bucket_name.is_empty() || bucket_name.contains('/') {
+        return Err(Error::InvalidArgument("a listing's path must be /BUCKET".into()));
+    }
+    let query = query_pairs(req.uri.query().unwrap_or(""))?;
+    let param = |name: &str| query.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let bucket = meta.bucket(bucket_name).await?;
+    let prefix = param("prefix").unwrap_or_default();
+    let delimiter = param("delimiter").unwrap_or_default();
+    let resume = match (param("continuation-token"), param("start-after")) {
+        (Some(token), _) => Some(Resume::from_token(&token)?),
+        (None, Some(after)) => Some(Resume::from_marker(&after, &delimiter)),
+        _ => None,
+    };
+    let max_keys = match param("max-keys") {
+        Some(m) => m
+            .parse::<i32>()
+            .map_err(|_| Error::InvalidArgument("max-keys must be a number".into()))?,
+        None => MAX_KEYS,
+    };
+    let page = list_page(meta, &bucket, &prefix, &delimiter, resume, max_keys).await?;
+    let encode = Encoder {
+        url: param("encoding-type").as_deref() == Some("url"),
+    };
+    let text = |s: &str| xml_escape(&encode.apply(s));
+    let mut xml = String::with_capacity(512 + page.entries.len() * 320);
+    xml.push_str(r#"<?xml version="1.0" encoding="UTF-8"?><ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">"#);
+    push_element(&mut xml, "Name", &xml_escape(&bucket.name));
+    push_element(&mut xml, "Prefix", &text(&prefix));
+    if !delimiter.is_empty() {
+        push_element(&mut xml, "Delimiter", &text(&delimiter));
+    }
+    push_element(&mut xml, "MaxKeys", &max_keys.to_string());
+    push_element(&mut xml, "KeyCount", &page.entries.len().to_string());
+    push_element(&mut xml, "IsTruncated", &page.truncated.to_string());
+    if let Some(token) = page
+        .truncated
+        .then(|| page.entries.last().map(Entry::token))
+        .flatten()
+    {
+        push_element(&mut xml, "NextContinuationToken", &token);
+    }
+    if encode.url {
+        push_element(&mut xml, "EncodingType", "url");
+    }
+    for entry in &page.entries {
+        match entry {
+            Entry::Object(v) => {
+                xml.push_str("<Contents>");
+                push_element(&mut xml, "Key", &text(&v.key));
+                push_element(&mut xml, "LastModified", &iso_millis(v.created_at));
+                push_element(&mut xml, "ETag", &xml_escape(&format!("\"{}\"", v.etag)));
+                push_element(&mut xml, "Size", &v.size.to_string());
+                push_element(&mut xml, "StorageClass", "STANDARD");
+                push_element(&mut xml, "VersionId", &xml_escape(&v.version_id));
+                xml.push_str("<UserMetadata>");
+                let mut pairs: Vec<_> = v.user_metadata().into_iter().collect();
+                pairs.sort();
+                for (k, val) in pairs {
+                    xml.push_str("<Item>");
+                    push_element(&mut xml, "Key", &xml_escape(&k));
+                    push_element(&mut xml, "Value", &xml_escape(&val));
+                    xml.push_str("</Item>");
+                }
+                xml.push_str("</UserMetadata></Contents>");
+            }
+            Entry::Prefix(p) => {
+                xml.push_str("<CommonPrefixes>");
+                push_element(&mut xml, "Prefix", &text(p));
+                xml.push_str("</CommonPrefixes>");
+            }
+        }
+    }
+    xml.push_str("</ListBucketResult>");
+    let mut resp = S3Response::new(Body::from(xml));
+    resp.status = Some(http::StatusCode::OK);
+    resp.headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/xml"),
+    );
+    resp.headers
+        .insert("x-bucketfs-metadata", http::HeaderValue::from_static("items"));
+    Ok(resp)
+}
+
+/// `k=v` pairs of a query string, percent-decoded (`+` is a space, as in forms).
+fn query_pairs(query: &str) -> Result<Vec<(String, String)>> {
+    let decode = |s: &str| {
+        super::rename::percent_decode(&s.replace('+', " "))
+            .ok_or_else(|| Error::InvalidArgument("malformed query string".into()))
+    };
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            Ok((decode(k)?, decode(v)?))
+        })
+        .collect()
+}
+
+fn push_element(xml: &mut String, tag: &str, escaped: &str) {
+    xml.push('<');
+    xml.push_str(tag);
+    xml.push('>');
+    xml.push_str(escaped);
+    xml.push_str("</");
+    xml.push_str(tag);
+    xml.push('>');
+}
+
+fn xml_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `2026-11-22T10:00:00.123Z`, as S3 writes LastModified.
+fn iso_millis(t: time::OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        t.month() as u8,
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -424,6 +567,21 @@ mod tests {
         let e = Entry::Prefix("dir/".into());
         assert!(matches!(Resume::from_token(&e.token()).unwrap(), Resume::PastPrefix(p) if p == "dir/"));
         assert!(Resume::from_token("zz").is_err());
+    }
+
+    #[test]
+    fn query_strings_decode_like_forms() {
+        let q = query_pairs("list-type=2&prefix=a%20b%2F&start-after=x+y&metadata").unwrap();
+        assert_eq!(q[1], ("prefix".into(), "a b/".into()));
+        assert_eq!(q[2], ("start-after".into(), "x y".into()));
+        assert_eq!(q[3], ("metadata".into(), String::new()));
+        assert!(query_pairs("prefix=%zz").is_err());
+    }
+
+    #[test]
+    fn last_modified_has_milliseconds() {
+        let t = time::OffsetDateTime::from_unix_timestamp_nanos(1_795_000_000_123_456_789).unwrap();
+        assert_eq!(iso_millis(t), "2026-11-18T11:06:40.123Z");
     }
 
     #[test]

@@ -4,13 +4,14 @@
 
 mod buckets;
 mod checksum;
+mod extensions;
 mod ingest;
 mod list;
 mod multipart;
 mod objects;
 mod rename;
 
-pub use rename::RenameRoute;
+pub use extensions::ExtensionRoute;
 
 use std::sync::Arc;
 

@@ -12,8 +12,7 @@
 //!
 //! Answers 200 with `{"renamed": N}`, 404 NoSuchKey when nothing matches.
 
-use http::{Extensions, HeaderMap, Method, StatusCode, Uri};
-use s3s::route::S3Route;
+use http::{HeaderMap, StatusCode};
 use s3s::{Body, S3Request, S3Response, S3Result};
 
 use super::check_key;
@@ -21,10 +20,6 @@ use crate::error::Error;
 use crate::meta::Meta;
 
 pub const QUERY: &str = "bucketfs-rename";
-
-pub struct RenameRoute {
-    pub meta: Meta,
-}
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
@@ -52,44 +47,35 @@ pub fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-#[async_trait::async_trait]
-impl S3Route for RenameRoute {
-    fn is_match(&self, method: &Method, uri: &Uri, _headers: &HeaderMap, _ext: &mut Extensions) -> bool {
-        method == Method::POST
-            && uri
-                .query()
-                .is_some_and(|q| q.split('&').any(|p| p == QUERY || p == "bucketfs-rename="))
+/// Answers one rename request (`extensions` routes it here).
+pub(super) async fn rename(meta: &Meta, req: S3Request<Body>) -> S3Result<S3Response<Body>> {
+    let bad = |what: &str| Error::InvalidArgument(format!("rename: {what}"));
+    let bucket = req.uri.path().trim_matches('/');
+    if bucket.is_empty() || bucket.contains('/') {
+        return Err(bad("the path must be /BUCKET").into());
     }
-
-    async fn call(&self, req: S3Request<Body>) -> S3Result<S3Response<Body>> {
-        let bad = |what: &str| Error::InvalidArgument(format!("rename: {what}"));
-        let bucket = req.uri.path().trim_matches('/');
-        if bucket.is_empty() || bucket.contains('/') {
-            return Err(bad("the path must be /BUCKET").into());
-        }
-        let from = header(&req.headers, "x-bucketfs-rename-from")
-            .and_then(percent_decode)
-            .ok_or_else(|| bad("missing or malformed x-bucketfs-rename-from"))?;
-        let to = header(&req.headers, "x-bucketfs-rename-to")
-            .and_then(percent_decode)
-            .ok_or_else(|| bad("missing or malformed x-bucketfs-rename-to"))?;
-        check_key(&from)?;
-        check_key(&to)?;
-        let prefix = flag(&req.headers, "x-bucketfs-rename-prefix");
-        if prefix && (to.starts_with(&from) || from.starts_with(&to)) && from != to {
-            return Err(bad("a prefix cannot move into itself").into());
-        }
-        let no_replace = flag(&req.headers, "x-bucketfs-no-replace");
-        let bucket = self.meta.bucket(bucket).await?;
-        let renamed = self.meta.rename(&bucket, &from, &to, prefix, no_replace).await?;
-        let mut resp = S3Response::new(Body::from(format!("{{\"renamed\":{renamed}}}")));
-        resp.status = Some(StatusCode::OK);
-        resp.headers.insert(
-            http::header::CONTENT_TYPE,
-            http::HeaderValue::from_static("application/json"),
-        );
-        Ok(resp)
+    let from = header(&req.headers, "x-bucketfs-rename-from")
+        .and_then(percent_decode)
+        .ok_or_else(|| bad("missing or malformed x-bucketfs-rename-from"))?;
+    let to = header(&req.headers, "x-bucketfs-rename-to")
+        .and_then(percent_decode)
+        .ok_or_else(|| bad("missing or malformed x-bucketfs-rename-to"))?;
+    check_key(&from)?;
+    check_key(&to)?;
+    let prefix = flag(&req.headers, "x-bucketfs-rename-prefix");
+    if prefix && (to.starts_with(&from) || from.starts_with(&to)) && from != to {
+        return Err(bad("a prefix cannot move into itself").into());
     }
+    let no_replace = flag(&req.headers, "x-bucketfs-no-replace");
+    let bucket = meta.bucket(bucket).await?;
+    let renamed = meta.rename(&bucket, &from, &to, prefix, no_replace).await?;
+    let mut resp = S3Response::new(Body::from(format!("{{\"renamed\":{renamed}}}")));
+    resp.status = Some(StatusCode::OK);
+    resp.headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    Ok(resp)
 }
 
 #[cfg(test)]

@@ -1,0 +1,69 @@
+//! bucketfs's requests beyond S3, behind s3s's one custom route (SigV4-signed
+//! like any request): `POST /{bucket}?bucketfs-rename` (see `rename`) and
+//! ListObjectsV2 with `metadata=true` (see `list::list_with_metadata`).
+
+use http::{Extensions, HeaderMap, Method, Uri};
+use s3s::route::S3Route;
+use s3s::{Body, S3Request, S3Response, S3Result};
+
+use crate::meta::Meta;
+
+pub struct ExtensionRoute {
+    pub meta: Meta,
+}
+
+fn has_param(uri: &Uri, param: &str) -> bool {
+    uri.query().is_some_and(|q| {
+        q.split('&')
+            .any(|p| p == param || p.strip_prefix(param).is_some_and(|rest| rest.starts_with('=')))
+    })
+}
+
+fn is_rename(method: &Method, uri: &Uri) -> bool {
+    method == Method::POST && has_param(uri, super::rename::QUERY)
+}
+
+fn is_metadata_listing(method: &Method, uri: &Uri) -> bool {
+    let query = uri.query().unwrap_or("");
+    method == Method::GET
+        && query.split('&').any(|p| p == "list-type=2")
+        && query.split('&').any(|p| p == "metadata=true")
+}
+
+#[async_trait::async_trait]
+impl S3Route for ExtensionRoute {
+    fn is_match(&self, method: &Method, uri: &Uri, _headers: &HeaderMap, _ext: &mut Extensions) -> bool {
+        is_rename(method, uri) || is_metadata_listing(method, uri)
+    }
+
+    async fn call(&self, req: S3Request<Body>) -> S3Result<S3Response<Body>> {
+        if is_rename(&req.method, &req.uri) {
+            super::rename::rename(&self.meta, req).await
+        } else {
+            Ok(super::list::list_with_metadata(&self.meta, req).await?)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_only_its_own_requests() {
+        let uri = |s: &str| s.parse::<Uri>().unwrap();
+        assert!(is_rename(&Method::POST, &uri("/b?bucketfs-rename")));
+        assert!(is_rename(&Method::POST, &uri("/b?bucketfs-rename=")));
+        assert!(!is_rename(&Method::GET, &uri("/b?bucketfs-rename")));
+        assert!(!is_rename(&Method::POST, &uri("/b?bucketfs-renamex")));
+        assert!(is_metadata_listing(
+            &Method::GET,
+            &uri("/b?list-type=2&metadata=true&prefix=a")
+        ));
+        assert!(!is_metadata_listing(
+            &Method::GET,
+            &uri("/b?list-type=2&prefix=a")
+        ));
+        assert!(!is_metadata_listing(&Method::GET, &uri("/b?metadata=true")));
+    }
+}

@@ -14,6 +14,10 @@ use crate::error::{Error, Result};
 use crate::meta::{Bucket, Meta, Version};
 
 const BATCH: i64 = 1000;
+/// The batch after a jump past a common prefix: the rows fetched beyond the
+/// prefix's first key are thrown away, so a batch starts small and doubles
+/// while it keeps yielding objects.
+const FIRST_BATCH: i64 = 16;
 const MAX_KEYS: i32 = 1000;
 
 enum Entry {
@@ -99,19 +103,17 @@ async fn list_page(
         },
         _ => {}
     }
-    // Keys past the prefix never match: the scan stops before them. Without
-    // a delimiter no more than the page (and one to see truncation) is needed.
+    // Keys past the prefix never match: the scan stops before them. No batch
+    // needs more rows than the page still wants (and one to see truncation).
     let end = prefix_successor(prefix).filter(|_| !prefix.is_empty());
-    let batch_size = if delimiter.is_empty() {
-        BATCH.min(max as i64 + 1)
-    } else {
-        BATCH
-    };
+    let mut batch_size = if delimiter.is_empty() { BATCH } else { FIRST_BATCH };
     'scan: loop {
+        let wanted = (max - entries.len()) as i64 + 1;
+        let size = batch_size.min(wanted);
         let batch = meta
-            .list_current(bucket, &cursor, inclusive, prefix, end.as_deref(), batch_size)
+            .list_current(bucket, &cursor, inclusive, prefix, end.as_deref(), size)
             .await?;
-        let exhausted = (batch.len() as i64) < batch_size;
+        let exhausted = (batch.len() as i64) < size;
         let mut jumped = false;
         for v in batch {
             if !v.key.starts_with(prefix) {
@@ -151,6 +153,11 @@ async fn list_page(
         if exhausted && !jumped {
             break;
         }
+        batch_size = if jumped {
+            FIRST_BATCH
+        } else {
+            (batch_size * 2).min(BATCH)
+        };
     }
     Ok(Page {
         entries,

@@ -535,7 +535,8 @@ fn main() -> Result<()> {
     let work = cluster.dir.join("bench");
     fs::create_dir_all(&work)?;
     let tarball = work.join("tree.tar");
-    sh(&format!("tar -cf {} -C {} .", tarball.display(), sizes.tree))?;
+    // Symlinks dereferenced: rclone mount (1.60) cannot make them.
+    sh(&format!("tar -chf {} -C {} .", tarball.display(), sizes.tree))?;
     let tar_mb = fs::metadata(&tarball)?.len() as f64 / 1e6;
 
     let kinds = [
@@ -612,7 +613,7 @@ fn main() -> Result<()> {
         "# bench-fs, {} on {host} ({cores} cores){}\n\n\
          Cluster: 3 storage nodes, 3 replicas (write quorum 2), 2 routers behind HAProxy, Postgres, ZooKeeper, all on this machine.\n\
          fio psync, non-zero buffers, `--end_fsync=1` on writes; page cache dropped and FUSE clients remounted before cold reads.\n\
-         Source tree: {} ({tar_mb:.0} MB tar). Peers on the same cluster: s3fs, `rclone mount --vfs-cache-mode writes` \
+         Source tree: {} ({tar_mb:.0} MB tar, symlinks dereferenced). Peers on the same cluster: s3fs, `rclone mount --vfs-cache-mode writes` \
          (`--vfs-write-back 0s`; it uploads at close or later, so write rows are timed by the clock around fio and include waiting for its upload queue to drain). \
          MooseFS: 1 master, 3 chunkservers, goal 3, defaults (chunkservers do not fsync).\n\
          Versions: {}.\n\n| workload | {} | bucketfs / best peer |\n|{}\n",

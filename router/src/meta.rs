@@ -584,19 +584,23 @@ impl Meta {
         }
     }
 
-    /// The chunk map of a version with each chunk's replicas.
-    pub async fn pieces(&self, version: i64) -> Result<Vec<PieceLocation>> {
+    /// The pieces of a version that overlap bytes `[start, end)`, with each
+    /// chunk's replicas. Only those are joined: a 4 KiB read of a 1 GiB
+    /// object does not aggregate the replicas of its 256 chunks.
+    pub async fn pieces(&self, version: i64, start: u64, end: u64) -> Result<Vec<PieceLocation>> {
         Ok(sqlx::query_as(
             "SELECT vc.object_offset, vc.chunk_id, vc.chunk_offset, vc.length, c.size AS chunk_size, c.crc32c,
                     COALESCE(array_agg(r.node_id ORDER BY r.node_id) FILTER (WHERE r.node_id IS NOT NULL), '{}') AS replicas
              FROM version_chunks vc
              JOIN chunks c ON c.id = vc.chunk_id
              LEFT JOIN chunk_replicas r ON r.chunk_id = vc.chunk_id
-             WHERE vc.version = $1
+             WHERE vc.version = $1 AND vc.object_offset < $3 AND vc.object_offset + vc.length > $2
              GROUP BY vc.idx, vc.object_offset, vc.chunk_id, vc.chunk_offset, vc.length, c.size, c.crc32c
              ORDER BY vc.idx",
         )
         .bind(version)
+        .bind(start as i64)
+        .bind(end as i64)
         .fetch_all(&self.pool)
         .await?)
     }

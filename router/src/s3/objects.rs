@@ -181,17 +181,7 @@ impl Bucketfs {
 
     /// The bytes `range` of a version as a streaming body.
     async fn stream_range(&self, version: i64, range: std::ops::Range<u64>) -> Result<StreamingBlob> {
-        let pieces: Vec<_> = self
-            .meta
-            .pieces(version)
-            .await?
-            .into_iter()
-            .filter(|p| {
-                let start = p.object_offset as u64;
-                let end = start + p.length as u64;
-                start < range.end && end > range.start
-            })
-            .collect();
+        let pieces = self.meta.pieces(version, range.start, range.end).await?;
         let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(READS_IN_FLIGHT);
         let io = self.io.clone();
         let metrics = self.metrics.clone();

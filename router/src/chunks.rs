@@ -154,8 +154,10 @@ impl ChunkIo {
         }
     }
 
-    /// Reads bytes `[start, end)` of a piece's chunk range, trying each replica.
-    pub async fn read(&self, piece: &PieceLocation, start: u64, end: u64) -> Result<Bytes> {
+    /// Reads bytes `[start, end)` of a piece's chunk range, trying each
+    /// replica. The bytes come as the frames the node's response arrived in,
+    /// checked but never joined: a GET streams them on as they are.
+    pub async fn read(&self, piece: &PieceLocation, start: u64, end: u64) -> Result<Frames> {
         let mut replicas = piece.replicas.clone();
         replicas.sort_by_key(|n| !self.membership.is_live(n));
         let chunk_start = piece.chunk_offset as u64 + start;
@@ -170,14 +172,14 @@ impl ChunkIo {
                 piece.chunk_id
             );
             match self.fetch(&url).await {
-                Ok(bytes) if bytes.len() as u64 != chunk_end - chunk_start => {
+                Ok(frames) if frames.len() as u64 != chunk_end - chunk_start => {
                     tracing::warn!(%node, chunk = %piece.chunk_id, "replica returned a short read");
                 }
-                Ok(bytes) if whole && i64::from(crc32c::crc32c(&bytes)) != piece.crc32c => {
+                Ok(frames) if whole && i64::from(frames.crc32c()) != piece.crc32c => {
                     Metrics::inc(&self.metrics.checksum_failures);
                     tracing::error!(%node, chunk = %piece.chunk_id, "chunk checksum mismatch; trying another replica");
                 }
-                Ok(bytes) => return Ok(bytes),
+                Ok(frames) => return Ok(frames),
                 Err(FetchError::Corrupt) => {
                     Metrics::inc(&self.metrics.checksum_failures);
                     tracing::error!(%node, chunk = %piece.chunk_id, "replica failed its checksum; trying another");
@@ -213,7 +215,7 @@ impl ChunkIo {
             crc32c: chunk.crc32c,
             replicas: chunk.replicas.clone(),
         };
-        let data = self.read(&source, 0, chunk.size as u64).await?;
+        let data = self.read(&source, 0, chunk.size as u64).await?.concat();
         let live = self.membership.live_ids();
         let targets: Vec<String> = placement::rank(&id, live.iter().map(String::as_str))
             .into_iter()
@@ -268,8 +270,8 @@ impl ChunkIo {
         }
     }
 
-    async fn fetch(&self, url: &str) -> Result<Bytes, FetchError> {
-        let resp = self
+    async fn fetch(&self, url: &str) -> Result<Frames, FetchError> {
+        let mut resp = self
             .http
             .get(url)
             .send()
@@ -277,7 +279,11 @@ impl ChunkIo {
             .map_err(|e| FetchError::Other(e.to_string()))?;
         let status = resp.status();
         if status.is_success() {
-            return resp.bytes().await.map_err(|e| FetchError::Other(e.to_string()));
+            let mut frames = Frames::default();
+            while let Some(frame) = resp.chunk().await.map_err(|e| FetchError::Other(e.to_string()))? {
+                frames.push(frame);
+            }
+            return Ok(frames);
         }
         let kind = resp
             .headers()
@@ -289,6 +295,44 @@ impl ChunkIo {
             (404, _) => FetchError::Missing,
             _ => FetchError::Other(format!("status {status}")),
         })
+    }
+}
+
+/// A body kept as the buffers it was received in, so that passing it on
+/// copies nothing.
+#[derive(Debug, Default)]
+pub struct Frames(Vec<Bytes>);
+
+impl Frames {
+    fn push(&mut self, frame: Bytes) {
+        if !frame.is_empty() {
+            self.0.push(frame);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.iter().map(Bytes::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn crc32c(&self) -> u32 {
+        self.0.iter().fold(0, |crc, f| crc32c::crc32c_append(crc, f))
+    }
+
+    /// One contiguous buffer (copied only when there is more than one frame).
+    pub fn concat(self) -> Bytes {
+        match self.0.len() {
+            0 => Bytes::new(),
+            1 => self.0.into_iter().next().unwrap_or_default(),
+            _ => self.0.concat().into(),
+        }
+    }
+
+    pub fn into_frames(self) -> Vec<Bytes> {
+        self.0
     }
 }
 

@@ -182,7 +182,8 @@ impl Bucketfs {
     /// The bytes `range` of a version as a streaming body.
     async fn stream_range(&self, version: i64, range: std::ops::Range<u64>) -> Result<StreamingBlob> {
         let pieces = self.meta.pieces(version, range.start, range.end).await?;
-        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(READS_IN_FLIGHT);
+        // Frames of pieces already read wait here for the client.
+        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(64);
         let io = self.io.clone();
         let metrics = self.metrics.clone();
         tokio::spawn(async move {
@@ -195,13 +196,18 @@ impl Bucketfs {
                 })
                 .buffered(READS_IN_FLIGHT);
             while let Some(result) = reads.next().await {
-                let item = result.map_err(std::io::Error::other);
-                let failed = item.is_err();
-                if let Ok(bytes) = &item {
-                    Metrics::add(&metrics.bytes_out, bytes.len() as u64);
-                }
-                if tx.send(item).await.is_err() || failed {
-                    return;
+                let frames = match result {
+                    Ok(frames) => frames,
+                    Err(e) => {
+                        let _ = tx.send(Err(std::io::Error::other(e))).await;
+                        return;
+                    }
+                };
+                Metrics::add(&metrics.bytes_out, frames.len() as u64);
+                for frame in frames.into_frames() {
+                    if tx.send(Ok(frame)).await.is_err() {
+                        return;
+                    }
                 }
             }
         });

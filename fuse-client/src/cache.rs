@@ -216,6 +216,12 @@ impl BlockCache {
             blocks.extend(fetched);
             block = run_end;
         }
+        if let [data] = blocks.as_slice() {
+            // Within one block (the kernel's aligned reads): a view, no copy.
+            let from = (offset - first * BLOCK) as usize;
+            let to = ((end - first * BLOCK) as usize).min(data.len());
+            return Ok(data.slice(from.min(to)..to));
+        }
         let mut out = BytesMut::with_capacity((end - offset) as usize);
         for (i, data) in blocks.iter().enumerate() {
             let base = (first + i as u64) * BLOCK;

@@ -367,6 +367,8 @@ impl Cluster {
             .enumerate()
             .map(|(i, p)| format!("  server router-{} 127.0.0.1:{p} check\n", i + 1))
             .collect();
+        // Bodies are spliced through the kernel, not copied through
+        // HAProxy: half its CPU on 1 GiB reads and writes.
         let cfg = self.dir.join("haproxy.cfg");
         fs::write(
             &cfg,
@@ -374,6 +376,7 @@ impl Cluster {
                 "global\n  maxconn 4096\n\
                  defaults\n  mode http\n  timeout connect 2s\n  timeout client 600s\n  timeout server 600s\n\
                  \x20 retries 3\n  option redispatch 1\n  retry-on conn-failure empty-response response-timeout\n\
+                 \x20 option splice-request\n  option splice-response\n\
                  frontend s3\n  bind 127.0.0.1:{}\n  default_backend routers\n\
                  backend routers\n  balance roundrobin\n  option httpchk GET /_bucketfs/health\n\
                  \x20 default-server inter 500ms fall 2 rise 1\n{servers}",

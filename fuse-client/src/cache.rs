@@ -313,6 +313,13 @@ impl BlockCache {
         Ok(blocks)
     }
 
+    fn is_inflight(&self, source: &Source, block: u64) -> bool {
+        self.inflight
+            .lock()
+            .unwrap()
+            .contains_key(&(source.clone(), block))
+    }
+
     /// Waits for a fetch of `block` already under way; false if none was.
     async fn wait_inflight(&self, source: &Source, block: u64) -> bool {
         let notify = match self.inflight.lock().unwrap().get(&(source.clone(), block)) {
@@ -339,21 +346,23 @@ impl BlockCache {
     /// (readahead in the background).
     pub async fn prefetch(&self, s3: &S3, source: &Source, size: u64, offset: u64, len: u64) {
         let end = (offset + len).min(size);
-        let mut block = offset / BLOCK;
-        while block * BLOCK < end && self.contains(source, block) {
-            block += 1;
-        }
-        if block * BLOCK >= end {
-            return;
+        // Runs of blocks neither cached nor being fetched, cut at multiples
+        // of PREFETCH_PIECE so that successive windows make whole pieces.
+        let per_piece = PREFETCH_PIECE / BLOCK;
+        let mut runs: Vec<(u64, u64)> = Vec::new();
+        for block in offset / BLOCK..end.div_ceil(BLOCK) {
+            if self.contains(source, block) || self.is_inflight(source, block) {
+                continue;
+            }
+            match runs.last_mut() {
+                Some((_, stop)) if *stop == block && block % per_piece != 0 => *stop += 1,
+                _ => runs.push((block, block + 1)),
+            }
         }
         // Several ranged GETs at once: one stream is slower than the store.
-        let pieces = (block * BLOCK..end)
-            .step_by(PREFETCH_PIECE as usize)
-            .map(|start| {
-                let first = start / BLOCK;
-                let stop = (start + PREFETCH_PIECE).min(end).div_ceil(BLOCK) * BLOCK;
-                self.fetch(s3, source, size, first, stop)
-            });
+        let pieces = runs
+            .into_iter()
+            .map(|(first, stop)| self.fetch(s3, source, size, first, stop * BLOCK));
         for result in futures::future::join_all(pieces).await {
             if let Err(e) = result {
                 tracing::debug!(key = %source.key, error = %e, "readahead failed");

@@ -24,23 +24,41 @@ pub struct BlockCache {
     /// Blocks being fetched, so a reader waits for a fetch already under
     /// way (readahead) instead of fetching the same bytes again.
     inflight: Mutex<HashMap<(Source, u64), Arc<Notify>>>,
+    /// Objects being (or once) fetched whole into the disk tier.
+    filling: Mutex<std::collections::HashSet<Source>>,
 }
 
 /// Bytes fetched by one GET of a background prefetch; several run at once.
 const PREFETCH_PIECE: u64 = 4 * BLOCK;
+/// Pieces fetched at once by a background fill.
+const FILL_WINDOW: u64 = 4;
 
 /// Blocks kept as files in a directory, least recently used evicted first.
-/// Each block's crc32c is kept in memory and checked when it is read back,
-/// so a damaged cache file is refetched, never served.
+/// The crc32c of each 64 KiB segment of a block is kept in memory and
+/// checked when it is read back, so a damaged cache file is refetched,
+/// never served; a small read reads and checks only its segments.
 struct DiskTier {
     dir: PathBuf,
     capacity: u64,
     index: Mutex<DiskIndex>,
 }
 
+/// The unit of checksums in the disk tier.
+const SEGMENT: usize = 64 << 10;
+
+struct DiskBlock {
+    file: String,
+    len: usize,
+    /// crc32c of each SEGMENT of the block.
+    crcs: Vec<u32>,
+}
+
+fn segment_crcs(data: &[u8]) -> Vec<u32> {
+    data.chunks(SEGMENT).map(crc32c::crc32c).collect()
+}
+
 struct DiskIndex {
-    /// Block → (file name, length, crc32c).
-    blocks: LruCache<(Source, u64), (String, usize, u32)>,
+    blocks: LruCache<(Source, u64), Arc<DiskBlock>>,
     bytes: u64,
     next: u64,
 }
@@ -53,22 +71,56 @@ impl Drop for DiskTier {
 
 impl DiskTier {
     fn get(&self, key: &(Source, u64)) -> Option<Bytes> {
-        let (name, len, crc) = self.index.lock().unwrap().blocks.get(key).cloned()?;
-        match std::fs::read(self.dir.join(&name)) {
-            Ok(data) if data.len() == len && crc32c::crc32c(&data) == crc => Some(Bytes::from(data)),
-            _ => {
-                tracing::warn!(file = %name, "disk cache block unreadable or damaged; refetching");
-                self.remove(key);
-                None
-            }
+        let block = self.index.lock().unwrap().blocks.get(key).cloned()?;
+        self.read_checked(key, &block, 0, block.crcs.len())
+    }
+
+    /// Bytes `from..to` of a cached block, reading and checking only the
+    /// segments that hold them.
+    fn get_range(&self, key: &(Source, u64), from: usize, to: usize) -> Option<Bytes> {
+        let block = self.index.lock().unwrap().blocks.get(key).cloned()?;
+        let to = to.min(block.len);
+        if from >= to {
+            return Some(Bytes::new());
         }
+        let first = from / SEGMENT;
+        let data = self.read_checked(key, &block, first, to.div_ceil(SEGMENT))?;
+        Some(data.slice(from - first * SEGMENT..to - first * SEGMENT))
+    }
+
+    /// Segments `first..last` of `block`, or `None` (and the block dropped)
+    /// when its file is unreadable or damaged.
+    fn read_checked(
+        &self,
+        key: &(Source, u64),
+        block: &DiskBlock,
+        first: usize,
+        last: usize,
+    ) -> Option<Bytes> {
+        use std::os::unix::fs::FileExt;
+        let start = first * SEGMENT;
+        let end = (last * SEGMENT).min(block.len);
+        let mut data = vec![0u8; end - start];
+        let read = std::fs::File::open(self.dir.join(&block.file))
+            .and_then(|f| f.read_exact_at(&mut data, start as u64));
+        let intact = read.is_ok()
+            && data
+                .chunks(SEGMENT)
+                .zip(&block.crcs[first..last])
+                .all(|(segment, crc)| crc32c::crc32c(segment) == *crc);
+        if !intact {
+            tracing::warn!(file = %block.file, "disk cache block unreadable or damaged; refetching");
+            self.remove(key);
+            return None;
+        }
+        Some(Bytes::from(data))
     }
 
     fn remove(&self, key: &(Source, u64)) {
         let mut index = self.index.lock().unwrap();
-        if let Some((name, len, _)) = index.blocks.pop(key) {
-            index.bytes -= len as u64;
-            let _ = std::fs::remove_file(self.dir.join(name));
+        if let Some(block) = index.blocks.pop(key) {
+            index.bytes -= block.len as u64;
+            let _ = std::fs::remove_file(self.dir.join(&block.file));
         }
     }
 
@@ -85,14 +137,19 @@ impl DiskTier {
             tracing::warn!(error = %e, "could not write to the disk cache");
             return;
         }
+        let block = DiskBlock {
+            file: name,
+            len: data.len(),
+            crcs: segment_crcs(data),
+        };
         let mut index = self.index.lock().unwrap();
         index.bytes += data.len() as u64;
-        index.blocks.put(key, (name, data.len(), crc32c::crc32c(data)));
+        index.blocks.put(key, Arc::new(block));
         while index.bytes > self.capacity {
             match index.blocks.pop_lru() {
-                Some((_, (old, len, _))) => {
-                    index.bytes -= len as u64;
-                    let _ = std::fs::remove_file(self.dir.join(old));
+                Some((_, old)) => {
+                    index.bytes -= old.len as u64;
+                    let _ = std::fs::remove_file(self.dir.join(&old.file));
                 }
                 None => break,
             }
@@ -116,6 +173,7 @@ impl BlockCache {
             capacity,
             disk: None,
             inflight: Mutex::new(HashMap::new()),
+            filling: Mutex::default(),
         }
     }
 
@@ -247,7 +305,21 @@ impl BlockCache {
         len: u64,
     ) -> Result<Bytes, FsError> {
         let end = (offset + len).min(size);
-        if offset >= end || self.contains(source, offset / BLOCK) {
+        let block = offset / BLOCK;
+        let key = (source.clone(), block);
+        if offset >= end || self.inner.lock().unwrap().blocks.contains(&key) {
+            return self.read(s3, source, size, offset, len).await;
+        }
+        // From the disk tier only the segments asked for, and the block is
+        // not pulled into memory, which random reads would churn.
+        let last = (end - 1) / BLOCK;
+        if let Some(disk) = self.disk.as_ref().filter(|_| last == block) {
+            let base = block * BLOCK;
+            if let Some(data) = disk.get_range(&key, (offset - base) as usize, (end - base) as usize) {
+                return Ok(data);
+            }
+        }
+        if last > block && (block..=last).all(|b| self.contains(source, b)) {
             return self.read(s3, source, size, offset, len).await;
         }
         s3.get_range(source, offset, end - offset).await
@@ -340,6 +412,25 @@ impl BlockCache {
         }
         notified.await;
         true
+    }
+
+    /// Random reads of an object the disk tier can hold whole: fetch all of
+    /// it there in the background, a window at a time, once per object and
+    /// mount (as s3fs keeps a whole open file in a local file). Reads keep
+    /// fetching just their bytes until their block has arrived.
+    pub fn fill_in_background(self: &Arc<Self>, s3: &Arc<S3>, source: &Source, size: u64) {
+        let Some(disk) = &self.disk else { return };
+        if size > disk.capacity / 2 || !self.filling.lock().unwrap().insert(source.clone()) {
+            return;
+        }
+        let (cache, s3, source) = (self.clone(), s3.clone(), source.clone());
+        tokio::spawn(async move {
+            let window = FILL_WINDOW * PREFETCH_PIECE;
+            for start in (0..size).step_by(window as usize) {
+                cache.prefetch(&s3, &source, size, start, window).await;
+            }
+            tracing::debug!(key = %source.key, size, "filled the disk cache with an object read at random");
+        });
     }
 
     /// Fetches `offset..offset+len` into the cache unless already there
@@ -458,13 +549,13 @@ mod tests {
         assert_eq!(cache.get(&source, 1).unwrap()[0], 1);
         // A flipped byte in a cache file: the block is dropped, not served.
         let disk = cache.disk.as_ref().unwrap();
-        let (name, _, _) = disk
+        let name = disk
             .index
             .lock()
             .unwrap()
             .blocks
             .peek(&(source.clone(), 2))
-            .cloned()
+            .map(|b| b.file.clone())
             .unwrap();
         let path = dir.path().join("blocks").join(name);
         let mut data = std::fs::read(&path).unwrap();
@@ -472,5 +563,40 @@ mod tests {
         std::fs::write(&path, data).unwrap();
         assert!(disk.get(&(source.clone(), 2)).is_none());
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn small_reads_from_the_disk_tier_check_only_their_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = BlockCache::new(0)
+            .with_disk(&dir.path().join("blocks"), 4 * BLOCK)
+            .unwrap();
+        let source = Source::default();
+        let block: Vec<u8> = (0..BLOCK as usize).map(|i| (i / 7) as u8).collect();
+        cache.insert(&source, 0, Bytes::from(block.clone()));
+        let key = (source.clone(), 0);
+        let disk = cache.disk.as_ref().unwrap();
+        // Across a segment boundary, and at the block's end.
+        let at = SEGMENT - 100;
+        assert_eq!(disk.get_range(&key, at, at + 4096).unwrap(), block[at..at + 4096]);
+        let end = BLOCK as usize;
+        assert_eq!(disk.get_range(&key, end - 10, end).unwrap(), block[end - 10..]);
+        // Damage in the fourth segment: reads elsewhere are still served,
+        // a read touching it is refused and the block dropped.
+        let name = disk
+            .index
+            .lock()
+            .unwrap()
+            .blocks
+            .peek(&key)
+            .map(|b| b.file.clone())
+            .unwrap();
+        let path = dir.path().join("blocks").join(name);
+        let mut data = std::fs::read(&path).unwrap();
+        data[3 * SEGMENT + 5] ^= 1;
+        std::fs::write(&path, data).unwrap();
+        assert_eq!(disk.get_range(&key, 0, 4096).unwrap(), block[..4096]);
+        assert!(disk.get_range(&key, 3 * SEGMENT, 3 * SEGMENT + 4096).is_none());
+        assert!(disk.get_range(&key, 0, 4096).is_none());
     }
 }

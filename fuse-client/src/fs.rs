@@ -1103,6 +1103,7 @@ impl Fs {
             tokio::spawn(async move { cache.prefetch(&s3, &source, node.size, from, n).await });
         }
         if random && offset > 0 && node.size >= RANDOM_READS_FROM {
+            self.cache.fill_in_background(&self.s3, &source, node.size);
             return self
                 .cache
                 .read_small(&self.s3, &source, node.size, offset, len)

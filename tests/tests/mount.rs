@@ -126,6 +126,26 @@ fn the_disk_cache_serves_rereads_and_a_killed_daemon_leaves_no_mount() -> Result
     let before = bytes_out(&cluster);
     assert_eq!(sha256_file(&mnt.join("src.bin"))?, sha);
     assert_eq!(bytes_out(&cluster), before, "the reread went to the store");
+    // Small reads at random offsets: from the disk cache's checked
+    // segments, still exact, still without the store.
+    fs::write("/proc/sys/vm/drop_caches", "3")?;
+    let want = fs::read(&src)?;
+    let file = fs::File::open(mnt.join("src.bin"))?;
+    let mut seed = 7u64;
+    for _ in 0..200 {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let offset = (seed >> 33) as usize % (want.len() - 70_000);
+        let len = [1, 4096, 5000, 70_000][(seed >> 20) as usize % 4];
+        let mut got = vec![0u8; len];
+        std::os::unix::fs::FileExt::read_exact_at(&file, &mut got, offset as u64)?;
+        assert!(
+            got == want[offset..offset + len],
+            "{len} bytes at {offset} differ"
+        );
+    }
+    assert_eq!(bytes_out(&cluster), before, "a small reread went to the store");
 
     // kill -9 of the daemon: auto_unmount removes the mount.
     let pid = daemon_pid(&mnt).expect("daemon running");

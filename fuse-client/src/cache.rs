@@ -351,7 +351,9 @@ impl BlockCache {
                 })
                 .collect()
         };
-        let result = s3.get_range(source, start, end.min(size) - start).await;
+        let result = s3
+            .get_range_blocks(source, start, end.min(size) - start, BLOCK as usize)
+            .await;
         let release = || {
             let mut inflight = self.inflight.lock().unwrap();
             for k in &claimed {
@@ -360,24 +362,23 @@ impl BlockCache {
                 }
             }
         };
-        let data = match result {
-            Ok(data) => data,
+        let blocks = match result {
+            Ok(blocks) => blocks,
             Err(e) => {
                 release();
                 return Err(e);
             }
         };
-        if (data.len() as u64) < end.min(size) - start {
+        let got: usize = blocks.iter().map(Bytes::len).sum();
+        if (got as u64) < end.min(size) - start {
+            release();
             return Err(FsError::Io(format!(
                 "short read of {}: {} of {} bytes",
                 source.key,
-                data.len(),
+                got,
                 end - start
             )));
         }
-        let blocks: Vec<Bytes> = (0..data.len().div_ceil(BLOCK as usize))
-            .map(|i| data.slice(i * BLOCK as usize..((i + 1) * BLOCK as usize).min(data.len())))
-            .collect();
         for (i, b) in blocks.iter().enumerate() {
             self.insert(source, first + i as u64, b.clone());
         }

@@ -259,6 +259,52 @@ impl S3 {
         }
     }
 
+    /// As `get_range`, cut into buffers of `block` bytes each (the last may
+    /// be short), filled as the body arrives: cached blocks then own their
+    /// memory, where slices of one buffer would keep it all alive while any
+    /// one of them is cached.
+    pub async fn get_range_blocks(
+        &self,
+        source: &Source,
+        start: u64,
+        len: u64,
+        block: usize,
+    ) -> Result<Vec<Bytes>, FsError> {
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        let mut call = Call::new(Method::GET, Some(&source.key));
+        match &source.version_id {
+            Some(v) => call = call.query("versionId", v.clone()),
+            None if !source.etag.is_empty() => call = call.header("if-match", format!("\"{}\"", source.etag)),
+            None => {}
+        }
+        let call = call.header("range", format!("bytes={}-{}", start, start + len - 1));
+        let mut resp = self.send(call).await?;
+        match resp.status() {
+            StatusCode::RANGE_NOT_SATISFIABLE => return Ok(Vec::new()),
+            StatusCode::PRECONDITION_FAILED => return Err(FsError::Stale),
+            s if s.is_success() => {}
+            _ => return Err(error_of(resp).await),
+        }
+        let mut blocks = Vec::new();
+        let mut current = bytes::BytesMut::with_capacity(block);
+        while let Some(mut frame) = resp.chunk().await.map_err(|e| FsError::Io(e.to_string()))? {
+            while !frame.is_empty() {
+                let n = (block - current.len()).min(frame.len());
+                current.extend_from_slice(&frame.split_to(n));
+                if current.len() == block {
+                    let full = std::mem::replace(&mut current, bytes::BytesMut::with_capacity(block));
+                    blocks.push(full.freeze());
+                }
+            }
+        }
+        if !current.is_empty() {
+            blocks.push(current.freeze());
+        }
+        Ok(blocks)
+    }
+
     pub async fn put(
         &self,
         key: &str,

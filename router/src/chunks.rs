@@ -26,6 +26,8 @@ pub const REPLICAS: usize = 3;
 const THIRD_REPLICA_GRACE: Duration = Duration::from_millis(5);
 /// Replicas that must be durable before a write is acknowledged.
 pub const WRITE_QUORUM: usize = 2;
+/// How long the collector waits on one replica's delete.
+const REPLICA_DELETE_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Clone)]
 pub struct ChunkIo {
@@ -252,9 +254,12 @@ impl ChunkIo {
                 continue;
             };
             let url = format!("http://{addr}/chunks/{}", chunk.id);
+            // Short: a node that died a moment ago is still listed, and its
+            // port may already belong to something that never answers.
             if let Err(e) = self
                 .http
                 .delete(&url)
+                .timeout(REPLICA_DELETE_TIMEOUT)
                 .send()
                 .await
                 .and_then(|r| r.error_for_status())

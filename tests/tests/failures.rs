@@ -246,8 +246,9 @@ fn lost_replicas_are_repaired_and_garbage_is_collected() -> Result<()> {
     wait_until("garbage collection", Duration::from_secs(60), || {
         chunk_count(&cluster, 3) == 0 && chunk_count(&cluster, new) == 0
     })?;
-    // The leader counts them once every replica delete was attempted.
-    wait_until("3 chunks counted as collected", Duration::from_secs(30), || {
+    // The leader counts them once every replica delete was attempted,
+    // including those to the node killed above (up to 5 s each).
+    wait_until("3 chunks counted as collected", Duration::from_secs(60), || {
         let collected: u64 = (1..=2)
             .filter_map(|i| cluster.router_metric(i, "bucketfs_router_chunks_collected_total"))
             .sum();

@@ -777,8 +777,24 @@ fn main() -> Result<()> {
     fs::write(stem.with_extension("json"), serde_json::to_string_pretty(&json)?)?;
     chart(&stem, &suite.rows, &names)?;
     println!("written to {}.{{md,json,png}}", stem.display());
+    // A peer's own limits (rclone 1.60 cannot store a git clone) are
+    // reported in the table; only bucketfs or a baseline failing fails the run.
+    let ours = failures
+        .iter()
+        .filter(|f| {
+            ["local:", "bindfs:", "bucketfs:"]
+                .iter()
+                .any(|t| f.starts_with(t))
+        })
+        .count();
+    if ours > 0 {
+        bail!("{ours} target(s) failed");
+    }
     if !failures.is_empty() {
-        bail!("{} target(s) failed", failures.len());
+        eprintln!(
+            "{} peer target(s) failed; see the table's Failures",
+            failures.len()
+        );
     }
     Ok(())
 }

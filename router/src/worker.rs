@@ -28,7 +28,9 @@ pub struct WorkerConfig {
     /// Seconds between two passes of the elected worker.
     #[arg(long, default_value_t = 30.0)]
     pub worker_interval_secs: f64,
-    /// Unreferenced chunks younger than this are kept (an upload may still commit them).
+    /// Unreferenced chunks younger than this are kept: a chunk is recorded
+    /// as soon as it is durable, and the part or version naming it commits
+    /// later. Keep it above the longest upload of one part or object.
     #[arg(long, default_value_t = 3600.0)]
     pub gc_grace_secs: f64,
     /// A node absent from ZooKeeper for less than this still counts as holding its replicas.

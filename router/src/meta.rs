@@ -460,6 +460,49 @@ impl Meta {
         delete_in(&self.pool, bucket, key).await
     }
 
+    /// Deletes the current versions of many keys in one statement, so one
+    /// round trip and one transaction commit for a whole DeleteObjects
+    /// batch. Keys are locked in sorted order, so two batches never
+    /// deadlock; the answer is in the order of `keys`.
+    pub async fn delete_objects(&self, bucket: &Bucket, keys: &[String]) -> Result<Vec<Deleted>> {
+        let mut sorted: Vec<&str> = keys.iter().map(String::as_str).collect();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let version_ids: Vec<String> = sorted.iter().map(|_| new_version_id()).collect();
+        let rows: Vec<(String, bool, Option<String>)> = sqlx::query_as(
+            "SELECT k.key, d.delete_marker, d.version_id
+             FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS k(key, vid, n)
+             CROSS JOIN LATERAL delete_current($1, k.key, k.vid) d
+             ORDER BY k.n",
+        )
+        .bind(bucket.id)
+        .bind(&sorted)
+        .bind(&version_ids)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(delete_error)?;
+        let by_key: HashMap<String, Deleted> = rows
+            .into_iter()
+            .map(|(key, delete_marker, version_id)| {
+                (
+                    key,
+                    Deleted {
+                        delete_marker,
+                        version_id,
+                    },
+                )
+            })
+            .collect();
+        keys.iter()
+            .map(|k| {
+                by_key
+                    .get(k)
+                    .cloned()
+                    .ok_or_else(|| Error::Internal(format!("no delete result for {k}")))
+            })
+            .collect()
+    }
+
     /// Moves the current versions of `from` (one key, or every key under it
     /// when `prefix`) to `to` in one transaction: each gets a new version at
     /// its new key that shares its chunks, and is deleted at its old key as a
@@ -838,6 +881,14 @@ impl Meta {
     }
 }
 
+/// The error of a `delete_current` call (it raises BF400 for a missing bucket).
+fn delete_error(e: sqlx::Error) -> Error {
+    match e.as_database_error().and_then(|d| d.code()).as_deref() {
+        Some("BF400") => Error::NoSuchBucket,
+        _ => Error::from(e),
+    }
+}
+
 /// Deletes the key's current version with one call of the `delete_current`
 /// function (migration 0003).
 async fn delete_in<'e>(db: impl sqlx::PgExecutor<'e>, bucket: &Bucket, key: &str) -> Result<Deleted> {
@@ -848,12 +899,7 @@ async fn delete_in<'e>(db: impl sqlx::PgExecutor<'e>, bucket: &Bucket, key: &str
             .bind(new_version_id())
             .fetch_one(db)
             .await
-            .map_err(
-                |e| match e.as_database_error().and_then(|d| d.code()).as_deref() {
-                    Some("BF400") => Error::NoSuchBucket,
-                    _ => Error::from(e),
-                },
-            )?;
+            .map_err(delete_error)?;
     Ok(Deleted {
         delete_marker,
         version_id,

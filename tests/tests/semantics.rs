@@ -127,6 +127,52 @@ fn versions_conditionals_copies_listings_and_bad_input() -> Result<()> {
         &["get-object", "--bucket", "ver", "--key", "doc.txt", &w("got")],
     )?;
     assert_eq!(fs::read_to_string(work.join("got"))?, "version 2\n");
+    // DeleteObjects in one statement: a marker per key (a key named twice
+    // gets one), a named version removed, an absent key still "deleted".
+    fs::write(work.join("v"), "other\n")?;
+    api(
+        &cluster,
+        &[
+            "put-object",
+            "--bucket",
+            "ver",
+            "--key",
+            "other.txt",
+            "--body",
+            &w("v"),
+        ],
+    )?;
+    let batch = api(
+        &cluster,
+        &[
+            "delete-objects",
+            "--bucket",
+            "ver",
+            "--delete",
+            &format!(
+                r#"{{"Objects":[{{"Key":"doc.txt"}},{{"Key":"other.txt"}},{{"Key":"doc.txt"}},{{"Key":"never.txt"}},{{"Key":"doc.txt","VersionId":"{}"}}]}}"#,
+                ids[0]
+            ),
+        ],
+    )?;
+    let done = batch["Deleted"].as_array().expect("Deleted");
+    assert_eq!(done.len(), 5, "{batch}");
+    assert!(batch.get("Errors").is_none(), "{batch}");
+    for d in &done[..4] {
+        assert_eq!(d["DeleteMarker"], true, "{batch}");
+        assert!(d["DeleteMarkerVersionId"].is_string(), "{batch}");
+    }
+    assert_eq!(done[0]["DeleteMarkerVersionId"], done[2]["DeleteMarkerVersionId"]);
+    let versions = api(&cluster, &["list-object-versions", "--bucket", "ver"])?;
+    let markers = versions["DeleteMarkers"].as_array().map(Vec::len);
+    // doc.txt, other.txt, never.txt (S3 marks absent keys too).
+    assert_eq!(markers, Some(3), "{versions}");
+    // Versions 1 and 2 of doc.txt and other.txt's one; version 0 is gone.
+    assert_eq!(
+        versions["Versions"].as_array().map(Vec::len),
+        Some(3),
+        "{versions}"
+    );
 
     // ---- conditional requests ----------------------------------------------
     api(&cluster, &["create-bucket", "--bucket", "cond"])?;

@@ -269,10 +269,30 @@ impl Bucketfs {
         let quiet = input.delete.quiet.unwrap_or(false);
         let mut deleted = Vec::new();
         let mut errors = Vec::new();
+        // Current versions go in one statement; named versions one by one.
+        let current: Vec<String> = input
+            .delete
+            .objects
+            .iter()
+            .filter(|o| o.version_id.is_none())
+            .map(|o| o.key.clone())
+            .collect();
+        let mut batch = match self.meta.delete_objects(&bucket, &current).await {
+            Ok(results) => results,
+            Err(e) => {
+                // Each key on its own then, each with its own error.
+                tracing::warn!(error = %e, keys = current.len(), "batch delete failed");
+                Vec::new()
+            }
+        }
+        .into_iter();
         for object in input.delete.objects {
             let result = match object.version_id.as_deref() {
                 Some(vid) => self.meta.delete_version(&bucket, &object.key, vid).await,
-                None => self.meta.delete_object(&bucket, &object.key).await,
+                None => match batch.next() {
+                    Some(done) => Ok(done),
+                    None => self.meta.delete_object(&bucket, &object.key).await,
+                },
             };
             match result {
                 Ok(d) => {

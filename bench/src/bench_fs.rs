@@ -290,6 +290,15 @@ impl Target {
         }
     }
 
+    /// Waits until unlinks have reached the store: bucketfs's with
+    /// `--write-back` return before their DELETE (the others' do not).
+    fn settle_deleted(&self) -> Result<()> {
+        if self.kind == Kind::Bucketfs && is_mounted(&self.dir) {
+            fs::File::open(&self.dir)?.sync_all()?;
+        }
+        Ok(())
+    }
+
     /// Waits for the client's own queue of uploads.
     fn settle(&self) -> Result<f64> {
         if !is_mounted(&self.dir) {
@@ -558,7 +567,7 @@ fn run_target(
         for i in 0..n {
             fs::remove_file(small.join(format!("f{i:05}")))?;
         }
-        Ok(())
+        t.settle_deleted()
     })?;
     suite.record("delete files (files/s)", "files/s", true, name, n as f64 / delete);
 
@@ -573,7 +582,10 @@ fn run_target(
     suite.record("tar -x source tree (s)", "s", false, name, secs);
     let secs = timed(|| sh(&format!("du -s {} >/dev/null", tree.display())))?;
     suite.record("du of the tree (s)", "s", false, name, secs);
-    let secs = timed(|| sh(&format!("rm -rf {}", tree.display())))?;
+    let secs = timed(|| {
+        sh(&format!("rm -rf {}", tree.display()))?;
+        t.settle_deleted()
+    })?;
     suite.record("rm -rf of the tree (s)", "s", false, name, secs);
 
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");

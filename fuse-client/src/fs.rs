@@ -20,6 +20,7 @@ use bytes::{Bytes, BytesMut};
 use crate::absence::Absence;
 use crate::attrs::{Posix, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
 use crate::cache::{BlockCache, Readahead};
+use crate::deletes::Deletes;
 use crate::error::FsError;
 use crate::s3::{ObjectInfo, Source, VersionEntry, S3};
 use crate::scan::Scans;
@@ -167,6 +168,8 @@ pub struct Fs {
     pending: tokio::sync::watch::Sender<usize>,
     /// Files whose write-back failed for good since the last `sync_all`.
     lost: Mutex<Vec<String>>,
+    /// Deletes still on their way to the store (write-back mode).
+    deletes: Arc<Deletes>,
 }
 
 /// A failed write-back commit is tried again this many times, after 0.5 s,
@@ -268,8 +271,10 @@ impl Fs {
         }
         let write_back =
             (config.write_back > 0).then(|| Arc::new(tokio::sync::Semaphore::new(config.write_back)));
+        let s3 = Arc::new(s3);
         Ok(Self {
-            s3: Arc::new(s3),
+            deletes: Arc::new(Deletes::new(s3.clone())),
+            s3,
             cache: Arc::new(cache),
             absence: Absence::new(config.attr_ttl, config.dir_ttl),
             scans: Scans::default(),
@@ -490,7 +495,9 @@ impl Fs {
     async fn scan_from(&self, dir: &str, path: &str, page: usize) -> Result<Scanned, FsError> {
         let prefix = dir_prefix(dir);
         // One more than the page: the name a continuing walk misses next.
-        let listing = self.s3.list_after(&prefix, &just_before(path), page + 1).await?;
+        let reading = self.deletes.reading();
+        let mut listing = self.s3.list_after(&prefix, &just_before(path), page + 1).await?;
+        reading.hide(&mut listing.objects);
         if !listing.attributes {
             return Ok(Scanned::Unknown);
         }
@@ -573,7 +580,9 @@ impl Fs {
             Some((ino, node)) if node.loaded && node.fetched.elapsed() < self.config.attr_ttl => {
                 return Ok(Self::attr_of(*ino, node));
             }
-            None if self.absence.is_absent(&dir.path, &path) => return Err(FsError::NotFound),
+            None if self.absence.is_absent(&dir.path, &path) || self.deletes.is_deleting(&path) => {
+                return Err(FsError::NotFound)
+            }
             _ => {}
         }
         match self.fetch_missed(&path).await? {
@@ -718,8 +727,10 @@ impl Fs {
     ) -> Result<(Vec<(String, ObjectInfo)>, Vec<String>, bool), FsError> {
         let (mut objects, mut prefixes, mut attributes) = (Vec::new(), Vec::new(), true);
         let mut token: Option<String> = None;
+        let reading = self.deletes.reading();
         loop {
-            let page = self.s3.list(prefix, token.as_deref(), LIST_PAGE).await?;
+            let mut page = self.s3.list(prefix, token.as_deref(), LIST_PAGE).await?;
+            reading.hide(&mut page.objects);
             objects.extend(page.objects);
             prefixes.extend(page.prefixes);
             attributes &= page.attributes;
@@ -840,6 +851,8 @@ impl Fs {
         }
         let path = self.node(attr.ino)?.path;
         let prefix = dir_prefix(&path);
+        // Children unlinked a moment ago must be gone from the store first.
+        self.deletes.settled_under(&prefix).await;
         let listing = self.s3.list(&prefix, None, 2).await?;
         let local_child = self
             .table
@@ -875,7 +888,11 @@ impl Fs {
         // A commit (a write-back one, say) may have landed meanwhile.
         let node = self.node(attr.ino)?;
         if !node.local {
-            self.s3.delete(&node.path).await?;
+            if self.write_back.is_some() && !self.is_open(attr.ino) {
+                self.deletes.delete(node.path.clone());
+            } else {
+                self.s3.delete(&node.path).await?;
+            }
         }
         if self.is_open(attr.ino) {
             // The inode lives on for its open handles, under no name.
@@ -911,6 +928,7 @@ impl Fs {
         }
         let posix = self.new_posix(S_IFLNK, 0o777, uid, gid);
         let body = Bytes::copy_from_slice(target.as_bytes());
+        self.deletes.settled(&path).await;
         let info = self.s3.put(&path, body, &posix.to_metadata()).await?;
         self.touch_dir(parent);
         Ok(self.remember(self.object_node(&path, info, true)))
@@ -1144,6 +1162,8 @@ impl Fs {
             return Ok(());
         }
         let node = self.node(ino)?;
+        // A delete of the same name, made before, lands first.
+        self.deletes.settled(&node.path).await;
         let info = writer.commit(&self.s3, &node.posix.to_metadata()).await?;
         self.update(ino, |n| {
             n.local = false;
@@ -1278,12 +1298,14 @@ impl Fs {
         }
     }
 
-    /// Waits for every queued write-back commit (fsync of a directory,
-    /// unmount); fails if one was given up since the last call.
+    /// Waits for every queued write-back commit and delete (fsync of a
+    /// directory, unmount); fails if one was given up since the last call.
     pub async fn sync_all(&self) -> Result<(), FsError> {
         let mut pending = self.pending.subscribe();
         let _ = pending.wait_for(|n| *n == 0).await;
-        let lost = std::mem::take(&mut *self.lost.lock().unwrap());
+        let undeleted = self.deletes.drain().await;
+        let mut lost = std::mem::take(&mut *self.lost.lock().unwrap());
+        lost.extend(undeleted.into_iter().map(|key| format!("{key} (delete)")));
         if lost.is_empty() {
             Ok(())
         } else {
@@ -1345,15 +1367,19 @@ impl Fs {
     /// Makes `posix` the attributes of `ino`: in its writer if it has one,
     /// else at once with a metadata-only copy of its object (or marker).
     async fn store_posix(&self, ino: u64, node: &mut Node, posix: Posix) -> Result<(), FsError> {
-        node.posix = posix.clone();
         if let Some(state) = self.open_file(ino) {
             let mut file = state.lock().await;
             if let Some(writer) = file.writer.as_mut() {
                 writer.touch_metadata();
-                self.update(ino, |n| n.posix = posix);
+                self.update(ino, |n| n.posix = posix.clone());
+                node.posix = posix;
                 return Ok(());
             }
+            // A write-back commit held the lock and has landed meanwhile:
+            // the node is no longer local, and has a new ETag.
+            *node = self.node(ino)?;
         }
+        node.posix = posix.clone();
         if node.local || ino == ROOT {
             self.update(ino, |n| n.posix = posix);
             return Ok(());
@@ -1477,8 +1503,11 @@ impl Fs {
                 (false, false) => {}
             }
         }
+        // Deleted names must not move along, nor come back over the new one.
+        self.deletes.settled(&to).await;
         match from.kind {
             Kind::Dir => {
+                self.deletes.settled_under(&dir_prefix(&from.path)).await;
                 self.s3
                     .rename(&dir_prefix(&from.path), &dir_prefix(&to), true, no_replace)
                     .await?;

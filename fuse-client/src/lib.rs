@@ -7,6 +7,7 @@ pub mod absence;
 pub mod attrs;
 pub mod aws_config;
 pub mod cache;
+pub mod deletes;
 pub mod error;
 pub mod fs;
 pub mod fuse;

@@ -365,6 +365,31 @@ impl S3 {
         }
     }
 
+    /// Deletes up to 1,000 keys with one DeleteObjects call; answers the
+    /// keys the store could not delete, with their error codes.
+    pub async fn delete_many(&self, keys: &[String]) -> Result<Vec<(String, String)>, FsError> {
+        let objects: Vec<rusty_s3::actions::ObjectIdentifier> = keys
+            .iter()
+            .map(|k| rusty_s3::actions::ObjectIdentifier::new(k.clone()))
+            .collect();
+        let mut action = rusty_s3::actions::DeleteObjects::new(&self.bucket, None, objects.iter());
+        action.set_quiet(true);
+        let (body, md5) = action.body_with_md5();
+        let call = Call::new(Method::POST, None)
+            .query("delete", "")
+            .header("content-md5", md5)
+            .body(Bytes::from(body));
+        let text = self
+            .send_ok(call)
+            .await?
+            .text()
+            .await
+            .map_err(|e| FsError::Io(e.to_string()))?;
+        let answer = rusty_s3::actions::DeleteObjectsResponse::parse(&text)
+            .map_err(|e| FsError::Io(format!("unreadable DeleteObjects answer: {e}")))?;
+        Ok(answer.errors.into_iter().map(|e| (e.key, e.code)).collect())
+    }
+
     pub async fn create_upload(&self, key: &str, meta: &HashMap<String, String>) -> Result<String, FsError> {
         let call = Call::new(Method::POST, Some(key))
             .query("uploads", "")

@@ -260,6 +260,139 @@ fn write_back_uploads_after_close_and_sync_waits_for_it() -> Result<()> {
     Ok(())
 }
 
+/// `--write-back`: an unlink returns before its DELETE, yet the name is gone
+/// from this mount at once; a file made again under the name, or renamed
+/// onto it, wins over the delete; rmdir (so `rm -rf`) waits for its
+/// children's deletes; and after `sync DIR` the store holds exactly what
+/// the mount shows.
+#[test]
+fn write_back_deletes_hide_at_once_and_land_in_order() -> Result<()> {
+    let cluster = Cluster::start()?;
+    cluster.aws_ok(&["s3", "mb", "s3://wdel"])?;
+    let mnt = cluster.dir.join("mnt");
+    let mount = cluster.mount_with("wdel", &mnt, &["--write-back", "8"])?;
+    let d = mnt.join("d");
+    fs::create_dir(&d)?;
+    for i in 0..300 {
+        fs::write(d.join(format!("f{i:03}")), format!("old {i}\n"))?;
+    }
+    fs::create_dir_all(mnt.join("tree/a/b"))?;
+    for i in 0..40 {
+        fs::write(mnt.join(format!("tree/a/b/g{i}")), "g")?;
+        fs::write(mnt.join(format!("tree/a/h{i}")), "h")?;
+    }
+    run(Command::new("sync").arg(&mnt), "sync DIR")?;
+
+    for i in (1..300).step_by(2) {
+        fs::remove_file(d.join(format!("f{i:03}")))?;
+    }
+    assert_eq!(fs::read_dir(&d)?.count(), 150);
+    assert_eq!(
+        fs::metadata(d.join("f001")).map_err(|e| e.kind()).err(),
+        Some(std::io::ErrorKind::NotFound)
+    );
+    fs::write(d.join("f003"), "new 3\n")?;
+    fs::rename(d.join("f004"), d.join("f005"))?;
+    run(Command::new("rm").arg("-rf").arg(mnt.join("tree")), "rm -rf")?;
+    assert!(!mnt.join("tree").exists());
+    run(Command::new("sync").arg(&mnt), "sync DIR")?;
+
+    // Deletes held up in Postgres (their keys locked as a commit locks
+    // them) while the names behind them in the queue are written again:
+    // each new version must land after its delete, not be deleted by it.
+    for i in 0..20 {
+        fs::write(mnt.join(format!("r{i:02}")), "old\n")?;
+    }
+    run(Command::new("sync").arg(&mnt), "sync DIR")?;
+    let locked: Vec<String> = (0..12).map(|i| format!("r{i:02}")).collect();
+    let locks = KeyLocks::hold(&cluster, "wdel", &locked)?;
+    for i in 0..20 {
+        fs::remove_file(mnt.join(format!("r{i:02}")))?;
+    }
+    // No more than the 8 write-back slots, or a close would wait.
+    for i in 12..20 {
+        fs::write(mnt.join(format!("r{i:02}")), format!("new {i}\n"))?;
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    drop(locks);
+    run(Command::new("sync").arg(&mnt), "sync DIR")?;
+
+    let listing = cluster.aws_ok(&["s3", "ls", "--recursive", "s3://wdel/"])?;
+    let mut keys: Vec<&str> = listing
+        .lines()
+        .filter_map(|l| l.split_whitespace().last())
+        .collect();
+    keys.sort_unstable();
+    let mut expected: Vec<String> = (0..300)
+        .filter(|i| i % 2 == 0 && *i != 4)
+        .chain([3, 5])
+        .map(|i| format!("d/f{i:03}"))
+        .chain((12..20).map(|i| format!("r{i:02}")))
+        .chain(["d/".to_string()])
+        .collect();
+    expected.sort_unstable();
+    assert_eq!(keys, expected);
+
+    // Another mount (no write-back) reads what this one meant.
+    drop(mount);
+    let _again = cluster.mount("wdel", &mnt)?;
+    assert_eq!(fs::read_to_string(d.join("f003"))?, "new 3\n");
+    assert_eq!(fs::read_to_string(d.join("f005"))?, "old 4\n");
+    assert_eq!(fs::read_to_string(d.join("f298"))?, "old 298\n");
+    assert_eq!(fs::read_dir(&d)?.count(), 151);
+    for i in 12..20 {
+        assert_eq!(
+            fs::read_to_string(mnt.join(format!("r{i:02}")))?,
+            format!("new {i}\n")
+        );
+    }
+    Ok(())
+}
+
+/// Postgres advisory locks on keys of a bucket, the ones a commit or delete
+/// of those keys takes, held by a psql session until dropped.
+struct KeyLocks(std::process::Child);
+
+impl KeyLocks {
+    fn hold(cluster: &Cluster, bucket: &str, keys: &[String]) -> Result<Self> {
+        use std::io::Write;
+        let mut psql = Command::new("psql")
+            .arg(cluster.database_url())
+            .args(["-q", "-v", "ON_ERROR_STOP=1"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()?;
+        let stdin = psql.stdin.as_mut().expect("piped");
+        for key in keys {
+            writeln!(
+                stdin,
+                "SELECT pg_advisory_lock(id::integer, hashtext('{key}')) FROM buckets WHERE name = '{bucket}';"
+            )?;
+        }
+        stdin.flush()?;
+        let locks = Self(psql);
+        bucketfs_tests::wait_until("advisory locks held", std::time::Duration::from_secs(30), || {
+            Command::new("psql")
+                .arg(cluster.database_url())
+                .args([
+                    "-tAc",
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted",
+                ])
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == keys.len().to_string())
+        })?;
+        Ok(locks)
+    }
+}
+
+impl Drop for KeyLocks {
+    fn drop(&mut self) {
+        // The session ends, and its locks with it.
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Another mount learns attributes from listings: `ls -l` after readdir and
 /// `stat` of names in order (a scan) show what the writer set, for names
 /// with XML's special characters too, and a name a scan passed is missing.

@@ -1,0 +1,204 @@
+//! Write-back deletes: an unlink returns once the name is gone from this
+//! mount, and the DELETE reaches the store in the background, many keys per
+//! DeleteObjects call. Until it has landed the key is tombstoned: this
+//! mount's lookups and listings do not show it, and anything that would
+//! write the key again (a commit, a rename onto it) waits for the delete, so
+//! the store sees the delete and the new version in the order they were made.
+//!
+//! A listing sent while a delete was on its way may show the key even if
+//! the delete has landed by the time the listing answers, so a listing
+//! hides what was tombstoned at any moment it was in flight (`Reading`).
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use crate::s3::S3;
+
+/// Keys per DeleteObjects call (S3's limit).
+const BATCH: usize = 1000;
+/// DeleteObjects calls in flight at once. Keys queued while they run make
+/// up the next calls, so a burst of unlinks batches itself.
+const CALLS: usize = 4;
+
+#[derive(Default)]
+struct State {
+    /// Keys whose delete is queued or in flight, and how many such deletes.
+    tombstones: HashMap<String, usize>,
+    queue: Vec<String>,
+    calls: usize,
+    /// Keys given up since the last `drain`.
+    lost: Vec<String>,
+    /// Bumped by every landing.
+    epoch: u64,
+    /// Keys landed while a listing was in flight, with their landing's epoch.
+    landed: VecDeque<(u64, String)>,
+    /// Listings in flight, by the epoch they started at.
+    readers: BTreeMap<u64, usize>,
+}
+
+/// A listing in flight: what it shows must not bring back a key deleted
+/// since it started.
+pub struct Reading<'a> {
+    deletes: &'a Deletes,
+    since: u64,
+}
+
+impl Reading<'_> {
+    /// Drops the keys being deleted, or deleted since the listing started,
+    /// from a listing's `(key, _)` entries.
+    pub fn hide<T>(&self, entries: &mut Vec<(String, T)>) {
+        let state = self.deletes.state.lock().unwrap();
+        let landed: HashSet<&str> = state
+            .landed
+            .iter()
+            .rev()
+            .take_while(|(epoch, _)| *epoch > self.since)
+            .map(|(_, key)| key.as_str())
+            .collect();
+        if !state.tombstones.is_empty() || !landed.is_empty() {
+            entries.retain(|(key, _)| !state.tombstones.contains_key(key) && !landed.contains(key.as_str()));
+        }
+    }
+}
+
+impl Drop for Reading<'_> {
+    fn drop(&mut self) {
+        let mut state = self.deletes.state.lock().unwrap();
+        if let Some(n) = state.readers.get_mut(&self.since) {
+            *n -= 1;
+            if *n == 0 {
+                state.readers.remove(&self.since);
+            }
+        }
+        // Landings no listing in flight predates are of no more use.
+        let oldest = state.readers.keys().next().copied().unwrap_or(u64::MAX);
+        while state.landed.front().is_some_and(|(epoch, _)| *epoch <= oldest) {
+            state.landed.pop_front();
+        }
+    }
+}
+
+pub struct Deletes {
+    s3: Arc<S3>,
+    state: Mutex<State>,
+    /// Bumped whenever deletes land, for the waiters.
+    landed: tokio::sync::watch::Sender<u64>,
+}
+
+impl Deletes {
+    pub fn new(s3: Arc<S3>) -> Self {
+        Self {
+            s3,
+            state: Mutex::default(),
+            landed: tokio::sync::watch::Sender::new(0),
+        }
+    }
+
+    /// Hides `key` from now on and deletes it in the background.
+    pub fn delete(self: &Arc<Self>, key: String) {
+        let mut state = self.state.lock().unwrap();
+        *state.tombstones.entry(key.clone()).or_default() += 1;
+        state.queue.push(key);
+        if state.calls < CALLS {
+            state.calls += 1;
+            tokio::spawn(self.clone().run());
+        }
+    }
+
+    /// Is a delete of `key` queued or in flight?
+    pub fn is_deleting(&self, key: &str) -> bool {
+        self.state.lock().unwrap().tombstones.contains_key(key)
+    }
+
+    /// Call before sending a listing; hide its answer through the result.
+    pub fn reading(&self) -> Reading<'_> {
+        let mut state = self.state.lock().unwrap();
+        let since = state.epoch;
+        *state.readers.entry(since).or_default() += 1;
+        Reading { deletes: self, since }
+    }
+
+    /// Waits until no delete of `key` is queued or in flight.
+    pub async fn settled(&self, key: &str) {
+        self.wait_for(|t| !t.contains_key(key)).await
+    }
+
+    /// Waits until no key under `prefix` is being deleted.
+    pub async fn settled_under(&self, prefix: &str) {
+        self.wait_for(|t| !t.keys().any(|k| k.starts_with(prefix))).await
+    }
+
+    /// Waits for every delete; answers the keys given up since the last call.
+    pub async fn drain(&self) -> Vec<String> {
+        self.wait_for(HashMap::is_empty).await;
+        std::mem::take(&mut self.state.lock().unwrap().lost)
+    }
+
+    async fn wait_for(&self, done: impl Fn(&HashMap<String, usize>) -> bool) {
+        // Subscribed before looking, so a landing in between still wakes us.
+        let mut landed = self.landed.subscribe();
+        while !done(&self.state.lock().unwrap().tombstones) {
+            // The sender lives as long as `self`: this never fails.
+            let _ = landed.changed().await;
+        }
+    }
+
+    /// Sends queued keys until the queue is empty.
+    async fn run(self: Arc<Self>) {
+        loop {
+            let keys: Vec<String> = {
+                let mut state = self.state.lock().unwrap();
+                if state.queue.is_empty() {
+                    state.calls -= 1;
+                    return;
+                }
+                let n = state.queue.len().min(BATCH);
+                state.queue.drain(..n).collect()
+            };
+            let lost = self.send(&keys).await;
+            {
+                let mut state = self.state.lock().unwrap();
+                state.epoch += 1;
+                let (epoch, listing) = (state.epoch, !state.readers.is_empty());
+                for key in keys {
+                    if let Some(n) = state.tombstones.get_mut(&key) {
+                        *n -= 1;
+                        if *n == 0 {
+                            state.tombstones.remove(&key);
+                        }
+                    }
+                    if listing {
+                        state.landed.push_back((epoch, key));
+                    }
+                }
+                state.lost.extend(lost);
+            }
+            self.landed.send_modify(|n| *n += 1);
+        }
+    }
+
+    /// Deletes `keys`; answers those it had to give up (their files are back).
+    async fn send(&self, keys: &[String]) -> Vec<String> {
+        let failed: Vec<String> = match self.s3.delete_many(keys).await {
+            Ok(refused) => refused
+                .into_iter()
+                .map(|(key, code)| {
+                    tracing::warn!(%key, %code, "batch delete refused a key; trying it alone");
+                    key
+                })
+                .collect(),
+            Err(e) => {
+                tracing::warn!(keys = keys.len(), error = %e, "DeleteObjects failed; deleting one by one");
+                keys.to_vec()
+            }
+        };
+        let mut lost = Vec::new();
+        for key in failed {
+            if let Err(e) = self.s3.delete(&key).await {
+                tracing::error!(%key, error = %e, "delete failed: the file is back");
+                lost.push(key);
+            }
+        }
+        lost
+    }
+}

@@ -81,10 +81,11 @@ pub struct MountArgs {
     #[arg(long, default_value_t = 60.0)]
     pub dir_ttl: f64,
     /// Let close return before the upload: up to this many closed files
-    /// upload in the background (0: close waits for its upload). fsync of
-    /// a file waits for it; fsync of a directory (`sync DIR`) and unmount
-    /// wait for all. Other mounts see a file once its upload is done, and
-    /// a daemon killed before then loses those files' last changes.
+    /// upload in the background (0: close waits for its upload). Unlinks
+    /// return before their delete too. fsync of a file waits for its
+    /// upload; fsync of a directory (`sync DIR`) and unmount wait for all
+    /// uploads and deletes. Other mounts see a change once it has landed,
+    /// and a daemon killed before then loses it.
     #[arg(long, default_value_t = 0)]
     pub write_back: usize,
     #[arg(long)]

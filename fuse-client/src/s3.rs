@@ -223,6 +223,15 @@ impl S3 {
         }
     }
 
+    /// Sends `call` and answers the body of its successful answer.
+    async fn send_text(&self, call: Call<'_>) -> Result<String, FsError> {
+        self.send_ok(call)
+            .await?
+            .text()
+            .await
+            .map_err(|e| FsError::Io(e.to_string()))
+    }
+
     pub async fn head(&self, key: &str, version_id: Option<&str>) -> Result<Option<ObjectInfo>, FsError> {
         let mut call = Call::new(Method::HEAD, Some(key));
         if let Some(v) = version_id {
@@ -379,12 +388,7 @@ impl S3 {
             .query("delete", "")
             .header("content-md5", md5)
             .body(Bytes::from(body));
-        let text = self
-            .send_ok(call)
-            .await?
-            .text()
-            .await
-            .map_err(|e| FsError::Io(e.to_string()))?;
+        let text = self.send_text(call).await?;
         let answer = rusty_s3::actions::DeleteObjectsResponse::parse(&text)
             .map_err(|e| FsError::Io(format!("unreadable DeleteObjects answer: {e}")))?;
         Ok(answer.errors.into_iter().map(|e| (e.key, e.code)).collect())
@@ -394,12 +398,7 @@ impl S3 {
         let call = Call::new(Method::POST, Some(key))
             .query("uploads", "")
             .metadata(meta);
-        let text = self
-            .send_ok(call)
-            .await?
-            .text()
-            .await
-            .map_err(|e| FsError::Io(e.to_string()))?;
+        let text = self.send_text(call).await?;
         xml_field(&text, "UploadId").ok_or_else(|| FsError::Io(format!("no UploadId in {text}")))
     }
 
@@ -570,12 +569,7 @@ impl S3 {
                 .query("key-marker", key.clone())
                 .query("version-id-marker", version.clone());
         }
-        let text = self
-            .send_ok(call)
-            .await?
-            .text()
-            .await
-            .map_err(|e| FsError::Io(e.to_string()))?;
+        let text = self.send_text(call).await?;
         let entry = |block: &str, delete_marker: bool| VersionEntry {
             key: url_decode(&xml_field(block, "Key").unwrap_or_default()),
             version_id: xml_field(block, "VersionId").unwrap_or_default(),
@@ -653,12 +647,7 @@ impl S3 {
                 if let Some(t) = &token {
                     call = call.query("continuation-token", String::clone(t));
                 }
-                let text = self
-                    .send_ok(call)
-                    .await?
-                    .text()
-                    .await
-                    .map_err(|e| FsError::Io(e.to_string()))?;
+                let text = self.send_text(call).await?;
                 keys.extend(
                     xml_blocks(&text, "Contents")
                         .filter_map(|b| xml_field(b, "Key"))

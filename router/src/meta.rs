@@ -469,8 +469,8 @@ impl Meta {
         sorted.sort_unstable();
         sorted.dedup();
         let version_ids: Vec<String> = sorted.iter().map(|_| new_version_id()).collect();
-        let rows: Vec<(String, bool, Option<String>)> = sqlx::query_as(
-            "SELECT k.key, d.delete_marker, d.version_id
+        let rows: Vec<(bool, Option<String>)> = sqlx::query_as(
+            "SELECT d.delete_marker, d.version_id
              FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS k(key, vid, n)
              CROSS JOIN LATERAL delete_current($1, k.key, k.vid) d
              ORDER BY k.n",
@@ -481,26 +481,24 @@ impl Meta {
         .fetch_all(&self.pool)
         .await
         .map_err(delete_error)?;
-        let by_key: HashMap<String, Deleted> = rows
-            .into_iter()
-            .map(|(key, delete_marker, version_id)| {
-                (
-                    key,
-                    Deleted {
-                        delete_marker,
-                        version_id,
-                    },
-                )
-            })
-            .collect();
-        keys.iter()
+        if rows.len() != sorted.len() {
+            return Err(Error::Internal(format!(
+                "{} delete results for {} keys",
+                rows.len(),
+                sorted.len()
+            )));
+        }
+        Ok(keys
+            .iter()
             .map(|k| {
-                by_key
-                    .get(k)
-                    .cloned()
-                    .ok_or_else(|| Error::Internal(format!("no delete result for {k}")))
+                let i = sorted.binary_search(&k.as_str()).expect("every key is in sorted");
+                let (delete_marker, version_id) = rows[i].clone();
+                Deleted {
+                    delete_marker,
+                    version_id,
+                }
             })
-            .collect()
+            .collect())
     }
 
     /// Moves the current versions of `from` (one key, or every key under it

@@ -5,11 +5,15 @@
 //! write the key again (a commit, a rename onto it) waits for the delete, so
 //! the store sees the delete and the new version in the order they were made.
 //!
+//! A directory removed here while keys under it are still being deleted is
+//! tombstoned the same way, as its prefix: listings do not show it, and
+//! making a directory of that name again waits for the deletes under it.
+//!
 //! A listing sent while a delete was on its way may show the key even if
 //! the delete has landed by the time the listing answers, so a listing
 //! hides what was tombstoned at any moment it was in flight (`Reading`).
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use crate::s3::S3;
@@ -23,14 +27,18 @@ const CALLS: usize = 4;
 #[derive(Default)]
 struct State {
     /// Keys whose delete is queued or in flight, and how many such deletes.
-    tombstones: HashMap<String, usize>,
+    tombstones: BTreeMap<String, usize>,
+    /// Prefixes (`dir/`) of directories removed here with keys under them
+    /// still in `tombstones`.
+    removed: HashSet<String>,
     queue: Vec<String>,
     calls: usize,
     /// Keys given up since the last `drain`.
     lost: Vec<String>,
     /// Bumped by every landing.
     epoch: u64,
-    /// Keys landed while a listing was in flight, with their landing's epoch.
+    /// Keys (and removed prefixes) landed while a listing was in flight, with
+    /// their landing's epoch.
     landed: VecDeque<(u64, String)>,
     /// Listings in flight, by the epoch they started at.
     readers: BTreeMap<u64, usize>,
@@ -48,16 +56,30 @@ impl Reading<'_> {
     /// from a listing's `(key, _)` entries.
     pub fn hide<T>(&self, entries: &mut Vec<(String, T)>) {
         let state = self.deletes.state.lock().unwrap();
-        let landed: HashSet<&str> = state
+        let landed = self.landed(&state);
+        if !state.tombstones.is_empty() || !landed.is_empty() {
+            entries.retain(|(key, _)| !state.tombstones.contains_key(key) && !landed.contains(key.as_str()));
+        }
+    }
+
+    /// Drops the common prefixes of directories removed here, or whose
+    /// removal landed since the listing started.
+    pub fn hide_prefixes(&self, prefixes: &mut Vec<String>) {
+        let state = self.deletes.state.lock().unwrap();
+        let landed = self.landed(&state);
+        if !state.removed.is_empty() || !landed.is_empty() {
+            prefixes.retain(|p| !state.removed.contains(p) && !landed.contains(p.as_str()));
+        }
+    }
+
+    fn landed<'s>(&self, state: &'s State) -> HashSet<&'s str> {
+        state
             .landed
             .iter()
             .rev()
             .take_while(|(epoch, _)| *epoch > self.since)
             .map(|(_, key)| key.as_str())
-            .collect();
-        if !state.tombstones.is_empty() || !landed.is_empty() {
-            entries.retain(|(key, _)| !state.tombstones.contains_key(key) && !landed.contains(key.as_str()));
-        }
+            .collect()
     }
 }
 
@@ -110,6 +132,25 @@ impl Deletes {
         self.state.lock().unwrap().tombstones.contains_key(key)
     }
 
+    /// The directory at `prefix` was removed: hides it until every delete
+    /// under it has landed.
+    pub fn remove_dir(&self, prefix: &str) {
+        let mut state = self.state.lock().unwrap();
+        if under(&state.tombstones, prefix).next().is_some() {
+            state.removed.insert(prefix.to_string());
+        }
+    }
+
+    /// Is the directory at `prefix` removed, with deletes under it on their way?
+    pub fn is_removed(&self, prefix: &str) -> bool {
+        self.state.lock().unwrap().removed.contains(prefix)
+    }
+
+    /// How many keys under `prefix` are being deleted.
+    pub fn pending_under(&self, prefix: &str) -> usize {
+        under(&self.state.lock().unwrap().tombstones, prefix).count()
+    }
+
     /// Call before sending a listing; hide its answer through the result.
     pub fn reading(&self) -> Reading<'_> {
         let mut state = self.state.lock().unwrap();
@@ -125,16 +166,16 @@ impl Deletes {
 
     /// Waits until no key under `prefix` is being deleted.
     pub async fn settled_under(&self, prefix: &str) {
-        self.wait_for(|t| !t.keys().any(|k| k.starts_with(prefix))).await
+        self.wait_for(|t| under(t, prefix).next().is_none()).await
     }
 
     /// Waits for every delete; answers the keys given up since the last call.
     pub async fn drain(&self) -> Vec<String> {
-        self.wait_for(HashMap::is_empty).await;
+        self.wait_for(BTreeMap::is_empty).await;
         std::mem::take(&mut self.state.lock().unwrap().lost)
     }
 
-    async fn wait_for(&self, done: impl Fn(&HashMap<String, usize>) -> bool) {
+    async fn wait_for(&self, done: impl Fn(&BTreeMap<String, usize>) -> bool) {
         // Subscribed before looking, so a landing in between still wakes us.
         let mut landed = self.landed.subscribe();
         while !done(&self.state.lock().unwrap().tombstones) {
@@ -171,6 +212,19 @@ impl Deletes {
                         state.landed.push_back((epoch, key));
                     }
                 }
+                let State {
+                    tombstones,
+                    removed,
+                    landed,
+                    ..
+                } = &mut *state;
+                removed.retain(|prefix| {
+                    let pending = under(tombstones, prefix).next().is_some();
+                    if !pending && listing {
+                        landed.push_back((epoch, prefix.clone()));
+                    }
+                    pending
+                });
                 state.lost.extend(lost);
             }
             self.landed.send_modify(|n| *n += 1);
@@ -201,4 +255,13 @@ impl Deletes {
         }
         lost
     }
+}
+
+/// The tombstoned keys under `prefix`.
+fn under<'t>(tombstones: &'t BTreeMap<String, usize>, prefix: &str) -> impl Iterator<Item = &'t String> + 't {
+    let prefix = prefix.to_string();
+    tombstones
+        .range::<String, _>(&prefix..)
+        .map(|(k, _)| k)
+        .take_while(move |k| k.starts_with(&prefix))
 }

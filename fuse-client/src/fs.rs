@@ -22,7 +22,7 @@ use crate::attrs::{Posix, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
 use crate::cache::{BlockCache, Readahead};
 use crate::deletes::Deletes;
 use crate::error::FsError;
-use crate::s3::{ObjectInfo, Source, VersionEntry, S3};
+use crate::s3::{Listing, ObjectInfo, Source, VersionEntry, S3};
 use crate::scan::Scans;
 use crate::writer::{Span, Writer};
 
@@ -205,11 +205,20 @@ fn dir_prefix(path: &str) -> String {
     }
 }
 
+/// What the store holds under a directory's prefix.
+#[derive(Default)]
+struct DirContents {
+    /// The directory's own key, if it has one.
+    marker: Option<ObjectInfo>,
+    /// Any key or prefix under it besides the marker.
+    children: bool,
+}
+
 /// What a scan showed at the name it started from.
 enum Scanned {
-    File(Box<Node>),
+    Found(Box<Node>),
     Absent,
-    /// A directory, or a name the listing did not reach or could not show whole.
+    /// A name the listing did not reach or could not show whole.
     Unknown,
 }
 
@@ -460,16 +469,40 @@ impl Fs {
         if let Some(info) = self.s3.head(path, None).await? {
             return Ok(Some(self.object_node(path, info, true)));
         }
-        let prefix = dir_prefix(path);
-        let listing = self.s3.list(&prefix, None, 1).await?;
-        if listing.objects.is_empty() && listing.prefixes.is_empty() {
+        let contents = self.dir_contents(&dir_prefix(path)).await?;
+        if contents.marker.is_none() && !contents.children {
             return Ok(None);
         }
-        let marker = match listing.objects.first() {
-            Some((k, _)) if *k == prefix => self.s3.head(&prefix, None).await?,
-            _ => None,
-        };
-        Ok(Some(self.dir_node(path, marker)))
+        Ok(Some(self.dir_node(path, contents.marker)))
+    }
+
+    /// What the store holds under a directory's `prefix`, less what this
+    /// mount is deleting: pages on past deleted keys until one that is not.
+    async fn dir_contents(&self, prefix: &str) -> Result<DirContents, FsError> {
+        let mut contents = DirContents::default();
+        if self.deletes.is_removed(prefix) {
+            return Ok(contents);
+        }
+        let page = (2 + self.deletes.pending_under(prefix)).min(LIST_PAGE);
+        let reading = self.deletes.reading();
+        let mut token = None;
+        loop {
+            let mut listing = self.s3.list(prefix, token.as_deref(), page).await?;
+            reading.hide(&mut listing.objects);
+            reading.hide_prefixes(&mut listing.prefixes);
+            contents.children |= !listing.prefixes.is_empty();
+            for (key, info) in listing.objects {
+                match key == prefix {
+                    true if listing.attributes => contents.marker = Some(info),
+                    true => contents.marker = self.s3.head(prefix, None).await?,
+                    false => contents.children = true,
+                }
+            }
+            match listing.next {
+                Some(next) if !contents.children => token = Some(next),
+                _ => return Ok(contents),
+            }
+        }
     }
 
     /// [`Self::fetch_node`] for a lookup the table could not answer: when
@@ -481,7 +514,7 @@ impl Fs {
         if self.config.at.is_none() {
             if let Some(page) = self.scans.miss(dir, name) {
                 match self.scan_from(dir, path, page).await? {
-                    Scanned::File(node) => return Ok(Some(*node)),
+                    Scanned::Found(node) => return Ok(Some(*node)),
                     Scanned::Absent => return Ok(None),
                     Scanned::Unknown => {}
                 }
@@ -498,6 +531,7 @@ impl Fs {
         let reading = self.deletes.reading();
         let mut listing = self.s3.list_after(&prefix, &just_before(path), page + 1).await?;
         reading.hide(&mut listing.objects);
+        reading.hide_prefixes(&mut listing.prefixes);
         if !listing.attributes {
             return Ok(Scanned::Unknown);
         }
@@ -509,26 +543,33 @@ impl Fs {
             && (listing.next.is_none()
                 || listing.objects.iter().any(|(k, _)| *k > as_dir)
                 || listing.prefixes.iter().any(|p| *p > as_dir));
-        let mut names: Vec<(String, Option<ObjectInfo>)> = listing
+        let mut markers = listing.markers;
+        let mut names: Vec<(String, Option<Node>)> = listing
             .objects
             .into_iter()
-            .map(|(k, info)| (k, Some(info)))
-            .chain(listing.prefixes.into_iter().map(|p| (p, None)))
+            .map(|(k, info)| {
+                let node = self.object_node(&k, info, true);
+                (k, Some(node))
+            })
+            .chain(listing.prefixes.into_iter().map(|p| {
+                // A directory, known when the listing told of its marker.
+                let node = markers
+                    .remove(&p)
+                    .map(|marker| self.dir_node(&p[..p.len() - 1], marker));
+                (p, node)
+            }))
             .collect();
         names.sort_by(|a, b| a.0.cmp(&b.0));
         let next = (names.len() > page).then(|| names[page].0.trim_end_matches('/').to_string());
         names.truncate(page);
         let mut found = None;
-        for (key, info) in names {
-            let Some(info) = info else {
-                continue; // a directory: its marker's attributes are not here
-            };
-            let name = &key[prefix.len()..];
+        for (key, node) in names {
+            let Some(node) = node else { continue };
+            let name = key[prefix.len()..].trim_end_matches('/');
             if name.is_empty() || !valid_listed_name(name) {
                 continue;
             }
-            let node = self.object_node(&key, info, true);
-            if key == path {
+            if node.path == path {
                 found = Some(node.clone());
             }
             self.remember(node);
@@ -536,7 +577,7 @@ impl Fs {
         let next_name = next.as_deref().map(|n| &n[prefix.len().min(n.len())..]);
         self.scans.scanned(dir, page, next_name);
         Ok(match found {
-            Some(node) => Scanned::File(Box::new(node)),
+            Some(node) => Scanned::Found(Box::new(node)),
             None if shown_absent => Scanned::Absent,
             None => Scanned::Unknown,
         })
@@ -622,10 +663,20 @@ impl Fs {
         let started = Instant::now();
         let mut entries = Vec::new();
         let mut names = std::collections::HashSet::new();
-        let (objects, prefixes, attributes) = match self.config.at {
+        let Listing {
+            objects,
+            prefixes,
+            markers,
+            attributes,
+            ..
+        } = match self.config.at {
             Some(at) => {
                 let (objects, prefixes) = self.versions_at(&prefix, at).await?;
-                (objects, prefixes, false)
+                Listing {
+                    objects,
+                    prefixes,
+                    ..Listing::default()
+                }
             }
             None => self.list_all(&prefix).await?,
         };
@@ -657,9 +708,10 @@ impl Fs {
             }
             let path = &p[..p.len() - 1];
             let known = self.table.lock().unwrap().by_path.get(path).copied();
-            let ino = match known {
-                Some(ino) => ino,
-                None => self.remember(self.dir_node(path, None)).ino,
+            let ino = match (markers.get(&p), known) {
+                (Some(marker), _) => self.remember(self.dir_node(path, marker.clone())).ino,
+                (None, Some(ino)) => ino,
+                (None, None) => self.remember(self.dir_node(path, None)).ino,
             };
             entries.push(DirEntry {
                 name: name.to_string(),
@@ -719,24 +771,25 @@ impl Fs {
         }
     }
 
-    /// Every key and common prefix under `prefix`, and whether the store
-    /// gave whole attributes with them.
-    async fn list_all(
-        &self,
-        prefix: &str,
-    ) -> Result<(Vec<(String, ObjectInfo)>, Vec<String>, bool), FsError> {
-        let (mut objects, mut prefixes, mut attributes) = (Vec::new(), Vec::new(), true);
+    /// Every key and common prefix under `prefix`, all pages in one.
+    async fn list_all(&self, prefix: &str) -> Result<Listing, FsError> {
+        let mut all = Listing {
+            attributes: true,
+            ..Listing::default()
+        };
         let mut token: Option<String> = None;
         let reading = self.deletes.reading();
         loop {
             let mut page = self.s3.list(prefix, token.as_deref(), LIST_PAGE).await?;
             reading.hide(&mut page.objects);
-            objects.extend(page.objects);
-            prefixes.extend(page.prefixes);
-            attributes &= page.attributes;
+            reading.hide_prefixes(&mut page.prefixes);
+            all.objects.extend(page.objects);
+            all.prefixes.extend(page.prefixes);
+            all.markers.extend(page.markers);
+            all.attributes &= page.attributes;
             match page.next {
                 Some(t) => token = Some(t),
-                None => return Ok((objects, prefixes, attributes)),
+                None => return Ok(all),
             }
         }
     }
@@ -819,6 +872,8 @@ impl Fs {
             return Err(FsError::Exists);
         }
         let posix = self.new_posix(S_IFDIR, mode, uid, gid);
+        // A directory of this name removed a moment ago must be gone first.
+        self.deletes.settled_under(&dir_prefix(&path)).await;
         let info = self
             .s3
             .put(&dir_prefix(&path), Bytes::new(), &posix.to_metadata())
@@ -851,9 +906,6 @@ impl Fs {
         }
         let path = self.node(attr.ino)?.path;
         let prefix = dir_prefix(&path);
-        // Children unlinked a moment ago must be gone from the store first.
-        self.deletes.settled_under(&prefix).await;
-        let listing = self.s3.list(&prefix, None, 2).await?;
         let local_child = self
             .table
             .lock()
@@ -861,10 +913,20 @@ impl Fs {
             .nodes
             .values()
             .any(|n| n.local && parent_of(&n.path) == path);
-        if local_child || !listing.prefixes.is_empty() || listing.objects.iter().any(|(k, _)| *k != prefix) {
+        // Children unlinked a moment ago may still be on their way out of
+        // the store: they do not count, and the directory is hidden until
+        // they are gone (see `deletes.rs`).
+        let contents = self.dir_contents(&prefix).await?;
+        if local_child || contents.children {
             return Err(FsError::NotEmpty);
         }
-        self.s3.delete(&prefix).await?;
+        if contents.marker.is_some() {
+            match self.write_back {
+                Some(_) => self.deletes.delete(prefix.clone()),
+                None => self.s3.delete(&prefix).await?,
+            }
+        }
+        self.deletes.remove_dir(&prefix);
         self.forget_path(&path);
         self.touch_dir(parent);
         Ok(())
@@ -1508,6 +1570,7 @@ impl Fs {
         match from.kind {
             Kind::Dir => {
                 self.deletes.settled_under(&dir_prefix(&from.path)).await;
+                self.deletes.settled_under(&dir_prefix(&to)).await;
                 self.s3
                     .rename(&dir_prefix(&from.path), &dir_prefix(&to), true, no_replace)
                     .await?;

@@ -58,6 +58,10 @@ impl Default for ObjectInfo {
 pub struct Listing {
     pub objects: Vec<(String, ObjectInfo)>,
     pub prefixes: Vec<String>,
+    /// What the listing tells of a prefix's own key (its directory marker):
+    /// `Some(info)` when it exists, `None` when it does not. Prefixes the
+    /// listing cannot tell about are not here.
+    pub markers: HashMap<String, Option<ObjectInfo>>,
     pub next: Option<String>,
     /// The objects' infos are whole (metadata and version ids), as a HEAD's.
     pub attributes: bool,
@@ -522,32 +526,28 @@ impl S3 {
         let text = resp.text().await.map_err(|e| FsError::Io(e.to_string()))?;
         let objects = xml_blocks(&text, "Contents")
             .map(|block| {
-                let mut info = ObjectInfo {
-                    size: xml_field(block, "Size").and_then(|s| s.parse().ok()).unwrap_or(0),
-                    etag: xml_field(block, "ETag")
-                        .unwrap_or_default()
-                        .trim_matches('"')
-                        .to_string(),
-                    mtime: xml_field(block, "LastModified").map_or(SystemTime::UNIX_EPOCH, |t| parse_iso(&t)),
-                    ..ObjectInfo::default()
-                };
-                if attributes {
-                    info.version_id = xml_field(block, "VersionId").filter(|v| v != "null");
-                    info.metadata = xml_blocks(block, "Item")
-                        .filter_map(|item| Some((xml_field(item, "Key")?, xml_field(item, "Value")?)))
-                        .collect();
-                }
-                (url_decode(&xml_field(block, "Key").unwrap_or_default()), info)
+                let key = url_decode(&xml_field(block, "Key").unwrap_or_default());
+                (key, listed_info(block, attributes))
             })
             .collect();
-        let prefixes = xml_blocks(&text, "CommonPrefixes")
-            .filter_map(|b| xml_field(b, "Prefix"))
-            .map(|p| url_decode(&p))
-            .collect();
+        let mut prefixes = Vec::new();
+        let mut markers = HashMap::new();
+        for block in xml_blocks(&text, "CommonPrefixes") {
+            let Some(prefix) = xml_field(block, "Prefix").map(|p| url_decode(&p)) else {
+                continue;
+            };
+            if let Some(dir) = xml_blocks(block, "Directory").next().filter(|_| attributes) {
+                let marker =
+                    (xml_field(dir, "Marker").as_deref() == Some("true")).then(|| listed_info(dir, true));
+                markers.insert(prefix.clone(), marker);
+            }
+            prefixes.push(prefix);
+        }
         let truncated = xml_field(&text, "IsTruncated").as_deref() == Some("true");
         Ok(Listing {
             objects,
             prefixes,
+            markers,
             next: xml_field(&text, "NextContinuationToken").filter(|_| truncated),
             attributes,
         })
@@ -733,6 +733,26 @@ fn etag_of_result(text: &str) -> Result<String, FsError> {
 
 /// The inner texts of every `<tag>...</tag>` in `xml`, in order (flat
 /// documents only: S3's answers do not nest an element in itself).
+/// A listed object's info; with `attributes`, its version id and metadata too.
+fn listed_info(block: &str, attributes: bool) -> ObjectInfo {
+    let mut info = ObjectInfo {
+        size: xml_field(block, "Size").and_then(|s| s.parse().ok()).unwrap_or(0),
+        etag: xml_field(block, "ETag")
+            .unwrap_or_default()
+            .trim_matches('"')
+            .to_string(),
+        mtime: xml_field(block, "LastModified").map_or(SystemTime::UNIX_EPOCH, |t| parse_iso(&t)),
+        ..ObjectInfo::default()
+    };
+    if attributes {
+        info.version_id = xml_field(block, "VersionId").filter(|v| v != "null");
+        info.metadata = xml_blocks(block, "Item")
+            .filter_map(|item| Some((xml_field(item, "Key")?, xml_field(item, "Value")?)))
+            .collect();
+    }
+    info
+}
+
 fn xml_blocks<'x>(xml: &'x str, tag: &str) -> impl Iterator<Item = &'x str> + 'x {
     let open = format!("<{tag}>");
     let close = format!("</{tag}>");

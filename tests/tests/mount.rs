@@ -303,8 +303,12 @@ fn write_back_deletes_hide_at_once_and_land_in_order() -> Result<()> {
     for i in 0..20 {
         fs::write(mnt.join(format!("r{i:02}")), "old\n")?;
     }
+    fs::create_dir_all(mnt.join("gone/sub"))?;
+    fs::create_dir(mnt.join("gone/empty"))?;
+    fs::write(mnt.join("gone/sub/k"), "k")?;
     run(Command::new("sync").arg(&mnt), "sync DIR")?;
-    let locked: Vec<String> = (0..12).map(|i| format!("r{i:02}")).collect();
+    let mut locked: Vec<String> = (0..12).map(|i| format!("r{i:02}")).collect();
+    locked.extend(["gone/sub/k".to_string(), "gone/".to_string()]);
     let locks = KeyLocks::hold(&cluster, "wdel", &locked)?;
     for i in 0..20 {
         fs::remove_file(mnt.join(format!("r{i:02}")))?;
@@ -313,8 +317,26 @@ fn write_back_deletes_hide_at_once_and_land_in_order() -> Result<()> {
     for i in 12..20 {
         fs::write(mnt.join(format!("r{i:02}")), format!("new {i}\n"))?;
     }
+    // A tree removed while its deletes are held up is gone at once, and
+    // making it again waits for them.
+    run(Command::new("rm").arg("-rf").arg(mnt.join("gone")), "rm -rf")?;
+    assert!(!mnt.join("gone").exists());
+    let names: Vec<String> = fs::read_dir(&mnt)?
+        .map(|e| Ok(e?.file_name().to_string_lossy().into_owned()))
+        .collect::<Result<_>>()?;
+    assert!(!names.iter().any(|n| n == "gone"), "{names:?}");
+    let again = mnt.join("gone");
+    let remade = std::thread::spawn(move || -> std::io::Result<()> {
+        fs::create_dir(&again)?;
+        fs::write(again.join("new"), "new")
+    });
     std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(
+        !remade.is_finished(),
+        "mkdir did not wait for the deletes under it"
+    );
     drop(locks);
+    remade.join().expect("mkdir thread")?;
     run(Command::new("sync").arg(&mnt), "sync DIR")?;
 
     let listing = cluster.aws_ok(&["s3", "ls", "--recursive", "s3://wdel/"])?;
@@ -328,7 +350,7 @@ fn write_back_deletes_hide_at_once_and_land_in_order() -> Result<()> {
         .chain([3, 5])
         .map(|i| format!("d/f{i:03}"))
         .chain((12..20).map(|i| format!("r{i:02}")))
-        .chain(["d/".to_string()])
+        .chain(["d/", "gone/", "gone/new"].map(String::from))
         .collect();
     expected.sort_unstable();
     assert_eq!(keys, expected);
@@ -396,6 +418,8 @@ impl Drop for KeyLocks {
 /// Another mount learns attributes from listings: `ls -l` after readdir and
 /// `stat` of names in order (a scan) show what the writer set, for names
 /// with XML's special characters too, and a name a scan passed is missing.
+/// Subdirectories' modes and owners come with the listing too (their
+/// markers'), and a directory without a marker gets the defaults.
 #[test]
 fn listings_and_scans_carry_whole_attributes() -> Result<()> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -412,11 +436,32 @@ fn listings_and_scans_carry_whole_attributes() -> Result<()> {
         fs::set_permissions(&path, fs::Permissions::from_mode(0o600 + (i as u32 % 0o100)))?;
         std::os::unix::fs::chown(&path, Some(1000 + i as u32), Some(2000 + i as u32))?;
     }
+    let dirs = ["sub0", "sub1 &<>", "sub2"];
+    for (i, name) in dirs.iter().enumerate() {
+        let path = a.join("d").join(name);
+        fs::create_dir(&path)?;
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o700 + 0o11 * i as u32))?;
+        std::os::unix::fs::chown(&path, Some(3000 + i as u32), Some(4000 + i as u32))?;
+    }
+    let x = cluster.dir.join("x");
+    fs::write(&x, "x")?;
+    cluster.aws_ok(&["s3", "cp", x.to_str().unwrap(), "s3://attrs/d/implicit/x"])?;
     let want = |name: &str| -> Result<(u32, u32, u32, u64, i64)> {
         let m = fs::metadata(a.join("d").join(name))?;
         Ok((m.mode(), m.uid(), m.gid(), m.size(), m.mtime()))
     };
     let have = |m: fs::Metadata| (m.mode(), m.uid(), m.gid(), m.size(), m.mtime());
+    let want_dir = |name: &str| -> Result<(u32, u32, u32)> {
+        if name == "implicit" {
+            return Ok((0o40755, 0, 0));
+        }
+        let m = fs::metadata(a.join("d").join(name))?;
+        Ok((m.mode(), m.uid(), m.gid()))
+    };
+    let have_dir = |m: fs::Metadata| (m.mode(), m.uid(), m.gid());
+    let mut all_dirs: Vec<&str> = dirs.to_vec();
+    all_dirs.push("implicit");
+    all_dirs.sort();
 
     // Names in order, never listed: the second miss starts a scan.
     let b = cluster.dir.join("b");
@@ -427,6 +472,13 @@ fn listings_and_scans_carry_whole_attributes() -> Result<()> {
         assert_eq!(have(fs::metadata(b.join("d").join(name))?), want(name)?, "{name}");
     }
     assert!(!b.join("d").join("f0005").exists(), "a name between listed ones");
+    for name in &all_dirs {
+        assert_eq!(
+            have_dir(fs::metadata(b.join("d").join(name))?),
+            want_dir(name)?,
+            "{name}"
+        );
+    }
 
     // readdir, then stat of each entry.
     let c = cluster.dir.join("c");
@@ -435,9 +487,12 @@ fn listings_and_scans_carry_whole_attributes() -> Result<()> {
     for entry in fs::read_dir(c.join("d"))? {
         let entry = entry?;
         let name = entry.file_name().into_string().unwrap();
-        assert_eq!(have(entry.metadata()?), want(&name)?, "{name}");
+        match all_dirs.contains(&name.as_str()) {
+            true => assert_eq!(have_dir(entry.metadata()?), want_dir(&name)?, "{name}"),
+            false => assert_eq!(have(entry.metadata()?), want(&name)?, "{name}"),
+        }
         listed += 1;
     }
-    assert_eq!(listed, names.len());
+    assert_eq!(listed, names.len() + all_dirs.len());
     Ok(())
 }

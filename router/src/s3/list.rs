@@ -22,14 +22,24 @@ const MAX_KEYS: i32 = 1000;
 
 enum Entry {
     Object(Version),
-    Prefix(String),
+    Prefix(String, Marker),
+}
+
+/// What a listing saw of a common prefix's own key (`dir/`, a directory
+/// marker): that key sorts first under the prefix, so a scan that reached
+/// the prefix from before it knows whether the key exists.
+enum Marker {
+    /// The scan resumed inside the prefix and never saw its start.
+    Unknown,
+    Absent,
+    Present(Box<Version>),
 }
 
 impl Entry {
     fn token(&self) -> String {
         match self {
             Entry::Object(v) => hex::encode(format!("k{}", v.key)),
-            Entry::Prefix(p) => hex::encode(format!("p{p}")),
+            Entry::Prefix(p, _) => hex::encode(format!("p{p}")),
         }
     }
 }
@@ -115,10 +125,13 @@ async fn list_page(
             .await?;
         let exhausted = (batch.len() as i64) < size;
         let mut jumped = false;
+        // Where the scan stood before the current row.
+        let mut before = (cursor.clone(), inclusive);
         for v in batch {
             if !v.key.starts_with(prefix) {
                 break 'scan;
             }
+            let previous = std::mem::replace(&mut before, (v.key.clone(), false));
             (cursor, inclusive) = (v.key.clone(), false);
             if skip_under.as_deref().is_some_and(|p| v.key.starts_with(p)) {
                 continue;
@@ -128,7 +141,15 @@ async fn list_page(
                 .flatten()
                 .map(|i| v.key[..prefix.len() + i + delimiter.len()].to_string());
             let entry = match folded {
-                Some(p) => Entry::Prefix(p),
+                Some(p) => {
+                    let from_start = previous.0 < p || (previous.0 == p && previous.1);
+                    let marker = match from_start {
+                        false => Marker::Unknown,
+                        true if v.key == p => Marker::Present(Box::new(v)),
+                        true => Marker::Absent,
+                    };
+                    Entry::Prefix(p, marker)
+                }
                 None => Entry::Object(v),
             };
             if entries.len() == max {
@@ -137,7 +158,7 @@ async fn list_page(
                     truncated: true,
                 });
             }
-            if let Entry::Prefix(p) = &entry {
+            if let Entry::Prefix(p, _) = &entry {
                 match prefix_successor(p) {
                     Some(next) => {
                         (cursor, inclusive) = (next, true);
@@ -226,7 +247,7 @@ impl Bucketfs {
             .flatten()
             .map(|e| match e {
                 Entry::Object(v) => encode.apply(&v.key),
-                Entry::Prefix(p) => encode.apply(p),
+                Entry::Prefix(p, _) => encode.apply(p),
             });
         let (contents, common_prefixes) = split(page.entries, &encode);
         Ok(S3Response::new(ListObjectsOutput {
@@ -367,7 +388,7 @@ fn split(entries: Vec<Entry>, encode: &Encoder) -> (Vec<Object>, Vec<CommonPrefi
                 storage_class: Some(ObjectStorageClass::from_static(ObjectStorageClass::STANDARD)),
                 ..Default::default()
             }),
-            Entry::Prefix(p) => prefixes.push(CommonPrefix {
+            Entry::Prefix(p, _) => prefixes.push(CommonPrefix {
                 prefix: Some(encode.apply(&p)),
             }),
         }
@@ -409,7 +430,10 @@ impl Encoder {
 /// a whole directory's attributes in one request instead of a HEAD per key.
 /// Metadata comes as `<UserMetadata><Item><Key>k</Key><Value>v</Value></Item>`
 /// (keys need not be XML names), flagged by the `x-bucketfs-metadata: items`
-/// header so a client can tell it from another server's format.
+/// header so a client can tell it from another server's format. A common
+/// prefix tells of its own key (a directory marker) in `<Directory>`:
+/// `<Marker>false</Marker>`, or `true` and the marker's fields; no
+/// `<Directory>` when the page started inside the prefix and cannot tell.
 pub(super) async fn list_with_metadata(meta: &Meta, req: S3Request<Body>) -> Result<S3Response<Body>> {
     let bucket_name = req.uri.path().trim_matches('/');
     if bucket_name.is_empty() || bucket_name.contains('/') {
@@ -461,25 +485,21 @@ pub(super) async fn list_with_metadata(meta: &Meta, req: S3Request<Body>) -> Res
             Entry::Object(v) => {
                 xml.push_str("<Contents>");
                 push_element(&mut xml, "Key", &text(&v.key));
-                push_element(&mut xml, "LastModified", &iso_millis(v.created_at));
-                push_element(&mut xml, "ETag", &xml_escape(&format!("\"{}\"", v.etag)));
-                push_element(&mut xml, "Size", &v.size.to_string());
-                push_element(&mut xml, "StorageClass", "STANDARD");
-                push_element(&mut xml, "VersionId", &xml_escape(&v.version_id));
-                xml.push_str("<UserMetadata>");
-                let mut pairs: Vec<_> = v.user_metadata().into_iter().collect();
-                pairs.sort();
-                for (k, val) in pairs {
-                    xml.push_str("<Item>");
-                    push_element(&mut xml, "Key", &xml_escape(&k));
-                    push_element(&mut xml, "Value", &xml_escape(&val));
-                    xml.push_str("</Item>");
-                }
-                xml.push_str("</UserMetadata></Contents>");
+                push_version(&mut xml, v);
+                xml.push_str("</Contents>");
             }
-            Entry::Prefix(p) => {
+            Entry::Prefix(p, marker) => {
                 xml.push_str("<CommonPrefixes>");
                 push_element(&mut xml, "Prefix", &text(p));
+                match marker {
+                    Marker::Unknown => {}
+                    Marker::Absent => xml.push_str("<Directory><Marker>false</Marker></Directory>"),
+                    Marker::Present(v) => {
+                        xml.push_str("<Directory><Marker>true</Marker>");
+                        push_version(&mut xml, v);
+                        xml.push_str("</Directory>");
+                    }
+                }
                 xml.push_str("</CommonPrefixes>");
             }
         }
@@ -510,6 +530,26 @@ fn query_pairs(query: &str) -> Result<Vec<(String, String)>> {
             Ok((decode(k)?, decode(v)?))
         })
         .collect()
+}
+
+/// A listed version's fields after its key: times, size, version id and
+/// user metadata.
+fn push_version(xml: &mut String, v: &Version) {
+    push_element(xml, "LastModified", &iso_millis(v.created_at));
+    push_element(xml, "ETag", &xml_escape(&format!("\"{}\"", v.etag)));
+    push_element(xml, "Size", &v.size.to_string());
+    push_element(xml, "StorageClass", "STANDARD");
+    push_element(xml, "VersionId", &xml_escape(&v.version_id));
+    xml.push_str("<UserMetadata>");
+    let mut pairs: Vec<_> = v.user_metadata().into_iter().collect();
+    pairs.sort();
+    for (k, val) in pairs {
+        xml.push_str("<Item>");
+        push_element(xml, "Key", &xml_escape(&k));
+        push_element(xml, "Value", &xml_escape(&val));
+        xml.push_str("</Item>");
+    }
+    xml.push_str("</UserMetadata>");
 }
 
 fn push_element(xml: &mut String, tag: &str, escaped: &str) {
@@ -571,7 +611,7 @@ mod tests {
 
     #[test]
     fn tokens_round_trip() {
-        let e = Entry::Prefix("dir/".into());
+        let e = Entry::Prefix("dir/".into(), Marker::Unknown);
         assert!(matches!(Resume::from_token(&e.token()).unwrap(), Resume::PastPrefix(p) if p == "dir/"));
         assert!(Resume::from_token("zz").is_err());
     }

@@ -938,15 +938,7 @@ impl Fs {
         if attr.kind == Kind::Dir {
             return Err(FsError::IsDir);
         }
-        let node = self.node(attr.ino)?;
-        if let Some(file) = self.open_file(attr.ino) {
-            // Still open: keep its bytes locally until the last close.
-            let mut file = file.lock().await;
-            let writer = self.writer(&mut file, &node)?;
-            writer.detach(&self.s3).await?;
-            writer.abandon(&self.s3).await;
-            file.orphan = true;
-        }
+        self.orphan(attr.ino).await?;
         // A commit (a write-back one, say) may have landed meanwhile.
         let node = self.node(attr.ino)?;
         if !node.local {
@@ -967,6 +959,21 @@ impl Fs {
             self.forget_path(&node.path);
         }
         self.touch_dir(parent);
+        Ok(())
+    }
+
+    /// The file `ino` loses its name. If still open (by a handle, or by a
+    /// queued write-back commit), its bytes stay local until the last close
+    /// and it is never committed: its old name is gone or another file's.
+    async fn orphan(&self, ino: u64) -> Result<(), FsError> {
+        if let Some(file) = self.open_file(ino) {
+            let node = self.node(ino)?;
+            let mut file = file.lock().await;
+            let writer = self.writer(&mut file, &node)?;
+            writer.detach(&self.s3).await?;
+            writer.abandon(&self.s3).await;
+            file.orphan = true;
+        }
         Ok(())
     }
 
@@ -1551,6 +1558,7 @@ impl Fs {
         if from.kind == Kind::Dir && (to == from.path || to.starts_with(&dir_prefix(&from.path))) {
             return Err(FsError::Invalid);
         }
+        let mut replaced = None;
         if let Ok(existing) = self.lookup(new_parent, new_name).await {
             if no_replace {
                 return Err(FsError::Exists);
@@ -1562,7 +1570,12 @@ impl Fs {
                 (false, true) => return Err(FsError::IsDir),
                 (true, false) => return Err(FsError::NotDir),
                 (true, true) => self.rmdir(new_parent, new_name).await?,
-                (false, false) => {}
+                (false, false) => {
+                    // The file replaced must not commit over its successor
+                    // (a chmod of it may have queued a write-back commit).
+                    self.orphan(existing.ino).await?;
+                    replaced = Some(existing.ino).filter(|ino| self.is_open(*ino));
+                }
             }
         }
         // Deleted names must not move along, nor come back over the new one.
@@ -1596,7 +1609,18 @@ impl Fs {
                 .map(|(p, i)| (p.clone(), *i))
                 .collect();
             if let Some(old) = table.by_path.remove(&to) {
-                table.nodes.remove(&old);
+                match replaced {
+                    // Open: it lives on for its handles, under no name.
+                    Some(ino) if ino == old => {
+                        if let Some(n) = table.nodes.get_mut(&old) {
+                            n.unlinked = true;
+                            n.posix.ctime = SystemTime::now();
+                        }
+                    }
+                    _ => {
+                        table.nodes.remove(&old);
+                    }
+                }
             }
             let now = SystemTime::now();
             let mut renamed = Vec::new();

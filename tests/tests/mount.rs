@@ -211,6 +211,19 @@ fn write_back_uploads_after_close_and_sync_waits_for_it() -> Result<()> {
     }
     assert_eq!(fs::read_dir(mnt.join("small"))?.count(), 200);
 
+    // git's config update: the file is chmodded right after its close (a
+    // write-back commit queued), then replaced by a rename. The replaced
+    // file's commit must not land over its successor.
+    fs::create_dir(mnt.join("cfg"))?;
+    for i in 0..10 {
+        let (old, new) = (mnt.join(format!("cfg/c{i}")), mnt.join(format!("cfg/c{i}.lock")));
+        fs::write(&old, "old\n")?;
+        fs::set_permissions(&old, fs::Permissions::from_mode(0o744))?;
+        fs::write(&new, format!("new {i}\n"))?;
+        fs::rename(&new, &old)?;
+        assert_eq!(fs::read_to_string(&old)?, format!("new {i}\n"));
+    }
+
     run(Command::new("sync").arg(&mnt), "sync DIR")?;
     let listing = cluster.aws_ok(&["s3", "ls", "--recursive", "s3://wback/small/"])?;
     assert_eq!(
@@ -253,6 +266,13 @@ fn write_back_uploads_after_close_and_sync_waits_for_it() -> Result<()> {
     }
     let mode = fs::metadata(mnt.join("small/f007"))?.permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
+    for i in 0..10 {
+        assert_eq!(
+            fs::read_to_string(mnt.join(format!("cfg/c{i}")))?,
+            format!("new {i}\n")
+        );
+    }
+    assert_eq!(fs::read_dir(mnt.join("cfg"))?.count(), 10);
     assert_eq!(
         fs::read_to_string(mnt.join("last.txt"))?,
         "written just before unmount\n"

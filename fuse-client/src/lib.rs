@@ -6,6 +6,7 @@
 pub mod absence;
 pub mod attrs;
 pub mod aws_config;
+pub mod batch;
 pub mod cache;
 pub mod deletes;
 pub mod error;

@@ -1,18 +1,20 @@
 //! The S3 calls the filesystem makes. Requests are signed as presigned URLs
 //! (SigV4 through rusty-s3's signer) and sent with reqwest, so the client
-//! speaks standard S3 to any server; `rename` uses the bucketfs router's
-//! extension when the server has it and falls back to copy and delete when
-//! it does not. Server errors and dropped connections are retried with
+//! speaks standard S3 to any server; `rename` and small `put`s use the
+//! bucketfs router's extensions when the server has them, and fall back to
+//! copy and delete, and to one PUT each, when it does not. Server errors and dropped connections are retried with
 //! backoff, so a router or node dying under a long copy does not fail it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use reqwest::{Method, StatusCode};
 use rusty_s3::{Bucket, Credentials, UrlStyle};
 
+use crate::batch;
 use crate::error::FsError;
 
 const SIGNED_FOR: Duration = Duration::from_secs(3600);
@@ -91,6 +93,10 @@ pub struct S3 {
     http: reqwest::Client,
     /// False once the server turned the rename extension down.
     server_renames: AtomicBool,
+    /// False once the server turned the batch extension down.
+    server_batches: AtomicBool,
+    /// Small puts waiting for a batch call.
+    batches: batch::Queue,
 }
 
 /// One request to sign and send.
@@ -153,6 +159,8 @@ impl S3 {
                 .pool_max_idle_per_host(64)
                 .build()?,
             server_renames: AtomicBool::new(true),
+            server_batches: AtomicBool::new(true),
+            batches: batch::Queue::default(),
         })
     }
 
@@ -318,7 +326,36 @@ impl S3 {
         Ok(blocks)
     }
 
+    /// Stores `body` as the new version of `key`. On a bucketfs router a
+    /// small body shares one batch call with the small puts made meanwhile.
     pub async fn put(
+        self: &Arc<Self>,
+        key: &str,
+        body: Bytes,
+        meta: &HashMap<String, String>,
+    ) -> Result<ObjectInfo, FsError> {
+        let size = body.len() as u64;
+        if body.len() > batch::MAX_OBJECT || !self.server_batches.load(Ordering::Relaxed) {
+            return self.put_one(key, body, meta).await;
+        }
+        let (put, answer) = batch::Put::new(key, body, meta);
+        if self.batches.push(put) {
+            tokio::spawn(self.clone().send_batches());
+        }
+        let (etag, version_id) = answer
+            .await
+            .unwrap_or_else(|_| Err(FsError::Io("a batched put was dropped".into())))?;
+        Ok(ObjectInfo {
+            size,
+            etag,
+            version_id,
+            mtime: SystemTime::now(),
+            metadata: meta.clone(),
+        })
+    }
+
+    /// One PutObject call.
+    async fn put_one(
         &self,
         key: &str,
         body: Bytes,
@@ -332,6 +369,71 @@ impl S3 {
         info.mtime = SystemTime::now();
         info.metadata = meta.clone();
         Ok(info)
+    }
+
+    /// Sends queued small puts, a batch per call, until none is left.
+    async fn send_batches(self: Arc<Self>) {
+        while let Some(puts) = self.batches.next_batch() {
+            self.send_batch(puts).await;
+        }
+    }
+
+    async fn send_batch(&self, puts: Vec<batch::Put>) {
+        if self.server_batches.load(Ordering::Relaxed) {
+            use base64::Engine;
+            use md5::Digest;
+            let body = batch::encode(&puts);
+            let md5 = base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(&body));
+            let call = Call::new(Method::POST, None)
+                .query("bucketfs-batch", "")
+                .header("content-md5", md5)
+                .header("content-type", "application/octet-stream")
+                .body(body);
+            let results = match self.send(call).await {
+                Ok(resp) if resp.status().is_success() => match resp.text().await {
+                    Ok(text) => batch::decode(&text, puts.len()),
+                    Err(e) => Err(FsError::Io(e.to_string())),
+                },
+                Ok(resp)
+                    if matches!(
+                        resp.status(),
+                        StatusCode::BAD_REQUEST
+                            | StatusCode::METHOD_NOT_ALLOWED
+                            | StatusCode::NOT_IMPLEMENTED
+                    ) =>
+                {
+                    let e = error_of(resp).await;
+                    tracing::info!(error = %e, "the server has no batch extension; one PUT per object");
+                    self.server_batches.store(false, Ordering::Relaxed);
+                    Ok(Vec::new())
+                }
+                Ok(resp) => Err(error_of(resp).await),
+                Err(e) => Err(e),
+            };
+            match results {
+                Ok(results) if results.len() == puts.len() => {
+                    for (put, stored) in puts.into_iter().zip(results) {
+                        put.answer(stored);
+                    }
+                    return;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(objects = puts.len(), error = %e, "batch put failed");
+                    for put in puts {
+                        put.answer(Err(e.clone()));
+                    }
+                    return;
+                }
+            }
+        }
+        for put in puts {
+            let stored = self
+                .put_one(&put.key, put.body.clone(), &put.meta)
+                .await
+                .map(|info| (info.etag, info.version_id));
+            put.answer(stored);
+        }
     }
 
     /// Replaces the metadata of `source` by copying the object onto itself

@@ -141,10 +141,10 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     }
     .spawn();
 
-    let mut builder =
-        s3s::service::S3ServiceBuilder::new(s3::Bucketfs::new(meta.clone(), io, metrics.clone()));
+    let fs = s3::Bucketfs::new(meta.clone(), io, metrics.clone());
+    let mut builder = s3s::service::S3ServiceBuilder::new(fs.clone());
     builder.set_auth(auth::PostgresAuth::new(meta.clone()));
-    builder.set_route(s3::ExtensionRoute { meta });
+    builder.set_route(s3::ExtensionRoute { fs });
     if !config.domains.is_empty() {
         builder.set_host(host::Domains(config.domains.clone()));
     }

@@ -435,6 +435,112 @@ impl Meta {
         commit_in(&self.pool, bucket, new).await
     }
 
+    /// Commits many new versions of distinct keys, each of at most one
+    /// piece, in one statement; answers each one's result in order. The
+    /// keys are locked in sorted order, like `delete_objects`' keys, so two
+    /// batches (or a batch and a bulk delete) cannot deadlock. If the
+    /// statement fails (a failed precondition aborts it), each version is
+    /// committed alone, so only its own error is reported.
+    pub async fn commit_batch(&self, bucket: &Bucket, news: Vec<NewVersion>) -> Vec<Result<Version>> {
+        if news.is_empty() {
+            return Vec::new();
+        }
+        let mut order: Vec<usize> = (0..news.len()).collect();
+        order.sort_unstable_by(|&a, &b| news[a].key.cmp(&news[b].key));
+        let sorted: Vec<&NewVersion> = order.iter().map(|&i| &news[i]).collect();
+        let piece = |n: &NewVersion| n.pieces.first().cloned();
+        let (precondition, precondition_etag): (Vec<Option<&str>>, Vec<Option<&str>>) = sorted
+            .iter()
+            .map(|n| match &n.precondition {
+                WritePrecondition::None => (None, None),
+                WritePrecondition::Absent => (Some("absent"), None),
+                WritePrecondition::EtagIs(etag) => (Some("etag"), Some(etag.as_str())),
+            })
+            .unzip();
+        let batch: Result<Vec<Version>> = if sorted.iter().any(|n| n.pieces.len() > 1) {
+            Err(Error::Internal(
+                "a batched version has more than one piece".into(),
+            ))
+        } else {
+            sqlx::query_as(
+                "SELECT v.* FROM unnest($2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[],
+                    $7::jsonb[], $8::text[], $9::text[], $10::text[], $11::integer[], $12::integer[])
+                    WITH ORDINALITY AS b(key, vid, size, etag, ctype, md, pre, pre_etag, chunk, off, len, n)
+                 CROSS JOIN LATERAL commit_version($1, b.key, b.vid, b.size, b.etag, b.ctype, b.md, NULL,
+                    b.pre, b.pre_etag,
+                    CASE WHEN b.chunk IS NULL THEN '{}'::bigint[] ELSE ARRAY[0::bigint] END,
+                    CASE WHEN b.chunk IS NULL THEN '{}'::text[] ELSE ARRAY[b.chunk] END,
+                    CASE WHEN b.chunk IS NULL THEN '{}'::integer[] ELSE ARRAY[b.off] END,
+                    CASE WHEN b.chunk IS NULL THEN '{}'::integer[] ELSE ARRAY[b.len] END) v
+                 ORDER BY b.n",
+            )
+            .bind(bucket.id)
+            .bind(sorted.iter().map(|n| n.key.as_str()).collect::<Vec<_>>())
+            .bind(sorted.iter().map(|_| new_version_id()).collect::<Vec<_>>())
+            .bind(sorted.iter().map(|n| n.size).collect::<Vec<_>>())
+            .bind(sorted.iter().map(|n| n.etag.as_str()).collect::<Vec<_>>())
+            .bind(
+                sorted
+                    .iter()
+                    .map(|n| n.content_type.as_deref())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                sorted
+                    .iter()
+                    .map(|n| serde_json::to_value(&n.metadata).expect("metadata serialises"))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(&precondition)
+            .bind(&precondition_etag)
+            .bind(
+                sorted
+                    .iter()
+                    .map(|n| piece(n).map(|p| p.chunk_id))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                sorted
+                    .iter()
+                    .map(|n| piece(n).map_or(0, |p| p.chunk_offset as i32))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                sorted
+                    .iter()
+                    .map(|n| piece(n).map_or(0, |p| p.length as i32))
+                    .collect::<Vec<_>>(),
+            )
+            .fetch_all(&self.pool)
+            .await
+            .map_err(commit_error)
+        };
+        match batch {
+            Ok(versions) if versions.len() == news.len() => {
+                let mut results: Vec<Option<Result<Version>>> = (0..news.len()).map(|_| None).collect();
+                for (version, &i) in versions.into_iter().zip(&order) {
+                    results[i] = Some(Ok(version));
+                }
+                results
+                    .into_iter()
+                    .map(|r| r.expect("every slot is filled"))
+                    .collect()
+            }
+            Ok(versions) => {
+                let e = format!("{} versions committed for {} objects", versions.len(), news.len());
+                news.iter().map(|_| Err(Error::Internal(e.clone()))).collect()
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "batch commit failed; committing one by one");
+                let mut results = Vec::with_capacity(news.len());
+                for new in news {
+                    results.push(commit_in(&self.pool, bucket, new).await);
+                }
+                results
+            }
+        }
+    }
+
     /// Commits a completed upload as a version and forgets the upload, atomically.
     pub async fn complete_upload(
         &self,
@@ -940,14 +1046,17 @@ async fn commit_in<'e>(db: impl sqlx::PgExecutor<'e>, bucket: &Bucket, new: NewV
     .bind(&lengths)
     .fetch_one(db)
     .await
-    .map_err(
-        |e| match e.as_database_error().and_then(|d| d.code()).as_deref() {
-            Some("BF412") => Error::PreconditionFailed,
-            Some("BF404") => Error::NoSuchKey,
-            Some("BF400") => Error::NoSuchBucket,
-            _ => e.into(),
-        },
-    )
+    .map_err(commit_error)
+}
+
+/// The error of a `commit_version` call (it raises BF4xx for failed checks).
+fn commit_error(e: sqlx::Error) -> Error {
+    match e.as_database_error().and_then(|d| d.code()).as_deref() {
+        Some("BF412") => Error::PreconditionFailed,
+        Some("BF404") => Error::NoSuchKey,
+        Some("BF400") => Error::NoSuchBucket,
+        _ => e.into(),
+    }
 }
 
 fn piece_from_row(r: &sqlx::postgres::PgRow) -> Piece {

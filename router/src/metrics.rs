@@ -10,6 +10,8 @@ pub struct Metrics {
     /// Object bytes sent to clients in GET bodies.
     pub bytes_out: AtomicU64,
     pub chunks_written: AtomicU64,
+    /// Objects stored through the batch PUT extension.
+    pub objects_batched: AtomicU64,
     pub checksum_failures: AtomicU64,
     pub replica_read_fallbacks: AtomicU64,
     pub replicas_repaired: AtomicU64,
@@ -31,6 +33,7 @@ impl Metrics {
             ("bucketfs_router_bytes_in_total", &self.bytes_in),
             ("bucketfs_router_bytes_out_total", &self.bytes_out),
             ("bucketfs_router_chunks_written_total", &self.chunks_written),
+            ("bucketfs_router_objects_batched_total", &self.objects_batched),
             ("bucketfs_router_checksum_failures_total", &self.checksum_failures),
             (
                 "bucketfs_router_replica_read_fallbacks_total",

@@ -195,6 +195,12 @@ fn write_back_uploads_after_close_and_sync_waits_for_it() -> Result<()> {
         "tar into the mount",
     )?;
     fs::create_dir(mnt.join("small"))?;
+    let batched = |cluster: &Cluster| -> u64 {
+        (1..=2)
+            .filter_map(|i| cluster.router_metric(i, "bucketfs_router_objects_batched_total"))
+            .sum()
+    };
+    let batched_before = batched(&cluster);
     for i in 0..200 {
         fs::write(
             mnt.join(format!("small/f{i:03}")),
@@ -231,6 +237,8 @@ fn write_back_uploads_after_close_and_sync_waits_for_it() -> Result<()> {
         200,
         "{listing}"
     );
+    // Small commits go through the router's batch extension.
+    assert!(batched(&cluster) >= batched_before + 200);
 
     // fsync of one file waits for its own upload, before close.
     let mut f = fs::File::create(mnt.join("synced.txt"))?;

@@ -1,15 +1,16 @@
 //! bucketfs's requests beyond S3, behind s3s's one custom route (SigV4-signed
-//! like any request): `POST /{bucket}?bucketfs-rename` (see `rename`) and
-//! ListObjectsV2 with `metadata=true` (see `list::list_with_metadata`).
+//! like any request): `POST /{bucket}?bucketfs-rename` (see `rename`),
+//! `POST /{bucket}?bucketfs-batch` (see `batch`) and ListObjectsV2 with
+//! `metadata=true` (see `list::list_with_metadata`).
 
 use http::{Extensions, HeaderMap, Method, Uri};
 use s3s::route::S3Route;
 use s3s::{Body, S3Request, S3Response, S3Result};
 
-use crate::meta::Meta;
+use super::Bucketfs;
 
 pub struct ExtensionRoute {
-    pub meta: Meta,
+    pub fs: Bucketfs,
 }
 
 fn has_param(uri: &Uri, param: &str) -> bool {
@@ -23,6 +24,10 @@ fn is_rename(method: &Method, uri: &Uri) -> bool {
     method == Method::POST && has_param(uri, super::rename::QUERY)
 }
 
+fn is_batch(method: &Method, uri: &Uri) -> bool {
+    method == Method::POST && has_param(uri, super::batch::QUERY)
+}
+
 fn is_metadata_listing(method: &Method, uri: &Uri) -> bool {
     let query = uri.query().unwrap_or("");
     method == Method::GET
@@ -33,14 +38,16 @@ fn is_metadata_listing(method: &Method, uri: &Uri) -> bool {
 #[async_trait::async_trait]
 impl S3Route for ExtensionRoute {
     fn is_match(&self, method: &Method, uri: &Uri, _headers: &HeaderMap, _ext: &mut Extensions) -> bool {
-        is_rename(method, uri) || is_metadata_listing(method, uri)
+        is_rename(method, uri) || is_batch(method, uri) || is_metadata_listing(method, uri)
     }
 
     async fn call(&self, req: S3Request<Body>) -> S3Result<S3Response<Body>> {
         if is_rename(&req.method, &req.uri) {
-            super::rename::rename(&self.meta, req).await
+            super::rename::rename(&self.fs.meta, req).await
+        } else if is_batch(&req.method, &req.uri) {
+            self.fs.put_batch(req).await
         } else {
-            Ok(super::list::list_with_metadata(&self.meta, req).await?)
+            Ok(super::list::list_with_metadata(&self.fs.meta, req).await?)
         }
     }
 }
@@ -56,6 +63,9 @@ mod tests {
         assert!(is_rename(&Method::POST, &uri("/b?bucketfs-rename=")));
         assert!(!is_rename(&Method::GET, &uri("/b?bucketfs-rename")));
         assert!(!is_rename(&Method::POST, &uri("/b?bucketfs-renamex")));
+        assert!(is_batch(&Method::POST, &uri("/b?bucketfs-batch")));
+        assert!(!is_batch(&Method::PUT, &uri("/b?bucketfs-batch")));
+        assert!(!is_rename(&Method::POST, &uri("/b?bucketfs-batch")));
         assert!(is_metadata_listing(
             &Method::GET,
             &uri("/b?list-type=2&metadata=true&prefix=a")

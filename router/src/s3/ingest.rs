@@ -203,7 +203,7 @@ impl Writes {
 }
 
 /// Checks a Content-MD5 header (base64) against the body's MD5.
-fn check_content_md5(header: Option<&str>, md5: &[u8; 16]) -> Result<()> {
+pub(super) fn check_content_md5(header: Option<&str>, md5: &[u8; 16]) -> Result<()> {
     use base64::Engine;
     let Some(header) = header else { return Ok(()) };
     let want = base64::engine::general_purpose::STANDARD

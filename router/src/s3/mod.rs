@@ -2,6 +2,7 @@
 //! turns its input into metadata queries and chunk I/O. One file per family
 //! of operations; errors become S3 errors only through `crate::error`.
 
+mod batch;
 mod buckets;
 mod checksum;
 mod extensions;

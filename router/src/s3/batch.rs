@@ -1,0 +1,275 @@
+//! The batch PUT extension: `POST /{bucket}?bucketfs-batch`, SigV4-signed
+//! like any S3 request, stores many small objects in one call. Their bytes
+//! become **one** chunk, written and replicated once, and each object is
+//! committed as a version whose single piece is its range of that chunk,
+//! all in one Postgres statement. A small file then costs a share of one
+//! chunk write and one statement instead of its own of each. The FUSE
+//! client sends its small commits this way and falls back to one PUT each
+//! on other S3 servers.
+//!
+//! The body is a one-line JSON manifest, a newline, then the objects' bytes
+//! back to back in manifest order:
+//!
+//! ```text
+//! [{"key":"a.txt","size":5,"metadata":{"mode":"33188"}},{"key":"b","size":0}]
+//! hello
+//! ```
+//!
+//! Manifest fields: `key`, `size`, and optionally `content_type`,
+//! `metadata` (user metadata, without `x-amz-meta-`), `if_none_match: true`
+//! (the key must not exist) and `if_match` (an ETag the current version
+//! must have). A `Content-MD5` header, when sent, covers the whole body.
+//!
+//! Answers 200 with `{"results":[...]}` in manifest order, each
+//! `{"etag":"...","version_id":"..."}` (the version id only on versioned
+//! buckets) or `{"error":{"status":412,"code":"PreconditionFailed",...}}`:
+//! one object's bad key or failed precondition does not fail the others. A
+//! malformed request fails whole, before anything is stored.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use http::StatusCode;
+use md5::{Digest, Md5};
+use s3s::{Body, S3Error, S3Request, S3Response, S3Result};
+use serde::{Deserialize, Serialize};
+
+use super::ingest::{check_content_md5, CHUNK_SIZE};
+use super::{check_key, visible_version_id, Bucketfs};
+use crate::error::{Error, Result};
+use crate::meta::{NewVersion, Piece, Version, WritePrecondition};
+use crate::metrics::Metrics;
+
+pub const QUERY: &str = "bucketfs-batch";
+/// Most objects in one batch (as many as one DeleteObjects call takes).
+pub const MAX_OBJECTS: usize = 1000;
+/// Most bytes of objects in one batch: one chunk.
+pub const MAX_BYTES: usize = CHUNK_SIZE;
+/// Most bytes of manifest: 1,000 entries of a long key and full metadata.
+const MAX_MANIFEST: usize = 4 << 20;
+
+#[derive(Debug, Deserialize)]
+struct Entry {
+    key: String,
+    size: u64,
+    #[serde(default)]
+    content_type: Option<String>,
+    #[serde(default)]
+    metadata: HashMap<String, String>,
+    #[serde(default)]
+    if_none_match: bool,
+    #[serde(default)]
+    if_match: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum Outcome {
+    Stored {
+        etag: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        version_id: Option<String>,
+    },
+    Failed {
+        error: Failure,
+    },
+}
+
+#[derive(Debug, Serialize)]
+struct Failure {
+    status: u16,
+    code: String,
+    message: String,
+}
+
+impl From<Result<Version>> for Outcome {
+    fn from(result: Result<Version>) -> Self {
+        match result {
+            Ok(version) => Outcome::Stored {
+                etag: version.etag.clone(),
+                version_id: visible_version_id(&version),
+            },
+            Err(e) => {
+                let message = e.to_string();
+                let e = S3Error::from(e);
+                Outcome::Failed {
+                    error: Failure {
+                        status: e
+                            .status_code()
+                            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+                            .as_u16(),
+                        code: e.code().as_str().to_string(),
+                        message,
+                    },
+                }
+            }
+        }
+    }
+}
+
+/// Splits a body into its manifest and the objects' bytes, and checks that
+/// they agree.
+fn parse(body: &Bytes) -> Result<(Vec<Entry>, Bytes)> {
+    let bad = |what: String| Error::InvalidArgument(format!("batch: {what}"));
+    let newline = body
+        .iter()
+        .take(MAX_MANIFEST + 1)
+        .position(|&b| b == b'\n')
+        .ok_or_else(|| bad("the body must start with a one-line JSON manifest".into()))?;
+    let entries: Vec<Entry> =
+        serde_json::from_slice(&body[..newline]).map_err(|e| bad(format!("manifest: {e}")))?;
+    let data = body.slice(newline + 1..);
+    if entries.is_empty() || entries.len() > MAX_OBJECTS {
+        return Err(bad(format!(
+            "between 1 and {MAX_OBJECTS} objects, not {}",
+            entries.len()
+        )));
+    }
+    let total: u64 = entries.iter().map(|e| e.size).sum();
+    if total > MAX_BYTES as u64 {
+        return Err(Error::EntityTooLarge(MAX_BYTES as u64));
+    }
+    if total != data.len() as u64 {
+        return Err(Error::IncompleteBody(format!(
+            "the manifest sums to {total} bytes, the body has {}",
+            data.len()
+        )));
+    }
+    let mut keys: Vec<&str> = entries.iter().map(|e| e.key.as_str()).collect();
+    keys.sort_unstable();
+    if let Some(w) = keys.windows(2).find(|w| w[0] == w[1]) {
+        return Err(bad(format!("key {:?} appears twice", w[0])));
+    }
+    for entry in &entries {
+        if entry.if_none_match && entry.if_match.is_some() {
+            return Err(bad(format!(
+                "{:?}: if_none_match and if_match together",
+                entry.key
+            )));
+        }
+    }
+    Ok((entries, data))
+}
+
+impl Bucketfs {
+    /// Answers one batch PUT (`extensions` routes it here).
+    pub(super) async fn put_batch(&self, mut req: S3Request<Body>) -> S3Result<S3Response<Body>> {
+        let bucket = req.uri.path().trim_matches('/');
+        if bucket.is_empty() || bucket.contains('/') {
+            return Err(Error::InvalidArgument("batch: the path must be /BUCKET".into()).into());
+        }
+        let bucket = self.meta.bucket(bucket).await?;
+        let limit = MAX_MANIFEST + 1 + MAX_BYTES;
+        let declared = req.headers.get(http::header::CONTENT_LENGTH);
+        if declared
+            .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+            .is_some_and(|n| n > limit)
+        {
+            return Err(Error::EntityTooLarge(MAX_BYTES as u64).into());
+        }
+        let body = req
+            .input
+            .store_all_limited(limit)
+            .await
+            .map_err(|e| Error::IncompleteBody(e.to_string()))?;
+        let content_md5 = req.headers.get("content-md5").and_then(|v| v.to_str().ok());
+        check_content_md5(content_md5, &Md5::digest(&body).into())?;
+        let (entries, data) = parse(&body)?;
+        Metrics::add(&self.metrics.bytes_in, data.len() as u64);
+        let chunk = match data.is_empty() {
+            true => None,
+            false => {
+                Metrics::inc(&self.metrics.chunks_written);
+                Some(self.io.write(data.clone()).await?)
+            }
+        };
+        let mut offset = 0usize;
+        let versions: Vec<Result<NewVersion>> = entries
+            .into_iter()
+            .map(|e| {
+                let bytes = data.slice(offset..offset + e.size as usize);
+                let pieces = match (&chunk, e.size) {
+                    (Some(c), 1..) => vec![Piece {
+                        chunk_id: c.chunk_id.clone(),
+                        chunk_offset: offset as i64,
+                        length: e.size as i64,
+                    }],
+                    _ => Vec::new(),
+                };
+                offset += e.size as usize;
+                // A bad key fails alone; its bytes stay unreferenced in the chunk.
+                check_key(&e.key)?;
+                Ok(NewVersion {
+                    key: e.key,
+                    size: e.size as i64,
+                    etag: hex::encode(Md5::digest(&bytes)),
+                    content_type: e.content_type,
+                    metadata: e.metadata,
+                    parts_count: None,
+                    pieces,
+                    precondition: match (e.if_none_match, e.if_match) {
+                        (true, _) => WritePrecondition::Absent,
+                        (_, Some(etag)) => WritePrecondition::EtagIs(etag.trim_matches('"').to_string()),
+                        _ => WritePrecondition::None,
+                    },
+                })
+            })
+            .collect();
+        let valid: Vec<NewVersion> = versions.iter().filter_map(|v| v.as_ref().ok().cloned()).collect();
+        let mut committed = self.meta.commit_batch(&bucket, valid).await.into_iter();
+        Metrics::add(&self.metrics.objects_batched, versions.len() as u64);
+        let results: Vec<Outcome> = versions
+            .into_iter()
+            .map(|v| match v {
+                Ok(_) => committed.next().expect("one result per valid version"),
+                Err(e) => Err(e),
+            })
+            .map(Outcome::from)
+            .collect();
+        let json = serde_json::json!({ "results": results }).to_string();
+        let mut resp = S3Response::new(Body::from(json));
+        resp.status = Some(StatusCode::OK);
+        resp.headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        Ok(resp)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(manifest: &str, data: &[u8]) -> Bytes {
+        let mut b = manifest.as_bytes().to_vec();
+        b.push(b'\n');
+        b.extend_from_slice(data);
+        Bytes::from(b)
+    }
+
+    #[test]
+    fn parses_a_manifest_and_its_bytes() {
+        let (entries, data) = parse(&body(
+            r#"[{"key":"a","size":5,"metadata":{"mode":"33188"}},{"key":"b","size":0,"if_none_match":true}]"#,
+            b"hello",
+        ))
+        .unwrap();
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries[0].metadata["mode"], "33188");
+        assert!(entries[1].if_none_match);
+        assert_eq!(&data[..], b"hello");
+    }
+
+    #[test]
+    fn refuses_what_does_not_add_up() {
+        let err = |m: &str, d: &[u8]| parse(&body(m, d)).unwrap_err().to_string();
+        assert!(err(r#"[{"key":"a","size":5}]"#, b"hell").contains("sums to 5"));
+        assert!(err(r#"[{"key":"a","size":1},{"key":"a","size":1}]"#, b"xy").contains("twice"));
+        assert!(err("[]", b"").contains("between 1"));
+        assert!(err(r#"{"key":"a"}"#, b"").contains("manifest"));
+        assert!(parse(&Bytes::from_static(b"no newline")).is_err());
+        let huge = format!(r#"[{{"key":"a","size":{}}}]"#, MAX_BYTES + 1);
+        assert!(err(&huge, b"").contains("larger"));
+    }
+}

@@ -23,7 +23,7 @@ const MAX_BYTES: usize = 8 << 20;
 /// Most objects in one call (the router's limit).
 const MAX_OBJECTS: usize = 1000;
 /// Batch calls in flight at once.
-const CALLS: usize = 4;
+const CALLS: usize = 1;
 
 /// What the store answered for one put: its ETag and version id.
 pub type Stored = Result<(String, Option<String>), FsError>;
@@ -189,13 +189,20 @@ mod tests {
     #[test]
     fn batches_are_bounded_and_never_repeat_a_key() {
         let queue = Queue::default();
-        assert!(queue.push(put("a", 10)));
-        for i in 0..CALLS - 1 {
-            assert!(queue.push(put(&format!("k{i}"), 10)));
-        }
-        assert!(!queue.push(put("a", 10)), "only CALLS senders at once");
-        queue.push(put("big", MAX_BYTES - 15));
-        queue.push(put("next", 10));
+        let puts = [
+            ("a", 10),
+            ("k0", 10),
+            ("k1", 10),
+            ("k2", 10),
+            ("a", 10),
+            ("big", MAX_BYTES - 15),
+            ("next", 10),
+        ];
+        let started = puts
+            .iter()
+            .filter(|(key, len)| queue.push(put(key, *len)))
+            .count();
+        assert_eq!(started, CALLS.min(puts.len()), "at most CALLS senders at once");
         let keys = |b: Vec<Put>| b.into_iter().map(|p| p.key).collect::<Vec<_>>();
         assert_eq!(keys(queue.next_batch().unwrap()), ["a", "k0", "k1", "k2"]);
         assert_eq!(keys(queue.next_batch().unwrap()), ["a", "big"]);

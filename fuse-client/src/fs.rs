@@ -21,6 +21,7 @@ use crate::absence::Absence;
 use crate::attrs::{Posix, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
 use crate::cache::{BlockCache, Readahead};
 use crate::deletes::Deletes;
+use crate::dir_writes::DirWrites;
 use crate::error::FsError;
 use crate::s3::{Listing, ObjectInfo, Source, VersionEntry, S3};
 use crate::scan::Scans;
@@ -170,6 +171,11 @@ pub struct Fs {
     lost: Mutex<Vec<String>>,
     /// Deletes still on their way to the store (write-back mode).
     deletes: Arc<Deletes>,
+    /// Directories whose attributes are being written back.
+    dir_writes: DirWrites,
+    /// Held for reading by a directory attribute write, for writing by a
+    /// directory rename or removal (see `dir_writes.rs`).
+    dir_moves: tokio::sync::RwLock<()>,
 }
 
 /// A failed write-back commit is tried again this many times, after 0.5 s,
@@ -297,6 +303,8 @@ impl Fs {
             write_back,
             pending: tokio::sync::watch::Sender::new(0),
             lost: Mutex::new(Vec::new()),
+            dir_writes: DirWrites::default(),
+            dir_moves: tokio::sync::RwLock::new(()),
         })
     }
 
@@ -345,7 +353,7 @@ impl Fs {
     fn remember(&self, node: Node) -> Attr {
         self.absence.present(&node.path);
         let ino = self.table.lock().unwrap().by_path.get(&node.path).copied();
-        let open = ino.is_some_and(|ino| self.is_open(ino));
+        let open = ino.is_some_and(|ino| self.is_open(ino) || self.dir_writes.is_pending(ino));
         let mut table = self.table.lock().unwrap();
         let ino = match table.by_path.get(&node.path) {
             Some(&ino) => ino,
@@ -586,7 +594,7 @@ impl Fs {
     pub async fn getattr(&self, ino: u64) -> Result<Attr, FsError> {
         let node = self.node(ino)?;
         let stale = !node.loaded || node.fetched.elapsed() >= self.config.attr_ttl;
-        if ino == ROOT || node.local || !stale || self.is_open(ino) {
+        if ino == ROOT || node.local || !stale || self.is_open(ino) || self.dir_writes.is_pending(ino) {
             return Ok(Self::attr_of(ino, &node));
         }
         match self.fetch_missed(&node.path).await? {
@@ -613,7 +621,7 @@ impl Fs {
                 .and_then(|ino| table.nodes.get(ino).map(|n| (*ino, n.clone())))
         };
         match &known {
-            Some((ino, node)) if node.local || self.is_open(*ino) => {
+            Some((ino, node)) if node.local || self.is_open(*ino) || self.dir_writes.is_pending(*ino) => {
                 return Ok(Self::attr_of(*ino, node));
             }
             // Fetched as recently as the kernel's own cache would trust it:
@@ -904,6 +912,8 @@ impl Fs {
         if attr.kind != Kind::Dir {
             return Err(FsError::NotDir);
         }
+        // No attribute write of it (or below it) lands after its removal.
+        let _removing = self.dir_moves.write().await;
         let path = self.node(attr.ino)?.path;
         let prefix = dir_prefix(&path);
         let local_child = self
@@ -1219,8 +1229,9 @@ impl Fs {
         Ok(data.len() as u32)
     }
 
-    /// Commits an open file's changes as a new version of its object.
-    async fn commit(&self, ino: u64, file: &mut OpenFile) -> Result<(), FsError> {
+    /// Commits an open file's changes as a new version of its object
+    /// (`background`: for a write-back, which nobody waits for).
+    async fn commit(&self, ino: u64, file: &mut OpenFile, background: bool) -> Result<(), FsError> {
         if file.orphan {
             return Ok(());
         }
@@ -1233,7 +1244,9 @@ impl Fs {
         let node = self.node(ino)?;
         // A delete of the same name, made before, lands first.
         self.deletes.settled(&node.path).await;
-        let info = writer.commit(&self.s3, &node.posix.to_metadata()).await?;
+        let info = writer
+            .commit(&self.s3, &node.posix.to_metadata(), background)
+            .await?;
         self.update(ino, |n| {
             n.local = false;
             n.size = info.size;
@@ -1253,14 +1266,14 @@ impl Fs {
             return Ok(());
         }
         let mut file = handle.state.lock().await;
-        self.commit(handle.ino, &mut file).await
+        self.commit(handle.ino, &mut file, false).await
     }
 
     /// Commits the file's changes before returning, in every mode.
     pub async fn fsync(&self, fh: u64) -> Result<(), FsError> {
         let handle = self.handle(fh)?;
         let mut file = handle.state.lock().await;
-        self.commit(handle.ino, &mut file).await
+        self.commit(handle.ino, &mut file, false).await
     }
 
     pub async fn release(self: &Arc<Self>, fh: u64) -> Result<(), FsError> {
@@ -1273,7 +1286,7 @@ impl Fs {
         let mut file = handle.state.lock().await;
         let result = match self.write_back {
             Some(_) => Ok(()),
-            None => self.commit(handle.ino, &mut file).await,
+            None => self.commit(handle.ino, &mut file, false).await,
         };
         let put = self.put_file(handle.ino, &mut file).await;
         result.and(put)
@@ -1290,7 +1303,7 @@ impl Fs {
             .get(&ino)
             .is_some_and(|o| o.handles == 1);
         let result = if last {
-            self.commit(ino, file).await
+            self.commit(ino, file, false).await
         } else {
             Ok(())
         };
@@ -1345,7 +1358,7 @@ impl Fs {
         file.queued = false;
         let mut failed = None;
         for attempt in 0..=WRITE_BACK_RETRIES {
-            match self.commit(ino, &mut file).await {
+            match self.commit(ino, &mut file, true).await {
                 Ok(()) => {
                     failed = None;
                     break;
@@ -1367,6 +1380,51 @@ impl Fs {
         }
     }
 
+    /// Write-back of a directory's attributes: rewrites its marker with
+    /// the attributes it has when the write starts, again if they change
+    /// meanwhile (see `dir_writes.rs`).
+    async fn write_back_dir(&self, ino: u64) {
+        loop {
+            tokio::time::sleep(WRITE_BACK_DELAY).await;
+            let moves = self.dir_moves.read().await;
+            self.dir_writes.writing(ino);
+            // Gone: removed here, or by another client.
+            if let Ok(node) = self.node(ino) {
+                let (key, meta) = (dir_prefix(&node.path), node.posix.to_metadata());
+                let mut failed = None;
+                for attempt in 0..=WRITE_BACK_RETRIES {
+                    match self.s3.put_batched(&key, Bytes::new(), &meta).await {
+                        Ok(info) => {
+                            self.update(ino, |n| {
+                                n.etag = info.etag;
+                                n.version_id = None;
+                                n.fetched = Instant::now();
+                            });
+                            failed = None;
+                            break;
+                        }
+                        Err(e) => {
+                            tracing::warn!(%key, attempt, error = %e, "directory attribute write failed");
+                            failed = Some(e);
+                            if attempt < WRITE_BACK_RETRIES {
+                                tokio::time::sleep(Duration::from_millis(500 << attempt)).await;
+                            }
+                        }
+                    }
+                }
+                if let Some(e) = failed {
+                    tracing::error!(%key, error = %e, "write-back failed: the directory's attributes are lost");
+                    self.lost.lock().unwrap().push(node.path);
+                }
+            }
+            drop(moves);
+            if !self.dir_writes.written(ino) {
+                break;
+            }
+        }
+        self.pending.send_modify(|n| *n -= 1);
+    }
+
     /// Waits for every queued write-back commit and delete (fsync of a
     /// directory, unmount); fails if one was given up since the last call.
     pub async fn sync_all(&self) -> Result<(), FsError> {
@@ -1383,7 +1441,7 @@ impl Fs {
     }
 
     /// Changes size, mode, owner or mtime; a new version carries the change.
-    pub async fn setattr(&self, ino: u64, change: SetAttr) -> Result<Attr, FsError> {
+    pub async fn setattr(self: &Arc<Self>, ino: u64, change: SetAttr) -> Result<Attr, FsError> {
         let mut node = self.node(ino)?;
         let now = SystemTime::now();
         let mut posix = node.posix.clone();
@@ -1435,7 +1493,7 @@ impl Fs {
 
     /// Makes `posix` the attributes of `ino`: in its writer if it has one,
     /// else at once with a metadata-only copy of its object (or marker).
-    async fn store_posix(&self, ino: u64, node: &mut Node, posix: Posix) -> Result<(), FsError> {
+    async fn store_posix(self: &Arc<Self>, ino: u64, node: &mut Node, posix: Posix) -> Result<(), FsError> {
         if let Some(state) = self.open_file(ino) {
             let mut file = state.lock().await;
             if let Some(writer) = file.writer.as_mut() {
@@ -1451,6 +1509,15 @@ impl Fs {
         node.posix = posix.clone();
         if node.local || ino == ROOT {
             self.update(ino, |n| n.posix = posix);
+            return Ok(());
+        }
+        if node.kind == Kind::Dir && self.write_back.is_some() {
+            self.update(ino, |n| n.posix = posix);
+            if self.dir_writes.changed(ino) {
+                self.pending.send_modify(|n| *n += 1);
+                let fs = self.clone();
+                tokio::spawn(async move { fs.write_back_dir(ino).await });
+            }
             return Ok(());
         }
         let meta = posix.to_metadata();
@@ -1501,7 +1568,7 @@ impl Fs {
 
     /// Sets (`Some`) or removes (`None`) a `user.` extended attribute.
     pub async fn set_xattr(
-        &self,
+        self: &Arc<Self>,
         ino: u64,
         name: &str,
         value: Option<&[u8]>,
@@ -1533,7 +1600,7 @@ impl Fs {
     async fn flush_inode(&self, ino: u64) -> Result<(), FsError> {
         if let Some(state) = self.open_file(ino) {
             let mut file = state.lock().await;
-            self.commit(ino, &mut file).await?;
+            self.commit(ino, &mut file, false).await?;
         }
         Ok(())
     }
@@ -1580,6 +1647,11 @@ impl Fs {
         }
         // Deleted names must not move along, nor come back over the new one.
         self.deletes.settled(&to).await;
+        // No directory attribute write lands under the old name meanwhile.
+        let _moving = match from.kind {
+            Kind::Dir => Some(self.dir_moves.write().await),
+            _ => None,
+        };
         match from.kind {
             Kind::Dir => {
                 self.deletes.settled_under(&dir_prefix(&from.path)).await;

@@ -9,6 +9,7 @@ pub mod aws_config;
 pub mod batch;
 pub mod cache;
 pub mod deletes;
+pub mod dir_writes;
 pub mod error;
 pub mod fs;
 pub mod fuse;

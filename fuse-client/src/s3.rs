@@ -326,9 +326,11 @@ impl S3 {
         Ok(blocks)
     }
 
-    /// Stores `body` as the new version of `key`. On a bucketfs router a
-    /// small body shares one batch call with the small puts made meanwhile.
-    pub async fn put(
+    /// Stores `body` as the new version of `key`, like `put`, but for a
+    /// background commit: on a bucketfs router a small body waits for the
+    /// batch call in flight and shares the next with the puts queued
+    /// meanwhile (less work per object for the store, more latency).
+    pub async fn put_batched(
         self: &Arc<Self>,
         key: &str,
         body: Bytes,
@@ -336,7 +338,7 @@ impl S3 {
     ) -> Result<ObjectInfo, FsError> {
         let size = body.len() as u64;
         if body.len() > batch::MAX_OBJECT || !self.server_batches.load(Ordering::Relaxed) {
-            return self.put_one(key, body, meta).await;
+            return self.put(key, body, meta).await;
         }
         let (put, answer) = batch::Put::new(key, body, meta);
         if self.batches.push(put) {
@@ -354,8 +356,8 @@ impl S3 {
         })
     }
 
-    /// One PutObject call.
-    async fn put_one(
+    /// Stores `body` as the new version of `key` (one PutObject call).
+    pub async fn put(
         &self,
         key: &str,
         body: Bytes,
@@ -429,7 +431,7 @@ impl S3 {
         }
         for put in puts {
             let stored = self
-                .put_one(&put.key, put.body.clone(), &put.meta)
+                .put(&put.key, put.body.clone(), &put.meta)
                 .await
                 .map(|info| (info.etag, info.version_id));
             put.answer(stored);

@@ -315,11 +315,13 @@ impl Writer {
         Ok(())
     }
 
-    /// Commits the file as a new version of its object with `meta`.
+    /// Commits the file as a new version of its object with `meta`; a
+    /// `background` commit of a small file may wait to share a batch call.
     pub async fn commit(
         &mut self,
         s3: &Arc<S3>,
         meta: &HashMap<String, String>,
+        background: bool,
     ) -> Result<ObjectInfo, FsError> {
         while !self.uploads.is_empty() {
             self.reap_one().await?;
@@ -333,13 +335,16 @@ impl Writer {
             } else {
                 self.part_bytes(0)?
             };
-            s3.put(&self.key, body, meta).await?
+            match background {
+                true => s3.put_batched(&self.key, body, meta).await?,
+                false => s3.put(&self.key, body, meta).await?,
+            }
         } else if self.parts.len() <= 1 {
             // Shrunk to one part after streaming began: a plain PUT is simpler.
             if let Some((id, _)) = self.upload.take() {
                 s3.abort_upload(&self.key, &id).await;
             }
-            return Box::pin(self.commit(s3, meta)).await;
+            return Box::pin(self.commit(s3, meta, background)).await;
         } else {
             self.commit_multipart(s3, meta).await?
         };

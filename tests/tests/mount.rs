@@ -176,7 +176,7 @@ impl WriteStr for fs::File {
 #[test]
 fn write_back_uploads_after_close_and_sync_waits_for_it() -> Result<()> {
     use std::io::Write;
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     let cluster = Cluster::start()?;
     cluster.aws_ok(&["s3", "mb", "s3://wback"])?;
@@ -230,7 +230,30 @@ fn write_back_uploads_after_close_and_sync_waits_for_it() -> Result<()> {
         assert_eq!(fs::read_to_string(&old)?, format!("new {i}\n"));
     }
 
+    // Directory attributes are written back too: seen here at once, and
+    // never stored at a name the directory has left.
+    for name in ["da", "db", "dc"] {
+        fs::create_dir(mnt.join(name))?;
+        fs::set_permissions(mnt.join(name), fs::Permissions::from_mode(0o705))?;
+    }
+    run(
+        Command::new("touch")
+            .args(["-d", "@1000000000"])
+            .arg(mnt.join("da")),
+        "touch -d of a directory",
+    )?;
+    let da = fs::metadata(mnt.join("da"))?;
+    assert_eq!(
+        (da.permissions().mode() & 0o777, da.mtime()),
+        (0o705, 1_000_000_000)
+    );
+    fs::rename(mnt.join("db"), mnt.join("db2"))?;
+    fs::remove_dir(mnt.join("dc"))?;
+
     run(Command::new("sync").arg(&mnt), "sync DIR")?;
+    let markers = cluster.aws_ok(&["s3", "ls", "s3://wback/"])?;
+    assert!(markers.contains("da/") && markers.contains("db2/"), "{markers}");
+    assert!(!markers.contains(" db/") && !markers.contains("dc/"), "{markers}");
     let listing = cluster.aws_ok(&["s3", "ls", "--recursive", "s3://wback/small/"])?;
     assert_eq!(
         listing.lines().filter(|l| l.contains("small/f")).count(),
@@ -274,6 +297,14 @@ fn write_back_uploads_after_close_and_sync_waits_for_it() -> Result<()> {
     }
     let mode = fs::metadata(mnt.join("small/f007"))?.permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
+    let da = fs::metadata(mnt.join("da"))?;
+    assert_eq!(
+        (da.permissions().mode() & 0o777, da.mtime()),
+        (0o705, 1_000_000_000)
+    );
+    let db2 = fs::metadata(mnt.join("db2"))?;
+    assert_eq!(db2.permissions().mode() & 0o777, 0o705);
+    assert!(!mnt.join("db").exists() && !mnt.join("dc").exists());
     for i in 0..10 {
         assert_eq!(
             fs::read_to_string(mnt.join(format!("cfg/c{i}")))?,

@@ -15,6 +15,7 @@ pub mod fs;
 pub mod fuse;
 pub mod s3;
 pub mod scan;
+pub mod staging;
 pub mod writer;
 
 use std::path::{Path, PathBuf};

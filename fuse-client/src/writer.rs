@@ -1,6 +1,6 @@
-//! Writes to one open file: staged in an unlinked local file (so memory
-//! stays bounded whatever the file's size) and committed as one new object
-//! version.
+//! Writes to one open file: staged in memory while small, else in an
+//! unlinked local file (so memory stays bounded whatever the file's size;
+//! see `staging.rs`), and committed as one new object version.
 //!
 //! The file is cut into parts of `PART` bytes, the multipart part size. A
 //! part either still equals the committed object (`Remote::Base`, committed
@@ -11,8 +11,6 @@
 //! is being written and the commit only has the tail left to send.
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -21,6 +19,7 @@ use tokio::task::JoinSet;
 
 use crate::error::FsError;
 use crate::s3::{ObjectInfo, Source, S3};
+use crate::staging::Staging;
 
 /// Part size: equal to the router's chunk size, so a copied part is whole
 /// chunks by reference and a changed byte re-uploads one chunk.
@@ -53,7 +52,7 @@ struct Part {
 
 pub struct Writer {
     key: String,
-    staging: File,
+    staging: Staging,
     size: u64,
     parts: Vec<Part>,
     /// The committed object that `Remote::Base` parts equal.
@@ -75,7 +74,7 @@ impl Writer {
     /// A writer over `base` (the object as committed, `size` bytes), or over
     /// a new empty file when `base` is `None`.
     pub fn new(dir: &Path, key: &str, base: Option<Source>, size: u64) -> Result<Self, FsError> {
-        let staging = tempfile::tempfile_in(dir)?;
+        let mut staging = Staging::new(dir);
         let (size, base_len) = if base.is_some() { (size, size) } else { (0, 0) };
         staging.set_len(size)?;
         Ok(Self {
@@ -139,7 +138,7 @@ impl Writer {
                 if (data.len() as u64) != valid_end - start {
                     return Err(FsError::Io(format!("short read of {}", base.key)));
                 }
-                self.staging.write_at(&data, start)?;
+                self.staging.write_all_at(&data, start)?;
             }
         }
         self.parts[i].local = true;

@@ -862,7 +862,7 @@ impl Fs {
     }
 
     pub async fn mkdir(
-        &self,
+        self: &Arc<Self>,
         parent: u64,
         name: &str,
         mode: u32,
@@ -882,16 +882,28 @@ impl Fs {
         let posix = self.new_posix(S_IFDIR, mode, uid, gid);
         // A directory of this name removed a moment ago must be gone first.
         self.deletes.settled_under(&dir_prefix(&path)).await;
-        let info = self
-            .s3
-            .put(&dir_prefix(&path), Bytes::new(), &posix.to_metadata())
-            .await?;
+        let attr = if self.write_back.is_some() {
+            // Its marker is written in the background (`dir_writes.rs`);
+            // until then it is local, like a file not yet committed.
+            let attr = self.remember(Node {
+                posix,
+                local: true,
+                ..self.dir_node(&path, None)
+            });
+            self.write_back_dir_attributes(attr.ino);
+            attr
+        } else {
+            let info = self
+                .s3
+                .put(&dir_prefix(&path), Bytes::new(), &posix.to_metadata())
+                .await?;
+            self.remember(Node {
+                etag: info.etag,
+                posix,
+                ..self.dir_node(&path, None)
+            })
+        };
         self.touch_dir(parent);
-        let attr = self.remember(Node {
-            etag: info.etag,
-            posix,
-            ..self.dir_node(&path, None)
-        });
         self.absence.listed(&path, Instant::now());
         Ok(attr)
     }
@@ -1380,6 +1392,15 @@ impl Fs {
         }
     }
 
+    /// Queues a write of the marker of directory `ino` with its attributes.
+    fn write_back_dir_attributes(self: &Arc<Self>, ino: u64) {
+        if self.dir_writes.changed(ino) {
+            self.pending.send_modify(|n| *n += 1);
+            let fs = self.clone();
+            tokio::spawn(async move { fs.write_back_dir(ino).await });
+        }
+    }
+
     /// Write-back of a directory's attributes: rewrites its marker with
     /// the attributes it has when the write starts, again if they change
     /// meanwhile (see `dir_writes.rs`).
@@ -1399,6 +1420,7 @@ impl Fs {
                                 n.etag = info.etag;
                                 n.version_id = None;
                                 n.fetched = Instant::now();
+                                n.local = false;
                             });
                             failed = None;
                             break;
@@ -1507,17 +1529,13 @@ impl Fs {
             *node = self.node(ino)?;
         }
         node.posix = posix.clone();
-        if node.local || ino == ROOT {
+        if node.kind == Kind::Dir && self.write_back.is_some() && ino != ROOT {
             self.update(ino, |n| n.posix = posix);
+            self.write_back_dir_attributes(ino);
             return Ok(());
         }
-        if node.kind == Kind::Dir && self.write_back.is_some() {
+        if node.local || ino == ROOT {
             self.update(ino, |n| n.posix = posix);
-            if self.dir_writes.changed(ino) {
-                self.pending.send_modify(|n| *n += 1);
-                let fs = self.clone();
-                tokio::spawn(async move { fs.write_back_dir(ino).await });
-            }
             return Ok(());
         }
         let meta = posix.to_metadata();
@@ -1652,13 +1670,39 @@ impl Fs {
             Kind::Dir => Some(self.dir_moves.write().await),
             _ => None,
         };
+        // Nor a commit of a file open under it (a write-back one, say): wait
+        // for those in flight, and hold them until they know the new name.
+        let mut held = HashMap::new();
+        if from.kind == Kind::Dir {
+            let prefix = dir_prefix(&from.path);
+            let inos: Vec<u64> = {
+                let table = self.table.lock().unwrap();
+                table
+                    .by_path
+                    .iter()
+                    .filter(|(p, _)| p.starts_with(&prefix))
+                    .map(|(_, ino)| *ino)
+                    .collect()
+            };
+            for ino in inos {
+                if let Some(state) = self.open_file(ino) {
+                    held.insert(ino, state.lock_owned().await);
+                }
+            }
+        }
         match from.kind {
             Kind::Dir => {
                 self.deletes.settled_under(&dir_prefix(&from.path)).await;
                 self.deletes.settled_under(&dir_prefix(&to)).await;
-                self.s3
+                let moved = self
+                    .s3
                     .rename(&dir_prefix(&from.path), &dir_prefix(&to), true, no_replace)
-                    .await?;
+                    .await;
+                match moved {
+                    // Made here, its marker still queued: nothing stored yet.
+                    Err(FsError::NotFound) if self.node(attr.ino)?.local => {}
+                    moved => moved?,
+                }
             }
             _ => {
                 self.flush_inode(attr.ino).await?;
@@ -1711,7 +1755,11 @@ impl Fs {
             renamed
         };
         for (path, ino) in moved {
-            if let Some(state) = self.open_file(ino) {
+            if let Some(file) = held.get_mut(&ino) {
+                if let Some(writer) = file.writer.as_mut() {
+                    writer.renamed(&path);
+                }
+            } else if let Some(state) = self.open_file(ino) {
                 if let Some(writer) = state.lock().await.writer.as_mut() {
                     writer.renamed(&path);
                 }

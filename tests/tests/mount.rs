@@ -249,11 +249,46 @@ fn write_back_uploads_after_close_and_sync_waits_for_it() -> Result<()> {
     );
     fs::rename(mnt.join("db"), mnt.join("db2"))?;
     fs::remove_dir(mnt.join("dc"))?;
+    // mkdir is written back as well: a directory made a moment ago can be
+    // renamed or removed before its marker lands, and a file written in it
+    // moves along even while its own commit is still queued.
+    fs::create_dir_all(mnt.join("na/nb/nc"))?;
+    fs::write(mnt.join("na/nb/nc/f"), "deep\n")?;
+    fs::rename(mnt.join("na"), mnt.join("na2"))?;
+    fs::create_dir(mnt.join("ne"))?;
+    fs::rename(mnt.join("ne"), mnt.join("ne2"))?;
+    fs::create_dir(mnt.join("nf"))?;
+    fs::remove_dir(mnt.join("nf"))?;
+    assert_eq!(fs::read_to_string(mnt.join("na2/nb/nc/f"))?, "deep\n");
+
+    // A directory renamed while a commit under it is in flight (held up in
+    // Postgres by the key's lock) takes the file along: the rename waits.
+    fs::create_dir(mnt.join("nz"))?;
+    run(Command::new("sync").arg(&mnt), "sync DIR")?;
+    let locks = KeyLocks::hold(&cluster, "wback", &["nz/f".to_string()])?;
+    fs::write(mnt.join("nz/f"), "held\n")?;
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let (from, to) = (mnt.join("nz"), mnt.join("nz2"));
+    let renamer = std::thread::spawn(move || fs::rename(from, to));
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(
+        !renamer.is_finished(),
+        "the rename did not wait for the commit under it"
+    );
+    drop(locks);
+    renamer.join().expect("rename thread")?;
 
     run(Command::new("sync").arg(&mnt), "sync DIR")?;
+    let moved = cluster.aws_ok(&["s3", "ls", "--recursive", "s3://wback/"])?;
+    assert!(moved.contains("nz2/f") && !moved.contains(" nz/f"), "{moved}");
     let markers = cluster.aws_ok(&["s3", "ls", "s3://wback/"])?;
     assert!(markers.contains("da/") && markers.contains("db2/"), "{markers}");
     assert!(!markers.contains(" db/") && !markers.contains("dc/"), "{markers}");
+    assert!(markers.contains("na2/") && markers.contains("ne2/"), "{markers}");
+    assert!(
+        !markers.contains(" na/") && !markers.contains(" ne/") && !markers.contains("nf/"),
+        "{markers}"
+    );
     let listing = cluster.aws_ok(&["s3", "ls", "--recursive", "s3://wback/small/"])?;
     assert_eq!(
         listing.lines().filter(|l| l.contains("small/f")).count(),
@@ -305,6 +340,12 @@ fn write_back_uploads_after_close_and_sync_waits_for_it() -> Result<()> {
     let db2 = fs::metadata(mnt.join("db2"))?;
     assert_eq!(db2.permissions().mode() & 0o777, 0o705);
     assert!(!mnt.join("db").exists() && !mnt.join("dc").exists());
+    assert_eq!(fs::read_to_string(mnt.join("na2/nb/nc/f"))?, "deep\n");
+    assert!(mnt.join("ne2").is_dir());
+    assert_eq!(fs::read_to_string(mnt.join("nz2/f"))?, "held\n");
+    for gone in ["na", "ne", "nf"] {
+        assert!(!mnt.join(gone).exists(), "{gone}");
+    }
     for i in 0..10 {
         assert_eq!(
             fs::read_to_string(mnt.join(format!("cfg/c{i}")))?,

@@ -275,9 +275,11 @@ fn random_io_matches_a_model_across_remounts() -> Result<()> {
         "fsx",
     )?;
     println!("{out}");
-    // fio's own verifier over random writes.
+    // fio's own verifier over random writes (it saves its verify state in
+    // its working directory).
     let fio = run(
         Command::new("fio")
+            .current_dir(&cluster.dir)
             .args([
                 "--name=verify",
                 "--rw=randwrite",
@@ -314,6 +316,7 @@ fn random_io_matches_a_model_across_remounts() -> Result<()> {
     )?;
     run(
         Command::new("fio")
+            .current_dir(&cluster.dir)
             .args([
                 "--name=verify",
                 "--rw=randwrite",

@@ -244,6 +244,20 @@ fn parent_of(path: &str) -> &str {
     path.rsplit_once('/').map_or("", |(d, _)| d)
 }
 
+/// Is `path` an entry of directory `dir` (`parent_of(path) == dir`)? Cheap
+/// for the many paths that are not: a prefix compare, not a search for the
+/// last `/` (scans of the whole inode table call this per path).
+fn is_child_of(path: &str, dir: &str) -> bool {
+    let rest = match dir {
+        "" => path,
+        _ => match path.strip_prefix(dir).and_then(|r| r.strip_prefix('/')) {
+            Some(rest) => rest,
+            None => return false,
+        },
+    };
+    !rest.is_empty() && !rest.contains('/')
+}
+
 fn check_name(name: &str) -> Result<(), FsError> {
     if name.len() > MAX_NAME {
         return Err(FsError::NameTooLong);
@@ -733,7 +747,7 @@ impl Fs {
             table
                 .nodes
                 .iter()
-                .filter(|(_, n)| n.local && parent_of(&n.path) == dir.path)
+                .filter(|(_, n)| n.local && is_child_of(&n.path, &dir.path))
                 .map(|(i, n)| (*i, n.clone()))
                 .collect()
         };
@@ -762,8 +776,7 @@ impl Fs {
             .by_path
             .iter()
             .filter(|(p, ino)| {
-                !p.is_empty()
-                    && parent_of(p) == dir
+                is_child_of(p, dir)
                     && !names.contains(p.rsplit('/').next().unwrap_or(""))
                     && !open.contains(ino)
                     && table
@@ -934,7 +947,7 @@ impl Fs {
             .unwrap()
             .nodes
             .values()
-            .any(|n| n.local && parent_of(&n.path) == path);
+            .any(|n| n.local && is_child_of(&n.path, &path));
         // Children unlinked a moment ago may still be on their way out of
         // the store: they do not count, and the directory is hidden until
         // they are gone (see `deletes.rs`).
@@ -1768,5 +1781,26 @@ impl Fs {
         self.touch_dir(parent);
         self.touch_dir(new_parent);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn is_child_of_agrees_with_parent_of() {
+        let dirs = ["", "a", "a/b", "ab"];
+        let paths = ["a", "ab", "a/b", "a/bc", "a/b/c", "ab/c", "abc/d", "b", "a/b/c/d"];
+        for dir in dirs {
+            for path in paths {
+                assert_eq!(
+                    is_child_of(path, dir),
+                    parent_of(path) == dir,
+                    "{path} in {dir:?}"
+                );
+            }
+        }
+        assert!(!is_child_of("", ""), "the root is no entry of itself");
     }
 }

@@ -7,12 +7,14 @@ use std::process::Command;
 use anyhow::Result;
 use bucketfs_tests::Cluster;
 
-fn rename(cluster: &Cluster, from: &str, to: &str, flags: &[&str]) -> Result<String> {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/rename.py");
+/// Runs one of `tests/scripts` with the cluster's credentials; answers its
+/// output (the HTTP status and body).
+fn script(cluster: &Cluster, name: &str, args: &[&str]) -> Result<String> {
+    let script = format!("{}/scripts/{name}", env!("CARGO_MANIFEST_DIR"));
     let out = Command::new("python3")
         .arg(script)
-        .args([cluster.endpoint().as_str(), "ren", from, to])
-        .args(flags)
+        .arg(cluster.endpoint())
+        .args(args)
         .env("AWS_ACCESS_KEY_ID", &cluster.access_key)
         .env("AWS_SECRET_ACCESS_KEY", &cluster.secret_key)
         .output()?;
@@ -20,17 +22,12 @@ fn rename(cluster: &Cluster, from: &str, to: &str, flags: &[&str]) -> Result<Str
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
+fn rename(cluster: &Cluster, from: &str, to: &str, flags: &[&str]) -> Result<String> {
+    script(cluster, "rename.py", &[&["ren", from, to], flags].concat())
+}
+
 fn batch(cluster: &Cluster, manifest: &str, data: &str, flags: &[&str]) -> Result<String> {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/batch.py");
-    let out = Command::new("python3")
-        .arg(script)
-        .args([cluster.endpoint().as_str(), "bat", manifest, data])
-        .args(flags)
-        .env("AWS_ACCESS_KEY_ID", &cluster.access_key)
-        .env("AWS_SECRET_ACCESS_KEY", &cluster.secret_key)
-        .output()?;
-    anyhow::ensure!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    script(cluster, "batch.py", &[&["bat", manifest, data], flags].concat())
 }
 
 fn keys(cluster: &Cluster) -> Result<Vec<String>> {

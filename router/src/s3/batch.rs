@@ -34,6 +34,7 @@ use md5::{Digest, Md5};
 use s3s::{Body, S3Error, S3Request, S3Response, S3Result};
 use serde::{Deserialize, Serialize};
 
+use super::extensions::json_response;
 use super::ingest::{check_content_md5, CHUNK_SIZE};
 use super::{check_key, visible_version_id, Bucketfs};
 use crate::error::{Error, Result};
@@ -226,14 +227,9 @@ impl Bucketfs {
             })
             .map(Outcome::from)
             .collect();
-        let json = serde_json::json!({ "results": results }).to_string();
-        let mut resp = S3Response::new(Body::from(json));
-        resp.status = Some(StatusCode::OK);
-        resp.headers.insert(
-            http::header::CONTENT_TYPE,
-            http::HeaderValue::from_static("application/json"),
-        );
-        Ok(resp)
+        Ok(json_response(
+            serde_json::json!({ "results": results }).to_string(),
+        ))
     }
 }
 

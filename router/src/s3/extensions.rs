@@ -13,6 +13,17 @@ pub struct ExtensionRoute {
     pub fs: Bucketfs,
 }
 
+/// A 200 answer with a JSON body, as the extensions answer.
+pub(super) fn json_response(json: String) -> S3Response<Body> {
+    let mut resp = S3Response::new(Body::from(json));
+    resp.status = Some(http::StatusCode::OK);
+    resp.headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
 fn has_param(uri: &Uri, param: &str) -> bool {
     uri.query().is_some_and(|q| {
         q.split('&')

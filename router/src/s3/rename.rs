@@ -12,10 +12,11 @@
 //!
 //! Answers 200 with `{"renamed": N}`, 404 NoSuchKey when nothing matches.
 
-use http::{HeaderMap, StatusCode};
+use http::HeaderMap;
 use s3s::{Body, S3Request, S3Response, S3Result};
 
 use super::check_key;
+use super::extensions::json_response;
 use crate::error::Error;
 use crate::meta::Meta;
 
@@ -69,13 +70,7 @@ pub(super) async fn rename(meta: &Meta, req: S3Request<Body>) -> S3Result<S3Resp
     let no_replace = flag(&req.headers, "x-bucketfs-no-replace");
     let bucket = meta.bucket(bucket).await?;
     let renamed = meta.rename(&bucket, &from, &to, prefix, no_replace).await?;
-    let mut resp = S3Response::new(Body::from(format!("{{\"renamed\":{renamed}}}")));
-    resp.status = Some(StatusCode::OK);
-    resp.headers.insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    Ok(resp)
+    Ok(json_response(format!("{{\"renamed\":{renamed}}}")))
 }
 
 #[cfg(test)]

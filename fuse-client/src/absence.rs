@@ -8,7 +8,9 @@
 //!   know in such a directory is missing. Changes made through this mount keep
 //!   the table true; changes made elsewhere show after at most `--dir-ttl`.
 
+use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
+use std::ops::Bound;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -22,8 +24,10 @@ pub struct Absence {
     dir_ttl: Duration,
     /// Paths the store said were missing, and when.
     missing: Mutex<LruCache<String, Instant>>,
-    /// Directories whose listing this mount holds, and when it was taken.
-    listed: Mutex<LruCache<String, Instant>>,
+    /// Directories whose listing this mount holds, and when it was taken;
+    /// ordered, so that forgetting a tree is a range scan (every unlink and
+    /// rmdir forgets one).
+    listed: Mutex<BTreeMap<String, Instant>>,
 }
 
 impl Absence {
@@ -33,7 +37,7 @@ impl Absence {
             attr_ttl,
             dir_ttl,
             missing: Mutex::new(LruCache::new(cap)),
-            listed: Mutex::new(LruCache::new(cap)),
+            listed: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -65,21 +69,45 @@ impl Absence {
 
     /// The inode table holds every entry of `dir` as of `at`.
     pub fn listed(&self, dir: &str, at: Instant) {
-        self.listed.lock().unwrap().put(dir.to_string(), at);
+        let mut listed = self.listed.lock().unwrap();
+        if listed.len() >= CAPACITY && !listed.contains_key(dir) {
+            listed.retain(|_, at| at.elapsed() < self.dir_ttl);
+            if listed.len() >= CAPACITY {
+                // All fresh: forget half. A forgotten listing only costs a
+                // round trip later.
+                let half = listed.keys().nth(CAPACITY / 2).cloned().unwrap_or_default();
+                *listed = listed.split_off(&half);
+            }
+        }
+        listed.insert(dir.to_string(), at);
+    }
+
+    /// Does the inode table hold every entry of `dir` as of less than
+    /// `within` ago? (A readdir trusts it as long as attributes are.)
+    pub fn listed_within(&self, dir: &str, within: Duration) -> bool {
+        self.listed
+            .lock()
+            .unwrap()
+            .get(dir)
+            .is_some_and(|at| at.elapsed() < within)
     }
 
     /// `dir` and everything below it is gone or has moved.
     pub fn drop_tree(&self, dir: &str) {
-        let below = format!("{dir}/");
         let mut listed = self.listed.lock().unwrap();
+        if dir.is_empty() {
+            listed.clear();
+            return;
+        }
+        listed.remove(dir);
+        let below = format!("{dir}/");
         let gone: Vec<String> = listed
-            .iter()
-            .map(|(k, _)| k)
-            .filter(|k| *k == dir || k.starts_with(&below) || dir.is_empty())
-            .cloned()
+            .range::<str, _>((Bound::Included(below.as_str()), Bound::Unbounded))
+            .take_while(|(k, _)| k.starts_with(&below))
+            .map(|(k, _)| k.clone())
             .collect();
         for k in gone {
-            listed.pop(&k);
+            listed.remove(&k);
         }
     }
 }
@@ -96,7 +124,13 @@ mod tests {
         assert!(a.is_absent("d", "d/x"));
         assert!(!a.is_absent("e", "e/x"));
         a.listed("d/sub", Instant::now());
+        a.listed("d.x", Instant::now());
+        a.listed("e", Instant::now());
         a.drop_tree("d");
+        assert!(
+            a.is_absent("d.x", "d.x/y") && a.is_absent("e", "e/y"),
+            "only the tree is forgotten"
+        );
         assert!(!a.is_absent("d", "d/x"));
         assert!(!a.is_absent("d/sub", "d/sub/x"));
     }

@@ -9,7 +9,8 @@
 //! shared block cache and write through a `Writer`; flush, fsync and close
 //! commit a new object version (close-to-open consistency).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -25,6 +26,7 @@ use crate::dir_writes::DirWrites;
 use crate::error::FsError;
 use crate::s3::{Listing, ObjectInfo, Source, VersionEntry, S3};
 use crate::scan::Scans;
+use crate::tree::{self, BigTrees, TREE_PAGE};
 use crate::writer::{Span, Writer};
 
 pub const ROOT: u64 = 1;
@@ -120,7 +122,56 @@ struct Node {
 #[derive(Default)]
 struct Table {
     nodes: HashMap<u64, Node>,
-    by_path: HashMap<String, u64>,
+    /// Ordered, so that a directory's entries and everything below it are
+    /// range scans, not scans of every known path.
+    by_path: BTreeMap<String, u64>,
+}
+
+impl Table {
+    /// Known paths from `from` (inclusive) in byte order.
+    fn from(&self, from: &str) -> impl Iterator<Item = (&String, &u64)> {
+        self.by_path
+            .range::<str, _>((Bound::Included(from), Bound::Unbounded))
+    }
+
+    /// Every known path below directory `dir` (not `dir` itself).
+    fn below(&self, dir: &str) -> Vec<(String, u64)> {
+        let prefix = dir_prefix(dir);
+        self.from(&prefix)
+            .take_while(|(p, _)| p.starts_with(&prefix))
+            .filter(|(p, _)| p.len() > prefix.len())
+            .map(|(p, i)| (p.clone(), *i))
+            .collect()
+    }
+
+    /// The known entries of directory `dir`: a range scan that steps over
+    /// each subdirectory's own entries.
+    fn children(&self, dir: &str) -> Vec<(String, u64)> {
+        let prefix = dir_prefix(dir);
+        let mut found = Vec::new();
+        let mut from = prefix.clone();
+        loop {
+            let mut skip_to = None;
+            for (path, ino) in self.from(&from) {
+                let Some(rest) = path.strip_prefix(&prefix) else {
+                    return found;
+                };
+                match rest.find('/') {
+                    None if rest.is_empty() => {} // the root itself
+                    None => found.push((path.clone(), *ino)),
+                    // `0` follows `/`: past everything under that entry.
+                    Some(i) => {
+                        skip_to = Some(format!("{prefix}{}0", &rest[..i]));
+                        break;
+                    }
+                }
+            }
+            match skip_to {
+                Some(next) => from = next,
+                None => return found,
+            }
+        }
+    }
 }
 
 /// State shared by every handle of one open file.
@@ -161,6 +212,10 @@ pub struct Fs {
     dirs: Mutex<HashMap<u64, Arc<Vec<DirEntry>>>>,
     absence: Absence,
     scans: Scans,
+    big_trees: BigTrees,
+    /// False once the store answered a listing without attributes (not a
+    /// bucketfs router): readdirs then list folded, a directory at a time.
+    tree_listings: std::sync::atomic::AtomicBool,
     next_ino: AtomicU64,
     next_fh: AtomicU64,
     /// One permit per write-back commit in flight; `None`: no write-back.
@@ -244,20 +299,6 @@ fn parent_of(path: &str) -> &str {
     path.rsplit_once('/').map_or("", |(d, _)| d)
 }
 
-/// Is `path` an entry of directory `dir` (`parent_of(path) == dir`)? Cheap
-/// for the many paths that are not: a prefix compare, not a search for the
-/// last `/` (scans of the whole inode table call this per path).
-fn is_child_of(path: &str, dir: &str) -> bool {
-    let rest = match dir {
-        "" => path,
-        _ => match path.strip_prefix(dir).and_then(|r| r.strip_prefix('/')) {
-            Some(rest) => rest,
-            None => return false,
-        },
-    };
-    !rest.is_empty() && !rest.contains('/')
-}
-
 fn check_name(name: &str) -> Result<(), FsError> {
     if name.len() > MAX_NAME {
         return Err(FsError::NameTooLong);
@@ -307,6 +348,8 @@ impl Fs {
             cache: Arc::new(cache),
             absence: Absence::new(config.attr_ttl, config.dir_ttl),
             scans: Scans::default(),
+            big_trees: BigTrees::new(config.dir_ttl),
+            tree_listings: std::sync::atomic::AtomicBool::new(true),
             config,
             table: Mutex::new(table),
             files: Mutex::new(HashMap::new()),
@@ -681,6 +724,11 @@ impl Fs {
 
     async fn list_dir(&self, ino: u64) -> Result<Vec<DirEntry>, FsError> {
         let dir = self.dir(ino)?;
+        // Listed (or made) as recently as attributes are trusted, by a
+        // readdir or by a listing of a tree above it.
+        if self.absence.listed_within(&dir.path, self.config.attr_ttl) || self.list_tree(&dir.path).await? {
+            return Ok(self.known_entries(&dir.path));
+        }
         let prefix = dir_prefix(&dir.path);
         let started = Instant::now();
         let mut entries = Vec::new();
@@ -745,10 +793,9 @@ impl Fs {
         let local: Vec<(u64, Node)> = {
             let table = self.table.lock().unwrap();
             table
-                .nodes
-                .iter()
-                .filter(|(_, n)| n.local && is_child_of(&n.path, &dir.path))
-                .map(|(i, n)| (*i, n.clone()))
+                .children(&dir.path)
+                .into_iter()
+                .filter_map(|(_, i)| table.nodes.get(&i).filter(|n| n.local).map(|n| (i, n.clone())))
                 .collect()
         };
         for (ino, node) in local {
@@ -766,6 +813,70 @@ impl Fs {
         Ok(entries)
     }
 
+    /// The entries of `dir` as the inode table knows them.
+    fn known_entries(&self, dir: &str) -> Vec<DirEntry> {
+        let table = self.table.lock().unwrap();
+        table
+            .children(dir)
+            .into_iter()
+            .filter_map(|(path, ino)| {
+                let node = table.nodes.get(&ino).filter(|n| !n.unlinked)?;
+                Some(DirEntry {
+                    name: path[dir_prefix(dir).len()..].to_string(),
+                    ino,
+                    kind: node.kind,
+                })
+            })
+            .collect()
+    }
+
+    /// Lists `dir`'s whole tree in one page (see `tree.rs`), and takes in
+    /// every directory the page shows whole. Was `dir` one of them?
+    async fn list_tree(&self, dir: &str) -> Result<bool, FsError> {
+        if self.config.at.is_some()
+            || !self.tree_listings.load(Ordering::Relaxed)
+            || self.big_trees.is_big(dir)
+        {
+            return Ok(false);
+        }
+        let started = Instant::now();
+        let reading = self.deletes.reading();
+        let mut page = self.s3.list_tree(&dir_prefix(dir), TREE_PAGE).await?;
+        if !page.attributes {
+            self.tree_listings.store(false, Ordering::Relaxed);
+            return Ok(false);
+        }
+        let last = page
+            .next
+            .as_ref()
+            .and(page.objects.last())
+            .map(|(k, _)| k.clone());
+        reading.hide(&mut page.objects);
+        drop(reading);
+        for (path, entries) in tree::fold(dir, page.objects, valid_listed_name) {
+            let mut names = std::collections::HashSet::new();
+            for (key, info) in entries.files {
+                names.insert(key[dir_prefix(&path).len()..].to_string());
+                self.remember(self.object_node(&key, info, true));
+            }
+            for (sub, marker) in entries.subdirs {
+                // A file and a directory of one name: the file wins.
+                if names.insert(sub[dir_prefix(&path).len()..].to_string()) {
+                    self.remember(self.dir_node(&sub, marker));
+                }
+            }
+            if tree::shows_whole(&path, last.as_deref()) {
+                self.forget_unlisted(&path, &names, started);
+                self.absence.listed(&path, started);
+            }
+        }
+        let whole = tree::shows_whole(dir, last.as_deref());
+        if !whole {
+            self.big_trees.big(dir);
+        }
+        Ok(whole)
+    }
+
     /// Drops the children of `dir` a listing started at `started` no longer
     /// shows, unless open or touched since, so the table holds exactly the
     /// directory's entries.
@@ -773,18 +884,16 @@ impl Fs {
         let open: std::collections::HashSet<u64> = self.files.lock().unwrap().keys().copied().collect();
         let mut table = self.table.lock().unwrap();
         let gone: Vec<(String, u64)> = table
-            .by_path
-            .iter()
+            .children(dir)
+            .into_iter()
             .filter(|(p, ino)| {
-                is_child_of(p, dir)
-                    && !names.contains(p.rsplit('/').next().unwrap_or(""))
+                !names.contains(p.rsplit('/').next().unwrap_or(""))
                     && !open.contains(ino)
                     && table
                         .nodes
                         .get(ino)
                         .is_some_and(|n| !n.local && n.fetched < started)
             })
-            .map(|(p, i)| (p.clone(), *i))
             .collect();
         for (path, ino) in gone {
             table.by_path.remove(&path);
@@ -939,23 +1048,36 @@ impl Fs {
         }
         // No attribute write of it (or below it) lands after its removal.
         let _removing = self.dir_moves.write().await;
-        let path = self.node(attr.ino)?.path;
+        let node = self.node(attr.ino)?;
+        let path = node.path;
         let prefix = dir_prefix(&path);
-        let local_child = self
-            .table
-            .lock()
-            .unwrap()
-            .nodes
-            .values()
-            .any(|n| n.local && is_child_of(&n.path, &path));
-        // Children unlinked a moment ago may still be on their way out of
-        // the store: they do not count, and the directory is hidden until
-        // they are gone (see `deletes.rs`).
-        let contents = self.dir_contents(&prefix).await?;
-        if local_child || contents.children {
-            return Err(FsError::NotEmpty);
-        }
-        if contents.marker.is_some() {
+        let known_children = self.table.lock().unwrap().children(&path);
+        // Listed as recently as attributes are trusted, with its marker
+        // known (written, or still queued here): the table answers.
+        let listed =
+            self.absence.listed_within(&path, self.config.attr_ttl) && (node.local || !node.etag.is_empty());
+        let has_marker = if listed {
+            if !known_children.is_empty() {
+                return Err(FsError::NotEmpty);
+            }
+            !node.local
+        } else {
+            // Children unlinked a moment ago may still be on their way out
+            // of the store: they do not count, and the directory is hidden
+            // until they are gone (see `deletes.rs`).
+            let contents = self.dir_contents(&prefix).await?;
+            let local_child = {
+                let table = self.table.lock().unwrap();
+                known_children
+                    .iter()
+                    .any(|(_, i)| table.nodes.get(i).is_some_and(|n| n.local))
+            };
+            if local_child || contents.children {
+                return Err(FsError::NotEmpty);
+            }
+            contents.marker.is_some()
+        };
+        if has_marker {
             match self.write_back {
                 Some(_) => self.deletes.delete(prefix.clone()),
                 None => self.s3.delete(&prefix).await?,
@@ -1687,15 +1809,9 @@ impl Fs {
         // for those in flight, and hold them until they know the new name.
         let mut held = HashMap::new();
         if from.kind == Kind::Dir {
-            let prefix = dir_prefix(&from.path);
             let inos: Vec<u64> = {
                 let table = self.table.lock().unwrap();
-                table
-                    .by_path
-                    .iter()
-                    .filter(|(p, _)| p.starts_with(&prefix))
-                    .map(|(_, ino)| *ino)
-                    .collect()
+                table.below(&from.path).into_iter().map(|(_, ino)| ino).collect()
             };
             for ino in inos {
                 if let Some(state) = self.open_file(ino) {
@@ -1731,12 +1847,10 @@ impl Fs {
         // Re-path every known node under the old name.
         let moved: Vec<(String, u64)> = {
             let mut table = self.table.lock().unwrap();
-            let moved: Vec<(String, u64)> = table
-                .by_path
-                .iter()
-                .filter(|(p, _)| **p == from.path || p.starts_with(&dir_prefix(&from.path)))
-                .map(|(p, i)| (p.clone(), *i))
-                .collect();
+            let mut moved = table.below(&from.path);
+            if let Some(&ino) = table.by_path.get(&from.path) {
+                moved.push((from.path.clone(), ino));
+            }
             if let Some(old) = table.by_path.remove(&to) {
                 match replaced {
                     // Open: it lives on for its handles, under no name.
@@ -1789,18 +1903,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn is_child_of_agrees_with_parent_of() {
-        let dirs = ["", "a", "a/b", "ab"];
-        let paths = ["a", "ab", "a/b", "a/bc", "a/b/c", "ab/c", "abc/d", "b", "a/b/c/d"];
-        for dir in dirs {
-            for path in paths {
-                assert_eq!(
-                    is_child_of(path, dir),
-                    parent_of(path) == dir,
-                    "{path} in {dir:?}"
-                );
-            }
+    fn table_scans_agree_with_parent_of() {
+        let paths = [
+            "", "a", "ab", "a/b", "a.x", "a/bc", "a/b/c", "a/b.c", "ab/c", "abc/d", "b", "a/b/c/d", "a/b0",
+        ];
+        let mut table = Table::default();
+        for (i, p) in paths.iter().enumerate() {
+            table.by_path.insert(p.to_string(), i as u64);
         }
-        assert!(!is_child_of("", ""), "the root is no entry of itself");
+        for dir in ["", "a", "a/b", "ab", "b", "zz"] {
+            let mut want: Vec<&str> = paths
+                .iter()
+                .copied()
+                .filter(|p| !p.is_empty() && parent_of(p) == dir)
+                .collect();
+            want.sort();
+            let have: Vec<String> = table.children(dir).into_iter().map(|(p, _)| p).collect();
+            assert_eq!(have, want, "children of {dir:?}");
+            let prefix = dir_prefix(dir);
+            let mut want: Vec<&str> = paths
+                .iter()
+                .copied()
+                .filter(|p| !p.is_empty() && p.starts_with(&prefix) && *p != dir)
+                .collect();
+            want.sort();
+            let have: Vec<String> = table.below(dir).into_iter().map(|(p, _)| p).collect();
+            assert_eq!(have, want, "below {dir:?}");
+        }
     }
 }

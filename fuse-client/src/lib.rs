@@ -16,6 +16,7 @@ pub mod fuse;
 pub mod s3;
 pub mod scan;
 pub mod staging;
+pub mod tree;
 pub mod writer;
 
 use std::path::{Path, PathBuf};

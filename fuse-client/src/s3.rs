@@ -596,14 +596,24 @@ impl S3 {
 
     /// One page of the keys under `prefix`, folded at `/`.
     pub async fn list(&self, prefix: &str, token: Option<&str>, max_keys: usize) -> Result<Listing, FsError> {
-        self.list_page(prefix, token.map(|t| ("continuation-token", t)), max_keys)
-            .await
+        self.list_page(
+            prefix,
+            Some("/"),
+            token.map(|t| ("continuation-token", t)),
+            max_keys,
+        )
+        .await
     }
 
     /// One page of the keys under `prefix` that sort after `after`, folded at `/`.
     pub async fn list_after(&self, prefix: &str, after: &str, max_keys: usize) -> Result<Listing, FsError> {
-        self.list_page(prefix, Some(("start-after", after)), max_keys)
+        self.list_page(prefix, Some("/"), Some(("start-after", after)), max_keys)
             .await
+    }
+
+    /// The first `max_keys` keys under `prefix`, at any depth (no delimiter).
+    pub async fn list_tree(&self, prefix: &str, max_keys: usize) -> Result<Listing, FsError> {
+        self.list_page(prefix, None, None, max_keys).await
     }
 
     /// ListObjectsV2, asking for each key's metadata (`metadata=true`, which
@@ -612,16 +622,19 @@ impl S3 {
     async fn list_page(
         &self,
         prefix: &str,
+        delimiter: Option<&str>,
         from: Option<(&'static str, &str)>,
         max_keys: usize,
     ) -> Result<Listing, FsError> {
         let mut call = Call::new(Method::GET, None)
             .query("list-type", "2")
             .query("prefix", prefix)
-            .query("delimiter", "/")
             .query("encoding-type", "url")
             .query("metadata", "true")
             .query("max-keys", max_keys.to_string());
+        if let Some(delimiter) = delimiter {
+            call = call.query("delimiter", delimiter);
+        }
         if let Some((param, value)) = from {
             call = call.query(param, value);
         }

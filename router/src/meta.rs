@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Connection, Postgres, Row, Transaction};
 use time::OffsetDateTime;
 
@@ -154,6 +154,14 @@ pub fn new_upload_id() -> String {
 impl Meta {
     /// Connects lazily: the router starts even while Postgres is down.
     pub fn connect_lazy(url: &str) -> Result<Self> {
+        // Every query is a short indexed lookup or range scan whose best plan
+        // does not depend on its parameters. Postgres's default re-plans a
+        // prepared statement per call while the plan looks parameter
+        // dependent, which was most of a listing query's time (0.45 ms of
+        // planning against 0.25 ms of execution).
+        let options = url
+            .parse::<PgConnectOptions>()?
+            .options([("plan_cache_mode", "force_generic_plan")]);
         let pool = PgPoolOptions::new()
             .max_connections(32)
             .acquire_timeout(Duration::from_secs(10))
@@ -169,7 +177,7 @@ impl Meta {
                     Ok(true)
                 })
             })
-            .connect_lazy(url)?;
+            .connect_lazy_with(options);
         Ok(Self {
             pool,
             buckets: Arc::default(),
@@ -786,11 +794,18 @@ impl Meta {
         limit: i64,
     ) -> Result<Vec<Version>> {
         let op = if inclusive { ">=" } else { ">" };
+        // Two texts rather than `($5 IS NULL OR key < $5)`, so that a generic
+        // plan keeps the upper bound in the index condition.
+        let below = if before.is_some() {
+            "AND c.key < $5"
+        } else {
+            "AND $5::text IS NULL"
+        };
         Ok(sqlx::query_as(&format!(
             "SELECT v.id, v.key, v.version_id, v.delete_marker, v.size, v.etag, v.content_type, v.metadata,
                     v.parts_count, v.created_at
              FROM current_versions c JOIN versions v ON v.id = c.version
-             WHERE c.bucket_id = $1 AND c.key {op} $2 AND c.key >= $3 AND ($5::text IS NULL OR c.key < $5)
+             WHERE c.bucket_id = $1 AND c.key {op} $2 AND c.key >= $3 {below}
              ORDER BY c.key LIMIT $4"
         ))
         .bind(bucket.id)

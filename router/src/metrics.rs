@@ -12,6 +12,10 @@ pub struct Metrics {
     pub chunks_written: AtomicU64,
     /// Objects stored through the batch PUT extension.
     pub objects_batched: AtomicU64,
+    /// Listing pages answered (ListObjects, ListObjectsV2 and the metadata
+    /// listing), and the keys and common prefixes they held.
+    pub listings: AtomicU64,
+    pub listed_entries: AtomicU64,
     pub checksum_failures: AtomicU64,
     pub replica_read_fallbacks: AtomicU64,
     pub replicas_repaired: AtomicU64,
@@ -34,6 +38,8 @@ impl Metrics {
             ("bucketfs_router_bytes_out_total", &self.bytes_out),
             ("bucketfs_router_chunks_written_total", &self.chunks_written),
             ("bucketfs_router_objects_batched_total", &self.objects_batched),
+            ("bucketfs_router_listings_total", &self.listings),
+            ("bucketfs_router_listed_entries_total", &self.listed_entries),
             ("bucketfs_router_checksum_failures_total", &self.checksum_failures),
             (
                 "bucketfs_router_replica_read_fallbacks_total",

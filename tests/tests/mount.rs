@@ -596,3 +596,76 @@ fn listings_and_scans_carry_whole_attributes() -> Result<()> {
     assert_eq!(listed, names.len() + all_dirs.len());
     Ok(())
 }
+
+/// A walk through a small tree (`find`, `du`, `rm -rf`) costs one listing of
+/// the whole tree, not one per directory, and shows exactly what is stored;
+/// a directory listed elsewhere shows a new key once `--attr-ttl` has passed.
+#[test]
+fn a_tree_walk_lists_a_small_tree_once() -> Result<()> {
+    let cluster = Cluster::start()?;
+    cluster.aws_ok(&["s3", "mb", "s3://walk"])?;
+    let a = cluster.dir.join("a");
+    {
+        let _ma = cluster.mount("walk", &a)?;
+        for d in 0..20 {
+            let dir = a.join(format!("t/d{d:02}/sub"));
+            fs::create_dir_all(&dir)?;
+            for f in 0..10 {
+                fs::write(dir.join(format!("f{f}")), vec![b'x'; 100 * f])?;
+            }
+        }
+    }
+    let listings = |cluster: &Cluster| -> u64 {
+        (1..=2)
+            .filter_map(|i| cluster.router_metric(i, "bucketfs_router_listings_total"))
+            .sum()
+    };
+    // A fresh mount knows nothing; a long TTL keeps the test about counts.
+    let b = cluster.dir.join("b");
+    let _mb = cluster.mount_with("walk", &b, &["--attr-ttl", "30"])?;
+    let before = listings(&cluster);
+    let found = run(Command::new("find").arg(b.join("t")), "find")?;
+    let mut found: Vec<&str> = found
+        .lines()
+        .map(|l| l.strip_prefix(b.to_str().unwrap()).unwrap())
+        .collect();
+    found.sort();
+    let mut want = vec!["/t".to_string()];
+    for d in 0..20 {
+        want.push(format!("/t/d{d:02}"));
+        want.push(format!("/t/d{d:02}/sub"));
+        want.extend((0..10).map(|f| format!("/t/d{d:02}/sub/f{f}")));
+    }
+    want.sort();
+    assert_eq!(found, want);
+    let du = run(Command::new("du").arg("-sb").arg(b.join("t")), "du")?;
+    let bytes: u64 = du.split_whitespace().next().unwrap().parse()?;
+    // Directories have no size here.
+    assert_eq!(bytes, 20 * (0..10).map(|f| 100 * f).sum::<u64>(), "{du}");
+    let walked = listings(&cluster) - before;
+    assert!(
+        walked <= 3,
+        "find and du over 41 directories took {walked} listings"
+    );
+
+    // Another client adds a key under a directory a listed: a readdir
+    // shows it once the listing is older than `--attr-ttl`.
+    let c = cluster.dir.join("c");
+    let _mc = cluster.mount("walk", &c)?;
+    assert_eq!(fs::read_dir(c.join("t/d03/sub"))?.count(), 10);
+    let x = cluster.dir.join("x");
+    fs::write(&x, "x")?;
+    cluster.aws_ok(&["s3", "cp", x.to_str().unwrap(), "s3://walk/t/d03/sub/new"])?;
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert_eq!(fs::read_dir(c.join("t/d03/sub"))?.count(), 11);
+    // Mount b, trusting its listing for 30 s, does not see it yet.
+    cluster.aws_ok(&["s3", "rm", "s3://walk/t/d03/sub/new"])?;
+
+    let before = listings(&cluster);
+    run(Command::new("rm").arg("-rf").arg(b.join("t")), "rm -rf")?;
+    let removed = listings(&cluster) - before;
+    assert!(removed <= 3, "rm -rf of 41 directories took {removed} listings");
+    let left = cluster.aws_ok(&["s3", "ls", "--recursive", "s3://walk/"])?;
+    assert_eq!(left.trim(), "", "rm -rf left keys behind");
+    Ok(())
+}

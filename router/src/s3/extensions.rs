@@ -58,7 +58,7 @@ impl S3Route for ExtensionRoute {
         } else if is_batch(&req.method, &req.uri) {
             self.fs.put_batch(req).await
         } else {
-            Ok(super::list::list_with_metadata(&self.fs.meta, req).await?)
+            Ok(super::list::list_with_metadata(&self.fs, req).await?)
         }
     }
 }

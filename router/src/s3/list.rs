@@ -11,7 +11,8 @@ use s3s::{Body, S3Request, S3Response};
 
 use super::{etag_of, timestamp, Bucketfs};
 use crate::error::{Error, Result};
-use crate::meta::{Bucket, Meta, Version};
+use crate::meta::{Bucket, Version};
+use crate::metrics::Metrics;
 
 const BATCH: i64 = 1000;
 /// The batch after a jump past a common prefix: the rows fetched beyond the
@@ -93,7 +94,7 @@ struct Page {
 
 /// Lists current objects under `prefix`, folding on `delimiter`.
 async fn list_page(
-    meta: &Meta,
+    fs: &Bucketfs,
     bucket: &Bucket,
     prefix: &str,
     delimiter: &str,
@@ -120,7 +121,8 @@ async fn list_page(
     'scan: loop {
         let wanted = (max - entries.len()) as i64 + 1;
         let size = batch_size.min(wanted);
-        let batch = meta
+        let batch = fs
+            .meta
             .list_current(bucket, &cursor, inclusive, prefix, end.as_deref(), size)
             .await?;
         let exhausted = (batch.len() as i64) < size;
@@ -153,10 +155,13 @@ async fn list_page(
                 None => Entry::Object(v),
             };
             if entries.len() == max {
-                return Ok(Page {
-                    entries,
-                    truncated: true,
-                });
+                return Ok(counted(
+                    fs,
+                    Page {
+                        entries,
+                        truncated: true,
+                    },
+                ));
             }
             if let Entry::Prefix(p, _) = &entry {
                 match prefix_successor(p) {
@@ -180,10 +185,19 @@ async fn list_page(
             (batch_size * 2).min(BATCH)
         };
     }
-    Ok(Page {
-        entries,
-        truncated: false,
-    })
+    Ok(counted(
+        fs,
+        Page {
+            entries,
+            truncated: false,
+        },
+    ))
+}
+
+fn counted(fs: &Bucketfs, page: Page) -> Page {
+    Metrics::inc(&fs.metrics.listings);
+    Metrics::add(&fs.metrics.listed_entries, page.entries.len() as u64);
+    page
 }
 
 impl Bucketfs {
@@ -201,7 +215,7 @@ impl Bucketfs {
             _ => None,
         };
         let max_keys = input.max_keys.unwrap_or(MAX_KEYS);
-        let page = list_page(&self.meta, &bucket, &prefix, &delimiter, resume, max_keys).await?;
+        let page = list_page(self, &bucket, &prefix, &delimiter, resume, max_keys).await?;
         let encode = Encoder::new(input.encoding_type.as_ref());
         let next = page
             .truncated
@@ -239,7 +253,7 @@ impl Bucketfs {
             .as_deref()
             .map(|m| Resume::from_marker(m, &delimiter));
         let max_keys = input.max_keys.unwrap_or(MAX_KEYS);
-        let page = list_page(&self.meta, &bucket, &prefix, &delimiter, resume, max_keys).await?;
+        let page = list_page(self, &bucket, &prefix, &delimiter, resume, max_keys).await?;
         let encode = Encoder::new(input.encoding_type.as_ref());
         let next_marker = page
             .truncated
@@ -434,14 +448,14 @@ impl Encoder {
 /// prefix tells of its own key (a directory marker) in `<Directory>`:
 /// `<Marker>false</Marker>`, or `true` and the marker's fields; no
 /// `<Directory>` when the page started inside the prefix and cannot tell.
-pub(super) async fn list_with_metadata(meta: &Meta, req: S3Request<Body>) -> Result<S3Response<Body>> {
+pub(super) async fn list_with_metadata(fs: &Bucketfs, req: S3Request<Body>) -> Result<S3Response<Body>> {
     let bucket_name = req.uri.path().trim_matches('/');
     if bucket_name.is_empty() || bucket_name.contains('/') {
         return Err(Error::InvalidArgument("a listing's path must be /BUCKET".into()));
     }
     let query = query_pairs(req.uri.query().unwrap_or(""))?;
     let param = |name: &str| query.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
-    let bucket = meta.bucket(bucket_name).await?;
+    let bucket = fs.meta.bucket(bucket_name).await?;
     let prefix = param("prefix").unwrap_or_default();
     let delimiter = param("delimiter").unwrap_or_default();
     let resume = match (param("continuation-token"), param("start-after")) {
@@ -455,7 +469,7 @@ pub(super) async fn list_with_metadata(meta: &Meta, req: S3Request<Body>) -> Res
             .map_err(|_| Error::InvalidArgument("max-keys must be a number".into()))?,
         None => MAX_KEYS,
     };
-    let page = list_page(meta, &bucket, &prefix, &delimiter, resume, max_keys).await?;
+    let page = list_page(fs, &bucket, &prefix, &delimiter, resume, max_keys).await?;
     let encode = Encoder {
         url: param("encoding-type").as_deref() == Some("url"),
     };

@@ -71,8 +71,7 @@ pub struct Attr {
 #[derive(Debug, Clone)]
 pub struct DirEntry {
     pub name: String,
-    pub ino: u64,
-    pub kind: Kind,
+    pub attr: Attr,
 }
 
 /// How the filesystem was mounted.
@@ -648,6 +647,11 @@ impl Fs {
         })
     }
 
+    /// `ino`'s attributes as this mount knows them, without asking the store.
+    pub fn known_attr(&self, ino: u64) -> Result<Attr, FsError> {
+        Ok(Self::attr_of(ino, &self.node(ino)?))
+    }
+
     pub async fn getattr(&self, ino: u64) -> Result<Attr, FsError> {
         let node = self.node(ino)?;
         let stale = !node.loaded || node.fetched.elapsed() >= self.config.attr_ttl;
@@ -731,7 +735,6 @@ impl Fs {
         }
         let prefix = dir_prefix(&dir.path);
         let started = Instant::now();
-        let mut entries = Vec::new();
         let mut names = std::collections::HashSet::new();
         let Listing {
             objects,
@@ -759,13 +762,8 @@ impl Fs {
                 tracing::warn!(%key, "skipping a key that is not a valid file name");
                 continue;
             }
-            let attr = self.remember(self.object_node(&key, info, attributes));
+            self.remember(self.object_node(&key, info, attributes));
             names.insert(name.to_string());
-            entries.push(DirEntry {
-                name: name.to_string(),
-                ino: attr.ino,
-                kind: attr.kind,
-            });
         }
         for p in prefixes {
             let name = p[prefix.len()..].trim_end_matches('/');
@@ -777,40 +775,18 @@ impl Fs {
                 continue; // a file and a directory of one name: the file wins
             }
             let path = &p[..p.len() - 1];
-            let known = self.table.lock().unwrap().by_path.get(path).copied();
-            let ino = match (markers.get(&p), known) {
-                (Some(marker), _) => self.remember(self.dir_node(path, marker.clone())).ino,
-                (None, Some(ino)) => ino,
-                (None, None) => self.remember(self.dir_node(path, None)).ino,
-            };
-            entries.push(DirEntry {
-                name: name.to_string(),
-                ino,
-                kind: Kind::Dir,
-            });
-        }
-        // Files created here and not yet committed are listed too.
-        let local: Vec<(u64, Node)> = {
-            let table = self.table.lock().unwrap();
-            table
-                .children(&dir.path)
-                .into_iter()
-                .filter_map(|(_, i)| table.nodes.get(&i).filter(|n| n.local).map(|n| (i, n.clone())))
-                .collect()
-        };
-        for (ino, node) in local {
-            let name = node.path.rsplit('/').next().unwrap_or("").to_string();
-            if names.insert(name.clone()) {
-                entries.push(DirEntry {
-                    name,
-                    ino,
-                    kind: node.kind,
-                });
+            let known = self.table.lock().unwrap().by_path.contains_key(path);
+            match (markers.get(&p), known) {
+                (Some(marker), _) => drop(self.remember(self.dir_node(path, marker.clone()))),
+                (None, true) => {}
+                (None, false) => drop(self.remember(self.dir_node(path, None))),
             }
         }
+        // The table now holds exactly the listing, and what this mount made
+        // since (files not yet committed, say).
         self.forget_unlisted(&dir.path, &names, started);
         self.absence.listed(&dir.path, started);
-        Ok(entries)
+        Ok(self.known_entries(&dir.path))
     }
 
     /// The entries of `dir` as the inode table knows them.
@@ -823,8 +799,7 @@ impl Fs {
                 let node = table.nodes.get(&ino).filter(|n| !n.unlinked)?;
                 Some(DirEntry {
                     name: path[dir_prefix(dir).len()..].to_string(),
-                    ino,
-                    kind: node.kind,
+                    attr: Self::attr_of(ino, node),
                 })
             })
             .collect()

@@ -10,8 +10,8 @@ use std::time::{Duration, SystemTime};
 
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, LockOwner, OpenFlags,
-    RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen,
-    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty,
+    ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
 use crate::attrs::S_IFREG;
@@ -88,6 +88,7 @@ fail_by_error!(
     ReplyCreate,
     ReplyWrite,
     ReplyDirectory,
+    ReplyDirectoryPlus,
     ReplyXattr
 );
 
@@ -145,9 +146,14 @@ impl Filesystem for Adapter {
         if let Err(max) = config.set_max_readahead(1 << 20) {
             let _ = config.set_max_readahead(max);
         }
+        // READDIRPLUS: a listing's attributes reach the kernel with its
+        // names, so `ls -l`, `du` and `find` need no lookup per entry.
+        // AUTO: the kernel asks for them only while entries get looked up.
         for flag in [
             fuser::InitFlags::FUSE_PARALLEL_DIROPS,
             fuser::InitFlags::FUSE_CACHE_SYMLINKS,
+            fuser::InitFlags::FUSE_DO_READDIRPLUS,
+            fuser::InitFlags::FUSE_READDIRPLUS_AUTO,
         ] {
             let _ = config.add_capabilities(flag);
         }
@@ -416,9 +422,48 @@ impl Filesystem for Adapter {
                 let dots = [(ino.0, Kind::Dir, "."), (ino.0, Kind::Dir, "..")];
                 let all = dots
                     .into_iter()
-                    .chain(entries.iter().map(|e| (e.ino, e.kind, e.name.as_str())));
+                    .chain(entries.iter().map(|e| (e.attr.ino, e.attr.kind, e.name.as_str())));
                 for (i, (ino, kind, name)) in all.enumerate().skip(offset as usize) {
                     if r.add(INodeNo(ino), i as u64 + 1, file_type(kind), name) {
+                        break;
+                    }
+                }
+                r.ok()
+            },
+        );
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        reply: ReplyDirectoryPlus,
+    ) {
+        let (fs, ttl) = (self.fs.clone(), self.ttl);
+        self.run(
+            reply,
+            async move {
+                let entries = fs.readdir(ino.0, fh.0, offset).await?;
+                Ok((fs.known_attr(ino.0)?, entries))
+            },
+            move |mut r, (dir, entries)| {
+                // The kernel makes no entries of the dots: their attributes
+                // only fill the slots.
+                let dots = [(".", &dir), ("..", &dir)];
+                let all = dots
+                    .into_iter()
+                    .chain(entries.iter().map(|e| (e.name.as_str(), &e.attr)));
+                for (i, (name, attr)) in all.enumerate().skip(offset as usize) {
+                    if r.add(
+                        INodeNo(attr.ino),
+                        i as u64 + 1,
+                        name,
+                        &ttl,
+                        &file_attr(attr),
+                        Generation(0),
+                    ) {
                         break;
                     }
                 }

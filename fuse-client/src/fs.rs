@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -214,7 +214,7 @@ pub struct Fs {
     big_trees: BigTrees,
     /// False once the store answered a listing without attributes (not a
     /// bucketfs router): readdirs then list folded, a directory at a time.
-    tree_listings: std::sync::atomic::AtomicBool,
+    tree_listings: AtomicBool,
     next_ino: AtomicU64,
     next_fh: AtomicU64,
     /// One permit per write-back commit in flight; `None`: no write-back.
@@ -249,7 +249,7 @@ pub struct SetAttr {
     pub mtime: Option<SystemTime>,
 }
 
-fn join(dir: &str, name: &str) -> String {
+pub(crate) fn join(dir: &str, name: &str) -> String {
     if dir.is_empty() {
         name.to_string()
     } else {
@@ -257,7 +257,7 @@ fn join(dir: &str, name: &str) -> String {
     }
 }
 
-fn dir_prefix(path: &str) -> String {
+pub(crate) fn dir_prefix(path: &str) -> String {
     if path.is_empty() {
         String::new()
     } else {
@@ -348,7 +348,7 @@ impl Fs {
             absence: Absence::new(config.attr_ttl, config.dir_ttl),
             scans: Scans::default(),
             big_trees: BigTrees::new(config.dir_ttl),
-            tree_listings: std::sync::atomic::AtomicBool::new(true),
+            tree_listings: AtomicBool::new(true),
             config,
             table: Mutex::new(table),
             files: Mutex::new(HashMap::new()),
@@ -791,6 +791,7 @@ impl Fs {
 
     /// The entries of `dir` as the inode table knows them.
     fn known_entries(&self, dir: &str) -> Vec<DirEntry> {
+        let skip = dir_prefix(dir).len();
         let table = self.table.lock().unwrap();
         table
             .children(dir)
@@ -798,7 +799,7 @@ impl Fs {
             .filter_map(|(path, ino)| {
                 let node = table.nodes.get(&ino).filter(|n| !n.unlinked)?;
                 Some(DirEntry {
-                    name: path[dir_prefix(dir).len()..].to_string(),
+                    name: path[skip..].to_string(),
                     attr: Self::attr_of(ino, node),
                 })
             })
@@ -829,14 +830,15 @@ impl Fs {
         reading.hide(&mut page.objects);
         drop(reading);
         for (path, entries) in tree::fold(dir, page.objects, valid_listed_name) {
+            let skip = dir_prefix(&path).len();
             let mut names = std::collections::HashSet::new();
             for (key, info) in entries.files {
-                names.insert(key[dir_prefix(&path).len()..].to_string());
+                names.insert(key[skip..].to_string());
                 self.remember(self.object_node(&key, info, true));
             }
             for (sub, marker) in entries.subdirs {
                 // A file and a directory of one name: the file wins.
-                if names.insert(sub[dir_prefix(&path).len()..].to_string()) {
+                if names.insert(sub[skip..].to_string()) {
                     self.remember(self.dir_node(&sub, marker));
                 }
             }

@@ -16,7 +16,7 @@ use fuser::{
 
 use crate::attrs::S_IFREG;
 use crate::error::FsError;
-use crate::fs::{Attr, Fs, Kind, SetAttr};
+use crate::fs::{Attr, DirEntry, Fs, Kind, SetAttr};
 
 pub struct Adapter {
     pub fs: Arc<Fs>,
@@ -118,6 +118,33 @@ impl Adapter {
         let ttl = self.ttl;
         move |r, a| r.attr(&ttl, &file_attr(&a))
     }
+}
+
+/// An open directory's attributes and entries, for readdir and readdirplus.
+async fn listing(
+    fs: &Fs,
+    ino: INodeNo,
+    fh: FileHandle,
+    offset: u64,
+) -> Result<(Attr, Arc<Vec<DirEntry>>), FsError> {
+    let entries = fs.readdir(ino.0, fh.0, offset).await?;
+    Ok((fs.known_attr(ino.0)?, entries))
+}
+
+/// `.`, `..` and the entries from `offset` on, each with the offset of the
+/// one after it. The kernel makes no entries of the dots (in readdirplus
+/// their attributes only fill the slots).
+fn numbered<'a>(
+    dir: &'a Attr,
+    entries: &'a [DirEntry],
+    offset: u64,
+) -> impl Iterator<Item = (u64, &'a str, &'a Attr)> {
+    [(".", dir), ("..", dir)]
+        .into_iter()
+        .chain(entries.iter().map(|e| (e.name.as_str(), &e.attr)))
+        .enumerate()
+        .skip(offset as usize)
+        .map(|(i, (name, attr))| (i as u64 + 1, name, attr))
 }
 
 fn empty(r: ReplyEmpty, _: ()) {
@@ -417,14 +444,10 @@ impl Filesystem for Adapter {
         let fs = self.fs.clone();
         self.run(
             reply,
-            async move { fs.readdir(ino.0, fh.0, offset).await },
-            move |mut r, entries| {
-                let dots = [(ino.0, Kind::Dir, "."), (ino.0, Kind::Dir, "..")];
-                let all = dots
-                    .into_iter()
-                    .chain(entries.iter().map(|e| (e.attr.ino, e.attr.kind, e.name.as_str())));
-                for (i, (ino, kind, name)) in all.enumerate().skip(offset as usize) {
-                    if r.add(INodeNo(ino), i as u64 + 1, file_type(kind), name) {
+            async move { listing(&fs, ino, fh, offset).await },
+            move |mut r, (dir, entries)| {
+                for (next, name, attr) in numbered(&dir, &entries, offset) {
+                    if r.add(INodeNo(attr.ino), next, file_type(attr.kind), name) {
                         break;
                     }
                 }
@@ -444,21 +467,12 @@ impl Filesystem for Adapter {
         let (fs, ttl) = (self.fs.clone(), self.ttl);
         self.run(
             reply,
-            async move {
-                let entries = fs.readdir(ino.0, fh.0, offset).await?;
-                Ok((fs.known_attr(ino.0)?, entries))
-            },
+            async move { listing(&fs, ino, fh, offset).await },
             move |mut r, (dir, entries)| {
-                // The kernel makes no entries of the dots: their attributes
-                // only fill the slots.
-                let dots = [(".", &dir), ("..", &dir)];
-                let all = dots
-                    .into_iter()
-                    .chain(entries.iter().map(|e| (e.name.as_str(), &e.attr)));
-                for (i, (name, attr)) in all.enumerate().skip(offset as usize) {
+                for (next, name, attr) in numbered(&dir, &entries, offset) {
                     if r.add(
                         INodeNo(attr.ino),
-                        i as u64 + 1,
+                        next,
                         name,
                         &ttl,
                         &file_attr(attr),

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use lru::LruCache;
 
+use crate::fs::{dir_prefix, join};
 use crate::s3::ObjectInfo;
 
 /// Keys a readdir asks for in its listing of the directory's tree.
@@ -41,7 +42,7 @@ pub fn fold(
     objects: Vec<(String, ObjectInfo)>,
     valid: impl Fn(&str) -> bool,
 ) -> BTreeMap<String, TreeDir> {
-    let prefix = prefix_of(dir);
+    let prefix = dir_prefix(dir);
     let mut tree: BTreeMap<String, TreeDir> = BTreeMap::new();
     tree.entry(dir.to_string()).or_default();
     for (key, info) in objects {
@@ -64,10 +65,7 @@ pub fn fold(
                     break;
                 }
                 Some((name, tail)) => {
-                    let sub = match at.as_str() {
-                        "" => name.to_string(),
-                        _ => format!("{at}/{name}"),
-                    };
+                    let sub = join(&at, name);
                     let marker = tree
                         .entry(at)
                         .or_default()
@@ -93,16 +91,9 @@ pub fn shows_whole(dir: &str, last: Option<&str>) -> bool {
     match last {
         None => true,
         Some(last) => {
-            let prefix = prefix_of(dir);
+            let prefix = dir_prefix(dir);
             !dir.is_empty() && last > prefix.as_str() && !last.starts_with(&prefix)
         }
-    }
-}
-
-fn prefix_of(dir: &str) -> String {
-    match dir {
-        "" => String::new(),
-        _ => format!("{dir}/"),
     }
 }
 

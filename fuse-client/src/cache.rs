@@ -34,7 +34,7 @@ const PREFETCH_PIECE: u64 = 4 * BLOCK;
 const FILL_WINDOW: u64 = 4;
 
 /// Blocks kept as files in a directory, least recently used evicted first.
-/// The crc32c of each 64 KiB segment of a block is kept in memory and
+/// The crc32c of each 4 KiB segment of a block is kept in memory and
 /// checked when it is read back, so a damaged cache file is refetched,
 /// never served; a small read reads and checks only its segments.
 struct DiskTier {
@@ -44,7 +44,7 @@ struct DiskTier {
 }
 
 /// The unit of checksums in the disk tier.
-const SEGMENT: usize = 64 << 10;
+const SEGMENT: usize = 4 << 10;
 
 struct DiskBlock {
     file: String,

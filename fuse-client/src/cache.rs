@@ -28,6 +28,18 @@ pub struct BlockCache {
     filling: Mutex<std::collections::HashSet<Source>>,
 }
 
+/// The tiers a fetch fills.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Keep {
+    /// Readahead of a stream (see `BlockCache::readahead_keep`).
+    Memory,
+    /// A background fill for random reads, which read from the disk tier
+    /// without churning memory.
+    Disk,
+    /// Blocks a reader waited for, and readahead of other objects.
+    Both,
+}
+
 /// Bytes fetched by one GET of a background prefetch; several run at once.
 const PREFETCH_PIECE: u64 = 4 * BLOCK;
 /// Pieces fetched at once by a background fill.
@@ -215,11 +227,13 @@ impl BlockCache {
                 .is_some_and(|d| d.index.lock().unwrap().blocks.contains(&key))
     }
 
-    fn insert(&self, source: &Source, block: u64, data: Bytes) {
-        if let Some(disk) = &self.disk {
+    fn insert(&self, source: &Source, block: u64, data: Bytes, keep: Keep) {
+        if let Some(disk) = self.disk.as_ref().filter(|_| keep != Keep::Memory) {
             disk.put((source.clone(), block), &data);
         }
-        self.insert_memory((source.clone(), block), data);
+        if keep != Keep::Disk {
+            self.insert_memory((source.clone(), block), data);
+        }
     }
 
     fn insert_memory(&self, key: (Source, u64), data: Bytes) {
@@ -269,7 +283,7 @@ impl BlockCache {
                 run_end += 1;
             }
             let fetched = self
-                .fetch(s3, source, size, block, (run_end * BLOCK).min(size))
+                .fetch(s3, source, size, block, (run_end * BLOCK).min(size), Keep::Both)
                 .await?;
             blocks.extend(fetched);
             block = run_end;
@@ -334,6 +348,7 @@ impl BlockCache {
         size: u64,
         first: u64,
         end: u64,
+        keep: Keep,
     ) -> Result<Vec<Bytes>, FsError> {
         let start = first * BLOCK;
         let keys: Vec<(Source, u64)> = (first..end.min(size).div_ceil(BLOCK))
@@ -380,7 +395,7 @@ impl BlockCache {
             )));
         }
         for (i, b) in blocks.iter().enumerate() {
-            self.insert(source, first + i as u64, b.clone());
+            self.insert(source, first + i as u64, b.clone(), keep);
         }
         release();
         Ok(blocks)
@@ -428,15 +443,31 @@ impl BlockCache {
         tokio::spawn(async move {
             let window = FILL_WINDOW * PREFETCH_PIECE;
             for start in (0..size).step_by(window as usize) {
-                cache.prefetch(&s3, &source, size, start, window).await;
+                cache
+                    .prefetch(&s3, &source, size, start, window, Keep::Disk)
+                    .await;
             }
             tracing::debug!(key = %source.key, size, "filled the disk cache with an object read at random");
         });
     }
 
-    /// Fetches `offset..offset+len` into the cache unless already there
-    /// (readahead in the background).
-    pub async fn prefetch(&self, s3: &S3, source: &Source, size: u64, offset: u64, len: u64) {
+    /// Where readahead of an object of `size` bytes keeps its blocks. An
+    /// object larger than a quarter of the disk tier read front to back
+    /// is a stream (a backup, a video, a data set): written to the disk
+    /// tier it would push out what the tier holds and cost a write and a
+    /// checksum for every byte read (a tenth of a cold 1 GiB read's
+    /// speed), as a sequential scan in Postgres goes through a small ring
+    /// of buffers and not the shared cache.
+    pub fn readahead_keep(&self, size: u64) -> Keep {
+        match &self.disk {
+            Some(disk) if size > disk.capacity / 4 => Keep::Memory,
+            _ => Keep::Both,
+        }
+    }
+
+    /// Fetches `offset..offset+len` into the `keep` tiers unless already
+    /// cached (readahead in the background).
+    pub async fn prefetch(&self, s3: &S3, source: &Source, size: u64, offset: u64, len: u64, keep: Keep) {
         let end = (offset + len).min(size);
         // Runs of blocks neither cached nor being fetched, cut at multiples
         // of PREFETCH_PIECE so that successive windows make whole pieces.
@@ -454,7 +485,7 @@ impl BlockCache {
         // Several ranged GETs at once: one stream is slower than the store.
         let pieces = runs
             .into_iter()
-            .map(|(first, stop)| self.fetch(s3, source, size, first, stop * BLOCK));
+            .map(|(first, stop)| self.fetch(s3, source, size, first, stop * BLOCK, keep));
         for result in futures::future::join_all(pieces).await {
             if let Err(e) = result {
                 tracing::debug!(key = %source.key, error = %e, "readahead failed");
@@ -529,7 +560,7 @@ mod tests {
         let cache = BlockCache::new(3 * BLOCK as usize);
         let source = Source::default();
         for i in 0..10 {
-            cache.insert(&source, i, Bytes::from(vec![0u8; BLOCK as usize]));
+            cache.insert(&source, i, Bytes::from(vec![0u8; BLOCK as usize]), Keep::Both);
         }
         assert_eq!(cache.inner.lock().unwrap().bytes, 3 * BLOCK as usize);
         assert!(cache.contains(&source, 9) && !cache.contains(&source, 6));
@@ -543,7 +574,7 @@ mod tests {
             .unwrap();
         let source = Source::default();
         for i in 0..3 {
-            cache.insert(&source, i, Bytes::from(vec![i as u8; BLOCK as usize]));
+            cache.insert(&source, i, Bytes::from(vec![i as u8; BLOCK as usize]), Keep::Both);
         }
         // Block 0 left memory and disk; block 1 left memory only.
         assert!(cache.get(&source, 0).is_none());
@@ -574,7 +605,7 @@ mod tests {
             .unwrap();
         let source = Source::default();
         let block: Vec<u8> = (0..BLOCK as usize).map(|i| (i / 7) as u8).collect();
-        cache.insert(&source, 0, Bytes::from(block.clone()));
+        cache.insert(&source, 0, Bytes::from(block.clone()), Keep::Both);
         let key = (source.clone(), 0);
         let disk = cache.disk.as_ref().unwrap();
         // Across a segment boundary, and at the block's end.

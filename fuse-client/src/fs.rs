@@ -1321,7 +1321,8 @@ impl Fs {
         };
         if let Some((from, n)) = prefetch {
             let (cache, s3, source) = (self.cache.clone(), self.s3.clone(), source.clone());
-            tokio::spawn(async move { cache.prefetch(&s3, &source, node.size, from, n).await });
+            let keep = cache.readahead_keep(node.size);
+            tokio::spawn(async move { cache.prefetch(&s3, &source, node.size, from, n, keep).await });
         }
         if random && offset > 0 && node.size >= RANDOM_READS_FROM {
             self.cache.fill_in_background(&self.s3, &source, node.size);

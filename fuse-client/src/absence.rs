@@ -6,7 +6,11 @@
 //! - directories whose whole listing this mount holds (it listed them, or made
 //!   them empty), trusted for `--dir-ttl`: a name the inode table does not
 //!   know in such a directory is missing. Changes made through this mount keep
-//!   the table true; changes made elsewhere show after at most `--dir-ttl`.
+//!   the table true; changes made elsewhere show after at most `--dir-ttl`;
+//! - the same for a directory's names from one name on, when a listing from
+//!   that name reached the directory's end with nothing in it: files made
+//!   one after another in a directory that already existed (an unpacking
+//!   into it after a remount) each find the next name absent.
 
 use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
@@ -28,6 +32,9 @@ pub struct Absence {
     /// ordered, so that forgetting a tree is a range scan (every unlink and
     /// rmdir forgets one).
     listed: Mutex<BTreeMap<String, Instant>>,
+    /// Directories with nothing from a path on (the tail of their listing
+    /// this mount holds), and when that was seen.
+    tails: Mutex<BTreeMap<String, (String, Instant)>>,
 }
 
 impl Absence {
@@ -38,6 +45,7 @@ impl Absence {
             dir_ttl,
             missing: Mutex::new(LruCache::new(cap)),
             listed: Mutex::new(BTreeMap::new()),
+            tails: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -50,11 +58,29 @@ impl Absence {
                 return true;
             }
         }
+        if let Some((from, at)) = self.tails.lock().unwrap().get(dir) {
+            if path >= from.as_str() && fresh(at, self.dir_ttl) {
+                return true;
+            }
+        }
         self.listed
             .lock()
             .unwrap()
             .get(dir)
             .is_some_and(|at| fresh(at, self.dir_ttl))
+    }
+
+    /// The store holds nothing in `dir` from `from` on, as of `at` (the
+    /// inode table holds what this mount has made there since).
+    pub fn empty_from(&self, dir: &str, from: &str, at: Instant) {
+        let mut tails = self.tails.lock().unwrap();
+        if tails.len() >= CAPACITY && !tails.contains_key(dir) {
+            tails.retain(|_, (_, at)| at.elapsed() < self.dir_ttl);
+            if tails.len() >= CAPACITY {
+                tails.clear();
+            }
+        }
+        tails.insert(dir.to_string(), (from.to_string(), at));
     }
 
     /// The store said `path` is missing.
@@ -94,21 +120,26 @@ impl Absence {
 
     /// `dir` and everything below it is gone or has moved.
     pub fn drop_tree(&self, dir: &str) {
-        let mut listed = self.listed.lock().unwrap();
-        if dir.is_empty() {
-            listed.clear();
-            return;
-        }
-        listed.remove(dir);
-        let below = format!("{dir}/");
-        let gone: Vec<String> = listed
-            .range::<str, _>((Bound::Included(below.as_str()), Bound::Unbounded))
-            .take_while(|(k, _)| k.starts_with(&below))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in gone {
-            listed.remove(&k);
-        }
+        remove_tree(&mut self.listed.lock().unwrap(), dir);
+        remove_tree(&mut self.tails.lock().unwrap(), dir);
+    }
+}
+
+/// Removes `dir` and every path below it from `map`.
+fn remove_tree<V>(map: &mut BTreeMap<String, V>, dir: &str) {
+    if dir.is_empty() {
+        map.clear();
+        return;
+    }
+    map.remove(dir);
+    let below = format!("{dir}/");
+    let gone: Vec<String> = map
+        .range::<str, _>((Bound::Included(below.as_str()), Bound::Unbounded))
+        .take_while(|(k, _)| k.starts_with(&below))
+        .map(|(k, _)| k.clone())
+        .collect();
+    for k in gone {
+        map.remove(&k);
     }
 }
 
@@ -133,6 +164,20 @@ mod tests {
         );
         assert!(!a.is_absent("d", "d/x"));
         assert!(!a.is_absent("d/sub", "d/sub/x"));
+    }
+
+    #[test]
+    fn an_empty_tail_answers_for_the_names_from_its_start() {
+        let a = Absence::new(Duration::from_secs(1), Duration::from_secs(60));
+        a.empty_from("d", "d/f0002", Instant::now());
+        assert!(a.is_absent("d", "d/f0002") && a.is_absent("d", "d/f0003") && a.is_absent("d", "d/z"));
+        assert!(!a.is_absent("d", "d/f0001"), "names before the tail are unknown");
+        assert!(!a.is_absent("e", "e/f0003"));
+        a.drop_tree("d");
+        assert!(!a.is_absent("d", "d/f0003"));
+        let a = Absence::new(Duration::from_secs(1), Duration::ZERO);
+        a.empty_from("d", "d/f0002", Instant::now());
+        assert!(!a.is_absent("d", "d/f0003"), "a zero dir TTL trusts no listing");
     }
 
     #[test]

@@ -593,11 +593,15 @@ impl Fs {
         let prefix = dir_prefix(dir);
         // One more than the page: the name a continuing walk misses next.
         let reading = self.deletes.reading();
+        let started = Instant::now();
         let mut listing = self.s3.list_after(&prefix, &just_before(path), page + 1).await?;
         reading.hide(&mut listing.objects);
         reading.hide_prefixes(&mut listing.prefixes);
         if !listing.attributes {
             return Ok(Scanned::Unknown);
+        }
+        if listing.objects.is_empty() && listing.prefixes.is_empty() && listing.next.is_none() {
+            self.absence.empty_from(dir, path, started);
         }
         let as_dir = format!("{path}/");
         // Keys come in order from `path` on: past it (or at the listing's

@@ -264,9 +264,12 @@ fn unsafe_free_fork() -> Result<Option<nix::unistd::Pid>> {
     // Cached blocks are 1 MiB buffers, freed as the cache turns over. glibc
     // raises its mmap threshold after the first such free and then keeps
     // them in per-thread heaps: 120-130 MiB beyond --cache-size after a
-    // 1 GiB read. With the threshold fixed, each goes back to the OS.
+    // 1 GiB read. With the threshold fixed, each goes back to the OS (or
+    // to the cache's few spare buffers). It sits above HTTP receive
+    // buffers (up to 400 KiB), which are freed and made again all the
+    // time: mapped fresh, each page of them faulted and zeroed anew.
     if std::env::var_os(MMAP_THRESHOLD).is_none() {
-        command.env(MMAP_THRESHOLD, (256 << 10).to_string());
+        command.env(MMAP_THRESHOLD, (512 << 10).to_string());
     }
     let child = command
         .args(&args)

@@ -283,13 +283,15 @@ impl S3 {
     /// As `get_range`, cut into buffers of `block` bytes each (the last may
     /// be short), filled as the body arrives: cached blocks then own their
     /// memory, where slices of one buffer would keep it all alive while any
-    /// one of them is cached.
+    /// one of them is cached. Each buffer comes from `buffer` (which may
+    /// hand out a recycled one).
     pub async fn get_range_blocks(
         &self,
         source: &Source,
         start: u64,
         len: u64,
         block: usize,
+        buffer: impl Fn() -> bytes::BytesMut,
     ) -> Result<Vec<Bytes>, FsError> {
         if len == 0 {
             return Ok(Vec::new());
@@ -309,13 +311,13 @@ impl S3 {
             _ => return Err(error_of(resp).await),
         }
         let mut blocks = Vec::new();
-        let mut current = bytes::BytesMut::with_capacity(block);
+        let mut current = buffer();
         while let Some(mut frame) = resp.chunk().await.map_err(|e| FsError::Io(e.to_string()))? {
             while !frame.is_empty() {
                 let n = (block - current.len()).min(frame.len());
                 current.extend_from_slice(&frame.split_to(n));
                 if current.len() == block {
-                    let full = std::mem::replace(&mut current, bytes::BytesMut::with_capacity(block));
+                    let full = std::mem::replace(&mut current, buffer());
                     blocks.push(full.freeze());
                 }
             }

@@ -487,12 +487,22 @@ impl BlockCache {
         }
         let (cache, s3, source) = (self.clone(), s3.clone(), source.clone());
         tokio::spawn(async move {
-            let window = FILL_WINDOW * PREFETCH_PIECE;
-            for start in (0..size).step_by(window as usize) {
-                cache
-                    .prefetch(&s3, &source, size, start, window, Keep::Disk)
-                    .await;
-            }
+            use futures::StreamExt;
+            // FILL_WINDOW pieces always in flight: waiting for a whole
+            // window before the next left the store idle at each window's
+            // slowest piece.
+            let pieces = (0..size).step_by(PREFETCH_PIECE as usize).map(|start| {
+                let (cache, s3, source) = (&cache, &s3, &source);
+                async move {
+                    cache
+                        .prefetch(s3, source, size, start, PREFETCH_PIECE, Keep::Disk)
+                        .await
+                }
+            });
+            futures::stream::iter(pieces)
+                .buffer_unordered(FILL_WINDOW as usize)
+                .for_each(|()| async {})
+                .await;
             tracing::debug!(key = %source.key, size, "filled the disk cache with an object read at random");
         });
     }

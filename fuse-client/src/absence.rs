@@ -74,12 +74,7 @@ impl Absence {
     /// inode table holds what this mount has made there since).
     pub fn empty_from(&self, dir: &str, from: &str, at: Instant) {
         let mut tails = self.tails.lock().unwrap();
-        if tails.len() >= CAPACITY && !tails.contains_key(dir) {
-            tails.retain(|_, (_, at)| at.elapsed() < self.dir_ttl);
-            if tails.len() >= CAPACITY {
-                tails.clear();
-            }
-        }
+        make_room(&mut tails, dir, |(_, at)| at.elapsed() < self.dir_ttl);
         tails.insert(dir.to_string(), (from.to_string(), at));
     }
 
@@ -96,15 +91,7 @@ impl Absence {
     /// The inode table holds every entry of `dir` as of `at`.
     pub fn listed(&self, dir: &str, at: Instant) {
         let mut listed = self.listed.lock().unwrap();
-        if listed.len() >= CAPACITY && !listed.contains_key(dir) {
-            listed.retain(|_, at| at.elapsed() < self.dir_ttl);
-            if listed.len() >= CAPACITY {
-                // All fresh: forget half. A forgotten listing only costs a
-                // round trip later.
-                let half = listed.keys().nth(CAPACITY / 2).cloned().unwrap_or_default();
-                *listed = listed.split_off(&half);
-            }
-        }
+        make_room(&mut listed, dir, |at| at.elapsed() < self.dir_ttl);
         listed.insert(dir.to_string(), at);
     }
 
@@ -122,6 +109,20 @@ impl Absence {
     pub fn drop_tree(&self, dir: &str) {
         remove_tree(&mut self.listed.lock().unwrap(), dir);
         remove_tree(&mut self.tails.lock().unwrap(), dir);
+    }
+}
+
+/// Keeps `map` under CAPACITY before `dir` goes in: drops what is no longer
+/// `fresh`, and if all is, half. A forgotten entry only costs a round trip
+/// later.
+fn make_room<V>(map: &mut BTreeMap<String, V>, dir: &str, fresh: impl Fn(&V) -> bool) {
+    if map.len() < CAPACITY || map.contains_key(dir) {
+        return;
+    }
+    map.retain(|_, v| fresh(v));
+    if map.len() >= CAPACITY {
+        let half = map.keys().nth(CAPACITY / 2).cloned().unwrap_or_default();
+        *map = map.split_off(&half);
     }
 }
 

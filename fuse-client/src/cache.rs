@@ -31,7 +31,7 @@ pub struct BlockCache {
 }
 
 /// Evicted blocks' buffers kept for reuse. A new 1 MiB buffer is a new
-/// mapping (the daemon's mmap threshold is 256 KiB) whose 256 pages fault
+/// mapping (the daemon's mmap threshold is 512 KiB) whose 256 pages fault
 /// and are zeroed one at a time: a fifth of the daemon's CPU in a cold
 /// sequential read. At most this many MiB beyond the cache.
 const SPARE_BUFFERS: usize = 16;
@@ -585,7 +585,7 @@ impl Readahead {
     /// the range `(offset, len)` to prefetch in the background.
     pub fn advance(&mut self, offset: u64, len: u64) -> Option<(u64, u64)> {
         // The kernel's own readahead sends several requests at once, so
-        // they may arrive a little out of order: near the last end counts.
+        // they may arrive out of order: near the furthest end counts.
         // The first read, at 0, is not yet a sequence.
         let sequential = (offset > 0 || self.next > 0) && offset.abs_diff(self.next) <= SEQUENTIAL_SLACK;
         let end = offset + len;

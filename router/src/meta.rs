@@ -574,45 +574,42 @@ impl Meta {
         delete_in(&self.pool, bucket, key).await
     }
 
-    /// Deletes the current versions of many keys in one statement, so one
-    /// round trip and one transaction commit for a whole DeleteObjects
-    /// batch. Keys are locked in sorted order, so two batches never
-    /// deadlock; the answer is in the order of `keys`.
+    /// Deletes the current versions of many keys in one call of the
+    /// `delete_current_many` function (migration 0005): one round trip, one
+    /// transaction commit and one statement per step for a whole
+    /// DeleteObjects batch. Keys are locked in sorted order, so two batches
+    /// never deadlock; the answer is in the order of `keys`.
     pub async fn delete_objects(&self, bucket: &Bucket, keys: &[String]) -> Result<Vec<Deleted>> {
         let mut sorted: Vec<&str> = keys.iter().map(String::as_str).collect();
         sorted.sort_unstable();
         sorted.dedup();
         let version_ids: Vec<String> = sorted.iter().map(|_| new_version_id()).collect();
-        let rows: Vec<(bool, Option<String>)> = sqlx::query_as(
-            "SELECT d.delete_marker, d.version_id
-             FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS k(key, vid, n)
-             CROSS JOIN LATERAL delete_current($1, k.key, k.vid) d
-             ORDER BY k.n",
-        )
-        .bind(bucket.id)
-        .bind(&sorted)
-        .bind(&version_ids)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(delete_error)?;
-        if rows.len() != sorted.len() {
-            return Err(Error::Internal(format!(
-                "{} delete results for {} keys",
-                rows.len(),
-                sorted.len()
-            )));
-        }
-        Ok(keys
-            .iter()
-            .map(|k| {
-                let i = sorted.binary_search(&k.as_str()).expect("every key is in sorted");
-                let (delete_marker, version_id) = rows[i].clone();
-                Deleted {
+        let rows: Vec<(String, bool, Option<String>)> =
+            sqlx::query_as("SELECT * FROM delete_current_many($1, $2, $3)")
+                .bind(bucket.id)
+                .bind(&sorted)
+                .bind(&version_ids)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(delete_error)?;
+        let deleted: HashMap<String, Deleted> = rows
+            .into_iter()
+            .map(|(key, delete_marker, version_id)| {
+                let deleted = Deleted {
                     delete_marker,
                     version_id,
-                }
+                };
+                (key, deleted)
             })
-            .collect())
+            .collect();
+        keys.iter()
+            .map(|k| {
+                deleted
+                    .get(k)
+                    .cloned()
+                    .ok_or_else(|| Error::Internal(format!("no delete result for key {k:?}")))
+            })
+            .collect()
     }
 
     /// Moves the current versions of `from` (one key, or every key under it

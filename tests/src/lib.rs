@@ -231,6 +231,13 @@ impl Cluster {
             .args(["-p", &self.ports.postgres.to_string()])
             .args(["-k", data.to_str().unwrap()])
             .args(["-c", "listen_addresses=127.0.0.1", "-c", "max_connections=200"])
+            // Autovacuum looks every second, not every minute: the routers'
+            // cached plans are made from the statistics of the last ANALYZE,
+            // and one taken right after a mass delete describes empty
+            // tables. Until the next, every listing and commit scanned the
+            // whole table: extracting 9,000 files after deleting 5,000 took
+            // 21-37 s instead of 8-10.
+            .args(["-c", "autovacuum_naptime=1"])
             .uid(user.uid.as_raw())
             .gid(user.gid.as_raw())
             .current_dir("/");

@@ -173,6 +173,71 @@ fn versions_conditionals_copies_listings_and_bad_input() -> Result<()> {
         Some(3),
         "{versions}"
     );
+    // Suspended: the batch's marker is the null version and replaces the
+    // key's null version; versions made while enabled stay.
+    api(
+        &cluster,
+        &[
+            "put-bucket-versioning",
+            "--bucket",
+            "ver",
+            "--versioning-configuration",
+            "Status=Suspended",
+        ],
+    )?;
+    fs::write(work.join("v"), "null version\n")?;
+    api(
+        &cluster,
+        &[
+            "put-object",
+            "--bucket",
+            "ver",
+            "--key",
+            "other.txt",
+            "--body",
+            &w("v"),
+        ],
+    )?;
+    let batch = api(
+        &cluster,
+        &[
+            "delete-objects",
+            "--bucket",
+            "ver",
+            "--delete",
+            r#"{"Objects":[{"Key":"other.txt"}]}"#,
+        ],
+    )?;
+    assert_eq!(batch["Deleted"][0]["DeleteMarker"], true, "{batch}");
+    assert_eq!(batch["Deleted"][0]["DeleteMarkerVersionId"], "null", "{batch}");
+    let versions = api(
+        &cluster,
+        &["list-object-versions", "--bucket", "ver", "--prefix", "other.txt"],
+    )?;
+    let ids_of = |kind: &str| -> Vec<String> {
+        versions[kind]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|v| v["VersionId"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    // The enabled-era marker and the null one; the enabled-era version.
+    let markers = ids_of("DeleteMarkers");
+    assert_eq!(markers.len(), 2, "{versions}");
+    assert!(markers.iter().any(|id| id == "null"), "{versions}");
+    assert_eq!(ids_of("Versions").len(), 1, "{versions}");
+    assert!(ids_of("Versions").iter().all(|id| id != "null"), "{versions}");
+    api(
+        &cluster,
+        &[
+            "put-bucket-versioning",
+            "--bucket",
+            "ver",
+            "--versioning-configuration",
+            "Status=Enabled",
+        ],
+    )?;
 
     // ---- conditional requests ----------------------------------------------
     api(&cluster, &["create-bucket", "--bucket", "cond"])?;

@@ -197,7 +197,6 @@ impl Deletes {
             return;
         }
         let _waiting = Waiting::new(self);
-        self.hurry.notify_one();
         while !done(&self.state.lock().unwrap().tombstones) {
             // The sender lives as long as `self`: this never fails.
             let _ = landed.changed().await;
@@ -208,27 +207,24 @@ impl Deletes {
     async fn run(self: Arc<Self>) {
         let mut lingered = false;
         loop {
-            let keys: Vec<String> = {
+            let keys: Option<Vec<String>> = {
                 let mut state = self.state.lock().unwrap();
                 if state.queue.is_empty() {
                     state.calls -= 1;
                     return;
                 }
-                if !lingered && state.queue.len() < BATCH && state.waiters == 0 {
-                    Vec::new()
-                } else {
-                    let n = state.queue.len().min(BATCH);
-                    state.queue.drain(..n).collect()
-                }
+                let linger = !lingered && state.queue.len() < BATCH && state.waiters == 0;
+                let n = state.queue.len().min(BATCH);
+                (!linger).then(|| state.queue.drain(..n).collect())
             };
-            if keys.is_empty() {
+            let Some(keys) = keys else {
                 lingered = true;
                 tokio::select! {
                     _ = tokio::time::sleep(LINGER) => {}
                     _ = self.hurry.notified() => {}
                 }
                 continue;
-            }
+            };
             lingered = false;
             let lost = self.send(&keys).await;
             {
@@ -291,12 +287,14 @@ impl Deletes {
     }
 }
 
-/// Counts a task in `State::waiters` while it lives.
+/// Counts a task in `State::waiters` while it lives; a call lingering
+/// when it starts goes at once.
 struct Waiting<'a>(&'a Deletes);
 
 impl<'a> Waiting<'a> {
     fn new(deletes: &'a Deletes) -> Self {
         deletes.state.lock().unwrap().waiters += 1;
+        deletes.hurry.notify_one();
         Self(deletes)
     }
 }

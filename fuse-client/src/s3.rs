@@ -880,6 +880,7 @@ fn listed_info(block: &str, attributes: bool) -> ObjectInfo {
 fn xml_blocks<'x>(xml: &'x str, tag: &'x str) -> impl Iterator<Item = &'x str> + 'x {
     let mut rest = xml;
     std::iter::from_fn(move || {
+        // `<` and `>` around the opening tag; `</` and `>` around the closing.
         let start = tag_at(rest, tag, false)? + tag.len() + 2;
         let len = tag_at(&rest[start..], tag, true)?;
         let block = &rest[start..start + len];
@@ -917,12 +918,11 @@ fn xml_field(xml: &str, tag: &str) -> Option<String> {
 
 /// Replaces XML's five named entities and numeric character references.
 fn unescape(s: &str) -> String {
-    let Some(first) = s.find('&') else {
+    if !s.contains('&') {
         return s.to_string();
-    };
+    }
     let mut out = String::with_capacity(s.len());
-    out.push_str(&s[..first]);
-    let mut rest = &s[first..];
+    let mut rest = s;
     while let Some(i) = rest.find('&') {
         out.push_str(&rest[..i]);
         rest = &rest[i..];

@@ -20,6 +20,21 @@ fn api(cluster: &Cluster, args: &[&str]) -> Result<Value> {
 }
 
 /// Runs an s3api call expected to fail; returns its stderr.
+/// Turns `bucket`'s versioning to `status` (Enabled or Suspended).
+fn set_versioning(cluster: &Cluster, bucket: &str, status: &str) -> Result<Value> {
+    let configuration = format!("Status={status}");
+    api(
+        cluster,
+        &[
+            "put-bucket-versioning",
+            "--bucket",
+            bucket,
+            "--versioning-configuration",
+            &configuration,
+        ],
+    )
+}
+
 fn api_err(cluster: &Cluster, args: &[&str]) -> Result<String> {
     let mut full = vec!["s3api"];
     full.extend_from_slice(args);
@@ -37,16 +52,7 @@ fn versions_conditionals_copies_listings_and_bad_input() -> Result<()> {
     api(&cluster, &["create-bucket", "--bucket", "ver"])?;
 
     // ---- versioning: every overwrite keeps the old version -----------------
-    api(
-        &cluster,
-        &[
-            "put-bucket-versioning",
-            "--bucket",
-            "ver",
-            "--versioning-configuration",
-            "Status=Enabled",
-        ],
-    )?;
+    set_versioning(&cluster, "ver", "Enabled")?;
     let status = api(&cluster, &["get-bucket-versioning", "--bucket", "ver"])?;
     assert_eq!(status["Status"], "Enabled");
     let mut ids = Vec::new();
@@ -175,16 +181,7 @@ fn versions_conditionals_copies_listings_and_bad_input() -> Result<()> {
     );
     // Suspended: the batch's marker is the null version and replaces the
     // key's null version; versions made while enabled stay.
-    api(
-        &cluster,
-        &[
-            "put-bucket-versioning",
-            "--bucket",
-            "ver",
-            "--versioning-configuration",
-            "Status=Suspended",
-        ],
-    )?;
+    set_versioning(&cluster, "ver", "Suspended")?;
     fs::write(work.join("v"), "null version\n")?;
     api(
         &cluster,
@@ -228,16 +225,7 @@ fn versions_conditionals_copies_listings_and_bad_input() -> Result<()> {
     assert!(markers.iter().any(|id| id == "null"), "{versions}");
     assert_eq!(ids_of("Versions").len(), 1, "{versions}");
     assert!(ids_of("Versions").iter().all(|id| id != "null"), "{versions}");
-    api(
-        &cluster,
-        &[
-            "put-bucket-versioning",
-            "--bucket",
-            "ver",
-            "--versioning-configuration",
-            "Status=Enabled",
-        ],
-    )?;
+    set_versioning(&cluster, "ver", "Enabled")?;
 
     // ---- conditional requests ----------------------------------------------
     api(&cluster, &["create-bucket", "--bucket", "cond"])?;

@@ -28,12 +28,30 @@ pub fn block_checksums(payload: &[u8]) -> Vec<u32> {
     payload.chunks(BLOCK_SIZE).map(crc32c::crc32c).collect()
 }
 
+/// The crc32c of a whole payload of `payload_len` bytes, from its block
+/// checksums: a sender's checksum is checked without a second pass.
+pub fn whole_checksum(sums: &[u32], payload_len: usize) -> u32 {
+    sums.iter().enumerate().fold(0, |crc, (i, &sum)| {
+        let len = (payload_len - i * BLOCK_SIZE).min(BLOCK_SIZE);
+        crc32c::crc32c_combine(crc, sum, len)
+    })
+}
+
+/// Length of the header of a chunk with `payload_len` bytes of payload.
+pub fn header_len(payload_len: usize) -> usize {
+    FIXED_HEADER + 4 * payload_len.div_ceil(BLOCK_SIZE)
+}
+
 /// Header bytes (magic, length, checksums) to write before `payload`.
 pub fn encode_header(payload: &[u8]) -> Vec<u8> {
-    let sums = block_checksums(payload);
-    let mut header = Vec::with_capacity(FIXED_HEADER + 4 * sums.len());
+    encode_header_of(payload.len(), &block_checksums(payload))
+}
+
+/// Header bytes for a payload of `payload_len` bytes whose block checksums are `sums`.
+pub fn encode_header_of(payload_len: usize, sums: &[u32]) -> Vec<u8> {
+    let mut header = Vec::with_capacity(header_len(payload_len));
     header.extend_from_slice(MAGIC);
-    header.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    header.extend_from_slice(&(payload_len as u64).to_le_bytes());
     header.extend_from_slice(&(sums.len() as u32).to_le_bytes());
     for sum in sums {
         header.extend_from_slice(&sum.to_le_bytes());
@@ -121,7 +139,10 @@ mod tests {
             5 * BLOCK_SIZE + 7,
         ] {
             let data = payload(len);
-            let header = Header::decode(&encode_header(&data)).unwrap();
+            let encoded = encode_header(&data);
+            assert_eq!(encoded.len(), header_len(len));
+            let header = Header::decode(&encoded).unwrap();
+            assert_eq!(whole_checksum(&header.checksums, len), crc32c::crc32c(&data));
             assert_eq!(header.payload_len, len as u64);
             assert_eq!(header.checksums.len(), len.div_ceil(BLOCK_SIZE));
             header.verify(0, &data).unwrap();

@@ -1,6 +1,7 @@
 //! The chunk HTTP API routers talk to.
 //!
-//! - `PUT /chunks/{id}` stores a body (header `x-bucketfs-crc32c`: its crc32c in hex)
+//! - `PUT /chunks/{id}` stores a body (header `x-bucketfs-crc32c`: its crc32c
+//!   in hex; `x-bucketfs-fsync: deferred`: answer before it is on disk)
 //! - `GET /chunks/{id}?start=S&end=E` returns verified payload bytes `[S, E)`
 //! - `HEAD /chunks/{id}` answers with the payload length
 //! - `DELETE /chunks/{id}` removes a chunk
@@ -11,20 +12,24 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use bucketfs_common::ChunkId;
+use futures::StreamExt;
 use serde::Deserialize;
 
 use crate::metrics::Metrics;
-use crate::store::{ChunkStore, StoreError, MAX_CHUNK_BYTES};
+use crate::store::{ChunkStore, Fsync, Incoming, StoreError, MAX_CHUNK_BYTES};
 
 /// Header carrying the crc32c (hex) of a PUT body.
 pub const CRC_HEADER: &str = "x-bucketfs-crc32c";
+/// Header of a PUT: `deferred` lets the node answer before the chunk is on
+/// disk (the replica beyond the write quorum); anything else means now.
+pub const FSYNC_HEADER: &str = "x-bucketfs-fsync";
 /// Header naming why a request failed, for routers to tell corruption apart.
 pub const ERROR_HEADER: &str = "x-bucketfs-error";
 
@@ -62,6 +67,8 @@ pub enum ApiError {
     BadId,
     #[error("malformed {CRC_HEADER} header")]
     BadCrcHeader,
+    #[error("could not read the body: {0}")]
+    Body(String),
 }
 
 impl IntoResponse for ApiError {
@@ -69,10 +76,12 @@ impl IntoResponse for ApiError {
         let (status, code) = match &self {
             ApiError::BadId => (StatusCode::BAD_REQUEST, "bad-id"),
             ApiError::BadCrcHeader => (StatusCode::BAD_REQUEST, "bad-crc-header"),
+            ApiError::Body(_) => (StatusCode::BAD_REQUEST, "bad-body"),
             ApiError::Store(StoreError::NotFound) => (StatusCode::NOT_FOUND, "not-found"),
             ApiError::Store(StoreError::Corrupt(_)) => (StatusCode::INTERNAL_SERVER_ERROR, "corrupt"),
             ApiError::Store(StoreError::TransferChecksum { .. }) => (StatusCode::BAD_REQUEST, "bad-checksum"),
             ApiError::Store(StoreError::TooLarge(_)) => (StatusCode::PAYLOAD_TOO_LARGE, "too-large"),
+            ApiError::Store(StoreError::LengthMismatch { .. }) => (StatusCode::BAD_REQUEST, "bad-length"),
             ApiError::Store(StoreError::BadRange) => (StatusCode::RANGE_NOT_SATISFIABLE, "bad-range"),
             ApiError::Store(StoreError::DiskFull) => (StatusCode::INSUFFICIENT_STORAGE, "disk-full"),
             ApiError::Store(StoreError::Io(_)) => (StatusCode::INTERNAL_SERVER_ERROR, "io"),
@@ -100,7 +109,7 @@ async fn put_chunk(
     State(s): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<StatusCode, ApiError> {
     let id = parse_id(&id)?;
     let crc = match headers.get(CRC_HEADER) {
@@ -112,12 +121,39 @@ async fn put_chunk(
                 .ok_or(ApiError::BadCrcHeader)?,
         ),
     };
-    let len = body.len() as u64;
+    let fsync = match headers.get(FSYNC_HEADER).map(|v| v.as_bytes()) {
+        Some(b"deferred") => Fsync::Deferred,
+        _ => Fsync::Now,
+    };
+    let chunk = receive(&headers, body).await?;
+    let len = chunk.payload_len() as u64;
     let store = s.store.clone();
-    blocking(move || store.put(&id, &body, crc)).await?;
+    blocking(move || store.put_incoming(&id, chunk, crc, fsync)).await?;
     Metrics::add(&s.metrics.chunks_written, 1);
     Metrics::add(&s.metrics.bytes_written, len);
     Ok(StatusCode::CREATED)
+}
+
+/// Reads a PUT body straight into a chunk image: sized by Content-Length
+/// when announced, else collected first (up to the chunk limit).
+async fn receive(headers: &HeaderMap, body: Body) -> Result<Incoming, ApiError> {
+    let announced = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    let Some(len) = announced else {
+        let bytes = axum::body::to_bytes(body, MAX_CHUNK_BYTES)
+            .await
+            .map_err(|e| ApiError::Body(e.to_string()))?;
+        let mut chunk = Incoming::new(bytes.len())?;
+        chunk.extend(&bytes)?;
+        return Ok(chunk);
+    };
+    let mut chunk = Incoming::new(len)?;
+    let mut frames = body.into_data_stream();
+    while let Some(frame) = frames.next().await {
+        chunk.extend(&frame.map_err(|e| ApiError::Body(e.to_string()))?)?;
+    }
+    Ok(chunk)
 }
 
 #[derive(Deserialize)]

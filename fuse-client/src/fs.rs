@@ -1299,11 +1299,11 @@ impl Fs {
 
     pub async fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Bytes, FsError> {
         let handle = self.handle(fh)?;
-        let file = handle.state.lock().await;
-        if let Some(writer) = &file.writer {
+        let mut file = handle.state.lock().await;
+        if let Some(writer) = &mut file.writer {
             let base = writer.base().cloned();
             let mut out = BytesMut::new();
-            for span in writer.read_spans(offset, size as u64)? {
+            for span in writer.read_spans(offset, size as u64).await? {
                 match span {
                     Span::Local(data) => out.extend_from_slice(&data),
                     Span::Base(at, len) => {

@@ -106,6 +106,15 @@ impl Staging {
 
     /// The memory this file takes at `len` bytes: growth doubles (so
     /// appends copy little) up to `MEMORY_FILE`.
+    /// A second handle on the staging file, for copies made in the
+    /// background; `None` while the bytes are still in memory.
+    pub fn shared_file(&self) -> io::Result<Option<File>> {
+        match &self.store {
+            Store::Memory(_) => Ok(None),
+            Store::Disk(file) => file.try_clone().map(Some),
+        }
+    }
+
     fn capacity_for(&self, len: usize) -> usize {
         match &self.store {
             Store::Memory(bytes) if len > bytes.capacity() => {

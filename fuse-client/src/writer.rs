@@ -9,12 +9,19 @@
 //! uploaded from the staging file. Large sequential writes upload each part
 //! as soon as the writer moves past it, so a long copy streams out while it
 //! is being written and the commit only has the tail left to send.
+//!
+//! An append past the first part collects in memory (`Tail`) until its part
+//! is full; the full part is uploaded from memory and copied to the staging
+//! file in the background. Writing each megabyte to the staging file and
+//! reading the part back had been most of a sequential write's latency. Any
+//! other operation first settles: the tail and the background copies land
+//! in the staging file before anything reads or rewrites it.
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use tokio::task::JoinSet;
 
 use crate::error::FsError;
@@ -62,8 +69,22 @@ pub struct Writer {
     /// The pending multipart upload and the metadata it was created with.
     upload: Option<(String, HashMap<String, String>)>,
     uploads: JoinSet<(usize, u64, Result<String, FsError>)>,
+    /// The part being appended to, not yet in the staging file.
+    tail: Option<Tail>,
+    /// Full parts being copied to the staging file: a failed copy hands its
+    /// bytes back to be written again in the foreground.
+    staging_copies: JoinSet<StagingCopy>,
     /// Metadata changed since the last commit.
     meta_changed: bool,
+}
+
+/// A background copy's offset, and its bytes back if it failed.
+type StagingCopy = (u64, Result<(), (Bytes, std::io::Error)>);
+
+/// Bytes appended to part `part` from its start, held in memory.
+struct Tail {
+    part: usize,
+    bytes: BytesMut,
 }
 
 fn part_count(size: u64) -> usize {
@@ -93,6 +114,8 @@ impl Writer {
             base_len,
             upload: None,
             uploads: JoinSet::new(),
+            tail: None,
+            staging_copies: JoinSet::new(),
             meta_changed: false,
         })
     }
@@ -153,7 +176,8 @@ impl Writer {
 
     /// Reads `len` bytes at `offset`: `Ok(None)` for each span the caller
     /// must read from the base object, in order.
-    pub fn read_spans(&self, offset: u64, len: u64) -> Result<Vec<Span>, FsError> {
+    pub async fn read_spans(&mut self, offset: u64, len: u64) -> Result<Vec<Span>, FsError> {
+        self.settle().await?;
         let end = (offset + len).min(self.size);
         let mut spans = Vec::new();
         let mut at = offset;
@@ -187,6 +211,14 @@ impl Writer {
         if end > MAX_PARTS * PART {
             return Err(FsError::TooBig);
         }
+        if self.append_to_tail(offset, data) {
+            self.size = end;
+            if self.tail.as_ref().is_some_and(|t| t.bytes.len() as u64 == PART) {
+                self.seal_tail(s3, meta).await?;
+            }
+            return Ok(());
+        }
+        self.settle().await?;
         if end > self.size {
             self.resize(s3, end).await?;
         }
@@ -211,11 +243,75 @@ impl Writer {
         Ok(())
     }
 
+    /// Takes `data` at `offset` into the tail when it appends to the file
+    /// past its first part without crossing a part boundary.
+    fn append_to_tail(&mut self, offset: u64, data: &[u8]) -> bool {
+        let i = (offset / PART) as usize;
+        let end = offset + data.len() as u64;
+        if i == 0 || offset != self.size || end > (i as u64 + 1) * PART {
+            return false;
+        }
+        match &mut self.tail {
+            Some(tail) if tail.part == i => tail.bytes.extend_from_slice(data),
+            None if offset == i as u64 * PART && self.parts.len() == i => {
+                let mut bytes = BytesMut::with_capacity(PART as usize);
+                bytes.extend_from_slice(data);
+                self.tail = Some(Tail { part: i, bytes });
+                self.parts.push(Part {
+                    local: true,
+                    remote: Remote::Stale,
+                    generation: 0,
+                });
+            }
+            _ => return false,
+        }
+        self.change(i);
+        true
+    }
+
+    /// Uploads the full tail part and copies it to the staging file, both
+    /// in the background.
+    async fn seal_tail(&mut self, s3: &Arc<S3>, meta: &HashMap<String, String>) -> Result<(), FsError> {
+        let Some(tail) = self.tail.take() else {
+            return Ok(());
+        };
+        let bytes = tail.bytes.freeze();
+        let start = tail.part as u64 * PART;
+        match self.staging.shared_file()? {
+            Some(file) => {
+                let copy = bytes.clone();
+                self.staging_copies.spawn_blocking(move || {
+                    let written = std::os::unix::fs::FileExt::write_all_at(&file, &copy, start);
+                    (start, written.map_err(|e| (copy, e)))
+                });
+            }
+            None => self.staging.write_all_at(&bytes, start)?,
+        }
+        self.start_upload_of(s3, meta, tail.part, bytes).await
+    }
+
+    /// Puts the tail and the background copies into the staging file, so it
+    /// holds every byte written.
+    async fn settle(&mut self) -> Result<(), FsError> {
+        if let Some(tail) = self.tail.take() {
+            self.staging.write_all_at(&tail.bytes, tail.part as u64 * PART)?;
+        }
+        while let Some(joined) = self.staging_copies.join_next().await {
+            let (start, written) = joined.map_err(|e| FsError::Io(e.to_string()))?;
+            if let Err((bytes, e)) = written {
+                tracing::warn!(key = %self.key, error = %e, "background staging copy failed; writing again");
+                self.staging.write_all_at(&bytes, start)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Truncates or extends to `size` (new bytes read as zeros).
     pub async fn resize(&mut self, s3: &S3, size: u64) -> Result<(), FsError> {
         if size > MAX_PARTS * PART {
             return Err(FsError::TooBig);
         }
+        self.settle().await?;
         if size < self.size {
             self.staging.set_len(size)?;
             self.base_len = self.base_len.min(size);
@@ -248,6 +344,7 @@ impl Writer {
 
     /// Keeps the file readable after its object is deleted: every part local.
     pub async fn detach(&mut self, s3: &S3) -> Result<(), FsError> {
+        self.settle().await?;
         for i in 0..self.parts.len() {
             self.load(s3, i).await?;
         }
@@ -277,11 +374,21 @@ impl Writer {
         meta: &HashMap<String, String>,
         i: usize,
     ) -> Result<(), FsError> {
+        let body = self.part_bytes(i)?;
+        self.start_upload_of(s3, meta, i, body).await
+    }
+
+    async fn start_upload_of(
+        &mut self,
+        s3: &Arc<S3>,
+        meta: &HashMap<String, String>,
+        i: usize,
+        body: Bytes,
+    ) -> Result<(), FsError> {
         while self.uploads.len() >= IN_FLIGHT {
             self.reap_one().await?;
         }
         let upload = self.ensure_upload(s3, meta).await?;
-        let body = self.part_bytes(i)?;
         let generation = self.parts[i].generation;
         self.parts[i].remote = Remote::Uploading;
         let (s3, key) = (s3.clone(), self.key.clone());
@@ -322,6 +429,7 @@ impl Writer {
         meta: &HashMap<String, String>,
         background: bool,
     ) -> Result<ObjectInfo, FsError> {
+        self.settle().await?;
         while !self.uploads.is_empty() {
             self.reap_one().await?;
         }
@@ -427,6 +535,7 @@ impl Writer {
     /// daemon gives up on it).
     pub async fn abandon(&mut self, s3: &S3) {
         self.uploads.abort_all();
+        self.tail = None;
         if let Some((id, _)) = self.upload.take() {
             s3.abort_upload(&self.key, &id).await;
         }

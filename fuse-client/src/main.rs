@@ -1,6 +1,7 @@
 use clap::Parser;
 
 fn main() -> anyhow::Result<()> {
+    bucketfs_common::memory::keep_freed_memory();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),

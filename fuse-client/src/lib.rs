@@ -248,9 +248,6 @@ fn raise_readahead(dir: &Path) {
     }
 }
 
-/// glibc's tunable for the size from which allocations are mmapped.
-const MMAP_THRESHOLD: &str = "MALLOC_MMAP_THRESHOLD_";
-
 /// `fork()`; `Some(child pid)` in the parent, `None` in the child. Called
 /// before any thread exists, which is what makes forking sound here.
 fn unsafe_free_fork() -> Result<Option<nix::unistd::Pid>> {
@@ -261,16 +258,7 @@ fn unsafe_free_fork() -> Result<Option<nix::unistd::Pid>> {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     args.push("--foreground".into());
     let mut command = Command::new(exe);
-    // Cached blocks are 1 MiB buffers, freed as the cache turns over. glibc
-    // raises its mmap threshold after the first such free and then keeps
-    // them in per-thread heaps: 120-130 MiB beyond --cache-size after a
-    // 1 GiB read. With the threshold fixed, each goes back to the OS (or
-    // to the cache's few spare buffers). It sits above HTTP receive
-    // buffers (up to 400 KiB), which are freed and made again all the
-    // time: mapped fresh, each page of them faulted and zeroed anew.
-    if std::env::var_os(MMAP_THRESHOLD).is_none() {
-        command.env(MMAP_THRESHOLD, (512 << 10).to_string());
-    }
+    // The allocator's settings are made in `main` (bucketfs_common::memory).
     let child = command
         .args(&args)
         .stdin(std::process::Stdio::null())

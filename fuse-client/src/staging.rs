@@ -104,8 +104,6 @@ impl Staging {
         }
     }
 
-    /// The memory this file takes at `len` bytes: growth doubles (so
-    /// appends copy little) up to `MEMORY_FILE`.
     /// A second handle on the staging file, for copies made in the
     /// background; `None` while the bytes are still in memory.
     pub fn shared_file(&self) -> io::Result<Option<File>> {
@@ -115,6 +113,8 @@ impl Staging {
         }
     }
 
+    /// The memory this file takes at `len` bytes: growth doubles (so
+    /// appends copy little) up to `MEMORY_FILE`.
     fn capacity_for(&self, len: usize) -> usize {
         match &self.store {
             Store::Memory(bytes) if len > bytes.capacity() => {

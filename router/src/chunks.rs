@@ -14,7 +14,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bucketfs_common::{placement, ChunkId};
+use bucketfs_common::{placement, ChunkId, Fsync, FSYNC_HEADER};
 use bytes::Bytes;
 use futures::stream::{FuturesUnordered, StreamExt};
 
@@ -29,18 +29,6 @@ pub const REPLICAS: usize = 3;
 const THIRD_REPLICA_GRACE: Duration = Duration::from_millis(5);
 /// Replicas that must be durable before a write is acknowledged.
 pub const WRITE_QUORUM: usize = 2;
-/// Header telling a node whether to fsync a chunk before answering.
-pub const FSYNC_HEADER: &str = "x-bucketfs-fsync";
-
-/// Whether a replica must be on disk before the node answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fsync {
-    /// Durable before the answer: a quorum replica.
-    Now,
-    /// Left to the node's writeback: the replica beyond the quorum.
-    Deferred,
-}
-
 /// How long the collector waits on one replica's delete.
 const REPLICA_DELETE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -381,13 +369,7 @@ async fn put_to(
     let resp = http
         .put(format!("http://{addr}/chunks/{id}"))
         .header("x-bucketfs-crc32c", format!("{crc:08x}"))
-        .header(
-            FSYNC_HEADER,
-            match fsync {
-                Fsync::Now => "now",
-                Fsync::Deferred => "deferred",
-            },
-        )
+        .header(FSYNC_HEADER, fsync.header_value())
         .body(data)
         .send()
         .await

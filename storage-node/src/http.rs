@@ -18,18 +18,15 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use bucketfs_common::ChunkId;
+use bucketfs_common::{ChunkId, Fsync, FSYNC_HEADER};
 use futures::StreamExt;
 use serde::Deserialize;
 
 use crate::metrics::Metrics;
-use crate::store::{ChunkStore, Fsync, Incoming, StoreError, MAX_CHUNK_BYTES};
+use crate::store::{ChunkStore, Incoming, StoreError, MAX_CHUNK_BYTES};
 
 /// Header carrying the crc32c (hex) of a PUT body.
 pub const CRC_HEADER: &str = "x-bucketfs-crc32c";
-/// Header of a PUT: `deferred` lets the node answer before the chunk is on
-/// disk (the replica beyond the write quorum); anything else means now.
-pub const FSYNC_HEADER: &str = "x-bucketfs-fsync";
 /// Header naming why a request failed, for routers to tell corruption apart.
 pub const ERROR_HEADER: &str = "x-bucketfs-error";
 
@@ -121,10 +118,7 @@ async fn put_chunk(
                 .ok_or(ApiError::BadCrcHeader)?,
         ),
     };
-    let fsync = match headers.get(FSYNC_HEADER).map(|v| v.as_bytes()) {
-        Some(b"deferred") => Fsync::Deferred,
-        _ => Fsync::Now,
-    };
+    let fsync = Fsync::from_header_value(headers.get(FSYNC_HEADER).map(|v| v.as_bytes()));
     let chunk = receive(&headers, body).await?;
     let len = chunk.payload_len() as u64;
     let store = s.store.clone();

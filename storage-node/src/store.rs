@@ -20,7 +20,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use bucketfs_common::blocks::{self, Header, LayoutError};
-use bucketfs_common::ChunkId;
+use bucketfs_common::{ChunkId, Fsync};
 
 /// Largest chunk a node accepts, a guard against oversized bodies.
 pub const MAX_CHUNK_BYTES: usize = 64 * 1024 * 1024;
@@ -211,16 +211,6 @@ impl ChunkStore {
     }
 }
 
-/// Whether a chunk must be on disk before `put_incoming` returns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fsync {
-    Now,
-    /// Written through the page cache and left to the kernel's writeback
-    /// (`vm.dirty_expire_centisecs`, 30 s by default). A crash before then
-    /// leaves a short or empty file, which reads find corrupt and repair replaces.
-    Deferred,
-}
-
 /// Alignment of O_DIRECT buffers, offsets and lengths.
 const PAGE: usize = 4096;
 
@@ -279,8 +269,8 @@ impl Incoming {
     }
 
     /// Checks the payload is whole and matches `expected_crc`, fills in the
-    /// header and returns the file image padded to whole pages; the file's
-    /// length is the padded image's minus `padding`.
+    /// header and returns the file image padded to whole pages, with the
+    /// file's real length.
     fn finish(&mut self, expected_crc: Option<u32>) -> Result<Image<'_>, StoreError> {
         if self.received() != self.payload_len {
             return Err(StoreError::LengthMismatch {

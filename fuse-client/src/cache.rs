@@ -13,7 +13,7 @@ use bytes::{Bytes, BytesMut};
 use lru::LruCache;
 
 use crate::error::FsError;
-use crate::s3::{Source, S3};
+use crate::store::{Source, Store};
 
 /// The unit of caching and of ranged GETs.
 pub const BLOCK: u64 = 1 << 20;
@@ -341,7 +341,7 @@ impl BlockCache {
     /// bytes), fetching each run of missing blocks with one GET.
     pub async fn read(
         &self,
-        s3: &S3,
+        store: &Store,
         source: &Source,
         size: u64,
         offset: u64,
@@ -370,7 +370,14 @@ impl BlockCache {
                 run_end += 1;
             }
             let fetched = self
-                .fetch(s3, source, size, block, (run_end * BLOCK).min(size), Keep::Both)
+                .fetch(
+                    store,
+                    source,
+                    size,
+                    block,
+                    (run_end * BLOCK).min(size),
+                    Keep::Both,
+                )
                 .await?;
             blocks.extend(fetched);
             block = run_end;
@@ -399,7 +406,7 @@ impl BlockCache {
     /// the bytes asked for (a 4 KiB read).
     pub async fn read_small(
         &self,
-        s3: &S3,
+        store: &Store,
         source: &Source,
         size: u64,
         offset: u64,
@@ -409,7 +416,7 @@ impl BlockCache {
         let block = offset / BLOCK;
         let key = (source.clone(), block);
         if offset >= end || self.inner.lock().unwrap().blocks.contains(&key) {
-            return self.read(s3, source, size, offset, len).await;
+            return self.read(store, source, size, offset, len).await;
         }
         // From the disk tier only the segments asked for, and the block is
         // not pulled into memory, which random reads would churn.
@@ -421,16 +428,16 @@ impl BlockCache {
             }
         }
         if last > block && (block..=last).all(|b| self.contains(source, b)) {
-            return self.read(s3, source, size, offset, len).await;
+            return self.read(store, source, size, offset, len).await;
         }
-        s3.get_range(source, offset, end - offset).await
+        store.get_range(source, offset, end - offset).await
     }
 
     /// Fetches the blocks from `first` up to byte `end` with one GET and
     /// caches them.
     async fn fetch(
         &self,
-        s3: &S3,
+        store: &Store,
         source: &Source,
         size: u64,
         first: u64,
@@ -453,8 +460,8 @@ impl BlockCache {
                 })
                 .collect()
         };
-        let result = s3
-            .get_range_blocks(source, start, end.min(size) - start, BLOCK as usize, || {
+        let result = store
+            .get_range_blocks(source, start, end.min(size) - start, BLOCK as usize, &|| {
                 self.buffer()
             })
             .await;
@@ -523,22 +530,22 @@ impl BlockCache {
     /// it there in the background, a window at a time, once per object and
     /// mount (as s3fs keeps a whole open file in a local file). Reads keep
     /// fetching just their bytes until their block has arrived.
-    pub fn fill_in_background(self: &Arc<Self>, s3: &Arc<S3>, source: &Source, size: u64) {
+    pub fn fill_in_background(self: &Arc<Self>, store: &Store, source: &Source, size: u64) {
         let Some(disk) = &self.disk else { return };
         if size > disk.capacity / 2 || !self.filling.lock().unwrap().insert(source.clone()) {
             return;
         }
-        let (cache, s3, source) = (self.clone(), s3.clone(), source.clone());
+        let (cache, store, source) = (self.clone(), store.clone(), source.clone());
         tokio::spawn(async move {
             use futures::StreamExt;
             // FILL_WINDOW pieces always in flight: waiting for a whole
             // window before the next left the store idle at each window's
             // slowest piece.
             let pieces = (0..size).step_by(PREFETCH_PIECE as usize).map(|start| {
-                let (cache, s3, source) = (&cache, &s3, &source);
+                let (cache, store, source) = (&cache, &store, &source);
                 async move {
                     cache
-                        .prefetch(s3, source, size, start, PREFETCH_PIECE, Keep::Disk)
+                        .prefetch(store, source, size, start, PREFETCH_PIECE, Keep::Disk)
                         .await
                 }
             });
@@ -566,7 +573,15 @@ impl BlockCache {
 
     /// Fetches `offset..offset+len` into the `keep` tiers unless already
     /// cached (readahead in the background).
-    pub async fn prefetch(&self, s3: &S3, source: &Source, size: u64, offset: u64, len: u64, keep: Keep) {
+    pub async fn prefetch(
+        &self,
+        store: &Store,
+        source: &Source,
+        size: u64,
+        offset: u64,
+        len: u64,
+        keep: Keep,
+    ) {
         let end = (offset + len).min(size);
         // Runs of blocks neither cached nor being fetched, cut at multiples
         // of PREFETCH_PIECE so that successive windows make whole pieces.
@@ -584,7 +599,7 @@ impl BlockCache {
         // Several ranged GETs at once: one stream is slower than the store.
         let pieces = runs
             .into_iter()
-            .map(|(first, stop)| self.fetch(s3, source, size, first, stop * BLOCK, keep));
+            .map(|(first, stop)| self.fetch(store, source, size, first, stop * BLOCK, keep));
         for result in futures::future::join_all(pieces).await {
             if let Err(e) = result {
                 tracing::debug!(key = %source.key, error = %e, "readahead failed");

@@ -16,7 +16,7 @@
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use crate::s3::S3;
+use crate::store::Store;
 
 /// Keys per DeleteObjects call (S3's limit).
 const BATCH: usize = 1000;
@@ -113,7 +113,7 @@ impl Drop for Reading<'_> {
 }
 
 pub struct Deletes {
-    s3: Arc<S3>,
+    store: Store,
     state: Mutex<State>,
     /// Bumped whenever deletes land, for the waiters.
     landed: tokio::sync::watch::Sender<u64>,
@@ -122,9 +122,9 @@ pub struct Deletes {
 }
 
 impl Deletes {
-    pub fn new(s3: Arc<S3>) -> Self {
+    pub fn new(store: Store) -> Self {
         Self {
-            s3,
+            store,
             state: Mutex::default(),
             landed: tokio::sync::watch::Sender::new(0),
             hurry: tokio::sync::Notify::new(),
@@ -263,7 +263,7 @@ impl Deletes {
 
     /// Deletes `keys`; answers those it had to give up (their files are back).
     async fn send(&self, keys: &[String]) -> Vec<String> {
-        let failed: Vec<String> = match self.s3.delete_many(keys).await {
+        let failed: Vec<String> = match self.store.delete_many(keys).await {
             Ok(refused) => refused
                 .into_iter()
                 .map(|(key, code)| {
@@ -278,7 +278,7 @@ impl Deletes {
         };
         let mut lost = Vec::new();
         for key in failed {
-            if let Err(e) = self.s3.delete(&key).await {
+            if let Err(e) = self.store.delete(&key).await {
                 tracing::error!(%key, error = %e, "delete failed: the file is back");
                 lost.push(key);
             }

@@ -24,8 +24,8 @@ use crate::cache::{BlockCache, Readahead};
 use crate::deletes::Deletes;
 use crate::dir_writes::DirWrites;
 use crate::error::FsError;
-use crate::s3::{Listing, ObjectInfo, Source, VersionEntry, S3};
 use crate::scan::Scans;
+use crate::store::{Listing, ObjectInfo, Source, Store, VersionEntry};
 use crate::tree::{self, BigTrees, TREE_PAGE};
 use crate::writer::{Span, Writer};
 
@@ -202,7 +202,7 @@ struct Handle {
 type Shared<T> = Arc<tokio::sync::Mutex<T>>;
 
 pub struct Fs {
-    s3: Arc<S3>,
+    store: Store,
     cache: Arc<BlockCache>,
     config: Config,
     table: Mutex<Table>,
@@ -314,7 +314,7 @@ fn valid_listed_name(name: &str) -> bool {
 }
 
 impl Fs {
-    pub fn new(s3: S3, config: Config) -> std::io::Result<Self> {
+    pub fn new(store: Store, config: Config) -> std::io::Result<Self> {
         let mut table = Table::default();
         let root = Node {
             path: String::new(),
@@ -340,10 +340,9 @@ impl Fs {
         }
         let write_back =
             (config.write_back > 0).then(|| Arc::new(tokio::sync::Semaphore::new(config.write_back)));
-        let s3 = Arc::new(s3);
         Ok(Self {
-            deletes: Arc::new(Deletes::new(s3.clone())),
-            s3,
+            deletes: Arc::new(Deletes::new(store.clone())),
+            store,
             cache: Arc::new(cache),
             absence: Absence::new(config.attr_ttl, config.dir_ttl),
             scans: Scans::default(),
@@ -530,7 +529,7 @@ impl Fs {
         if let Some(at) = self.config.at {
             return self.fetch_node_at(path, at).await;
         }
-        if let Some(info) = self.s3.head(path, None).await? {
+        if let Some(info) = self.store.head(path, None).await? {
             return Ok(Some(self.object_node(path, info, true)));
         }
         let contents = self.dir_contents(&dir_prefix(path)).await?;
@@ -551,14 +550,14 @@ impl Fs {
         let reading = self.deletes.reading();
         let mut token = None;
         loop {
-            let mut listing = self.s3.list(prefix, token.as_deref(), page).await?;
+            let mut listing = self.store.list(prefix, token.as_deref(), page).await?;
             reading.hide(&mut listing.objects);
             reading.hide_prefixes(&mut listing.prefixes);
             contents.children |= !listing.prefixes.is_empty();
             for (key, info) in listing.objects {
                 match key == prefix {
                     true if listing.attributes => contents.marker = Some(info),
-                    true => contents.marker = self.s3.head(prefix, None).await?,
+                    true => contents.marker = self.store.head(prefix, None).await?,
                     false => contents.children = true,
                 }
             }
@@ -594,7 +593,10 @@ impl Fs {
         // One more than the page: the name a continuing walk misses next.
         let reading = self.deletes.reading();
         let started = Instant::now();
-        let mut listing = self.s3.list_after(&prefix, &just_before(path), page + 1).await?;
+        let mut listing = self
+            .store
+            .list_after(&prefix, &just_before(path), page + 1)
+            .await?;
         reading.hide(&mut listing.objects);
         reading.hide_prefixes(&mut listing.prefixes);
         if !listing.attributes {
@@ -821,7 +823,7 @@ impl Fs {
         }
         let started = Instant::now();
         let reading = self.deletes.reading();
-        let mut page = self.s3.list_tree(&dir_prefix(dir), TREE_PAGE).await?;
+        let mut page = self.store.list_tree(&dir_prefix(dir), TREE_PAGE).await?;
         if !page.attributes {
             self.tree_listings.store(false, Ordering::Relaxed);
             return Ok(false);
@@ -891,7 +893,7 @@ impl Fs {
         let mut token: Option<String> = None;
         let reading = self.deletes.reading();
         loop {
-            let mut page = self.s3.list(prefix, token.as_deref(), LIST_PAGE).await?;
+            let mut page = self.store.list(prefix, token.as_deref(), LIST_PAGE).await?;
             reading.hide(&mut page.objects);
             reading.hide_prefixes(&mut page.prefixes);
             all.objects.extend(page.objects);
@@ -916,7 +918,7 @@ impl Fs {
         let mut prefixes = Vec::new();
         let mut marker = None;
         loop {
-            let page = self.s3.list_versions(prefix, marker.as_ref()).await?;
+            let page = self.store.list_versions(prefix, marker.as_ref()).await?;
             for v in page.versions {
                 if v.info.mtime > at {
                     continue;
@@ -946,7 +948,7 @@ impl Fs {
         let (objects, prefixes) = self.versions_at(path, at).await?;
         if let Some((key, info)) = objects.into_iter().find(|(k, _)| k == path) {
             let mut full = self
-                .s3
+                .store
                 .head(&key, info.version_id.as_deref())
                 .await?
                 .unwrap_or(info.clone());
@@ -997,7 +999,7 @@ impl Fs {
             attr
         } else {
             let info = self
-                .s3
+                .store
                 .put(&dir_prefix(&path), Bytes::new(), &posix.to_metadata())
                 .await?;
             self.remember(Node {
@@ -1061,7 +1063,7 @@ impl Fs {
         if has_marker {
             match self.write_back {
                 Some(_) => self.deletes.delete(prefix.clone()),
-                None => self.s3.delete(&prefix).await?,
+                None => self.store.delete(&prefix).await?,
             }
         }
         self.deletes.remove_dir(&prefix);
@@ -1083,7 +1085,7 @@ impl Fs {
             if self.write_back.is_some() && !self.is_open(attr.ino) {
                 self.deletes.delete(node.path.clone());
             } else {
-                self.s3.delete(&node.path).await?;
+                self.store.delete(&node.path).await?;
             }
         }
         if self.is_open(attr.ino) {
@@ -1108,8 +1110,8 @@ impl Fs {
             let node = self.node(ino)?;
             let mut file = file.lock().await;
             let writer = self.writer(&mut file, &node)?;
-            writer.detach(&self.s3).await?;
-            writer.abandon(&self.s3).await;
+            writer.detach(&self.store).await?;
+            writer.abandon(&self.store).await;
             file.orphan = true;
         }
         Ok(())
@@ -1136,7 +1138,7 @@ impl Fs {
         let posix = self.new_posix(S_IFLNK, 0o777, uid, gid);
         let body = Bytes::copy_from_slice(target.as_bytes());
         self.deletes.settled(&path).await;
-        let info = self.s3.put(&path, body, &posix.to_metadata()).await?;
+        let info = self.store.put(&path, body, &posix.to_metadata()).await?;
         self.touch_dir(parent);
         Ok(self.remember(self.object_node(&path, info, true)))
     }
@@ -1147,7 +1149,7 @@ impl Fs {
             return Err(FsError::Invalid);
         }
         self.cache
-            .read(&self.s3, &Self::source_of(&node), node.size, 0, node.size)
+            .read(&self.store, &Self::source_of(&node), node.size, 0, node.size)
             .await
     }
 
@@ -1274,7 +1276,7 @@ impl Fs {
         let mut file = state.lock().await;
         if write && flags & libc::O_TRUNC != 0 {
             let truncated = match self.writer(&mut file, &node) {
-                Ok(writer) => writer.resize(&self.s3, 0).await,
+                Ok(writer) => writer.resize(&self.store, 0).await,
                 Err(e) => Err(e),
             };
             if let Err(e) = truncated {
@@ -1308,7 +1310,7 @@ impl Fs {
                     Span::Local(data) => out.extend_from_slice(&data),
                     Span::Base(at, len) => {
                         let base = base.as_ref().ok_or(FsError::Io("no base object".into()))?;
-                        let data = self.cache.read(&self.s3, base, writer.size(), at, len).await?;
+                        let data = self.cache.read(&self.store, base, writer.size(), at, len).await?;
                         out.extend_from_slice(&data);
                     }
                 }
@@ -1324,18 +1326,20 @@ impl Fs {
             (readahead.advance(offset, len), readahead.is_random())
         };
         if let Some((from, n)) = prefetch {
-            let (cache, s3, source) = (self.cache.clone(), self.s3.clone(), source.clone());
+            let (cache, store, source) = (self.cache.clone(), self.store.clone(), source.clone());
             let keep = cache.readahead_keep(node.size);
-            tokio::spawn(async move { cache.prefetch(&s3, &source, node.size, from, n, keep).await });
+            tokio::spawn(async move { cache.prefetch(&store, &source, node.size, from, n, keep).await });
         }
         if random && offset > 0 && node.size >= RANDOM_READS_FROM {
-            self.cache.fill_in_background(&self.s3, &source, node.size);
+            self.cache.fill_in_background(&self.store, &source, node.size);
             return self
                 .cache
-                .read_small(&self.s3, &source, node.size, offset, len)
+                .read_small(&self.store, &source, node.size, offset, len)
                 .await;
         }
-        self.cache.read(&self.s3, &source, node.size, offset, len).await
+        self.cache
+            .read(&self.store, &source, node.size, offset, len)
+            .await
     }
 
     pub async fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<u32, FsError> {
@@ -1348,7 +1352,7 @@ impl Fs {
         let meta = node.posix.to_metadata();
         let writer = self.writer(&mut file, &node)?;
         let offset = if handle.append { writer.size() } else { offset };
-        writer.write(&self.s3, &meta, offset, data).await?;
+        writer.write(&self.store, &meta, offset, data).await?;
         let size = writer.size();
         self.update(handle.ino, |n| {
             n.size = size;
@@ -1374,7 +1378,7 @@ impl Fs {
         // A delete of the same name, made before, lands first.
         self.deletes.settled(&node.path).await;
         let info = writer
-            .commit(&self.s3, &node.posix.to_metadata(), background)
+            .commit(&self.store, &node.posix.to_metadata(), background)
             .await?;
         self.update(ino, |n| {
             n.local = false;
@@ -1438,7 +1442,7 @@ impl Fs {
         };
         if self.unacquire(ino) {
             if let Some(mut writer) = file.writer.take() {
-                writer.abandon(&self.s3).await;
+                writer.abandon(&self.store).await;
             }
             if file.orphan {
                 self.table.lock().unwrap().nodes.remove(&ino);
@@ -1531,7 +1535,7 @@ impl Fs {
                 let (key, meta) = (dir_prefix(&node.path), node.posix.to_metadata());
                 let mut failed = None;
                 for attempt in 0..=WRITE_BACK_RETRIES {
-                    match self.s3.put_batched(&key, Bytes::new(), &meta).await {
+                    match self.store.put_batched(&key, Bytes::new(), &meta).await {
                         Ok(info) => {
                             self.update(ino, |n| {
                                 n.etag = info.etag;
@@ -1613,7 +1617,7 @@ impl Fs {
             let mut file = state.lock().await;
             let result = async {
                 let writer = self.writer(&mut file, &node)?;
-                writer.resize(&self.s3, size).await?;
+                writer.resize(&self.store, size).await?;
                 writer.touch_metadata();
                 self.update(ino, |n| {
                     n.size = size;
@@ -1658,7 +1662,7 @@ impl Fs {
         let meta = posix.to_metadata();
         let etag = match node.kind {
             Kind::Dir if node.etag.is_empty() => {
-                self.s3
+                self.store
                     .put(&dir_prefix(&node.path), Bytes::new(), &meta)
                     .await?
                     .etag
@@ -1668,9 +1672,9 @@ impl Fs {
                     key: dir_prefix(&node.path),
                     ..Source::default()
                 };
-                self.s3.set_metadata(&marker, &meta).await?
+                self.store.set_metadata(&marker, &meta).await?
             }
-            _ => self.s3.set_metadata(&Self::source_of(node), &meta).await?,
+            _ => self.store.set_metadata(&Self::source_of(node), &meta).await?,
         };
         node.etag = etag.clone();
         node.version_id = None;
@@ -1806,7 +1810,7 @@ impl Fs {
                 self.deletes.settled_under(&dir_prefix(&from.path)).await;
                 self.deletes.settled_under(&dir_prefix(&to)).await;
                 let moved = self
-                    .s3
+                    .store
                     .rename(&dir_prefix(&from.path), &dir_prefix(&to), true, no_replace)
                     .await;
                 match moved {
@@ -1819,7 +1823,7 @@ impl Fs {
                 self.flush_inode(attr.ino).await?;
                 let local = self.node(attr.ino)?.local;
                 if !local {
-                    self.s3.rename(&from.path, &to, false, no_replace).await?;
+                    self.store.rename(&from.path, &to, false, no_replace).await?;
                 }
             }
         }
@@ -1855,6 +1859,9 @@ impl Fs {
                 table.by_path.insert(new_path.clone(), ino);
                 if let Some(n) = table.nodes.get_mut(&ino) {
                     n.path = new_path.clone();
+                    // The moved object is a new version of the new key with
+                    // the same ETag: read it by key and ETag from now on.
+                    n.version_id = None;
                     if ino == attr.ino {
                         n.posix.ctime = now;
                     }

@@ -13,11 +13,14 @@ pub mod dir_writes;
 pub mod error;
 pub mod fs;
 pub mod fuse;
+pub mod memory;
 pub mod s3;
 pub mod scan;
 pub mod staging;
+pub mod store;
 pub mod tree;
 pub mod writer;
+pub mod xml;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

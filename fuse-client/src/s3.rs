@@ -1,4 +1,5 @@
-//! The S3 calls the filesystem makes. Requests are signed as presigned URLs
+//! The store seam (`store.rs`) over HTTP: the S3 calls the filesystem
+//! makes. Requests are signed as presigned URLs
 //! (SigV4 through rusty-s3's signer) and sent with reqwest, so the client
 //! speaks standard S3 to any server; `rename` and small `put`s use the
 //! bucketfs router's extensions when the server has them, and fall back to
@@ -7,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -16,78 +17,18 @@ use rusty_s3::{Bucket, Credentials, UrlStyle};
 
 use crate::batch;
 use crate::error::FsError;
+use crate::store::{
+    BlockBuffer, Listing, Metadata, ObjectInfo, ObjectStore, Source, VersionEntry, VersionListing,
+};
+use crate::xml::{encode_path, parse_iso, unescape, url_decode, xml_blocks, xml_field};
 
 const SIGNED_FOR: Duration = Duration::from_secs(3600);
 const ATTEMPTS: u32 = 8;
 const META_PREFIX: &str = "x-amz-meta-";
 
-/// Which stored object a read must see: the object as it was when the file
-/// was opened, so a concurrent replacement never mixes two versions.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct Source {
-    pub key: String,
-    /// Read this version (a `--at` view, or a versioned bucket).
-    pub version_id: Option<String>,
-    /// Otherwise insist on this ETag (`If-Match`).
-    pub etag: String,
-}
-
-/// What a HEAD or a listing tells about an object.
-#[derive(Debug, Clone)]
-pub struct ObjectInfo {
-    pub size: u64,
-    pub etag: String,
-    pub version_id: Option<String>,
-    pub mtime: SystemTime,
-    /// User metadata, keys without `x-amz-meta-`.
-    pub metadata: HashMap<String, String>,
-}
-
-impl Default for ObjectInfo {
-    fn default() -> Self {
-        Self {
-            size: 0,
-            etag: String::new(),
-            version_id: None,
-            mtime: SystemTime::UNIX_EPOCH,
-            metadata: HashMap::new(),
-        }
-    }
-}
-
-/// One page of a listing with delimiter `/`.
-#[derive(Debug, Default)]
-pub struct Listing {
-    pub objects: Vec<(String, ObjectInfo)>,
-    pub prefixes: Vec<String>,
-    /// What the listing tells of a prefix's own key (its directory marker):
-    /// `Some(info)` when it exists, `None` when it does not. Prefixes the
-    /// listing cannot tell about are not here.
-    pub markers: HashMap<String, Option<ObjectInfo>>,
-    pub next: Option<String>,
-    /// The objects' infos are whole (metadata and version ids), as a HEAD's.
-    pub attributes: bool,
-}
-
-/// One entry of ListObjectVersions.
-#[derive(Debug, Clone)]
-pub struct VersionEntry {
-    pub key: String,
-    pub version_id: String,
-    pub delete_marker: bool,
-    pub info: ObjectInfo,
-}
-
-/// One page of ListObjectVersions with delimiter `/`.
-#[derive(Debug, Default)]
-pub struct VersionListing {
-    pub versions: Vec<VersionEntry>,
-    pub prefixes: Vec<String>,
-    /// (key marker, version id marker) of the next page.
-    pub next: Option<(String, String)>,
-}
-
 pub struct S3 {
+    /// This client, for the task that sends queued batches.
+    me: Weak<S3>,
     bucket: Bucket,
     credentials: Credentials,
     http: reqwest::Client,
@@ -146,7 +87,7 @@ impl<'a> Call<'a> {
         call
     }
 
-    fn metadata(mut self, meta: &HashMap<String, String>) -> Self {
+    fn metadata(mut self, meta: &Metadata) -> Self {
         for (k, v) in meta {
             self = self.header(&format!("{META_PREFIX}{k}"), v.clone());
         }
@@ -166,19 +107,22 @@ impl S3 {
         access_key: &str,
         secret_key: &str,
         region: &str,
-    ) -> anyhow::Result<Self> {
+    ) -> anyhow::Result<Arc<Self>> {
         let url = endpoint.parse()?;
-        Ok(Self {
-            bucket: Bucket::new(url, UrlStyle::Path, bucket.to_string(), region.to_string())?,
+        let bucket = Bucket::new(url, UrlStyle::Path, bucket.to_string(), region.to_string())?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .pool_max_idle_per_host(64)
+            .build()?;
+        Ok(Arc::new_cyclic(|me| Self {
+            me: me.clone(),
+            bucket,
             credentials: Credentials::new(access_key, secret_key),
-            http: reqwest::Client::builder()
-                .connect_timeout(Duration::from_secs(5))
-                .pool_max_idle_per_host(64)
-                .build()?,
+            http,
             server_renames: AtomicBool::new(true),
             server_batches: AtomicBool::new(true),
             batches: batch::Queue::default(),
-        })
+        }))
     }
 
     /// Signs and sends `call`, retrying 5xx answers and transport errors.
@@ -261,137 +205,6 @@ impl S3 {
             .map_err(|e| FsError::Io(e.to_string()))
     }
 
-    pub async fn head(&self, key: &str, version_id: Option<&str>) -> Result<Option<ObjectInfo>, FsError> {
-        let mut call = Call::new(Method::HEAD, Some(key));
-        if let Some(v) = version_id {
-            call = call.query("versionId", v);
-        }
-        let resp = self.send(call).await?;
-        match resp.status() {
-            StatusCode::NOT_FOUND => Ok(None),
-            s if s.is_success() => Ok(Some(info_from_headers(resp.headers()))),
-            // A delete marker read by version id.
-            StatusCode::METHOD_NOT_ALLOWED => Ok(None),
-            _ => Err(error_of(resp).await),
-        }
-    }
-
-    /// Bytes `start..start+len` of the object `source` names.
-    pub async fn get_range(&self, source: &Source, start: u64, len: u64) -> Result<Bytes, FsError> {
-        if len == 0 {
-            return Ok(Bytes::new());
-        }
-        let mut call = Call::new(Method::GET, Some(&source.key));
-        match &source.version_id {
-            Some(v) => call = call.query("versionId", v.clone()),
-            None if !source.etag.is_empty() => call = call.header("if-match", format!("\"{}\"", source.etag)),
-            None => {}
-        }
-        let call = call.header("range", format!("bytes={}-{}", start, start + len - 1));
-        let resp = self.send(call).await?;
-        match resp.status() {
-            StatusCode::RANGE_NOT_SATISFIABLE => Ok(Bytes::new()),
-            StatusCode::PRECONDITION_FAILED => Err(FsError::Stale),
-            s if s.is_success() => resp.bytes().await.map_err(|e| FsError::Io(e.to_string())),
-            _ => Err(error_of(resp).await),
-        }
-    }
-
-    /// As `get_range`, cut into buffers of `block` bytes each (the last may
-    /// be short), filled as the body arrives: cached blocks then own their
-    /// memory, where slices of one buffer would keep it all alive while any
-    /// one of them is cached. Each buffer comes from `buffer` (which may
-    /// hand out a recycled one).
-    pub async fn get_range_blocks(
-        &self,
-        source: &Source,
-        start: u64,
-        len: u64,
-        block: usize,
-        buffer: impl Fn() -> bytes::BytesMut,
-    ) -> Result<Vec<Bytes>, FsError> {
-        if len == 0 {
-            return Ok(Vec::new());
-        }
-        let mut call = Call::new(Method::GET, Some(&source.key));
-        match &source.version_id {
-            Some(v) => call = call.query("versionId", v.clone()),
-            None if !source.etag.is_empty() => call = call.header("if-match", format!("\"{}\"", source.etag)),
-            None => {}
-        }
-        let call = call.header("range", format!("bytes={}-{}", start, start + len - 1));
-        let mut resp = self.send(call).await?;
-        match resp.status() {
-            StatusCode::RANGE_NOT_SATISFIABLE => return Ok(Vec::new()),
-            StatusCode::PRECONDITION_FAILED => return Err(FsError::Stale),
-            s if s.is_success() => {}
-            _ => return Err(error_of(resp).await),
-        }
-        let mut blocks = Vec::new();
-        let mut current = buffer();
-        while let Some(mut frame) = resp.chunk().await.map_err(|e| FsError::Io(e.to_string()))? {
-            while !frame.is_empty() {
-                let n = (block - current.len()).min(frame.len());
-                current.extend_from_slice(&frame.split_to(n));
-                if current.len() == block {
-                    let full = std::mem::replace(&mut current, buffer());
-                    blocks.push(full.freeze());
-                }
-            }
-        }
-        if !current.is_empty() {
-            blocks.push(current.freeze());
-        }
-        Ok(blocks)
-    }
-
-    /// Stores `body` as the new version of `key`, like `put`, but for a
-    /// background commit: on a bucketfs router a small body waits for the
-    /// batch call in flight and shares the next with the puts queued
-    /// meanwhile (less work per object for the store, more latency).
-    pub async fn put_batched(
-        self: &Arc<Self>,
-        key: &str,
-        body: Bytes,
-        meta: &HashMap<String, String>,
-    ) -> Result<ObjectInfo, FsError> {
-        let size = body.len() as u64;
-        if body.len() > batch::MAX_OBJECT || !self.server_batches.load(Ordering::Relaxed) {
-            return self.put(key, body, meta).await;
-        }
-        let (put, answer) = batch::Put::new(key, body, meta);
-        if self.batches.push(put) {
-            tokio::spawn(self.clone().send_batches());
-        }
-        let (etag, version_id) = answer
-            .await
-            .unwrap_or_else(|_| Err(FsError::Io("a batched put was dropped".into())))?;
-        Ok(ObjectInfo {
-            size,
-            etag,
-            version_id,
-            mtime: SystemTime::now(),
-            metadata: meta.clone(),
-        })
-    }
-
-    /// Stores `body` as the new version of `key` (one PutObject call).
-    pub async fn put(
-        &self,
-        key: &str,
-        body: Bytes,
-        meta: &HashMap<String, String>,
-    ) -> Result<ObjectInfo, FsError> {
-        let size = body.len() as u64;
-        let call = Call::new(Method::PUT, Some(key)).metadata(meta).data(body);
-        let resp = self.send_ok(call).await?;
-        let mut info = info_from_headers(resp.headers());
-        info.size = size;
-        info.mtime = SystemTime::now();
-        info.metadata = meta.clone();
-        Ok(info)
-    }
-
     /// Sends queued small puts, a batch per call, until none is left.
     async fn send_batches(self: Arc<Self>) {
         while let Some(puts) = self.batches.next_batch() {
@@ -457,32 +270,6 @@ impl S3 {
         }
     }
 
-    /// Replaces the metadata of `source` by copying the object onto itself
-    /// (by reference on bucketfs: no data moves).
-    pub async fn set_metadata(
-        &self,
-        source: &Source,
-        meta: &HashMap<String, String>,
-    ) -> Result<String, FsError> {
-        let call = Call::new(Method::PUT, Some(&source.key))
-            .header("x-amz-copy-source", self.copy_source(source))
-            .header("x-amz-metadata-directive", "REPLACE")
-            .metadata(meta);
-        let call = match source.etag.is_empty() {
-            true => call,
-            false => call.header("x-amz-copy-source-if-match", format!("\"{}\"", source.etag)),
-        };
-        let resp = self.send(call).await?;
-        if resp.status() == StatusCode::PRECONDITION_FAILED {
-            return Err(FsError::Stale);
-        }
-        if !resp.status().is_success() {
-            return Err(error_of(resp).await);
-        }
-        let text = resp.text().await.map_err(|e| FsError::Io(e.to_string()))?;
-        etag_of_result(&text)
-    }
-
     fn copy_source(&self, source: &Source) -> String {
         let path = format!("{}/{}", self.bucket.name(), source.key);
         let mut s = encode_path(&path);
@@ -491,148 +278,6 @@ impl S3 {
             s.push_str(v);
         }
         s
-    }
-
-    pub async fn delete(&self, key: &str) -> Result<(), FsError> {
-        let resp = self.send(Call::new(Method::DELETE, Some(key))).await?;
-        match resp.status() {
-            s if s.is_success() || s == StatusCode::NOT_FOUND => Ok(()),
-            _ => Err(error_of(resp).await),
-        }
-    }
-
-    /// Deletes up to 1,000 keys with one DeleteObjects call; answers the
-    /// keys the store could not delete, with their error codes.
-    pub async fn delete_many(&self, keys: &[String]) -> Result<Vec<(String, String)>, FsError> {
-        let objects: Vec<rusty_s3::actions::ObjectIdentifier> = keys
-            .iter()
-            .map(|k| rusty_s3::actions::ObjectIdentifier::new(k.clone()))
-            .collect();
-        let mut action = rusty_s3::actions::DeleteObjects::new(&self.bucket, None, objects.iter());
-        action.set_quiet(true);
-        let (body, md5) = action.body_with_md5();
-        let call = Call::new(Method::POST, None)
-            .query("delete", "")
-            .header("content-md5", md5)
-            .body(Bytes::from(body));
-        let text = self.send_text(call).await?;
-        let answer = rusty_s3::actions::DeleteObjectsResponse::parse(&text)
-            .map_err(|e| FsError::Io(format!("unreadable DeleteObjects answer: {e}")))?;
-        Ok(answer.errors.into_iter().map(|e| (e.key, e.code)).collect())
-    }
-
-    pub async fn create_upload(&self, key: &str, meta: &HashMap<String, String>) -> Result<String, FsError> {
-        let call = Call::new(Method::POST, Some(key))
-            .query("uploads", "")
-            .metadata(meta);
-        let text = self.send_text(call).await?;
-        xml_field(&text, "UploadId").ok_or_else(|| FsError::Io(format!("no UploadId in {text}")))
-    }
-
-    pub async fn upload_part(
-        &self,
-        key: &str,
-        upload: &str,
-        number: u32,
-        body: Bytes,
-    ) -> Result<String, FsError> {
-        let call = Call::new(Method::PUT, Some(key))
-            .query("partNumber", number.to_string())
-            .query("uploadId", upload)
-            .data(body);
-        let resp = self.send_ok(call).await?;
-        Ok(header(resp.headers(), "etag").trim_matches('"').to_string())
-    }
-
-    /// A part made of bytes `start..end` of `source`, by reference.
-    pub async fn upload_part_copy(
-        &self,
-        key: &str,
-        upload: &str,
-        number: u32,
-        source: &Source,
-        start: u64,
-        end: u64,
-    ) -> Result<String, FsError> {
-        let mut call = Call::new(Method::PUT, Some(key))
-            .query("partNumber", number.to_string())
-            .query("uploadId", upload)
-            .header("x-amz-copy-source", self.copy_source(source))
-            .header("x-amz-copy-source-range", format!("bytes={}-{}", start, end - 1));
-        if source.version_id.is_none() && !source.etag.is_empty() {
-            call = call.header("x-amz-copy-source-if-match", format!("\"{}\"", source.etag));
-        }
-        let resp = self.send(call).await?;
-        if resp.status() == StatusCode::PRECONDITION_FAILED {
-            return Err(FsError::Stale);
-        }
-        if !resp.status().is_success() {
-            return Err(error_of(resp).await);
-        }
-        let text = resp.text().await.map_err(|e| FsError::Io(e.to_string()))?;
-        etag_of_result(&text)
-    }
-
-    pub async fn complete_upload(
-        &self,
-        key: &str,
-        upload: &str,
-        etags: &[String],
-    ) -> Result<ObjectInfo, FsError> {
-        let mut xml = String::from("<CompleteMultipartUpload>");
-        for (i, etag) in etags.iter().enumerate() {
-            xml.push_str(&format!(
-                "<Part><PartNumber>{}</PartNumber><ETag>\"{}\"</ETag></Part>",
-                i + 1,
-                etag
-            ));
-        }
-        xml.push_str("</CompleteMultipartUpload>");
-        let call = Call::new(Method::POST, Some(key))
-            .query("uploadId", upload)
-            .body(Bytes::from(xml));
-        let resp = self.send_ok(call).await?;
-        let version_id = resp
-            .headers()
-            .get("x-amz-version-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let text = resp.text().await.map_err(|e| FsError::Io(e.to_string()))?;
-        Ok(ObjectInfo {
-            etag: etag_of_result(&text)?,
-            version_id,
-            mtime: SystemTime::now(),
-            ..ObjectInfo::default()
-        })
-    }
-
-    pub async fn abort_upload(&self, key: &str, upload: &str) {
-        let call = Call::new(Method::DELETE, Some(key)).query("uploadId", upload);
-        if let Err(e) = self.send(call).await {
-            tracing::warn!(%key, error = %e, "could not abort a multipart upload");
-        }
-    }
-
-    /// One page of the keys under `prefix`, folded at `/`.
-    pub async fn list(&self, prefix: &str, token: Option<&str>, max_keys: usize) -> Result<Listing, FsError> {
-        self.list_page(
-            prefix,
-            Some("/"),
-            token.map(|t| ("continuation-token", t)),
-            max_keys,
-        )
-        .await
-    }
-
-    /// One page of the keys under `prefix` that sort after `after`, folded at `/`.
-    pub async fn list_after(&self, prefix: &str, after: &str, max_keys: usize) -> Result<Listing, FsError> {
-        self.list_page(prefix, Some("/"), Some(("start-after", after)), max_keys)
-            .await
-    }
-
-    /// The first `max_keys` keys under `prefix`, at any depth (no delimiter).
-    pub async fn list_tree(&self, prefix: &str, max_keys: usize) -> Result<Listing, FsError> {
-        self.list_page(prefix, None, None, max_keys).await
     }
 
     /// ListObjectsV2, asking for each key's metadata (`metadata=true`, which
@@ -689,8 +334,340 @@ impl S3 {
         })
     }
 
+    async fn rename_by_copy(&self, from: &str, to: &str, prefix: bool) -> Result<(), FsError> {
+        let mut keys = Vec::new();
+        if prefix {
+            let mut token = None;
+            loop {
+                let mut call = Call::new(Method::GET, None)
+                    .query("list-type", "2")
+                    .query("prefix", from)
+                    .query("encoding-type", "url");
+                if let Some(t) = &token {
+                    call = call.query("continuation-token", String::clone(t));
+                }
+                let text = self.send_text(call).await?;
+                keys.extend(
+                    xml_blocks(&text, "Contents")
+                        .filter_map(|b| xml_field(b, "Key"))
+                        .map(|k| url_decode(&k)),
+                );
+                token = xml_field(&text, "NextContinuationToken");
+                if xml_field(&text, "IsTruncated").as_deref() != Some("true") || token.is_none() {
+                    break;
+                }
+            }
+        } else {
+            keys.push(from.to_string());
+        }
+        for key in &keys {
+            let dest = format!("{to}{}", &key[from.len()..]);
+            let source = Source {
+                key: key.clone(),
+                ..Source::default()
+            };
+            let call =
+                Call::new(Method::PUT, Some(&dest)).header("x-amz-copy-source", self.copy_source(&source));
+            self.send_ok(call).await?;
+        }
+        for key in &keys {
+            self.delete(key).await?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for S3 {
+    async fn head(&self, key: &str, version_id: Option<&str>) -> Result<Option<ObjectInfo>, FsError> {
+        let mut call = Call::new(Method::HEAD, Some(key));
+        if let Some(v) = version_id {
+            call = call.query("versionId", v);
+        }
+        let resp = self.send(call).await?;
+        match resp.status() {
+            StatusCode::NOT_FOUND => Ok(None),
+            s if s.is_success() => Ok(Some(info_from_headers(resp.headers()))),
+            // A delete marker read by version id.
+            StatusCode::METHOD_NOT_ALLOWED => Ok(None),
+            _ => Err(error_of(resp).await),
+        }
+    }
+
+    /// Bytes `start..start+len` of the object `source` names.
+    async fn get_range(&self, source: &Source, start: u64, len: u64) -> Result<Bytes, FsError> {
+        if len == 0 {
+            return Ok(Bytes::new());
+        }
+        let mut call = Call::new(Method::GET, Some(&source.key));
+        match &source.version_id {
+            Some(v) => call = call.query("versionId", v.clone()),
+            None if !source.etag.is_empty() => call = call.header("if-match", format!("\"{}\"", source.etag)),
+            None => {}
+        }
+        let call = call.header("range", format!("bytes={}-{}", start, start + len - 1));
+        let resp = self.send(call).await?;
+        match resp.status() {
+            StatusCode::RANGE_NOT_SATISFIABLE => Ok(Bytes::new()),
+            StatusCode::PRECONDITION_FAILED => Err(FsError::Stale),
+            s if s.is_success() => resp.bytes().await.map_err(|e| FsError::Io(e.to_string())),
+            _ => Err(error_of(resp).await),
+        }
+    }
+
+    /// As `get_range`, cut into buffers of `block` bytes each (the last may
+    /// be short), filled as the body arrives: cached blocks then own their
+    /// memory, where slices of one buffer would keep it all alive while any
+    /// one of them is cached. Each buffer comes from `buffer` (which may
+    /// hand out a recycled one).
+    async fn get_range_blocks(
+        &self,
+        source: &Source,
+        start: u64,
+        len: u64,
+        block: usize,
+        buffer: BlockBuffer<'_>,
+    ) -> Result<Vec<Bytes>, FsError> {
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        let mut call = Call::new(Method::GET, Some(&source.key));
+        match &source.version_id {
+            Some(v) => call = call.query("versionId", v.clone()),
+            None if !source.etag.is_empty() => call = call.header("if-match", format!("\"{}\"", source.etag)),
+            None => {}
+        }
+        let call = call.header("range", format!("bytes={}-{}", start, start + len - 1));
+        let mut resp = self.send(call).await?;
+        match resp.status() {
+            StatusCode::RANGE_NOT_SATISFIABLE => return Ok(Vec::new()),
+            StatusCode::PRECONDITION_FAILED => return Err(FsError::Stale),
+            s if s.is_success() => {}
+            _ => return Err(error_of(resp).await),
+        }
+        let mut blocks = Vec::new();
+        let mut current = buffer();
+        while let Some(mut frame) = resp.chunk().await.map_err(|e| FsError::Io(e.to_string()))? {
+            while !frame.is_empty() {
+                let n = (block - current.len()).min(frame.len());
+                current.extend_from_slice(&frame.split_to(n));
+                if current.len() == block {
+                    let full = std::mem::replace(&mut current, buffer());
+                    blocks.push(full.freeze());
+                }
+            }
+        }
+        if !current.is_empty() {
+            blocks.push(current.freeze());
+        }
+        Ok(blocks)
+    }
+
+    /// Stores `body` as the new version of `key`, like `put`, but for a
+    /// background commit: on a bucketfs router a small body waits for the
+    /// batch call in flight and shares the next with the puts queued
+    /// meanwhile (less work per object for the store, more latency).
+    async fn put_batched(&self, key: &str, body: Bytes, meta: &Metadata) -> Result<ObjectInfo, FsError> {
+        let size = body.len() as u64;
+        if body.len() > batch::MAX_OBJECT || !self.server_batches.load(Ordering::Relaxed) {
+            return self.put(key, body, meta).await;
+        }
+        let (put, answer) = batch::Put::new(key, body, meta);
+        if self.batches.push(put) {
+            if let Some(me) = self.me.upgrade() {
+                tokio::spawn(me.send_batches());
+            }
+        }
+        let (etag, version_id) = answer
+            .await
+            .unwrap_or_else(|_| Err(FsError::Io("a batched put was dropped".into())))?;
+        Ok(ObjectInfo {
+            size,
+            etag,
+            version_id,
+            mtime: SystemTime::now(),
+            metadata: meta.clone(),
+        })
+    }
+
+    /// Stores `body` as the new version of `key` (one PutObject call).
+    async fn put(&self, key: &str, body: Bytes, meta: &Metadata) -> Result<ObjectInfo, FsError> {
+        let size = body.len() as u64;
+        let call = Call::new(Method::PUT, Some(key)).metadata(meta).data(body);
+        let resp = self.send_ok(call).await?;
+        let mut info = info_from_headers(resp.headers());
+        info.size = size;
+        info.mtime = SystemTime::now();
+        info.metadata = meta.clone();
+        Ok(info)
+    }
+
+    /// Replaces the metadata of `source` by copying the object onto itself
+    /// (by reference on bucketfs: no data moves).
+    async fn set_metadata(&self, source: &Source, meta: &Metadata) -> Result<String, FsError> {
+        let call = Call::new(Method::PUT, Some(&source.key))
+            .header("x-amz-copy-source", self.copy_source(source))
+            .header("x-amz-metadata-directive", "REPLACE")
+            .metadata(meta);
+        let call = match source.etag.is_empty() {
+            true => call,
+            false => call.header("x-amz-copy-source-if-match", format!("\"{}\"", source.etag)),
+        };
+        let resp = self.send(call).await?;
+        if resp.status() == StatusCode::PRECONDITION_FAILED {
+            return Err(FsError::Stale);
+        }
+        if !resp.status().is_success() {
+            return Err(error_of(resp).await);
+        }
+        let text = resp.text().await.map_err(|e| FsError::Io(e.to_string()))?;
+        etag_of_result(&text)
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), FsError> {
+        let resp = self.send(Call::new(Method::DELETE, Some(key))).await?;
+        match resp.status() {
+            s if s.is_success() || s == StatusCode::NOT_FOUND => Ok(()),
+            _ => Err(error_of(resp).await),
+        }
+    }
+
+    /// Deletes up to 1,000 keys with one DeleteObjects call; answers the
+    /// keys the store could not delete, with their error codes.
+    async fn delete_many(&self, keys: &[String]) -> Result<Vec<(String, String)>, FsError> {
+        let objects: Vec<rusty_s3::actions::ObjectIdentifier> = keys
+            .iter()
+            .map(|k| rusty_s3::actions::ObjectIdentifier::new(k.clone()))
+            .collect();
+        let mut action = rusty_s3::actions::DeleteObjects::new(&self.bucket, None, objects.iter());
+        action.set_quiet(true);
+        let (body, md5) = action.body_with_md5();
+        let call = Call::new(Method::POST, None)
+            .query("delete", "")
+            .header("content-md5", md5)
+            .body(Bytes::from(body));
+        let text = self.send_text(call).await?;
+        let answer = rusty_s3::actions::DeleteObjectsResponse::parse(&text)
+            .map_err(|e| FsError::Io(format!("unreadable DeleteObjects answer: {e}")))?;
+        Ok(answer.errors.into_iter().map(|e| (e.key, e.code)).collect())
+    }
+
+    async fn create_upload(&self, key: &str, meta: &Metadata) -> Result<String, FsError> {
+        let call = Call::new(Method::POST, Some(key))
+            .query("uploads", "")
+            .metadata(meta);
+        let text = self.send_text(call).await?;
+        xml_field(&text, "UploadId").ok_or_else(|| FsError::Io(format!("no UploadId in {text}")))
+    }
+
+    async fn upload_part(
+        &self,
+        key: &str,
+        upload: &str,
+        number: u32,
+        body: Bytes,
+    ) -> Result<String, FsError> {
+        let call = Call::new(Method::PUT, Some(key))
+            .query("partNumber", number.to_string())
+            .query("uploadId", upload)
+            .data(body);
+        let resp = self.send_ok(call).await?;
+        Ok(header(resp.headers(), "etag").trim_matches('"').to_string())
+    }
+
+    /// A part made of bytes `start..end` of `source`, by reference.
+    async fn upload_part_copy(
+        &self,
+        key: &str,
+        upload: &str,
+        number: u32,
+        source: &Source,
+        start: u64,
+        end: u64,
+    ) -> Result<String, FsError> {
+        let mut call = Call::new(Method::PUT, Some(key))
+            .query("partNumber", number.to_string())
+            .query("uploadId", upload)
+            .header("x-amz-copy-source", self.copy_source(source))
+            .header("x-amz-copy-source-range", format!("bytes={}-{}", start, end - 1));
+        if source.version_id.is_none() && !source.etag.is_empty() {
+            call = call.header("x-amz-copy-source-if-match", format!("\"{}\"", source.etag));
+        }
+        let resp = self.send(call).await?;
+        if resp.status() == StatusCode::PRECONDITION_FAILED {
+            return Err(FsError::Stale);
+        }
+        if !resp.status().is_success() {
+            return Err(error_of(resp).await);
+        }
+        let text = resp.text().await.map_err(|e| FsError::Io(e.to_string()))?;
+        etag_of_result(&text)
+    }
+
+    async fn complete_upload(
+        &self,
+        key: &str,
+        upload: &str,
+        etags: &[String],
+    ) -> Result<ObjectInfo, FsError> {
+        let mut xml = String::from("<CompleteMultipartUpload>");
+        for (i, etag) in etags.iter().enumerate() {
+            xml.push_str(&format!(
+                "<Part><PartNumber>{}</PartNumber><ETag>\"{}\"</ETag></Part>",
+                i + 1,
+                etag
+            ));
+        }
+        xml.push_str("</CompleteMultipartUpload>");
+        let call = Call::new(Method::POST, Some(key))
+            .query("uploadId", upload)
+            .body(Bytes::from(xml));
+        let resp = self.send_ok(call).await?;
+        let version_id = resp
+            .headers()
+            .get("x-amz-version-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let text = resp.text().await.map_err(|e| FsError::Io(e.to_string()))?;
+        Ok(ObjectInfo {
+            etag: etag_of_result(&text)?,
+            version_id,
+            mtime: SystemTime::now(),
+            ..ObjectInfo::default()
+        })
+    }
+
+    async fn abort_upload(&self, key: &str, upload: &str) {
+        let call = Call::new(Method::DELETE, Some(key)).query("uploadId", upload);
+        if let Err(e) = self.send(call).await {
+            tracing::warn!(%key, error = %e, "could not abort a multipart upload");
+        }
+    }
+
+    /// One page of the keys under `prefix`, folded at `/`.
+    async fn list(&self, prefix: &str, token: Option<&str>, max_keys: usize) -> Result<Listing, FsError> {
+        self.list_page(
+            prefix,
+            Some("/"),
+            token.map(|t| ("continuation-token", t)),
+            max_keys,
+        )
+        .await
+    }
+
+    /// One page of the keys under `prefix` that sort after `after`, folded at `/`.
+    async fn list_after(&self, prefix: &str, after: &str, max_keys: usize) -> Result<Listing, FsError> {
+        self.list_page(prefix, Some("/"), Some(("start-after", after)), max_keys)
+            .await
+    }
+
+    /// The first `max_keys` keys under `prefix`, at any depth (no delimiter).
+    async fn list_tree(&self, prefix: &str, max_keys: usize) -> Result<Listing, FsError> {
+        self.list_page(prefix, None, None, max_keys).await
+    }
+
     /// One page of every version under `prefix`, folded at `/`.
-    pub async fn list_versions(
+    async fn list_versions(
         &self,
         prefix: &str,
         marker: Option<&(String, String)>,
@@ -744,7 +721,7 @@ impl S3 {
 
     /// Moves a key, or every key under a prefix. On a bucketfs router this is
     /// one transaction and moves no data; elsewhere it is copy then delete.
-    pub async fn rename(&self, from: &str, to: &str, prefix: bool, no_replace: bool) -> Result<(), FsError> {
+    async fn rename(&self, from: &str, to: &str, prefix: bool, no_replace: bool) -> Result<(), FsError> {
         if self.server_renames.load(Ordering::Relaxed) {
             let mut call = Call::new(Method::POST, None)
                 .query("bucketfs-rename", "")
@@ -769,48 +746,6 @@ impl S3 {
             }
         }
         self.rename_by_copy(from, to, prefix).await
-    }
-
-    async fn rename_by_copy(&self, from: &str, to: &str, prefix: bool) -> Result<(), FsError> {
-        let mut keys = Vec::new();
-        if prefix {
-            let mut token = None;
-            loop {
-                let mut call = Call::new(Method::GET, None)
-                    .query("list-type", "2")
-                    .query("prefix", from)
-                    .query("encoding-type", "url");
-                if let Some(t) = &token {
-                    call = call.query("continuation-token", String::clone(t));
-                }
-                let text = self.send_text(call).await?;
-                keys.extend(
-                    xml_blocks(&text, "Contents")
-                        .filter_map(|b| xml_field(b, "Key"))
-                        .map(|k| url_decode(&k)),
-                );
-                token = xml_field(&text, "NextContinuationToken");
-                if xml_field(&text, "IsTruncated").as_deref() != Some("true") || token.is_none() {
-                    break;
-                }
-            }
-        } else {
-            keys.push(from.to_string());
-        }
-        for key in &keys {
-            let dest = format!("{to}{}", &key[from.len()..]);
-            let source = Source {
-                key: key.clone(),
-                ..Source::default()
-            };
-            let call =
-                Call::new(Method::PUT, Some(&dest)).header("x-amz-copy-source", self.copy_source(&source));
-            self.send_ok(call).await?;
-        }
-        for key in &keys {
-            self.delete(key).await?;
-        }
-        Ok(())
     }
 }
 
@@ -885,153 +820,4 @@ fn listed_info(block: &str, attributes: bool) -> ObjectInfo {
             .collect();
     }
     info
-}
-
-/// The inner texts of every `<tag>...</tag>` in `xml`, in order (flat
-/// documents only: S3's answers do not nest an element in itself).
-///
-/// Scans for `<` with memchr rather than searching for the formatted tags:
-/// a listing page of 1,000 entries asks for about 15,000 fields, and
-/// formatting two tags and building a substring searcher for each was
-/// most of the daemon's CPU in `du`.
-fn xml_blocks<'x>(xml: &'x str, tag: &'x str) -> impl Iterator<Item = &'x str> + 'x {
-    let mut rest = xml;
-    std::iter::from_fn(move || {
-        // `<` and `>` around the opening tag; `</` and `>` around the closing.
-        let start = tag_at(rest, tag, false)? + tag.len() + 2;
-        let len = tag_at(&rest[start..], tag, true)?;
-        let block = &rest[start..start + len];
-        rest = &rest[start + len + tag.len() + 3..];
-        Some(block)
-    })
-}
-
-/// Where the first `<tag>` (`</tag>` if `closing`) in `xml` starts.
-fn tag_at(xml: &str, tag: &str, closing: bool) -> Option<usize> {
-    let bytes = xml.as_bytes();
-    let mut from = 0;
-    while let Some(i) = memchr::memchr(b'<', &bytes[from..]) {
-        let at = from + i;
-        let name = &bytes[at + 1..];
-        let name = if closing {
-            name.strip_prefix(b"/")
-        } else {
-            Some(name)
-        };
-        if let Some(name) = name {
-            if name.starts_with(tag.as_bytes()) && name.get(tag.len()) == Some(&b'>') {
-                return Some(at);
-            }
-        }
-        from = at + 1;
-    }
-    None
-}
-
-/// The unescaped text of the first `<tag>` in `xml`.
-fn xml_field(xml: &str, tag: &str) -> Option<String> {
-    xml_blocks(xml, tag).next().map(unescape)
-}
-
-/// Replaces XML's five named entities and numeric character references.
-fn unescape(s: &str) -> String {
-    if !s.contains('&') {
-        return s.to_string();
-    }
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(i) = rest.find('&') {
-        out.push_str(&rest[..i]);
-        rest = &rest[i..];
-        let entity = rest.find(';').map(|end| (&rest[1..end], end + 1));
-        let decoded = entity.and_then(|(name, len)| {
-            let c = match name {
-                "quot" => '"',
-                "apos" => '\'',
-                "lt" => '<',
-                "gt" => '>',
-                "amp" => '&',
-                _ => {
-                    let code = match name.strip_prefix("#x").or_else(|| name.strip_prefix("#X")) {
-                        Some(hex) => u32::from_str_radix(hex, 16).ok()?,
-                        None => name.strip_prefix('#')?.parse().ok()?,
-                    };
-                    char::from_u32(code)?
-                }
-            };
-            Some((c, len))
-        });
-        match decoded {
-            Some((c, len)) => {
-                out.push(c);
-                rest = &rest[len..];
-            }
-            None => {
-                out.push('&');
-                rest = &rest[1..];
-            }
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
-fn url_decode(s: &str) -> String {
-    percent_encoding::percent_decode_str(s)
-        .decode_utf8_lossy()
-        .into_owned()
-}
-
-/// Percent-encodes everything but unreserved characters and `/`.
-fn encode_path(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-fn parse_iso(t: &str) -> SystemTime {
-    t.parse::<jiff::Timestamp>()
-        .map(SystemTime::from)
-        .unwrap_or(SystemTime::UNIX_EPOCH)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_flat_xml() {
-        let xml = "<R><Contents><Key>a%20b</Key><ETag>&quot;x&quot;</ETag></Contents><Contents><Key>c</Key></Contents><IsTruncated>false</IsTruncated></R>";
-        let keys: Vec<String> = xml_blocks(xml, "Contents")
-            .filter_map(|b| xml_field(b, "Key"))
-            .map(|k| url_decode(&k))
-            .collect();
-        assert_eq!(keys, ["a b", "c"]);
-        assert_eq!(xml_field(xml, "ETag").as_deref(), Some("\"x\""));
-        assert_eq!(encode_path("a b/ü"), "a%20b/%C3%BC");
-    }
-
-    #[test]
-    fn tags_are_matched_whole() {
-        // `<Key>` is not `<KeyCount>`, and a closing tag ends only its own.
-        let xml = "<KeyCount>2</KeyCount><Keys>x</Keys><Key>k</Key><Key>l</Key>";
-        assert_eq!(xml_blocks(xml, "Key").collect::<Vec<_>>(), ["k", "l"]);
-        assert_eq!(xml_field(xml, "KeyCount").as_deref(), Some("2"));
-        assert_eq!(xml_field(xml, "Nope"), None);
-        assert_eq!(xml_field("<Key>unclosed", "Key"), None);
-    }
-
-    #[test]
-    fn unescapes_entities_once() {
-        assert_eq!(unescape("plain"), "plain");
-        assert_eq!(unescape("a&amp;lt;b"), "a&lt;b");
-        assert_eq!(unescape("&lt;&gt;&quot;&apos;&amp;"), "<>\"'&");
-        assert_eq!(unescape("&#34;&#x41;&#xd;"), "\"A\r");
-        assert_eq!(unescape("a & b &bogus; &#xZZ;"), "a & b &bogus; &#xZZ;");
-    }
 }

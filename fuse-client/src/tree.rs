@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use lru::LruCache;
 
 use crate::fs::{dir_prefix, join};
-use crate::s3::ObjectInfo;
+use crate::store::ObjectInfo;
 
 /// Keys a readdir asks for in its listing of the directory's tree.
 pub const TREE_PAGE: usize = 1000;

@@ -17,16 +17,14 @@
 //! other operation first settles: the tail and the background copies land
 //! in the staging file before anything reads or rewrites it.
 
-use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use tokio::task::JoinSet;
 
 use crate::error::FsError;
-use crate::s3::{ObjectInfo, Source, S3};
 use crate::staging::Staging;
+use crate::store::{Metadata, ObjectInfo, Source, Store};
 
 /// Part size: equal to the router's chunk size, so a copied part is whole
 /// chunks by reference and a changed byte re-uploads one chunk.
@@ -66,8 +64,11 @@ pub struct Writer {
     base: Option<Source>,
     /// Bytes of `base` still valid (a truncation invalidates the rest).
     base_len: u64,
+    /// The size of `base`: a file cut shorter must be committed even when
+    /// every part left equals the base.
+    base_size: u64,
     /// The pending multipart upload and the metadata it was created with.
-    upload: Option<(String, HashMap<String, String>)>,
+    upload: Option<(String, Metadata)>,
     uploads: JoinSet<(usize, u64, Result<String, FsError>)>,
     /// The part being appended to, not yet in the staging file.
     tail: Option<Tail>,
@@ -112,6 +113,7 @@ impl Writer {
             ],
             base,
             base_len,
+            base_size: base_len,
             upload: None,
             uploads: JoinSet::new(),
             tail: None,
@@ -126,7 +128,10 @@ impl Writer {
 
     /// Something must be committed: data or metadata changed.
     pub fn dirty(&self) -> bool {
-        self.meta_changed || self.base.is_none() || self.parts.iter().any(|p| p.remote != Remote::Base)
+        self.meta_changed
+            || self.base.is_none()
+            || self.base_len != self.base_size
+            || self.parts.iter().any(|p| p.remote != Remote::Base)
     }
 
     /// Metadata (mode, owner, times) changed and must be committed.
@@ -135,11 +140,12 @@ impl Writer {
     }
 
     /// The file was renamed to `key`: commits go there, and the base object
-    /// moved with it.
+    /// moved with it (a new version there, with the same ETag).
     pub fn renamed(&mut self, key: &str) {
         self.key = key.to_string();
         if let Some(base) = &mut self.base {
             base.key = key.to_string();
+            base.version_id = None;
         }
     }
 
@@ -149,7 +155,7 @@ impl Writer {
     }
 
     /// Brings part `i` into the staging file from the base object.
-    async fn load(&mut self, s3: &S3, i: usize) -> Result<(), FsError> {
+    async fn load(&mut self, store: &Store, i: usize) -> Result<(), FsError> {
         if self.parts[i].local {
             return Ok(());
         }
@@ -157,7 +163,7 @@ impl Writer {
         let valid_end = end.min(self.base_len);
         if let Some(base) = &self.base {
             if valid_end > start {
-                let data = s3.get_range(base, start, valid_end - start).await?;
+                let data = store.get_range(base, start, valid_end - start).await?;
                 if (data.len() as u64) != valid_end - start {
                     return Err(FsError::Io(format!("short read of {}", base.key)));
                 }
@@ -202,8 +208,8 @@ impl Writer {
 
     pub async fn write(
         &mut self,
-        s3: &Arc<S3>,
-        meta: &HashMap<String, String>,
+        store: &Store,
+        meta: &Metadata,
         offset: u64,
         data: &[u8],
     ) -> Result<(), FsError> {
@@ -214,13 +220,13 @@ impl Writer {
         if self.append_to_tail(offset, data) {
             self.size = end;
             if self.tail.as_ref().is_some_and(|t| t.bytes.len() as u64 == PART) {
-                self.seal_tail(s3, meta).await?;
+                self.seal_tail(store, meta).await?;
             }
             return Ok(());
         }
         self.settle().await?;
         if end > self.size {
-            self.resize(s3, end).await?;
+            self.resize(store, end).await?;
         }
         let first = (offset / PART) as usize;
         let last = ((end.max(1) - 1) / PART) as usize;
@@ -228,7 +234,7 @@ impl Writer {
             let (start, stop) = self.range(i);
             let covered = offset <= start && end >= stop;
             if !covered {
-                self.load(s3, i).await?;
+                self.load(store, i).await?;
             }
             self.parts[i].local = true;
             self.change(i);
@@ -237,7 +243,7 @@ impl Writer {
         // Parts the writer has moved past stream out now.
         for i in first..=last {
             if end >= (i as u64 + 1) * PART && self.parts.get(i).is_some_and(|p| p.remote == Remote::Stale) {
-                self.start_upload(s3, meta, i).await?;
+                self.start_upload(store, meta, i).await?;
             }
         }
         Ok(())
@@ -271,7 +277,7 @@ impl Writer {
 
     /// Uploads the full tail part and copies it to the staging file, both
     /// in the background.
-    async fn seal_tail(&mut self, s3: &Arc<S3>, meta: &HashMap<String, String>) -> Result<(), FsError> {
+    async fn seal_tail(&mut self, store: &Store, meta: &Metadata) -> Result<(), FsError> {
         let Some(tail) = self.tail.take() else {
             return Ok(());
         };
@@ -287,7 +293,7 @@ impl Writer {
             }
             None => self.staging.write_all_at(&bytes, start)?,
         }
-        self.start_upload_of(s3, meta, tail.part, bytes).await
+        self.start_upload_of(store, meta, tail.part, bytes).await
     }
 
     /// Puts the tail and the background copies into the staging file, so it
@@ -307,7 +313,7 @@ impl Writer {
     }
 
     /// Truncates or extends to `size` (new bytes read as zeros).
-    pub async fn resize(&mut self, s3: &S3, size: u64) -> Result<(), FsError> {
+    pub async fn resize(&mut self, store: &Store, size: u64) -> Result<(), FsError> {
         if size > MAX_PARTS * PART {
             return Err(FsError::TooBig);
         }
@@ -326,7 +332,7 @@ impl Writer {
             // The old last part gains bytes the base does not have.
             if !self.size.is_multiple_of(PART) {
                 let i = self.parts.len() - 1;
-                self.load(s3, i).await?;
+                self.load(store, i).await?;
                 self.change(i);
             }
             self.base_len = self.base_len.min(self.size);
@@ -343,20 +349,20 @@ impl Writer {
     }
 
     /// Keeps the file readable after its object is deleted: every part local.
-    pub async fn detach(&mut self, s3: &S3) -> Result<(), FsError> {
+    pub async fn detach(&mut self, store: &Store) -> Result<(), FsError> {
         self.settle().await?;
         for i in 0..self.parts.len() {
-            self.load(s3, i).await?;
+            self.load(store, i).await?;
         }
         self.base = None;
         Ok(())
     }
 
-    async fn ensure_upload(&mut self, s3: &S3, meta: &HashMap<String, String>) -> Result<String, FsError> {
+    async fn ensure_upload(&mut self, store: &Store, meta: &Metadata) -> Result<String, FsError> {
         if let Some((id, _)) = &self.upload {
             return Ok(id.clone());
         }
-        let id = s3.create_upload(&self.key, meta).await?;
+        let id = store.create_upload(&self.key, meta).await?;
         self.upload = Some((id.clone(), meta.clone()));
         Ok(id)
     }
@@ -368,32 +374,27 @@ impl Writer {
         Ok(Bytes::from(buf))
     }
 
-    async fn start_upload(
-        &mut self,
-        s3: &Arc<S3>,
-        meta: &HashMap<String, String>,
-        i: usize,
-    ) -> Result<(), FsError> {
+    async fn start_upload(&mut self, store: &Store, meta: &Metadata, i: usize) -> Result<(), FsError> {
         let body = self.part_bytes(i)?;
-        self.start_upload_of(s3, meta, i, body).await
+        self.start_upload_of(store, meta, i, body).await
     }
 
     async fn start_upload_of(
         &mut self,
-        s3: &Arc<S3>,
-        meta: &HashMap<String, String>,
+        store: &Store,
+        meta: &Metadata,
         i: usize,
         body: Bytes,
     ) -> Result<(), FsError> {
         while self.uploads.len() >= IN_FLIGHT {
             self.reap_one().await?;
         }
-        let upload = self.ensure_upload(s3, meta).await?;
+        let upload = self.ensure_upload(store, meta).await?;
         let generation = self.parts[i].generation;
         self.parts[i].remote = Remote::Uploading;
-        let (s3, key) = (s3.clone(), self.key.clone());
+        let (store, key) = (store.clone(), self.key.clone());
         self.uploads.spawn(async move {
-            let result = s3.upload_part(&key, &upload, i as u32 + 1, body).await;
+            let result = store.upload_part(&key, &upload, i as u32 + 1, body).await;
             (i, generation, result)
         });
         Ok(())
@@ -425,8 +426,8 @@ impl Writer {
     /// `background` commit of a small file may wait to share a batch call.
     pub async fn commit(
         &mut self,
-        s3: &Arc<S3>,
-        meta: &HashMap<String, String>,
+        store: &Store,
+        meta: &Metadata,
         background: bool,
     ) -> Result<ObjectInfo, FsError> {
         self.settle().await?;
@@ -435,7 +436,7 @@ impl Writer {
         }
         let mut info = if self.upload.is_none() && self.parts.len() <= 1 {
             if !self.parts.is_empty() {
-                self.load(s3, 0).await?;
+                self.load(store, 0).await?;
             }
             let body = if self.parts.is_empty() {
                 Bytes::new()
@@ -443,17 +444,17 @@ impl Writer {
                 self.part_bytes(0)?
             };
             match background {
-                true => s3.put_batched(&self.key, body, meta).await?,
-                false => s3.put(&self.key, body, meta).await?,
+                true => store.put_batched(&self.key, body, meta).await?,
+                false => store.put(&self.key, body, meta).await?,
             }
         } else if self.parts.len() <= 1 {
             // Shrunk to one part after streaming began: a plain PUT is simpler.
             if let Some((id, _)) = self.upload.take() {
-                s3.abort_upload(&self.key, &id).await;
+                store.abort_upload(&self.key, &id).await;
             }
-            return Box::pin(self.commit(s3, meta, background)).await;
+            return Box::pin(self.commit(store, meta, background)).await;
         } else {
-            self.commit_multipart(s3, meta).await?
+            self.commit_multipart(store, meta).await?
         };
         info.size = self.size;
         info.metadata = meta.clone();
@@ -466,16 +467,13 @@ impl Writer {
             etag: info.etag.clone(),
         });
         self.base_len = self.size;
+        self.base_size = self.size;
         self.meta_changed = false;
         Ok(info)
     }
 
-    async fn commit_multipart(
-        &mut self,
-        s3: &Arc<S3>,
-        meta: &HashMap<String, String>,
-    ) -> Result<ObjectInfo, FsError> {
-        let upload = self.ensure_upload(s3, meta).await?;
+    async fn commit_multipart(&mut self, store: &Store, meta: &Metadata) -> Result<ObjectInfo, FsError> {
+        let upload = self.ensure_upload(store, meta).await?;
         let mut tasks: JoinSet<(usize, Result<String, FsError>)> = JoinSet::new();
         let mut etags = vec![String::new(); self.parts.len()];
         for i in 0..self.parts.len() {
@@ -488,7 +486,7 @@ impl Writer {
                 etags[j] = etag?;
             }
             let (start, end) = self.range(i);
-            let (s3, key, upload) = (s3.clone(), self.key.clone(), upload.clone());
+            let (store, key, upload) = (store.clone(), self.key.clone(), upload.clone());
             let number = i as u32 + 1;
             match self.parts[i].remote.clone() {
                 Remote::Uploaded(etag) => etags[i] = etag,
@@ -500,15 +498,16 @@ impl Writer {
                     tasks.spawn(async move {
                         (
                             i,
-                            s3.upload_part_copy(&key, &upload, number, &base, start, end)
+                            store
+                                .upload_part_copy(&key, &upload, number, &base, start, end)
                                 .await,
                         )
                     });
                 }
                 _ => {
-                    self.load(&s3, i).await?;
+                    self.load(&store, i).await?;
                     let body = self.part_bytes(i)?;
-                    tasks.spawn(async move { (i, s3.upload_part(&key, &upload, number, body).await) });
+                    tasks.spawn(async move { (i, store.upload_part(&key, &upload, number, body).await) });
                 }
             }
         }
@@ -517,7 +516,7 @@ impl Writer {
             etags[j] = etag?;
         }
         let (_, created_with) = self.upload.take().expect("upload exists");
-        let mut info = s3.complete_upload(&self.key, &upload, &etags).await?;
+        let mut info = store.complete_upload(&self.key, &upload, &etags).await?;
         if created_with != *meta {
             // Attributes changed while the upload was pending.
             let source = Source {
@@ -525,7 +524,7 @@ impl Writer {
                 version_id: info.version_id.clone(),
                 etag: info.etag.clone(),
             };
-            info.etag = s3.set_metadata(&source, meta).await?;
+            info.etag = store.set_metadata(&source, meta).await?;
             info.version_id = None;
         }
         Ok(info)
@@ -533,11 +532,11 @@ impl Writer {
 
     /// Drops a pending multipart upload (the file was deleted, or the
     /// daemon gives up on it).
-    pub async fn abandon(&mut self, s3: &S3) {
+    pub async fn abandon(&mut self, store: &Store) {
         self.uploads.abort_all();
         self.tail = None;
         if let Some((id, _)) = self.upload.take() {
-            s3.abort_upload(&self.key, &id).await;
+            store.abort_upload(&self.key, &id).await;
         }
     }
 }

@@ -1,0 +1,784 @@
+//! The store seam (`store.rs`) in memory: one bucket that keeps versions,
+//! honours `If-Match` (a `Source`'s ETag) and version ids, folds listings at
+//! `/` with the bucketfs router's directory markers, and moves keys and
+//! prefixes the way its rename extension does. It stands in for the
+//! cluster in the filesystem core's tests.
+//!
+//! Faults are injected per call: an error before the call takes effect, an
+//! error after it took effect (the answer was lost), or a delay. They are
+//! planned for the Nth call from now, or drawn at random with a seed, so a
+//! failing sequence can be replayed. Another client's change is a direct
+//! call of any method on the same store (`put`, say): it bypasses nothing.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+
+use crate::error::FsError;
+use crate::store::{
+    BlockBuffer, Listing, Metadata, ObjectInfo, ObjectStore, Source, VersionEntry, VersionListing,
+};
+
+/// ListObjectVersions' page size.
+const VERSIONS_PAGE: usize = 1000;
+
+/// What an injected fault does to one call.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// The call fails before it takes effect.
+    Fail(FsError),
+    /// The call takes effect, and then its answer is lost.
+    FailAfter(FsError),
+    /// The call waits this long first.
+    Delay(Duration),
+}
+
+#[derive(Debug, Clone)]
+struct Version {
+    id: String,
+    etag: String,
+    data: Bytes,
+    meta: Metadata,
+    mtime: SystemTime,
+    delete_marker: bool,
+}
+
+impl Version {
+    fn info(&self, versioned: bool) -> ObjectInfo {
+        ObjectInfo {
+            size: self.data.len() as u64,
+            etag: self.etag.clone(),
+            version_id: versioned.then(|| self.id.clone()),
+            mtime: self.mtime,
+            metadata: self.meta.clone(),
+        }
+    }
+}
+
+struct Upload {
+    key: String,
+    meta: Metadata,
+    parts: BTreeMap<u32, (String, Bytes)>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Every key's versions, oldest first; the last is current unless it is
+    /// a delete marker.
+    keys: BTreeMap<String, Vec<Version>>,
+    uploads: HashMap<String, Upload>,
+    next_id: u64,
+}
+
+impl State {
+    fn fresh(&mut self, what: &str) -> String {
+        self.next_id += 1;
+        format!("{what}{:08}", self.next_id)
+    }
+
+    fn current(&self, key: &str) -> Option<&Version> {
+        self.keys
+            .get(key)
+            .and_then(|v| v.last())
+            .filter(|v| !v.delete_marker)
+    }
+
+    /// The version `source` names, checked against its ETag.
+    fn resolve(&self, source: &Source) -> Result<&Version, FsError> {
+        match &source.version_id {
+            Some(id) => self
+                .keys
+                .get(&source.key)
+                .and_then(|vs| vs.iter().find(|v| v.id == *id))
+                .filter(|v| !v.delete_marker)
+                .ok_or(FsError::NotFound),
+            None => {
+                let v = self.current(&source.key).ok_or(FsError::NotFound)?;
+                if !source.etag.is_empty() && v.etag != source.etag {
+                    return Err(FsError::Stale);
+                }
+                Ok(v)
+            }
+        }
+    }
+
+    fn store(&mut self, versioned: bool, key: &str, mut version: Version) -> ObjectInfo {
+        if !versioned {
+            version.id = "null".into();
+        }
+        let info = version.info(versioned);
+        let versions = self.keys.entry(key.to_string()).or_default();
+        if !versioned {
+            versions.clear();
+        }
+        versions.push(version);
+        info
+    }
+
+    fn new_version(&mut self, data: Bytes, meta: Metadata, etag: Option<String>) -> Version {
+        Version {
+            id: self.fresh("v"),
+            etag: etag.unwrap_or_else(|| self.fresh("e")),
+            data,
+            meta,
+            mtime: SystemTime::now(),
+            delete_marker: false,
+        }
+    }
+
+    fn delete(&mut self, versioned: bool, key: &str) {
+        if !versioned {
+            self.keys.remove(key);
+            return;
+        }
+        if self.current(key).is_some() {
+            let marker = Version {
+                delete_marker: true,
+                ..self.new_version(Bytes::new(), Metadata::new(), Some(String::new()))
+            };
+            self.keys.entry(key.to_string()).or_default().push(marker);
+        }
+    }
+
+    /// Current keys under `prefix` from `from` on (exclusive when `after`).
+    fn current_from<'s>(
+        &'s self,
+        prefix: &'s str,
+        from: &str,
+        after: bool,
+    ) -> impl Iterator<Item = (&'s String, &'s Version)> + 's {
+        let start = from.max(prefix).to_string();
+        self.keys
+            .range(start.clone()..)
+            .filter(move |(k, _)| !(after && **k == start))
+            .take_while(move |(k, _)| k.starts_with(prefix))
+            .filter_map(|(k, vs)| vs.last().filter(|v| !v.delete_marker).map(|v| (k, v)))
+    }
+}
+
+/// Where a listing page starts: after a key, or past a folded prefix.
+enum Resume {
+    Start,
+    After(String),
+    PastPrefix(String),
+}
+
+impl Resume {
+    fn of_token(token: &str) -> Resume {
+        match token.split_at(token.len().min(1)) {
+            ("k", key) => Resume::After(key.to_string()),
+            ("p", prefix) => Resume::PastPrefix(prefix.to_string()),
+            _ => Resume::Start,
+        }
+    }
+}
+
+/// An in-memory bucket; see the module comment.
+pub struct MemoryStore {
+    versioned: bool,
+    state: Mutex<State>,
+    faults: Mutex<Faults>,
+    calls: AtomicU64,
+    bytes_in: AtomicU64,
+}
+
+#[derive(Default)]
+struct Faults {
+    /// Planned faults by the call count they hit.
+    planned: BTreeMap<u64, Fault>,
+    /// Random faults: (rng state, chance in a million).
+    random: Option<(u64, u32)>,
+}
+
+impl Faults {
+    fn draw(&mut self, call: u64) -> Option<Fault> {
+        if let Some(f) = self.planned.remove(&call) {
+            return Some(f);
+        }
+        let (rng, per_million) = self.random.as_mut()?;
+        // xorshift64*: small, fast, and replayable from the seed.
+        *rng ^= *rng >> 12;
+        *rng ^= *rng << 25;
+        *rng ^= *rng >> 27;
+        let roll = rng.wrapping_mul(0x2545_f491_4f6c_dd1d);
+        if (roll >> 32) % 1_000_000 >= u64::from(*per_million) {
+            return None;
+        }
+        let error = FsError::Io("injected fault".into());
+        Some(match (roll >> 8) % 3 {
+            0 => Fault::Fail(error),
+            1 => Fault::FailAfter(error),
+            _ => Fault::Delay(Duration::from_millis((roll >> 16) % 5)),
+        })
+    }
+}
+
+impl MemoryStore {
+    /// An empty bucket; `versioned` keeps every version (else a write
+    /// replaces the key's only version, whose id is `null`).
+    pub fn new(versioned: bool) -> Self {
+        Self {
+            versioned,
+            state: Mutex::new(State::default()),
+            faults: Mutex::new(Faults::default()),
+            calls: AtomicU64::new(0),
+            bytes_in: AtomicU64::new(0),
+        }
+    }
+
+    /// Injects `fault` into the `n`th call from now (1: the next).
+    pub fn fault_at(&self, n: u64, fault: Fault) {
+        let at = self.calls.load(Ordering::SeqCst) + n;
+        self.faults.lock().unwrap().planned.insert(at, fault);
+    }
+
+    /// Injects a random fault into about `per_million` calls in a million,
+    /// drawn from `seed`; 0 stops them.
+    pub fn random_faults(&self, seed: u64, per_million: u32) {
+        self.faults.lock().unwrap().random = (per_million > 0).then_some((seed | 1, per_million));
+    }
+
+    /// Calls made so far.
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    /// Body bytes received by puts and part uploads so far.
+    pub fn bytes_in(&self) -> u64 {
+        self.bytes_in.load(Ordering::SeqCst)
+    }
+
+    /// The current bytes of `key`, if any (for tests to compare).
+    pub fn contents(&self, key: &str) -> Option<Bytes> {
+        self.state.lock().unwrap().current(key).map(|v| v.data.clone())
+    }
+
+    /// Every current key, in order.
+    pub fn keys(&self) -> Vec<String> {
+        let state = self.state.lock().unwrap();
+        state
+            .current_from("", "", false)
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    /// Multipart uploads not completed nor aborted.
+    pub fn open_uploads(&self) -> usize {
+        self.state.lock().unwrap().uploads.len()
+    }
+
+    /// Runs `op` on the state as one call, with that call's fault.
+    async fn call<T>(&self, op: impl FnOnce(&mut State) -> Result<T, FsError>) -> Result<T, FsError> {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        let fault = self.faults.lock().unwrap().draw(n);
+        match &fault {
+            Some(Fault::Fail(e)) => return Err(e.clone()),
+            Some(Fault::Delay(d)) => tokio::time::sleep(*d).await,
+            _ => {}
+        }
+        let result = op(&mut self.state.lock().unwrap());
+        match fault {
+            Some(Fault::FailAfter(e)) => Err(e),
+            _ => result,
+        }
+    }
+
+    fn page(&self, state: &State, prefix: &str, fold: bool, resume: Resume, max: usize) -> Listing {
+        let (from, after, skip_under) = match &resume {
+            Resume::Start => (prefix.to_string(), false, None),
+            Resume::After(k) => (k.clone(), true, None),
+            Resume::PastPrefix(p) => (p.clone(), false, Some(p.clone())),
+        };
+        let told_from = |p: &str| match &resume {
+            Resume::Start => true,
+            Resume::After(k) => k.as_str() < p,
+            Resume::PastPrefix(q) => q.as_str() < p,
+        };
+        let mut listing = Listing {
+            attributes: true,
+            ..Listing::default()
+        };
+        let mut count = 0;
+        let mut last: Option<String> = None;
+        let mut truncated = false;
+        for (key, version) in state.current_from(prefix, &from, after) {
+            if skip_under.as_deref().is_some_and(|p| key.starts_with(p)) {
+                continue;
+            }
+            let folded = fold
+                .then(|| key[prefix.len()..].find('/'))
+                .flatten()
+                .map(|i| key[..prefix.len() + i + 1].to_string());
+            if let Some(p) = &folded {
+                if listing.prefixes.last() == Some(p) {
+                    continue;
+                }
+            }
+            if count == max {
+                truncated = true;
+                break;
+            }
+            count += 1;
+            match folded {
+                Some(p) => {
+                    if told_from(&p) {
+                        let marker = state.current(&p).map(|v| v.info(self.versioned));
+                        listing.markers.insert(p.clone(), marker);
+                    }
+                    last = Some(format!("p{p}"));
+                    listing.prefixes.push(p);
+                }
+                None => {
+                    last = Some(format!("k{key}"));
+                    listing.objects.push((key.clone(), version.info(self.versioned)));
+                }
+            }
+        }
+        listing.next = last.filter(|_| truncated);
+        listing
+    }
+}
+
+fn check_len(len: usize) -> Result<(), FsError> {
+    (len <= 5 << 30).then_some(()).ok_or(FsError::TooBig)
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for MemoryStore {
+    async fn head(&self, key: &str, version_id: Option<&str>) -> Result<Option<ObjectInfo>, FsError> {
+        let versioned = self.versioned;
+        self.call(|s| {
+            let source = Source {
+                key: key.to_string(),
+                version_id: version_id.filter(|v| *v != "null").map(str::to_string),
+                etag: String::new(),
+            };
+            match s.resolve(&source) {
+                Ok(v) => Ok(Some(v.info(versioned))),
+                Err(FsError::NotFound) => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+        .await
+    }
+
+    async fn get_range(&self, source: &Source, start: u64, len: u64) -> Result<Bytes, FsError> {
+        if len == 0 {
+            return Ok(Bytes::new());
+        }
+        self.call(|s| {
+            let data = &s.resolve(source)?.data;
+            let from = (start as usize).min(data.len());
+            let to = (start.saturating_add(len) as usize).min(data.len());
+            Ok(data.slice(from..to))
+        })
+        .await
+    }
+
+    async fn get_range_blocks(
+        &self,
+        source: &Source,
+        start: u64,
+        len: u64,
+        block: usize,
+        buffer: BlockBuffer<'_>,
+    ) -> Result<Vec<Bytes>, FsError> {
+        let data = self.get_range(source, start, len).await?;
+        Ok(data
+            .chunks(block)
+            .map(|piece| {
+                let mut b: BytesMut = buffer();
+                b.extend_from_slice(piece);
+                b.freeze()
+            })
+            .collect())
+    }
+
+    async fn put(&self, key: &str, body: Bytes, meta: &Metadata) -> Result<ObjectInfo, FsError> {
+        check_len(body.len())?;
+        self.bytes_in.fetch_add(body.len() as u64, Ordering::SeqCst);
+        let versioned = self.versioned;
+        self.call(|s| {
+            let version = s.new_version(body, meta.clone(), None);
+            Ok(s.store(versioned, key, version))
+        })
+        .await
+    }
+
+    async fn set_metadata(&self, source: &Source, meta: &Metadata) -> Result<String, FsError> {
+        let versioned = self.versioned;
+        self.call(|s| {
+            let data = s.resolve(source)?.data.clone();
+            let version = s.new_version(data, meta.clone(), None);
+            Ok(s.store(versioned, &source.key, version).etag)
+        })
+        .await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), FsError> {
+        let versioned = self.versioned;
+        self.call(|s| {
+            s.delete(versioned, key);
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_many(&self, keys: &[String]) -> Result<Vec<(String, String)>, FsError> {
+        if keys.len() > 1000 {
+            return Err(FsError::Invalid);
+        }
+        let versioned = self.versioned;
+        self.call(|s| {
+            for key in keys {
+                s.delete(versioned, key);
+            }
+            Ok(Vec::new())
+        })
+        .await
+    }
+
+    async fn create_upload(&self, key: &str, meta: &Metadata) -> Result<String, FsError> {
+        self.call(|s| {
+            let id = s.fresh("u");
+            let upload = Upload {
+                key: key.to_string(),
+                meta: meta.clone(),
+                parts: BTreeMap::new(),
+            };
+            s.uploads.insert(id.clone(), upload);
+            Ok(id)
+        })
+        .await
+    }
+
+    async fn upload_part(
+        &self,
+        key: &str,
+        upload: &str,
+        number: u32,
+        body: Bytes,
+    ) -> Result<String, FsError> {
+        self.bytes_in.fetch_add(body.len() as u64, Ordering::SeqCst);
+        self.call(|s| {
+            let etag = s.fresh("p");
+            let up = s.uploads.get_mut(upload).filter(|u| u.key == key);
+            let up = up.ok_or(FsError::NotFound)?;
+            up.parts.insert(number, (etag.clone(), body));
+            Ok(etag)
+        })
+        .await
+    }
+
+    async fn upload_part_copy(
+        &self,
+        key: &str,
+        upload: &str,
+        number: u32,
+        source: &Source,
+        start: u64,
+        end: u64,
+    ) -> Result<String, FsError> {
+        self.call(|s| {
+            let data = &s.resolve(source)?.data;
+            if start > end || end > data.len() as u64 {
+                return Err(FsError::Invalid);
+            }
+            let body = data.slice(start as usize..end as usize);
+            let etag = s.fresh("p");
+            let up = s.uploads.get_mut(upload).filter(|u| u.key == key);
+            let up = up.ok_or(FsError::NotFound)?;
+            up.parts.insert(number, (etag.clone(), body));
+            Ok(etag)
+        })
+        .await
+    }
+
+    async fn complete_upload(
+        &self,
+        key: &str,
+        upload: &str,
+        etags: &[String],
+    ) -> Result<ObjectInfo, FsError> {
+        let versioned = self.versioned;
+        self.call(|s| {
+            let up = s
+                .uploads
+                .get(upload)
+                .filter(|u| u.key == key)
+                .ok_or(FsError::NotFound)?;
+            let mut data = BytesMut::new();
+            for (i, etag) in etags.iter().enumerate() {
+                match up.parts.get(&(i as u32 + 1)) {
+                    Some((e, body)) if e == etag => data.extend_from_slice(body),
+                    _ => return Err(FsError::Invalid),
+                }
+            }
+            let up = s.uploads.remove(upload).expect("checked above");
+            let version = s.new_version(data.freeze(), up.meta, None);
+            let info = s.store(versioned, key, version);
+            // As the HTTP answer: the ETag and version, not the rest.
+            Ok(ObjectInfo {
+                etag: info.etag,
+                version_id: info.version_id,
+                mtime: info.mtime,
+                ..ObjectInfo::default()
+            })
+        })
+        .await
+    }
+
+    async fn abort_upload(&self, _key: &str, upload: &str) {
+        let _ = self
+            .call(|s| {
+                s.uploads.remove(upload);
+                Ok(())
+            })
+            .await;
+    }
+
+    async fn list(&self, prefix: &str, token: Option<&str>, max_keys: usize) -> Result<Listing, FsError> {
+        let resume = token.map_or(Resume::Start, Resume::of_token);
+        self.call(|s| Ok(self.page(s, prefix, true, resume, max_keys)))
+            .await
+    }
+
+    async fn list_after(&self, prefix: &str, after: &str, max_keys: usize) -> Result<Listing, FsError> {
+        let resume = Resume::After(after.to_string());
+        self.call(|s| Ok(self.page(s, prefix, true, resume, max_keys)))
+            .await
+    }
+
+    async fn list_tree(&self, prefix: &str, max_keys: usize) -> Result<Listing, FsError> {
+        self.call(|s| Ok(self.page(s, prefix, false, Resume::Start, max_keys)))
+            .await
+    }
+
+    async fn list_versions(
+        &self,
+        prefix: &str,
+        marker: Option<&(String, String)>,
+    ) -> Result<VersionListing, FsError> {
+        let versioned = self.versioned;
+        self.call(|s| {
+            let mut page = VersionListing::default();
+            let mut past_marker = marker.is_none();
+            for (key, versions) in s.keys.range(prefix.to_string()..) {
+                if !key.starts_with(prefix) {
+                    break;
+                }
+                if let Some(i) = key[prefix.len()..].find('/') {
+                    let p = key[..prefix.len() + i + 1].to_string();
+                    if past_marker && page.prefixes.last() != Some(&p) {
+                        page.prefixes.push(p);
+                    }
+                    continue;
+                }
+                for v in versions.iter().rev() {
+                    if !past_marker {
+                        past_marker = marker.is_some_and(|(k, id)| k == key && *id == v.id);
+                        continue;
+                    }
+                    if page.versions.len() == VERSIONS_PAGE {
+                        let last = page.versions.last().expect("a full page");
+                        page.next = Some((last.key.clone(), last.version_id.clone()));
+                        return Ok(page);
+                    }
+                    page.versions.push(VersionEntry {
+                        key: key.clone(),
+                        version_id: v.id.clone(),
+                        delete_marker: v.delete_marker,
+                        info: ObjectInfo {
+                            metadata: Metadata::new(),
+                            ..v.info(versioned)
+                        },
+                    });
+                }
+            }
+            Ok(page)
+        })
+        .await
+    }
+
+    async fn rename(&self, from: &str, to: &str, prefix: bool, no_replace: bool) -> Result<(), FsError> {
+        if prefix && from != to && (to.starts_with(from) || from.starts_with(to)) {
+            return Err(FsError::Invalid);
+        }
+        let versioned = self.versioned;
+        self.call(|s| {
+            let sources: Vec<(String, Version)> = s
+                .current_from(from, from, false)
+                .filter(|(k, _)| *k == from || prefix)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            if sources.is_empty() {
+                return Err(FsError::NotFound);
+            }
+            let dest = |k: &str| format!("{to}{}", &k[from.len()..]);
+            if no_replace && sources.iter().any(|(k, _)| s.current(&dest(k)).is_some()) {
+                return Err(FsError::Exists);
+            }
+            for (key, v) in sources {
+                if dest(&key) == key {
+                    continue;
+                }
+                let moved = s.new_version(v.data, v.meta, Some(v.etag));
+                s.store(versioned, &dest(&key), moved);
+                s.delete(versioned, &key);
+            }
+            Ok(())
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta() -> Metadata {
+        Metadata::new()
+    }
+
+    fn source(key: &str, etag: &str) -> Source {
+        Source {
+            key: key.into(),
+            version_id: None,
+            etag: etag.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn reads_insist_on_the_etag_or_version_they_name() {
+        let store = MemoryStore::new(true);
+        let first = store.put("k", Bytes::from("one"), &meta()).await.unwrap();
+        let second = store.put("k", Bytes::from("two"), &meta()).await.unwrap();
+        assert_ne!(first.etag, second.etag);
+        let stale = store.get_range(&source("k", &first.etag), 0, 10).await;
+        assert!(matches!(stale, Err(FsError::Stale)));
+        let old = Source {
+            version_id: first.version_id.clone(),
+            ..source("k", "")
+        };
+        assert_eq!(store.get_range(&old, 0, 10).await.unwrap(), "one");
+        assert_eq!(
+            store.get_range(&source("k", &second.etag), 1, 10).await.unwrap(),
+            "wo"
+        );
+        store.delete("k").await.unwrap();
+        assert!(store.head("k", None).await.unwrap().is_none());
+        assert_eq!(store.get_range(&old, 0, 3).await.unwrap(), "one");
+        let versions = store.list_versions("", None).await.unwrap().versions;
+        assert_eq!(versions.len(), 3);
+        assert!(versions[0].delete_marker, "newest first");
+    }
+
+    #[tokio::test]
+    async fn unversioned_writes_replace_the_only_version() {
+        let store = MemoryStore::new(false);
+        let info = store.put("k", Bytes::from("one"), &meta()).await.unwrap();
+        assert_eq!(info.version_id, None);
+        store.put("k", Bytes::from("two"), &meta()).await.unwrap();
+        assert_eq!(store.list_versions("", None).await.unwrap().versions.len(), 1);
+        store.delete("k").await.unwrap();
+        assert!(store.keys().is_empty());
+    }
+
+    #[tokio::test]
+    async fn listings_fold_page_and_tell_markers() {
+        let store = MemoryStore::new(false);
+        for key in ["a", "d/", "d/x", "d/y/z", "e/f", "g"] {
+            store.put(key, Bytes::new(), &meta()).await.unwrap();
+        }
+        let top = store.list("", None, 1000).await.unwrap();
+        let keys: Vec<&str> = top.objects.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["a", "g"]);
+        assert_eq!(top.prefixes, ["d/", "e/"]);
+        assert!(top.markers["d/"].is_some() && top.markers["e/"].is_none());
+        // One entry a page: a, d/, e/, g.
+        let mut token = None;
+        let mut seen = Vec::new();
+        loop {
+            let page = store.list("", token.as_deref(), 1).await.unwrap();
+            seen.extend(page.objects.iter().map(|(k, _)| k.clone()));
+            seen.extend(page.prefixes.iter().cloned());
+            match page.next {
+                Some(t) => token = Some(t),
+                None => break,
+            }
+        }
+        assert_eq!(seen, ["a", "d/", "e/", "g"]);
+        // Started inside `d/`: its marker cannot be told.
+        let inside = store.list_after("", "d/x", 10).await.unwrap();
+        assert_eq!(inside.prefixes, ["d/", "e/"]);
+        assert!(!inside.markers.contains_key("d/"));
+        let tree = store.list_tree("d/", 2).await.unwrap();
+        assert_eq!(tree.objects.len(), 2);
+        assert!(tree.next.is_some());
+    }
+
+    #[tokio::test]
+    async fn renames_move_keys_or_prefixes_whole() {
+        let store = MemoryStore::new(false);
+        for key in ["d/", "d/a", "d/b/c", "e"] {
+            store
+                .put(key, Bytes::from(key.to_string()), &meta())
+                .await
+                .unwrap();
+        }
+        let refused = store.rename("d/", "e/", true, false).await;
+        assert!(refused.is_ok());
+        assert_eq!(store.keys(), ["e", "e/", "e/a", "e/b/c"]);
+        assert!(matches!(
+            store.rename("x", "y", false, false).await,
+            Err(FsError::NotFound)
+        ));
+        assert!(matches!(
+            store.rename("e/a", "e", false, true).await,
+            Err(FsError::Exists)
+        ));
+        assert!(matches!(
+            store.rename("e/", "e/b/", true, false).await,
+            Err(FsError::Invalid)
+        ));
+        assert_eq!(store.contents("e/b/c").unwrap(), "d/b/c");
+    }
+
+    #[tokio::test]
+    async fn multipart_completes_from_parts_and_copies() {
+        let store = MemoryStore::new(false);
+        let base = store.put("k", Bytes::from("abcdef"), &meta()).await.unwrap();
+        let up = store.create_upload("k", &meta()).await.unwrap();
+        let p1 = store
+            .upload_part_copy("k", &up, 1, &source("k", &base.etag), 0, 3)
+            .await
+            .unwrap();
+        let p2 = store.upload_part("k", &up, 2, Bytes::from("XYZ")).await.unwrap();
+        let wrong = store.complete_upload("k", &up, &[p2.clone(), p1.clone()]).await;
+        assert!(matches!(wrong, Err(FsError::Invalid)));
+        store.complete_upload("k", &up, &[p1, p2]).await.unwrap();
+        assert_eq!(store.contents("k").unwrap(), "abcXYZ");
+        assert_eq!(store.open_uploads(), 0);
+    }
+
+    #[tokio::test]
+    async fn faults_hit_the_planned_call() {
+        let store = MemoryStore::new(false);
+        store.fault_at(1, Fault::Fail(FsError::Io("boom".into())));
+        store.fault_at(2, Fault::FailAfter(FsError::Io("lost answer".into())));
+        assert!(store.put("a", Bytes::from("1"), &meta()).await.is_err());
+        assert!(store.contents("a").is_none(), "failed before taking effect");
+        assert!(store.put("b", Bytes::from("2"), &meta()).await.is_err());
+        assert_eq!(store.contents("b").unwrap(), "2", "took effect, answer lost");
+        assert!(store.put("c", Bytes::from("3"), &meta()).await.is_ok());
+        store.random_faults(7, 1_000_000);
+        let mut failed = 0;
+        for _ in 0..30 {
+            failed += store.head("c", None).await.is_err() as u32;
+        }
+        assert!(failed > 0 && failed < 30, "about two thirds fail: {failed}");
+    }
+}

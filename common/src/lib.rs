@@ -1,10 +1,13 @@
-//! What the router and the storage node must agree on, and nothing else:
-//! chunk ids, the on-disk block checksum layout, rendezvous placement and the
-//! ZooKeeper membership record, whether a chunk PUT is fsynced; and the allocator setting every bucketfs
-//! process starts with.
+//! What two bucketfs processes must agree on, and nothing else: chunk ids,
+//! the on-disk block checksum layout, rendezvous placement and the ZooKeeper
+//! membership record, the chunk API between router and node (`chunk_api`),
+//! the S3 extensions between client and router (`extension`); and the
+//! allocator setting every bucketfs process starts with.
 
 pub mod blocks;
+pub mod chunk_api;
 pub mod chunk_id;
+pub mod extension;
 pub mod fsync;
 pub mod membership;
 pub mod memory;

@@ -18,10 +18,8 @@ use crate::error::FsError;
 
 /// Bodies up to this size are batched; larger ones go alone.
 pub const MAX_OBJECT: usize = 1 << 20;
-/// Most bytes in one call (the router's limit: one chunk).
-const MAX_BYTES: usize = 8 << 20;
-/// Most objects in one call (the router's limit).
-const MAX_OBJECTS: usize = 1000;
+/// Most bytes and objects in one call (the router's limits).
+use bucketfs_common::extension::{BATCH_MAX_BYTES as MAX_BYTES, BATCH_MAX_OBJECTS as MAX_OBJECTS};
 /// Batch calls in flight at once.
 const CALLS: usize = 1;
 

@@ -11,6 +11,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
+use bucketfs_common::extension::{
+    BATCH_QUERY, ETAG_FROM_CHUNKS, ETAG_HEADER, METADATA_HEADER, METADATA_ITEMS, NO_REPLACE_HEADER,
+    RENAME_FROM_HEADER, RENAME_PREFIX_HEADER, RENAME_QUERY, RENAME_TO_HEADER,
+};
 use bytes::Bytes;
 use reqwest::{Method, StatusCode};
 use rusty_s3::{Bucket, Credentials, UrlStyle};
@@ -82,7 +86,7 @@ impl<'a> Call<'a> {
                 "x-amz-checksum-crc32c",
                 base64::engine::general_purpose::STANDARD.encode(crc),
             )
-            .header("x-bucketfs-etag", "chunks");
+            .header(ETAG_HEADER, ETAG_FROM_CHUNKS);
         call.body = body;
         call
     }
@@ -219,7 +223,7 @@ impl S3 {
             let body = batch::encode(&puts);
             let md5 = base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(&body));
             let call = Call::new(Method::POST, None)
-                .query("bucketfs-batch", "")
+                .query(BATCH_QUERY, "")
                 .header("content-md5", md5)
                 .header("content-type", "application/octet-stream")
                 .body(body);
@@ -303,7 +307,7 @@ impl S3 {
             call = call.query(param, value);
         }
         let resp = self.send_ok(call).await?;
-        let attributes = header(resp.headers(), "x-bucketfs-metadata") == "items";
+        let attributes = header(resp.headers(), METADATA_HEADER) == METADATA_ITEMS;
         let text = resp.text().await.map_err(|e| FsError::Io(e.to_string()))?;
         let objects = xml_blocks(&text, "Contents")
             .map(|block| {
@@ -724,14 +728,14 @@ impl ObjectStore for S3 {
     async fn rename(&self, from: &str, to: &str, prefix: bool, no_replace: bool) -> Result<(), FsError> {
         if self.server_renames.load(Ordering::Relaxed) {
             let mut call = Call::new(Method::POST, None)
-                .query("bucketfs-rename", "")
-                .header("x-bucketfs-rename-from", encode_path(from))
-                .header("x-bucketfs-rename-to", encode_path(to));
+                .query(RENAME_QUERY, "")
+                .header(RENAME_FROM_HEADER, encode_path(from))
+                .header(RENAME_TO_HEADER, encode_path(to));
             if prefix {
-                call = call.header("x-bucketfs-rename-prefix", "true");
+                call = call.header(RENAME_PREFIX_HEADER, "true");
             }
             if no_replace {
-                call = call.header("x-bucketfs-no-replace", "true");
+                call = call.header(NO_REPLACE_HEADER, "true");
             }
             let resp = self.send(call).await?;
             match resp.status() {

@@ -28,7 +28,7 @@ use crate::store::{Metadata, ObjectInfo, Source, Store};
 
 /// Part size: equal to the router's chunk size, so a copied part is whole
 /// chunks by reference and a changed byte re-uploads one chunk.
-pub const PART: u64 = 8 << 20;
+pub const PART: u64 = bucketfs_common::extension::CHUNK_SIZE as u64;
 /// S3's limit on parts per upload.
 const MAX_PARTS: u64 = 10_000;
 /// Parts uploading in the background at once (each holds `PART` bytes).

@@ -14,6 +14,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bucketfs_common::chunk_api::{self, ErrorCode, CRC32C_HEADER, ERROR_HEADER};
 use bucketfs_common::{placement, ChunkId, Fsync, FSYNC_HEADER};
 use bytes::Bytes;
 use futures::stream::{FuturesUnordered, StreamExt};
@@ -185,8 +186,8 @@ impl ChunkIo {
                 continue;
             };
             let url = format!(
-                "http://{addr}/chunks/{}?start={chunk_start}&end={chunk_end}",
-                piece.chunk_id
+                "http://{addr}{}",
+                chunk_api::range_path(&piece.chunk_id, chunk_start, chunk_end)
             );
             match self.fetch(&url).await {
                 Ok(frames) if frames.len() as u64 != chunk_end - chunk_start => {
@@ -268,7 +269,7 @@ impl ChunkIo {
             let Some(addr) = self.membership.addr(node) else {
                 continue;
             };
-            let url = format!("http://{addr}/chunks/{}", chunk.id);
+            let url = format!("http://{addr}{}", chunk_api::chunk_path(&chunk.id));
             // Short: a node that died a moment ago is still listed, and its
             // port may already belong to something that never answers.
             if let Err(e) = self
@@ -307,11 +308,11 @@ impl ChunkIo {
         }
         let kind = resp
             .headers()
-            .get("x-bucketfs-error")
+            .get(ERROR_HEADER)
             .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
+            .and_then(ErrorCode::parse);
         Err(match (status.as_u16(), kind) {
-            (_, "corrupt") => FetchError::Corrupt,
+            (_, Some(ErrorCode::Corrupt)) => FetchError::Corrupt,
             (404, _) => FetchError::Missing,
             _ => FetchError::Other(format!("status {status}")),
         })
@@ -367,8 +368,8 @@ async fn put_to(
 ) -> Result<()> {
     let addr = addr.ok_or_else(|| Error::Internal(format!("no address for {node}")))?;
     let resp = http
-        .put(format!("http://{addr}/chunks/{id}"))
-        .header("x-bucketfs-crc32c", format!("{crc:08x}"))
+        .put(format!("http://{addr}{}", chunk_api::chunk_path(&id)))
+        .header(CRC32C_HEADER, chunk_api::crc32c_value(crc))
         .header(FSYNC_HEADER, fsync.header_value())
         .body(data)
         .send()

@@ -1,12 +1,5 @@
-//! The chunk HTTP API routers talk to.
-//!
-//! - `PUT /chunks/{id}` stores a body (header `x-bucketfs-crc32c`: its crc32c
-//!   in hex; `x-bucketfs-fsync: deferred`: answer before it is on disk)
-//! - `GET /chunks/{id}?start=S&end=E` returns verified payload bytes `[S, E)`
-//! - `HEAD /chunks/{id}` answers with the payload length
-//! - `DELETE /chunks/{id}` removes a chunk
-//! - `GET /chunks` lists the chunk ids held here, one per line
-//! - `GET /health`, `GET /metrics`
+//! The chunk HTTP API routers talk to (paths, headers and error codes in
+//! `bucketfs_common::chunk_api`), and `GET /health`, `GET /metrics`.
 //!
 //! Errors become HTTP statuses in exactly one place, `IntoResponse for ApiError`.
 
@@ -18,17 +11,13 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use bucketfs_common::chunk_api::{ErrorCode, CHUNKS_PATH, CRC32C_HEADER, ERROR_HEADER, LENGTH_HEADER};
 use bucketfs_common::{ChunkId, Fsync, FSYNC_HEADER};
 use futures::StreamExt;
 use serde::Deserialize;
 
 use crate::metrics::Metrics;
 use crate::store::{ChunkStore, Incoming, StoreError, MAX_CHUNK_BYTES};
-
-/// Header carrying the crc32c (hex) of a PUT body.
-pub const CRC_HEADER: &str = "x-bucketfs-crc32c";
-/// Header naming why a request failed, for routers to tell corruption apart.
-pub const ERROR_HEADER: &str = "x-bucketfs-error";
 
 #[derive(Clone)]
 pub struct AppState {
@@ -39,13 +28,13 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route(
-            "/chunks/{id}",
+            &format!("{CHUNKS_PATH}/{{id}}"),
             get(get_chunk)
                 .put(put_chunk)
                 .head(head_chunk)
                 .delete(delete_chunk),
         )
-        .route("/chunks", get(list_chunks))
+        .route(CHUNKS_PATH, get(list_chunks))
         .route("/health", get(|| async { "ok" }))
         .route(
             "/metrics",
@@ -62,7 +51,7 @@ pub enum ApiError {
     Store(#[from] StoreError),
     #[error("invalid chunk id: expected 32 lowercase hex digits")]
     BadId,
-    #[error("malformed {CRC_HEADER} header")]
+    #[error("malformed {CRC32C_HEADER} header")]
     BadCrcHeader,
     #[error("could not read the body: {0}")]
     Body(String),
@@ -71,22 +60,28 @@ pub enum ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = match &self {
-            ApiError::BadId => (StatusCode::BAD_REQUEST, "bad-id"),
-            ApiError::BadCrcHeader => (StatusCode::BAD_REQUEST, "bad-crc-header"),
-            ApiError::Body(_) => (StatusCode::BAD_REQUEST, "bad-body"),
-            ApiError::Store(StoreError::NotFound) => (StatusCode::NOT_FOUND, "not-found"),
-            ApiError::Store(StoreError::Corrupt(_)) => (StatusCode::INTERNAL_SERVER_ERROR, "corrupt"),
-            ApiError::Store(StoreError::TransferChecksum { .. }) => (StatusCode::BAD_REQUEST, "bad-checksum"),
-            ApiError::Store(StoreError::TooLarge(_)) => (StatusCode::PAYLOAD_TOO_LARGE, "too-large"),
-            ApiError::Store(StoreError::LengthMismatch { .. }) => (StatusCode::BAD_REQUEST, "bad-length"),
-            ApiError::Store(StoreError::BadRange) => (StatusCode::RANGE_NOT_SATISFIABLE, "bad-range"),
-            ApiError::Store(StoreError::DiskFull) => (StatusCode::INSUFFICIENT_STORAGE, "disk-full"),
-            ApiError::Store(StoreError::Io(_)) => (StatusCode::INTERNAL_SERVER_ERROR, "io"),
+            ApiError::BadId => (StatusCode::BAD_REQUEST, ErrorCode::BadId),
+            ApiError::BadCrcHeader => (StatusCode::BAD_REQUEST, ErrorCode::BadCrcHeader),
+            ApiError::Body(_) => (StatusCode::BAD_REQUEST, ErrorCode::BadBody),
+            ApiError::Store(StoreError::NotFound) => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
+            ApiError::Store(StoreError::Corrupt(_)) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Corrupt)
+            }
+            ApiError::Store(StoreError::TransferChecksum { .. }) => {
+                (StatusCode::BAD_REQUEST, ErrorCode::BadChecksum)
+            }
+            ApiError::Store(StoreError::TooLarge(_)) => (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::TooLarge),
+            ApiError::Store(StoreError::LengthMismatch { .. }) => {
+                (StatusCode::BAD_REQUEST, ErrorCode::BadLength)
+            }
+            ApiError::Store(StoreError::BadRange) => (StatusCode::RANGE_NOT_SATISFIABLE, ErrorCode::BadRange),
+            ApiError::Store(StoreError::DiskFull) => (StatusCode::INSUFFICIENT_STORAGE, ErrorCode::DiskFull),
+            ApiError::Store(StoreError::Io(_)) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Io),
         };
         if status.is_server_error() {
             tracing::warn!(error = %self, "chunk request failed");
         }
-        (status, [(ERROR_HEADER, code)], self.to_string()).into_response()
+        (status, [(ERROR_HEADER, code.as_str())], self.to_string()).into_response()
     }
 }
 
@@ -109,7 +104,7 @@ async fn put_chunk(
     body: Body,
 ) -> Result<StatusCode, ApiError> {
     let id = parse_id(&id)?;
-    let crc = match headers.get(CRC_HEADER) {
+    let crc = match headers.get(CRC32C_HEADER) {
         None => None,
         Some(v) => Some(
             v.to_str()
@@ -180,7 +175,7 @@ async fn head_chunk(State(s): State<AppState>, Path(id): Path<String>) -> Result
     let id = parse_id(&id)?;
     let store = s.store.clone();
     let len = blocking(move || store.len(&id)).await?;
-    Ok(([("x-bucketfs-length", len.to_string())], StatusCode::OK).into_response())
+    Ok(([(LENGTH_HEADER, len.to_string())], StatusCode::OK).into_response())
 }
 
 async fn delete_chunk(State(s): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {

@@ -18,7 +18,7 @@ use crate::rng::Rng;
 
 /// Calls in a million that meet a fault.
 const FAULTS_PER_MILLION: u32 = 40_000;
-const PART: u64 = 8 << 20;
+const PART: u64 = bucketfs::writer::PART;
 
 #[derive(Debug, Default)]
 struct Tracked {

@@ -17,33 +17,27 @@ mod rng;
 use driver::{Harness, Settings};
 use rng::Rng;
 
-/// Sequences per `make test` run, per variant.
-const CASES: u64 = 2_600;
+/// Sequences per `make test` run: the plain model, and the fault variant.
+const CASES: u64 = 5_000;
+const FAULT_CASES: u64 = 2_000;
 /// Operations per sequence.
 const STEPS: usize = 40;
 
-fn cases() -> u64 {
-    std::env::var("BUCKETFS_MODEL_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(CASES)
-}
-
-fn seeds(base: u64) -> Vec<u64> {
-    match std::env::var("BUCKETFS_MODEL_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
+fn seeds(base: u64, cases: u64) -> Vec<u64> {
+    let env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse().ok());
+    match env("BUCKETFS_MODEL_SEED") {
         Some(seed) => vec![seed],
-        None => (0..cases()).map(|i| base + i).collect(),
+        None => (0..env("BUCKETFS_MODEL_CASES").unwrap_or(cases))
+            .map(|i| base + i)
+            .collect(),
     }
 }
 
 /// Runs `case` for every seed on one paused-clock runtime (write-back
 /// delays and retry backoffs pass at once), and reports the first failure.
-fn run_all(base: u64, case: impl Fn(u64) -> Result<(), String>) {
+fn run_all(base: u64, cases: u64, case: impl Fn(u64) -> Result<(), String>) {
     let mut failures = Vec::new();
-    for seed in seeds(base) {
+    for seed in seeds(base, cases) {
         if let Err(report) = case(seed) {
             failures.push(format!("seed {seed}:\n{report}"));
             if failures.len() == 3 {
@@ -64,7 +58,7 @@ fn runtime() -> tokio::runtime::Runtime {
 
 #[test]
 fn random_operations_match_the_model() {
-    run_all(1, |seed| {
+    run_all(1, CASES, |seed| {
         let mut rng = Rng::new(seed);
         let settings = Settings::random(&mut rng);
         runtime().block_on(async {
@@ -77,7 +71,7 @@ fn random_operations_match_the_model() {
 
 #[test]
 fn injected_store_faults_lose_nothing_acknowledged() {
-    run_all(1_000_001, |seed| {
+    run_all(1_000_001, FAULT_CASES, |seed| {
         let mut rng = Rng::new(seed);
         let settings = Settings::random(&mut rng);
         runtime().block_on(async { faults::run(settings, seed, &mut rng, STEPS).await })

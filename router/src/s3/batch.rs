@@ -34,18 +34,15 @@ use md5::{Digest, Md5};
 use s3s::{Body, S3Error, S3Request, S3Response, S3Result};
 use serde::{Deserialize, Serialize};
 
-use super::extensions::json_response;
-use super::ingest::{check_content_md5, CHUNK_SIZE};
+use bucketfs_common::extension::{BATCH_MAX_BYTES as MAX_BYTES, BATCH_MAX_OBJECTS as MAX_OBJECTS};
+
+use super::ingest::check_content_md5;
+use super::wire::json_response;
 use super::{check_key, visible_version_id, Bucketfs};
 use crate::error::{Error, Result};
 use crate::meta::{NewVersion, Piece, Version, WritePrecondition};
 use crate::metrics::Metrics;
 
-pub const QUERY: &str = "bucketfs-batch";
-/// Most objects in one batch (as many as one DeleteObjects call takes).
-pub const MAX_OBJECTS: usize = 1000;
-/// Most bytes of objects in one batch: one chunk.
-pub const MAX_BYTES: usize = CHUNK_SIZE;
 /// Most bytes of manifest: 1,000 entries of a long key and full metadata.
 const MAX_MANIFEST: usize = 4 << 20;
 

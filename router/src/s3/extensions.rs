@@ -3,6 +3,7 @@
 //! `POST /{bucket}?bucketfs-batch` (see `batch`) and ListObjectsV2 with
 //! `metadata=true` (see `list::list_with_metadata`).
 
+use bucketfs_common::extension::{BATCH_QUERY, RENAME_QUERY};
 use http::{Extensions, HeaderMap, Method, Uri};
 use s3s::route::S3Route;
 use s3s::{Body, S3Request, S3Response, S3Result};
@@ -13,17 +14,6 @@ pub struct ExtensionRoute {
     pub fs: Bucketfs,
 }
 
-/// A 200 answer with a JSON body, as the extensions answer.
-pub(super) fn json_response(json: String) -> S3Response<Body> {
-    let mut resp = S3Response::new(Body::from(json));
-    resp.status = Some(http::StatusCode::OK);
-    resp.headers.insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    resp
-}
-
 fn has_param(uri: &Uri, param: &str) -> bool {
     uri.query().is_some_and(|q| {
         q.split('&')
@@ -32,11 +22,11 @@ fn has_param(uri: &Uri, param: &str) -> bool {
 }
 
 fn is_rename(method: &Method, uri: &Uri) -> bool {
-    method == Method::POST && has_param(uri, super::rename::QUERY)
+    method == Method::POST && has_param(uri, RENAME_QUERY)
 }
 
 fn is_batch(method: &Method, uri: &Uri) -> bool {
-    method == Method::POST && has_param(uri, super::batch::QUERY)
+    method == Method::POST && has_param(uri, BATCH_QUERY)
 }
 
 fn is_metadata_listing(method: &Method, uri: &Uri) -> bool {

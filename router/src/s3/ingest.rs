@@ -25,12 +25,9 @@ use crate::meta::Piece;
 use crate::metrics::Metrics;
 
 /// Largest chunk the router writes: one 8 MiB chunk per default-sized part.
-pub const CHUNK_SIZE: usize = 8 * 1024 * 1024;
+pub use bucketfs_common::extension::CHUNK_SIZE;
+use bucketfs_common::extension::{ETAG_FROM_CHUNKS, ETAG_HEADER};
 const WRITES_IN_FLIGHT: usize = 4;
-/// Header by which a client asks for an ETag derived from the new chunks'
-/// ids rather than an MD5 of the bytes (S3 ETags are opaque; bucketfs's own
-/// client needs only that they change with every write).
-pub const ETAG_FROM_CHUNKS: (&str, &str) = ("x-bucketfs-etag", "chunks");
 /// S3's limit for one PUT body or one part.
 pub const MAX_BODY_BYTES: u64 = 5 * 1024 * 1024 * 1024;
 
@@ -104,8 +101,8 @@ pub async fn ingest(io: &ChunkIo, metrics: &Metrics, body: Body<'_>) -> Result<I
     let etag_from_chunks = body.content_md5.is_none()
         && body
             .headers
-            .get(ETAG_FROM_CHUNKS.0)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(ETAG_FROM_CHUNKS.1.as_bytes()));
+            .get(ETAG_HEADER)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(ETAG_FROM_CHUNKS.as_bytes()));
     let mut md5 = (!etag_from_chunks).then(Md5::new);
     let mut size = 0i64;
     let mut buf = BytesMut::new();

@@ -6,6 +6,7 @@
 //! Continuation tokens are the hex of the last entry returned (`k` + key or
 //! `p` + common prefix).
 
+use bucketfs_common::extension::{METADATA_HEADER, METADATA_ITEMS};
 use s3s::dto::*;
 use s3s::{Body, S3Request, S3Response};
 
@@ -526,14 +527,14 @@ pub(super) async fn list_with_metadata(fs: &Bucketfs, req: S3Request<Body>) -> R
         http::HeaderValue::from_static("application/xml"),
     );
     resp.headers
-        .insert("x-bucketfs-metadata", http::HeaderValue::from_static("items"));
+        .insert(METADATA_HEADER, http::HeaderValue::from_static(METADATA_ITEMS));
     Ok(resp)
 }
 
 /// `k=v` pairs of a query string, percent-decoded (`+` is a space, as in forms).
 fn query_pairs(query: &str) -> Result<Vec<(String, String)>> {
     let decode = |s: &str| {
-        super::rename::percent_decode(&s.replace('+', " "))
+        super::wire::percent_decode(&s.replace('+', " "))
             .ok_or_else(|| Error::InvalidArgument("malformed query string".into()))
     };
     query

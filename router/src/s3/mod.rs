@@ -11,6 +11,7 @@ mod list;
 mod multipart;
 mod objects;
 mod rename;
+mod wire;
 
 pub use extensions::ExtensionRoute;
 

@@ -15,12 +15,14 @@
 use http::HeaderMap;
 use s3s::{Body, S3Request, S3Response, S3Result};
 
+use bucketfs_common::extension::{
+    NO_REPLACE_HEADER, RENAME_FROM_HEADER, RENAME_PREFIX_HEADER, RENAME_TO_HEADER,
+};
+
 use super::check_key;
-use super::extensions::json_response;
+use super::wire::{json_response, percent_decode};
 use crate::error::Error;
 use crate::meta::Meta;
-
-pub const QUERY: &str = "bucketfs-rename";
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
@@ -30,24 +32,6 @@ fn flag(headers: &HeaderMap, name: &str) -> bool {
     header(headers, name).is_some_and(|v| v.eq_ignore_ascii_case("true"))
 }
 
-/// Decodes `%XX` escapes; `None` for a malformed escape or non-UTF-8 result.
-pub fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = s.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
 /// Answers one rename request (`extensions` routes it here).
 pub(super) async fn rename(meta: &Meta, req: S3Request<Body>) -> S3Result<S3Response<Body>> {
     let bad = |what: &str| Error::InvalidArgument(format!("rename: {what}"));
@@ -55,34 +39,20 @@ pub(super) async fn rename(meta: &Meta, req: S3Request<Body>) -> S3Result<S3Resp
     if bucket.is_empty() || bucket.contains('/') {
         return Err(bad("the path must be /BUCKET").into());
     }
-    let from = header(&req.headers, "x-bucketfs-rename-from")
+    let from = header(&req.headers, RENAME_FROM_HEADER)
         .and_then(percent_decode)
-        .ok_or_else(|| bad("missing or malformed x-bucketfs-rename-from"))?;
-    let to = header(&req.headers, "x-bucketfs-rename-to")
+        .ok_or_else(|| bad(&format!("missing or malformed {RENAME_FROM_HEADER}")))?;
+    let to = header(&req.headers, RENAME_TO_HEADER)
         .and_then(percent_decode)
-        .ok_or_else(|| bad("missing or malformed x-bucketfs-rename-to"))?;
+        .ok_or_else(|| bad(&format!("missing or malformed {RENAME_TO_HEADER}")))?;
     check_key(&from)?;
     check_key(&to)?;
-    let prefix = flag(&req.headers, "x-bucketfs-rename-prefix");
+    let prefix = flag(&req.headers, RENAME_PREFIX_HEADER);
     if prefix && (to.starts_with(&from) || from.starts_with(&to)) && from != to {
         return Err(bad("a prefix cannot move into itself").into());
     }
-    let no_replace = flag(&req.headers, "x-bucketfs-no-replace");
+    let no_replace = flag(&req.headers, NO_REPLACE_HEADER);
     let bucket = meta.bucket(bucket).await?;
     let renamed = meta.rename(&bucket, &from, &to, prefix, no_replace).await?;
     Ok(json_response(format!("{{\"renamed\":{renamed}}}")))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn decodes_escapes_strictly() {
-        assert_eq!(percent_decode("a%20b/%C3%A9").as_deref(), Some("a b/\u{e9}"));
-        assert_eq!(percent_decode("plain").as_deref(), Some("plain"));
-        assert_eq!(percent_decode("bad%2"), None);
-        assert_eq!(percent_decode("bad%zz"), None);
-        assert_eq!(percent_decode("%FF"), None);
-    }
 }

@@ -1,0 +1,101 @@
+//! The chunk API between a router and a storage node: its paths, headers
+//! and error codes, written once for the node that answers and the router
+//! that asks.
+//!
+//! - `PUT /chunks/{id}` stores a body ([`CRC32C_HEADER`]: its crc32c in hex;
+//!   [`crate::FSYNC_HEADER`]`: deferred`: answer before it is on disk)
+//! - `GET /chunks/{id}?start=S&end=E` returns verified payload bytes `[S, E)`
+//! - `HEAD /chunks/{id}` answers with the payload length ([`LENGTH_HEADER`])
+//! - `DELETE /chunks/{id}` removes a chunk
+//! - `GET /chunks` lists the chunk ids held, one per line
+//!
+//! A failed request names why in [`ERROR_HEADER`], so that a router tells a
+//! corrupt replica (read another, repair it) from a missing one.
+
+use std::fmt::Display;
+
+/// The collection of chunks on a node.
+pub const CHUNKS_PATH: &str = "/chunks";
+/// The header carrying the crc32c (8 hex digits) of a PUT body.
+pub const CRC32C_HEADER: &str = "x-bucketfs-crc32c";
+/// The header naming why a request failed (an [`ErrorCode`]).
+pub const ERROR_HEADER: &str = "x-bucketfs-error";
+/// The header of a HEAD answer carrying the payload length.
+pub const LENGTH_HEADER: &str = "x-bucketfs-length";
+
+/// The path of one chunk (a [`crate::ChunkId`], or its text).
+pub fn chunk_path(id: &impl Display) -> String {
+    format!("{CHUNKS_PATH}/{id}")
+}
+
+/// The path of bytes `[start, end)` of a chunk's payload.
+pub fn range_path(id: &impl Display, start: u64, end: u64) -> String {
+    format!("{CHUNKS_PATH}/{id}?start={start}&end={end}")
+}
+
+/// The crc32c of a body as [`CRC32C_HEADER`] carries it.
+pub fn crc32c_value(crc: u32) -> String {
+    format!("{crc:08x}")
+}
+
+/// Why a chunk request failed, as [`ERROR_HEADER`] names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    BadId,
+    BadCrcHeader,
+    BadBody,
+    NotFound,
+    /// The stored bytes fail their checksums.
+    Corrupt,
+    /// The body does not match its [`CRC32C_HEADER`].
+    BadChecksum,
+    TooLarge,
+    BadLength,
+    BadRange,
+    DiskFull,
+    Io,
+}
+
+const CODES: [(ErrorCode, &str); 11] = [
+    (ErrorCode::BadId, "bad-id"),
+    (ErrorCode::BadCrcHeader, "bad-crc-header"),
+    (ErrorCode::BadBody, "bad-body"),
+    (ErrorCode::NotFound, "not-found"),
+    (ErrorCode::Corrupt, "corrupt"),
+    (ErrorCode::BadChecksum, "bad-checksum"),
+    (ErrorCode::TooLarge, "too-large"),
+    (ErrorCode::BadLength, "bad-length"),
+    (ErrorCode::BadRange, "bad-range"),
+    (ErrorCode::DiskFull, "disk-full"),
+    (ErrorCode::Io, "io"),
+];
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        CODES
+            .iter()
+            .find(|(c, _)| *c == self)
+            .map(|(_, s)| *s)
+            .expect("every code is listed")
+    }
+
+    /// The code a header value names; `None` for an unknown one.
+    pub fn parse(value: &str) -> Option<Self> {
+        CODES.iter().find(|(_, s)| *s == value).map(|(c, _)| *c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_round_trip() {
+        for (code, text) in CODES {
+            assert_eq!(code.as_str(), text);
+            assert_eq!(ErrorCode::parse(text), Some(code));
+        }
+        assert_eq!(ErrorCode::parse("nonsense"), None);
+        assert_eq!(crc32c_value(0xab), "000000ab");
+    }
+}

@@ -3,6 +3,8 @@
 //! metadata, ETags from chunk ids, and the chunk size that multipart parts
 //! follow.
 
+use std::collections::HashMap;
+
 /// The router's chunk size; the client's multipart part size equals it, so
 /// a part copied by reference is whole chunks and a changed byte re-uploads
 /// one chunk.
@@ -36,3 +38,80 @@ pub const ETAG_FROM_CHUNKS: &str = "chunks";
 /// carries each key's metadata and version id, and each prefix's marker.
 pub const METADATA_HEADER: &str = "x-bucketfs-metadata";
 pub const METADATA_ITEMS: &str = "items";
+
+/// The batch call's body is a one-line JSON manifest of these, a newline,
+/// then the objects' bytes back to back in manifest order.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BatchEntry {
+    pub key: String,
+    pub size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    /// User metadata, keys without `x-amz-meta-`.
+    #[serde(default, skip_serializing_if = "HashMap::is_empty")]
+    pub metadata: HashMap<String, String>,
+    /// The key must not exist.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub if_none_match: bool,
+    /// An ETag the current version must have.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub if_match: Option<String>,
+}
+
+/// The batch call's answer: one outcome per entry, in manifest order.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct BatchAnswer {
+    pub results: Vec<BatchOutcome>,
+}
+
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+pub enum BatchOutcome {
+    Stored {
+        etag: String,
+        /// Only on versioned buckets.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        version_id: Option<String>,
+    },
+    Failed {
+        error: BatchFailure,
+    },
+}
+
+/// Why one entry of a batch was not stored, as S3 would answer it alone.
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BatchFailure {
+    pub status: u16,
+    pub code: String,
+    #[serde(default)]
+    pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_manifest_and_answer_round_trip() {
+        let entry = BatchEntry {
+            key: "a.txt".into(),
+            size: 5,
+            metadata: [("mode".to_string(), "33188".to_string())].into(),
+            ..BatchEntry::default()
+        };
+        let json = serde_json::to_string(&[&entry]).unwrap();
+        assert_eq!(json, r#"[{"key":"a.txt","size":5,"metadata":{"mode":"33188"}}]"#);
+        let back: Vec<BatchEntry> = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, [entry]);
+        let answer = r#"{"results":[{"etag":"e"},{"error":{"status":412,"code":"PreconditionFailed"}}]}"#;
+        let answer: BatchAnswer = serde_json::from_str(answer).unwrap();
+        assert_eq!(
+            answer.results[0],
+            BatchOutcome::Stored {
+                etag: "e".into(),
+                version_id: None
+            }
+        );
+        assert!(matches!(&answer.results[1], BatchOutcome::Failed { error } if error.status == 412));
+    }
+}

@@ -11,13 +11,13 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use crate::error::FsError;
 
 /// Bodies up to this size are batched; larger ones go alone.
 pub const MAX_OBJECT: usize = 1 << 20;
+use bucketfs_common::extension::{BatchAnswer, BatchEntry, BatchOutcome};
 /// Most bytes and objects in one call (the router's limits).
 use bucketfs_common::extension::{BATCH_MAX_BYTES as MAX_BYTES, BATCH_MAX_OBJECTS as MAX_OBJECTS};
 /// Batch calls in flight at once.
@@ -100,21 +100,15 @@ impl Queue {
     }
 }
 
-#[derive(Serialize)]
-struct ManifestEntry<'a> {
-    key: &'a str,
-    size: usize,
-    metadata: &'a HashMap<String, String>,
-}
-
 /// The request body: the one-line manifest, then the bodies back to back.
 pub fn encode(puts: &[Put]) -> Bytes {
-    let manifest: Vec<ManifestEntry> = puts
+    let manifest: Vec<BatchEntry> = puts
         .iter()
-        .map(|p| ManifestEntry {
-            key: &p.key,
-            size: p.body.len(),
-            metadata: &p.meta,
+        .map(|p| BatchEntry {
+            key: p.key.clone(),
+            size: p.body.len() as u64,
+            metadata: p.meta.clone(),
+            ..BatchEntry::default()
         })
         .collect();
     let manifest = serde_json::to_vec(&manifest).expect("a manifest serialises");
@@ -128,33 +122,9 @@ pub fn encode(puts: &[Put]) -> Bytes {
     body.freeze()
 }
 
-#[derive(Deserialize)]
-struct Answer {
-    results: Vec<Outcome>,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Outcome {
-    Stored {
-        etag: String,
-        #[serde(default)]
-        version_id: Option<String>,
-    },
-    Failed {
-        error: Failure,
-    },
-}
-
-#[derive(Deserialize)]
-struct Failure {
-    status: u16,
-    code: String,
-}
-
 /// Each put's result from the answer to a batch of `n`.
 pub fn decode(text: &str, n: usize) -> Result<Vec<Stored>, FsError> {
-    let answer: Answer =
+    let answer: BatchAnswer =
         serde_json::from_str(text).map_err(|e| FsError::Io(format!("malformed batch answer: {e}")))?;
     if answer.results.len() != n {
         return Err(FsError::Io(format!(
@@ -166,8 +136,8 @@ pub fn decode(text: &str, n: usize) -> Result<Vec<Stored>, FsError> {
         .results
         .into_iter()
         .map(|outcome| match outcome {
-            Outcome::Stored { etag, version_id } => Ok((etag, version_id)),
-            Outcome::Failed { error } => {
+            BatchOutcome::Stored { etag, version_id } => Ok((etag, version_id)),
+            BatchOutcome::Failed { error } => {
                 let status = reqwest::StatusCode::from_u16(error.status)
                     .unwrap_or(reqwest::StatusCode::INTERNAL_SERVER_ERROR);
                 Err(FsError::from_s3(status, &error.code))
@@ -223,7 +193,7 @@ mod tests {
         let text = std::str::from_utf8(&body).unwrap();
         assert_eq!(
             text,
-            "[{\"key\":\"a b\",\"size\":5,\"metadata\":{\"mode\":\"1\"}},{\"key\":\"c\",\"size\":0,\"metadata\":{}}]\nhello"
+            "[{\"key\":\"a b\",\"size\":5,\"metadata\":{\"mode\":\"1\"}},{\"key\":\"c\",\"size\":0}]\nhello"
         );
     }
 

@@ -26,14 +26,12 @@
 //! one object's bad key or failed precondition does not fail the others. A
 //! malformed request fails whole, before anything is stored.
 
-use std::collections::HashMap;
-
 use bytes::Bytes;
 use http::StatusCode;
 use md5::{Digest, Md5};
 use s3s::{Body, S3Error, S3Request, S3Response, S3Result};
-use serde::{Deserialize, Serialize};
 
+use bucketfs_common::extension::{BatchAnswer, BatchEntry, BatchFailure, BatchOutcome};
 use bucketfs_common::extension::{BATCH_MAX_BYTES as MAX_BYTES, BATCH_MAX_OBJECTS as MAX_OBJECTS};
 
 use super::ingest::check_content_md5;
@@ -46,60 +44,25 @@ use crate::metrics::Metrics;
 /// Most bytes of manifest: 1,000 entries of a long key and full metadata.
 const MAX_MANIFEST: usize = 4 << 20;
 
-#[derive(Debug, Deserialize)]
-struct Entry {
-    key: String,
-    size: u64,
-    #[serde(default)]
-    content_type: Option<String>,
-    #[serde(default)]
-    metadata: HashMap<String, String>,
-    #[serde(default)]
-    if_none_match: bool,
-    #[serde(default)]
-    if_match: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-#[serde(untagged)]
-enum Outcome {
-    Stored {
-        etag: String,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        version_id: Option<String>,
-    },
-    Failed {
-        error: Failure,
-    },
-}
-
-#[derive(Debug, Serialize)]
-struct Failure {
-    status: u16,
-    code: String,
-    message: String,
-}
-
-impl From<Result<Version>> for Outcome {
-    fn from(result: Result<Version>) -> Self {
-        match result {
-            Ok(version) => Outcome::Stored {
-                etag: version.etag.clone(),
-                version_id: visible_version_id(&version),
-            },
-            Err(e) => {
-                let message = e.to_string();
-                let e = S3Error::from(e);
-                Outcome::Failed {
-                    error: Failure {
-                        status: e
-                            .status_code()
-                            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
-                            .as_u16(),
-                        code: e.code().as_str().to_string(),
-                        message,
-                    },
-                }
+/// One entry's outcome from its commit.
+fn outcome(result: Result<Version>) -> BatchOutcome {
+    match result {
+        Ok(version) => BatchOutcome::Stored {
+            etag: version.etag.clone(),
+            version_id: visible_version_id(&version),
+        },
+        Err(e) => {
+            let message = e.to_string();
+            let e = S3Error::from(e);
+            BatchOutcome::Failed {
+                error: BatchFailure {
+                    status: e
+                        .status_code()
+                        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+                        .as_u16(),
+                    code: e.code().as_str().to_string(),
+                    message,
+                },
             }
         }
     }
@@ -107,14 +70,14 @@ impl From<Result<Version>> for Outcome {
 
 /// Splits a body into its manifest and the objects' bytes, and checks that
 /// they agree.
-fn parse(body: &Bytes) -> Result<(Vec<Entry>, Bytes)> {
+fn parse(body: &Bytes) -> Result<(Vec<BatchEntry>, Bytes)> {
     let bad = |what: String| Error::InvalidArgument(format!("batch: {what}"));
     let newline = body
         .iter()
         .take(MAX_MANIFEST + 1)
         .position(|&b| b == b'\n')
         .ok_or_else(|| bad("the body must start with a one-line JSON manifest".into()))?;
-    let entries: Vec<Entry> =
+    let entries: Vec<BatchEntry> =
         serde_json::from_slice(&body[..newline]).map_err(|e| bad(format!("manifest: {e}")))?;
     let data = body.slice(newline + 1..);
     if entries.is_empty() || entries.len() > MAX_OBJECTS {
@@ -216,17 +179,16 @@ impl Bucketfs {
         let valid: Vec<NewVersion> = versions.iter().filter_map(|v| v.as_ref().ok().cloned()).collect();
         let mut committed = self.meta.commit_batch(&bucket, valid).await.into_iter();
         Metrics::add(&self.metrics.objects_batched, versions.len() as u64);
-        let results: Vec<Outcome> = versions
+        let results: Vec<BatchOutcome> = versions
             .into_iter()
             .map(|v| match v {
                 Ok(_) => committed.next().expect("one result per valid version"),
                 Err(e) => Err(e),
             })
-            .map(Outcome::from)
+            .map(outcome)
             .collect();
-        Ok(json_response(
-            serde_json::json!({ "results": results }).to_string(),
-        ))
+        let answer = serde_json::to_string(&BatchAnswer { results }).expect("an answer serialises");
+        Ok(json_response(answer))
     }
 }
 

@@ -14,6 +14,7 @@ pub mod error;
 pub mod fs;
 pub mod fuse;
 pub mod memory;
+pub(crate) mod names;
 pub mod s3;
 pub mod scan;
 pub mod staging;

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use lru::LruCache;
 
-use crate::fs::{dir_prefix, join};
+use crate::names::{dir_prefix, join};
 use crate::store::ObjectInfo;
 
 /// Keys a readdir asks for in its listing of the directory's tree.

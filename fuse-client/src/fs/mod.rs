@@ -1,0 +1,340 @@
+//! The filesystem core, independent of FUSE: an inode table over the bucket's
+//! keys and the POSIX operations on it. The adapter in `fuse.rs` calls one
+//! async method per kernel request and turns the result into a reply.
+//!
+//! Mapping: a file is an object; a directory is a key prefix, plus a `dir/`
+//! marker object when created here (so empty directories exist and keep their
+//! mode); a symlink is an object holding its target. Mode, owner and times
+//! live in s3fs-style metadata (`attrs.rs`). Open files read through the
+//! shared block cache and write through a `Writer`; flush, fsync and close
+//! commit a new object version (close-to-open consistency).
+mod attributes;
+mod files;
+mod handles;
+mod listing;
+mod namespace;
+mod table;
+mod write_back;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::absence::Absence;
+use crate::attrs::{Posix, S_IFDIR, S_IFREG};
+use crate::cache::BlockCache;
+use crate::deletes::Deletes;
+use crate::dir_writes::DirWrites;
+use crate::error::FsError;
+use crate::scan::Scans;
+use crate::store::{ObjectInfo, Source, Store};
+use crate::tree::BigTrees;
+use handles::{Handle, OpenFile, Opened, Shared};
+pub use table::Kind;
+use table::{Node, Table};
+
+pub const ROOT: u64 = 1;
+
+/// What the kernel is told about an inode.
+#[derive(Debug, Clone)]
+pub struct Attr {
+    pub ino: u64,
+    pub kind: Kind,
+    pub size: u64,
+    pub posix: Posix,
+    /// 0 once unlinked (still open), else 1; 2 for directories (subdirectories
+    /// are not counted: that would take a listing per stat).
+    pub nlink: u32,
+}
+
+/// A directory entry.
+#[derive(Debug, Clone)]
+pub struct DirEntry {
+    pub name: String,
+    pub attr: Attr,
+}
+
+/// How the filesystem was mounted.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub read_only: bool,
+    /// Where staging files of open files live.
+    pub cache_dir: PathBuf,
+    /// Bytes of object blocks kept in memory.
+    pub cache_bytes: usize,
+    /// Bytes of object blocks kept on disk under `cache_dir` (0: none).
+    pub disk_cache_bytes: u64,
+    /// Attributes older than this are fetched again.
+    pub attr_ttl: Duration,
+    /// A directory listing this mount holds is trusted this long (see `absence.rs`).
+    pub dir_ttl: Duration,
+    /// Owner of objects without POSIX metadata.
+    pub uid: u32,
+    pub gid: u32,
+    /// Show the bucket as it was at this time (read-only).
+    pub at: Option<SystemTime>,
+    /// Files whose upload may still run after their close returned (0:
+    /// close waits for the upload). See `Fs::queue_commit`.
+    pub write_back: usize,
+}
+
+pub struct Fs {
+    store: Store,
+    cache: Arc<BlockCache>,
+    config: Config,
+    table: Mutex<Table>,
+    files: Mutex<HashMap<u64, Opened>>,
+    handles: Mutex<HashMap<u64, Arc<Handle>>>,
+    dirs: Mutex<HashMap<u64, Arc<Vec<DirEntry>>>>,
+    absence: Absence,
+    scans: Scans,
+    big_trees: BigTrees,
+    /// False once the store answered a listing without attributes (not a
+    /// bucketfs router): readdirs then list folded, a directory at a time.
+    tree_listings: AtomicBool,
+    next_ino: AtomicU64,
+    next_fh: AtomicU64,
+    /// One permit per write-back commit in flight; `None`: no write-back.
+    write_back: Option<Arc<tokio::sync::Semaphore>>,
+    /// Write-back commits queued or running.
+    pending: tokio::sync::watch::Sender<usize>,
+    /// Files whose write-back failed for good since the last `sync_all`.
+    lost: Mutex<Vec<String>>,
+    /// Deletes still on their way to the store (write-back mode).
+    deletes: Arc<Deletes>,
+    /// Directories whose attributes are being written back.
+    dir_writes: DirWrites,
+    /// Held for reading by a directory attribute write, for writing by a
+    /// directory rename or removal (see `dir_writes.rs`).
+    dir_moves: tokio::sync::RwLock<()>,
+}
+
+/// Attribute changes asked by `setattr`.
+#[derive(Debug, Default)]
+pub struct SetAttr {
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub size: Option<u64>,
+    pub atime: Option<SystemTime>,
+    pub mtime: Option<SystemTime>,
+}
+
+impl Fs {
+    pub fn new(store: Store, config: Config) -> std::io::Result<Self> {
+        let mut table = Table::default();
+        let root = Node {
+            path: String::new(),
+            kind: Kind::Dir,
+            size: 0,
+            posix: Posix::new(S_IFDIR, 0o755, config.uid, config.gid),
+            loaded: true,
+            etag: String::new(),
+            version_id: None,
+            fetched: Instant::now(),
+            local: false,
+            unlinked: false,
+            cached_etag: String::new(),
+        };
+        table.nodes.insert(ROOT, root);
+        table.by_path.insert(String::new(), ROOT);
+        let mut cache = BlockCache::new(config.cache_bytes);
+        if config.disk_cache_bytes > 0 {
+            let dir = config
+                .cache_dir
+                .join(format!("bucketfs-blocks-{}", std::process::id()));
+            cache = cache.with_disk(&dir, config.disk_cache_bytes)?;
+        }
+        let write_back =
+            (config.write_back > 0).then(|| Arc::new(tokio::sync::Semaphore::new(config.write_back)));
+        Ok(Self {
+            deletes: Arc::new(Deletes::new(store.clone())),
+            store,
+            cache: Arc::new(cache),
+            absence: Absence::new(config.attr_ttl, config.dir_ttl),
+            scans: Scans::default(),
+            big_trees: BigTrees::new(config.dir_ttl),
+            tree_listings: AtomicBool::new(true),
+            config,
+            table: Mutex::new(table),
+            files: Mutex::new(HashMap::new()),
+            handles: Mutex::new(HashMap::new()),
+            dirs: Mutex::new(HashMap::new()),
+            next_ino: AtomicU64::new(ROOT + 1),
+            next_fh: AtomicU64::new(1),
+            write_back,
+            pending: tokio::sync::watch::Sender::new(0),
+            lost: Mutex::new(Vec::new()),
+            dir_writes: DirWrites::default(),
+            dir_moves: tokio::sync::RwLock::new(()),
+        })
+    }
+
+    fn writable(&self) -> Result<(), FsError> {
+        if self.config.read_only || self.config.at.is_some() {
+            Err(FsError::ReadOnly)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn node(&self, ino: u64) -> Result<Node, FsError> {
+        self.table
+            .lock()
+            .unwrap()
+            .nodes
+            .get(&ino)
+            .cloned()
+            .ok_or(FsError::NotFound)
+    }
+
+    fn dir(&self, ino: u64) -> Result<Node, FsError> {
+        let node = self.node(ino)?;
+        if node.kind != Kind::Dir {
+            return Err(FsError::NotDir);
+        }
+        Ok(node)
+    }
+
+    fn update(&self, ino: u64, f: impl FnOnce(&mut Node)) {
+        if let Some(node) = self.table.lock().unwrap().nodes.get_mut(&ino) {
+            f(node);
+        }
+    }
+
+    fn open_file(&self, ino: u64) -> Option<Shared<OpenFile>> {
+        self.files.lock().unwrap().get(&ino).map(|o| o.state.clone())
+    }
+
+    fn is_open(&self, ino: u64) -> bool {
+        self.files.lock().unwrap().contains_key(&ino)
+    }
+
+    /// Records `node` at its path, reusing the inode already known for it.
+    /// What an open file or a fuller earlier fetch knows is kept.
+    fn remember(&self, node: Node) -> Attr {
+        self.absence.present(&node.path);
+        let ino = self.table.lock().unwrap().by_path.get(&node.path).copied();
+        let open = ino.is_some_and(|ino| self.is_open(ino) || self.dir_writes.is_pending(ino));
+        let mut table = self.table.lock().unwrap();
+        let ino = match table.by_path.get(&node.path) {
+            Some(&ino) => ino,
+            None => {
+                let ino = self.next_ino.fetch_add(1, Ordering::Relaxed);
+                table.by_path.insert(node.path.clone(), ino);
+                ino
+            }
+        };
+        let keep = table
+            .nodes
+            .get(&ino)
+            .is_some_and(|old| open || old.local || (!node.loaded && old.loaded && old.etag == node.etag));
+        if !keep {
+            let mut node = node;
+            if let Some(old) = table.nodes.get(&ino) {
+                node.cached_etag = old.cached_etag.clone();
+                // A rename changes ctime without a new version, and a prefix
+                // directory has nowhere to keep its times: what this mount
+                // saw last wins when later.
+                node.posix.ctime = node.posix.ctime.max(old.posix.ctime);
+                if node.kind == Kind::Dir {
+                    node.posix.mtime = node.posix.mtime.max(old.posix.mtime);
+                }
+            }
+            table.nodes.insert(ino, node);
+        }
+        Self::attr_of(ino, &table.nodes[&ino])
+    }
+
+    /// `path` is gone (the store said so, or this mount removed it).
+    fn forget_path(&self, path: &str) {
+        {
+            let mut table = self.table.lock().unwrap();
+            if let Some(ino) = table.by_path.remove(path) {
+                table.nodes.remove(&ino);
+            }
+        }
+        self.absence.drop_tree(path);
+        self.absence.missing(path);
+    }
+
+    fn attr_of(ino: u64, node: &Node) -> Attr {
+        Attr {
+            ino,
+            kind: node.kind,
+            size: node.size,
+            posix: node.posix.clone(),
+            nlink: match (node.kind, node.unlinked) {
+                (Kind::Dir, _) => 2,
+                (_, true) => 0,
+                (_, false) => 1,
+            },
+        }
+    }
+
+    fn default_posix(&self, kind_bits: u32, mtime: SystemTime) -> Posix {
+        let perm = if kind_bits == S_IFREG { 0o644 } else { 0o755 };
+        let mut p = Posix::new(kind_bits, perm, self.config.uid, self.config.gid);
+        p.mtime = mtime;
+        p.atime = mtime;
+        p.ctime = mtime;
+        p
+    }
+
+    fn object_node(&self, path: &str, info: ObjectInfo, loaded: bool) -> Node {
+        let posix = Posix::from_metadata(&info.metadata, &self.default_posix(S_IFREG, info.mtime));
+        Node {
+            path: path.to_string(),
+            kind: Kind::of_mode(posix.mode),
+            size: info.size,
+            posix,
+            loaded,
+            etag: info.etag,
+            version_id: info.version_id,
+            fetched: Instant::now(),
+            local: false,
+            unlinked: false,
+            cached_etag: String::new(),
+        }
+    }
+
+    fn dir_node(&self, path: &str, marker: Option<ObjectInfo>) -> Node {
+        let fallback = self.default_posix(S_IFDIR, SystemTime::UNIX_EPOCH);
+        let posix = match &marker {
+            Some(info) => {
+                let mut p = Posix::from_metadata(&info.metadata, &self.default_posix(S_IFDIR, info.mtime));
+                p.mode = S_IFDIR | (p.mode & 0o7777);
+                p
+            }
+            None => fallback,
+        };
+        Node {
+            path: path.to_string(),
+            kind: Kind::Dir,
+            size: 0,
+            posix,
+            loaded: true,
+            etag: marker.map(|m| m.etag).unwrap_or_default(),
+            version_id: None,
+            fetched: Instant::now(),
+            local: false,
+            unlinked: false,
+            cached_etag: String::new(),
+        }
+    }
+
+    fn source_of(node: &Node) -> Source {
+        Source {
+            key: node.path.clone(),
+            version_id: node.version_id.clone(),
+            etag: node.etag.clone(),
+        }
+    }
+
+    /// A new object's attributes, owned by the caller.
+    fn new_posix(&self, kind_bits: u32, mode: u32, uid: u32, gid: u32) -> Posix {
+        Posix::new(kind_bits, mode, uid, gid)
+    }
+}

@@ -1,0 +1,354 @@
+//! The namespace: making, removing and renaming names (files, directories,
+//! symlinks), and the directory times they change.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+
+use super::table::Node;
+use super::{Attr, Fs, Kind};
+use crate::attrs::{S_IFDIR, S_IFLNK};
+use crate::error::FsError;
+use crate::names::{check_name, dir_prefix, join, MAX_KEY};
+
+impl Fs {
+    pub async fn mkdir(
+        self: &Arc<Self>,
+        parent: u64,
+        name: &str,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    ) -> Result<Attr, FsError> {
+        self.writable()?;
+        check_name(name)?;
+        let dir = self.dir(parent)?;
+        let path = join(&dir.path, name);
+        if path.len() + 1 >= MAX_KEY {
+            return Err(FsError::NameTooLong);
+        }
+        if self.lookup(parent, name).await.is_ok() {
+            return Err(FsError::Exists);
+        }
+        let posix = self.new_posix(S_IFDIR, mode, uid, gid);
+        // A directory of this name removed a moment ago must be gone first.
+        self.deletes.settled_under(&dir_prefix(&path)).await;
+        let attr = if self.write_back.is_some() {
+            // Its marker is written in the background (`dir_writes.rs`);
+            // until then it is local, like a file not yet committed.
+            let attr = self.remember(Node {
+                posix,
+                local: true,
+                ..self.dir_node(&path, None)
+            });
+            self.write_back_dir_attributes(attr.ino);
+            attr
+        } else {
+            let info = self
+                .store
+                .put(&dir_prefix(&path), Bytes::new(), &posix.to_metadata())
+                .await?;
+            self.remember(Node {
+                etag: info.etag,
+                posix,
+                ..self.dir_node(&path, None)
+            })
+        };
+        self.touch_dir(parent);
+        self.absence.listed(&path, Instant::now());
+        Ok(attr)
+    }
+
+    /// A directory's entries changed: its mtime and ctime move (in memory;
+    /// prefix directories have nowhere to keep them).
+    pub(super) fn touch_dir(&self, ino: u64) {
+        let now = SystemTime::now();
+        self.update(ino, |n| {
+            n.posix.mtime = now;
+            n.posix.ctime = now;
+        });
+    }
+
+    pub async fn rmdir(&self, parent: u64, name: &str) -> Result<(), FsError> {
+        self.writable()?;
+        let attr = self.lookup(parent, name).await?;
+        if attr.kind != Kind::Dir {
+            return Err(FsError::NotDir);
+        }
+        // No attribute write of it (or below it) lands after its removal.
+        let _removing = self.dir_moves.write().await;
+        let node = self.node(attr.ino)?;
+        let path = node.path;
+        let prefix = dir_prefix(&path);
+        let known_children = self.table.lock().unwrap().children(&path);
+        // Listed as recently as attributes are trusted, with its marker
+        // known (written, or still queued here): the table answers.
+        let listed =
+            self.absence.listed_within(&path, self.config.attr_ttl) && (node.local || !node.etag.is_empty());
+        let has_marker = if listed {
+            if !known_children.is_empty() {
+                return Err(FsError::NotEmpty);
+            }
+            !node.local
+        } else {
+            // Children unlinked a moment ago may still be on their way out
+            // of the store: they do not count, and the directory is hidden
+            // until they are gone (see `deletes.rs`).
+            let contents = self.dir_contents(&prefix).await?;
+            let local_child = {
+                let table = self.table.lock().unwrap();
+                known_children
+                    .iter()
+                    .any(|(_, i)| table.nodes.get(i).is_some_and(|n| n.local))
+            };
+            if local_child || contents.children {
+                return Err(FsError::NotEmpty);
+            }
+            contents.marker.is_some()
+        };
+        if has_marker {
+            match self.write_back {
+                Some(_) => self.deletes.delete(prefix.clone()),
+                None => self.store.delete(&prefix).await?,
+            }
+        }
+        self.deletes.remove_dir(&prefix);
+        self.forget_path(&path);
+        self.touch_dir(parent);
+        Ok(())
+    }
+
+    pub async fn unlink(&self, parent: u64, name: &str) -> Result<(), FsError> {
+        self.writable()?;
+        let attr = self.lookup(parent, name).await?;
+        if attr.kind == Kind::Dir {
+            return Err(FsError::IsDir);
+        }
+        self.orphan(attr.ino).await?;
+        // A commit (a write-back one, say) may have landed meanwhile.
+        let node = self.node(attr.ino)?;
+        if !node.local {
+            if self.write_back.is_some() && !self.is_open(attr.ino) {
+                self.deletes.delete(node.path.clone());
+            } else {
+                self.store.delete(&node.path).await?;
+            }
+        }
+        if self.is_open(attr.ino) {
+            // The inode lives on for its open handles, under no name.
+            self.table.lock().unwrap().by_path.remove(&node.path);
+            self.update(attr.ino, |n| {
+                n.posix.ctime = SystemTime::now();
+                n.unlinked = true;
+            });
+        } else {
+            self.forget_path(&node.path);
+        }
+        self.touch_dir(parent);
+        Ok(())
+    }
+
+    /// The file `ino` loses its name. If still open (by a handle, or by a
+    /// queued write-back commit), its bytes stay local until the last close
+    /// and it is never committed: its old name is gone or another file's.
+    pub(super) async fn orphan(&self, ino: u64) -> Result<(), FsError> {
+        if let Some(file) = self.open_file(ino) {
+            let node = self.node(ino)?;
+            let mut file = file.lock().await;
+            let writer = self.writer(&mut file, &node)?;
+            writer.detach(&self.store).await?;
+            writer.abandon(&self.store).await;
+            file.orphan = true;
+        }
+        Ok(())
+    }
+
+    pub async fn symlink(
+        &self,
+        parent: u64,
+        name: &str,
+        target: &str,
+        uid: u32,
+        gid: u32,
+    ) -> Result<Attr, FsError> {
+        self.writable()?;
+        check_name(name)?;
+        let dir = self.dir(parent)?;
+        let path = join(&dir.path, name);
+        if path.len() >= MAX_KEY {
+            return Err(FsError::NameTooLong);
+        }
+        if self.lookup(parent, name).await.is_ok() {
+            return Err(FsError::Exists);
+        }
+        let posix = self.new_posix(S_IFLNK, 0o777, uid, gid);
+        let body = Bytes::copy_from_slice(target.as_bytes());
+        self.deletes.settled(&path).await;
+        let info = self.store.put(&path, body, &posix.to_metadata()).await?;
+        self.touch_dir(parent);
+        Ok(self.remember(self.object_node(&path, info, true)))
+    }
+
+    pub async fn readlink(&self, ino: u64) -> Result<Bytes, FsError> {
+        let node = self.node(ino)?;
+        if node.kind != Kind::Symlink {
+            return Err(FsError::Invalid);
+        }
+        self.cache
+            .read(&self.store, &Self::source_of(&node), node.size, 0, node.size)
+            .await
+    }
+
+    /// Commits every open writer of `ino` so a rename moves committed data.
+    pub(super) async fn flush_inode(&self, ino: u64) -> Result<(), FsError> {
+        if let Some(state) = self.open_file(ino) {
+            let mut file = state.lock().await;
+            self.commit(ino, &mut file, false).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn rename(
+        &self,
+        parent: u64,
+        name: &str,
+        new_parent: u64,
+        new_name: &str,
+        no_replace: bool,
+    ) -> Result<(), FsError> {
+        self.writable()?;
+        check_name(new_name)?;
+        let attr = self.lookup(parent, name).await?;
+        let from = self.node(attr.ino)?;
+        let to_dir = self.dir(new_parent)?;
+        let to = join(&to_dir.path, new_name);
+        if to.len() + 1 >= MAX_KEY {
+            return Err(FsError::NameTooLong);
+        }
+        if from.kind == Kind::Dir && (to == from.path || to.starts_with(&dir_prefix(&from.path))) {
+            return Err(FsError::Invalid);
+        }
+        let mut replaced = None;
+        if let Ok(existing) = self.lookup(new_parent, new_name).await {
+            if no_replace {
+                return Err(FsError::Exists);
+            }
+            if existing.ino == attr.ino {
+                return Ok(());
+            }
+            match (from.kind == Kind::Dir, existing.kind == Kind::Dir) {
+                (false, true) => return Err(FsError::IsDir),
+                (true, false) => return Err(FsError::NotDir),
+                (true, true) => self.rmdir(new_parent, new_name).await?,
+                (false, false) => {
+                    // The file replaced must not commit over its successor
+                    // (a chmod of it may have queued a write-back commit).
+                    self.orphan(existing.ino).await?;
+                    replaced = Some(existing.ino).filter(|ino| self.is_open(*ino));
+                }
+            }
+        }
+        // Deleted names must not move along, nor come back over the new one.
+        self.deletes.settled(&to).await;
+        // No directory attribute write lands under the old name meanwhile.
+        let _moving = match from.kind {
+            Kind::Dir => Some(self.dir_moves.write().await),
+            _ => None,
+        };
+        // Nor a commit of a file open under it (a write-back one, say): wait
+        // for those in flight, and hold them until they know the new name.
+        let mut held = HashMap::new();
+        if from.kind == Kind::Dir {
+            let inos: Vec<u64> = {
+                let table = self.table.lock().unwrap();
+                table.below(&from.path).into_iter().map(|(_, ino)| ino).collect()
+            };
+            for ino in inos {
+                if let Some(state) = self.open_file(ino) {
+                    held.insert(ino, state.lock_owned().await);
+                }
+            }
+        }
+        match from.kind {
+            Kind::Dir => {
+                self.deletes.settled_under(&dir_prefix(&from.path)).await;
+                self.deletes.settled_under(&dir_prefix(&to)).await;
+                let moved = self
+                    .store
+                    .rename(&dir_prefix(&from.path), &dir_prefix(&to), true, no_replace)
+                    .await;
+                match moved {
+                    // Made here, its marker still queued: nothing stored yet.
+                    Err(FsError::NotFound) if self.node(attr.ino)?.local => {}
+                    moved => moved?,
+                }
+            }
+            _ => {
+                self.flush_inode(attr.ino).await?;
+                let local = self.node(attr.ino)?.local;
+                if !local {
+                    self.store.rename(&from.path, &to, false, no_replace).await?;
+                }
+            }
+        }
+        // Listings below the old name no longer describe anything.
+        self.absence.drop_tree(&from.path);
+        self.absence.present(&to);
+        // Re-path every known node under the old name.
+        let moved: Vec<(String, u64)> = {
+            let mut table = self.table.lock().unwrap();
+            let mut moved = table.below(&from.path);
+            if let Some(&ino) = table.by_path.get(&from.path) {
+                moved.push((from.path.clone(), ino));
+            }
+            if let Some(old) = table.by_path.remove(&to) {
+                match replaced {
+                    // Open: it lives on for its handles, under no name.
+                    Some(ino) if ino == old => {
+                        if let Some(n) = table.nodes.get_mut(&old) {
+                            n.unlinked = true;
+                            n.posix.ctime = SystemTime::now();
+                        }
+                    }
+                    _ => {
+                        table.nodes.remove(&old);
+                    }
+                }
+            }
+            let now = SystemTime::now();
+            let mut renamed = Vec::new();
+            for (old_path, ino) in moved {
+                let new_path = format!("{to}{}", &old_path[from.path.len()..]);
+                table.by_path.remove(&old_path);
+                table.by_path.insert(new_path.clone(), ino);
+                if let Some(n) = table.nodes.get_mut(&ino) {
+                    n.path = new_path.clone();
+                    // The moved object is a new version of the new key with
+                    // the same ETag: read it by key and ETag from now on.
+                    n.version_id = None;
+                    if ino == attr.ino {
+                        n.posix.ctime = now;
+                    }
+                }
+                renamed.push((new_path, ino));
+            }
+            renamed
+        };
+        for (path, ino) in moved {
+            if let Some(file) = held.get_mut(&ino) {
+                if let Some(writer) = file.writer.as_mut() {
+                    writer.renamed(&path);
+                }
+            } else if let Some(state) = self.open_file(ino) {
+                if let Some(writer) = state.lock().await.writer.as_mut() {
+                    writer.renamed(&path);
+                }
+            }
+        }
+        self.touch_dir(parent);
+        self.touch_dir(new_parent);
+        Ok(())
+    }
+}

@@ -1,0 +1,137 @@
+//! The inode table: what this mount knows of each path, by inode number
+//! and by path. No I/O: `Fs` fills it from the store and reads it back.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
+use std::time::Instant;
+
+use crate::attrs::{Posix, S_IFDIR, S_IFLNK, S_IFMT};
+use crate::names::dir_prefix;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Dir,
+    File,
+    Symlink,
+}
+
+impl Kind {
+    pub(super) fn of_mode(mode: u32) -> Kind {
+        match mode & S_IFMT {
+            S_IFDIR => Kind::Dir,
+            S_IFLNK => Kind::Symlink,
+            _ => Kind::File,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct Node {
+    /// Key of the file, or prefix of the directory without its trailing `/` ("" for the root).
+    pub(super) path: String,
+    pub(super) kind: Kind,
+    pub(super) size: u64,
+    pub(super) posix: Posix,
+    /// Mode and owner came from a HEAD (not only from a listing).
+    pub(super) loaded: bool,
+    pub(super) etag: String,
+    pub(super) version_id: Option<String>,
+    pub(super) fetched: Instant,
+    /// Created here and not yet committed.
+    pub(super) local: bool,
+    /// Unlinked while open.
+    pub(super) unlinked: bool,
+    /// The ETag whose pages the kernel may keep cached across opens.
+    pub(super) cached_etag: String,
+}
+
+#[derive(Default)]
+pub(super) struct Table {
+    pub(super) nodes: HashMap<u64, Node>,
+    /// Ordered, so that a directory's entries and everything below it are
+    /// range scans, not scans of every known path.
+    pub(super) by_path: BTreeMap<String, u64>,
+}
+
+impl Table {
+    /// Known paths from `from` (inclusive) in byte order.
+    pub(super) fn from(&self, from: &str) -> impl Iterator<Item = (&String, &u64)> {
+        self.by_path
+            .range::<str, _>((Bound::Included(from), Bound::Unbounded))
+    }
+
+    /// Every known path below directory `dir` (not `dir` itself).
+    pub(super) fn below(&self, dir: &str) -> Vec<(String, u64)> {
+        let prefix = dir_prefix(dir);
+        self.from(&prefix)
+            .take_while(|(p, _)| p.starts_with(&prefix))
+            .filter(|(p, _)| p.len() > prefix.len())
+            .map(|(p, i)| (p.clone(), *i))
+            .collect()
+    }
+
+    /// The known entries of directory `dir`: a range scan that steps over
+    /// each subdirectory's own entries.
+    pub(super) fn children(&self, dir: &str) -> Vec<(String, u64)> {
+        let prefix = dir_prefix(dir);
+        let mut found = Vec::new();
+        let mut from = prefix.clone();
+        loop {
+            let mut skip_to = None;
+            for (path, ino) in self.from(&from) {
+                let Some(rest) = path.strip_prefix(&prefix) else {
+                    return found;
+                };
+                match rest.find('/') {
+                    None if rest.is_empty() => {} // the root itself
+                    None => found.push((path.clone(), *ino)),
+                    // `0` follows `/`: past everything under that entry.
+                    Some(i) => {
+                        skip_to = Some(format!("{prefix}{}0", &rest[..i]));
+                        break;
+                    }
+                }
+            }
+            match skip_to {
+                Some(next) => from = next,
+                None => return found,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::names::parent_of;
+
+    #[test]
+    fn table_scans_agree_with_parent_of() {
+        let paths = [
+            "", "a", "ab", "a/b", "a.x", "a/bc", "a/b/c", "a/b.c", "ab/c", "abc/d", "b", "a/b/c/d", "a/b0",
+        ];
+        let mut table = Table::default();
+        for (i, p) in paths.iter().enumerate() {
+            table.by_path.insert(p.to_string(), i as u64);
+        }
+        for dir in ["", "a", "a/b", "ab", "b", "zz"] {
+            let mut want: Vec<&str> = paths
+                .iter()
+                .copied()
+                .filter(|p| !p.is_empty() && parent_of(p) == dir)
+                .collect();
+            want.sort();
+            let have: Vec<String> = table.children(dir).into_iter().map(|(p, _)| p).collect();
+            assert_eq!(have, want, "children of {dir:?}");
+            let prefix = dir_prefix(dir);
+            let mut want: Vec<&str> = paths
+                .iter()
+                .copied()
+                .filter(|p| !p.is_empty() && p.starts_with(&prefix) && *p != dir)
+                .collect();
+            want.sort();
+            let have: Vec<String> = table.below(dir).into_iter().map(|(p, _)| p).collect();
+            assert_eq!(have, want, "below {dir:?}");
+        }
+    }
+}

@@ -32,9 +32,12 @@ test: deps
 	$(CARGO) build --workspace --bins --tests
 	$(CARGO) test --workspace --no-fail-fast -- --test-threads=2
 
-lint:
+## Formatting, clippy, and the layout rules (no file over 900 lines, no
+## modules that import each other: scripts/check-layout.py).
+lint: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	python3 scripts/check-layout.py
 
 ## Filesystem benchmark: local dir, bindfs, bucketfs, s3fs, rclone mount, MooseFS side by side
 ## (bench/results/<date>-<host>-fs.{md,json,png}); then the S3-level benchmark.

@@ -3,25 +3,25 @@
 //! `bucketfs mount BUCKET DIR` daemonizes by default and returns once the
 //! mount is ready; SIGTERM/SIGINT unmount cleanly. `bucketfs umount DIR`.
 
-pub mod absence;
+pub(crate) mod absence;
 pub mod attrs;
-pub mod aws_config;
-pub mod batch;
-pub mod cache;
-pub mod deletes;
-pub mod dir_writes;
+pub(crate) mod aws_config;
+pub(crate) mod batch;
+pub(crate) mod cache;
+pub(crate) mod deletes;
+pub(crate) mod dir_writes;
 pub mod error;
 pub mod fs;
-pub mod fuse;
+pub(crate) mod fuse;
 pub mod memory;
 pub(crate) mod names;
-pub mod s3;
-pub mod scan;
-pub mod staging;
+pub(crate) mod s3;
+pub(crate) mod scan;
+pub(crate) mod staging;
 pub mod store;
-pub mod tree;
-pub mod writer;
-pub mod xml;
+pub(crate) mod tree;
+pub(crate) mod writer;
+pub(crate) mod xml;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

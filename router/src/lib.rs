@@ -2,15 +2,15 @@
 //! storage nodes are learned from ZooKeeper, object bytes are chunked and
 //! replicated to storage nodes. Any number of routers serve the same cluster.
 
-pub mod auth;
-pub mod chunks;
-pub mod error;
-pub mod host;
-pub mod membership;
-pub mod meta;
-pub mod metrics;
+pub(crate) mod auth;
+pub(crate) mod chunks;
+pub(crate) mod error;
+pub(crate) mod host;
+pub(crate) mod membership;
+pub(crate) mod meta;
+pub(crate) mod metrics;
 pub mod s3;
-pub mod worker;
+pub(crate) mod worker;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

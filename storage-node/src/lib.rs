@@ -1,11 +1,11 @@
 //! The storage node: keeps immutable chunks on local disk and serves them over
 //! HTTP to routers. It knows nothing of buckets or objects.
 
-pub mod http;
-pub mod metrics;
-pub mod registry;
-pub mod scrub;
-pub mod store;
+pub(crate) mod http;
+pub(crate) mod metrics;
+pub(crate) mod registry;
+pub(crate) mod scrub;
+pub(crate) mod store;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

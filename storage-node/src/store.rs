@@ -74,6 +74,7 @@ impl ChunkStore {
         })
     }
 
+    #[cfg(test)]
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -83,6 +84,7 @@ impl ChunkStore {
     }
 
     /// Durably stores `payload` as chunk `id`, checking it against the sender's crc32c.
+    #[cfg(test)]
     pub fn put(&self, id: &ChunkId, payload: &[u8], expected_crc: Option<u32>) -> Result<(), StoreError> {
         let mut chunk = Incoming::new(payload.len())?;
         chunk.extend(payload)?;

@@ -16,7 +16,7 @@ use crate::rng::Rng;
 
 const NAMES: [&str; 4] = ["a", "b", "c", "d"];
 /// The multipart part size: writes near it make files of several parts.
-const PART: u64 = bucketfs::writer::PART;
+const PART: u64 = bucketfs_common::extension::CHUNK_SIZE as u64;
 /// No operation of the in-memory store takes this long, even in virtual
 /// time with every retry: past it, something hangs.
 const HANG: Duration = Duration::from_secs(600);

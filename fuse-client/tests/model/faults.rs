@@ -18,7 +18,7 @@ use crate::rng::Rng;
 
 /// Calls in a million that meet a fault.
 const FAULTS_PER_MILLION: u32 = 40_000;
-const PART: u64 = bucketfs::writer::PART;
+const PART: u64 = bucketfs_common::extension::CHUNK_SIZE as u64;
 
 #[derive(Debug, Default)]
 struct Tracked {

@@ -1,0 +1,135 @@
+//! Statements shared by the rooms of `meta`, run inside a caller's
+//! transaction, and the mapping of their errors.
+
+use sqlx::{Postgres, Row, Transaction};
+
+use super::*;
+use crate::error::{Error, Result};
+
+/// The error of a `delete_current` call (it raises BF400 for a missing bucket).
+pub(super) fn delete_error(e: sqlx::Error) -> Error {
+    match e.as_database_error().and_then(|d| d.code()).as_deref() {
+        Some("BF400") => Error::NoSuchBucket,
+        _ => Error::from(e),
+    }
+}
+
+/// Deletes the key's current version with one call of the `delete_current`
+/// function (migration 0003).
+pub(super) async fn delete_in<'e>(
+    db: impl sqlx::PgExecutor<'e>,
+    bucket: &Bucket,
+    key: &str,
+) -> Result<Deleted> {
+    let (delete_marker, version_id): (bool, Option<String>) =
+        sqlx::query_as("SELECT * FROM delete_current($1, $2, $3)")
+            .bind(bucket.id)
+            .bind(key)
+            .bind(new_version_id())
+            .fetch_one(db)
+            .await
+            .map_err(delete_error)?;
+    Ok(Deleted {
+        delete_marker,
+        version_id,
+    })
+}
+
+/// Commits `new` as the key's current version with one call of the
+/// `commit_version` function (migration 0002).
+pub(super) async fn commit_in<'e>(
+    db: impl sqlx::PgExecutor<'e>,
+    bucket: &Bucket,
+    new: NewVersion,
+) -> Result<Version> {
+    let (precondition, precondition_etag) = match &new.precondition {
+        WritePrecondition::None => (None, None),
+        WritePrecondition::Absent => (Some("absent"), None),
+        WritePrecondition::EtagIs(etag) => (Some("etag"), Some(etag.as_str())),
+    };
+    let mut offsets = Vec::with_capacity(new.pieces.len());
+    let mut offset = 0i64;
+    for p in &new.pieces {
+        offsets.push(offset);
+        offset += p.length;
+    }
+    let chunk_ids: Vec<&str> = new.pieces.iter().map(|p| p.chunk_id.as_str()).collect();
+    let chunk_offsets: Vec<i32> = new.pieces.iter().map(|p| p.chunk_offset as i32).collect();
+    let lengths: Vec<i32> = new.pieces.iter().map(|p| p.length as i32).collect();
+    sqlx::query_as(
+        "SELECT * FROM commit_version($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+    )
+    .bind(bucket.id)
+    .bind(&new.key)
+    .bind(new_version_id())
+    .bind(new.size)
+    .bind(&new.etag)
+    .bind(&new.content_type)
+    .bind(serde_json::to_value(&new.metadata).expect("metadata serialises"))
+    .bind(new.parts_count)
+    .bind(precondition)
+    .bind(precondition_etag)
+    .bind(&offsets)
+    .bind(&chunk_ids)
+    .bind(&chunk_offsets)
+    .bind(&lengths)
+    .fetch_one(db)
+    .await
+    .map_err(commit_error)
+}
+
+/// The error of a `commit_version` call (it raises BF4xx for failed checks).
+pub(super) fn commit_error(e: sqlx::Error) -> Error {
+    match e.as_database_error().and_then(|d| d.code()).as_deref() {
+        Some("BF412") => Error::PreconditionFailed,
+        Some("BF404") => Error::NoSuchKey,
+        Some("BF400") => Error::NoSuchBucket,
+        _ => e.into(),
+    }
+}
+
+pub(super) fn piece_from_row(r: &sqlx::postgres::PgRow) -> Piece {
+    Piece {
+        chunk_id: r.get("chunk_id"),
+        chunk_offset: i64::from(r.get::<i32, _>("chunk_offset")),
+        length: i64::from(r.get::<i32, _>("length")),
+    }
+}
+
+pub(super) async fn lock_key(tx: &mut Transaction<'_, Postgres>, bucket_id: i64, key: &str) -> Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+        .bind(bucket_id as i32)
+        .bind(key)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+pub(super) async fn set_current(
+    tx: &mut Transaction<'_, Postgres>,
+    bucket_id: i64,
+    key: &str,
+    version: Option<i64>,
+) -> Result<()> {
+    match version {
+        Some(v) => {
+            sqlx::query(
+                "INSERT INTO current_versions (bucket_id, key, version) VALUES ($1, $2, $3)
+             ON CONFLICT (bucket_id, key) DO UPDATE SET version = EXCLUDED.version",
+            )
+            .bind(bucket_id)
+            .bind(key)
+            .bind(v)
+            .execute(&mut **tx)
+            .await?
+        }
+        None => {
+            sqlx::query("DELETE FROM current_versions WHERE bucket_id = $1 AND key = $2")
+                .bind(bucket_id)
+                .bind(key)
+                .execute(&mut **tx)
+                .await?
+        }
+    };
+    Ok(())
+}

@@ -313,3 +313,61 @@ fn under<'t>(tombstones: &'t BTreeMap<String, usize>, prefix: &str) -> impl Iter
         .map(|(k, _)| k)
         .take_while(move |k| k.starts_with(&prefix))
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::memory::{Fault, MemoryStore};
+    use crate::store::{Metadata, ObjectStore};
+
+    async fn store_with(keys: &[&str]) -> (Arc<MemoryStore>, Arc<Deletes>) {
+        let memory = Arc::new(MemoryStore::new(false));
+        for key in keys {
+            memory.put(key, Bytes::new(), &Metadata::new()).await.unwrap();
+        }
+        let deletes = Arc::new(Deletes::new(memory.clone()));
+        (memory, deletes)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_of_deletes_goes_out_in_few_calls_and_hides_its_keys() {
+        let keys: Vec<String> = (0..2_500).map(|i| format!("d/{i:05}")).collect();
+        let names: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let (memory, deletes) = store_with(&names).await;
+        let calls = memory.calls();
+        for key in &keys {
+            deletes.delete(key.clone());
+        }
+        assert!(deletes.is_deleting("d/00007"));
+        assert_eq!(deletes.pending_under("d/"), 2_500);
+        deletes.remove_dir("d/");
+        assert!(deletes.is_removed("d/"));
+        // A listing sent meanwhile does not show them.
+        let reading = deletes.reading();
+        let mut listed = vec![("d/00001".to_string(), ()), ("e".to_string(), ())];
+        reading.hide(&mut listed);
+        assert_eq!(listed, [("e".to_string(), ())]);
+        drop(reading);
+        assert!(deletes.drain().await.is_empty());
+        assert!(memory.keys().is_empty());
+        assert!(!deletes.is_removed("d/") && !deletes.is_deleting("d/00007"));
+        // 1,000 keys a call: three calls, not 2,500.
+        assert_eq!(memory.calls() - calls, 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refused_batch_is_deleted_key_by_key_and_a_lost_key_is_reported() {
+        let (memory, deletes) = store_with(&["a", "b"]).await;
+        // The batch call fails, then "a" alone fails: "b" still goes.
+        memory.fault_at(1, Fault::Fail(crate::error::FsError::Io("batch".into())));
+        memory.fault_at(2, Fault::Fail(crate::error::FsError::Io("alone".into())));
+        deletes.delete("a".into());
+        deletes.delete("b".into());
+        deletes.settled("b").await;
+        assert_eq!(deletes.drain().await, ["a"]);
+        assert_eq!(memory.keys(), ["a"]);
+        assert!(deletes.drain().await.is_empty(), "reported once");
+    }
+}

@@ -15,6 +15,7 @@ pub mod fs;
 pub(crate) mod fuse;
 pub mod memory;
 pub(crate) mod names;
+pub(crate) mod parts;
 pub(crate) mod s3;
 pub(crate) mod scan;
 pub(crate) mod staging;

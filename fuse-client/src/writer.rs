@@ -593,7 +593,6 @@ mod tests {
 
     use super::*;
     use crate::memory::MemoryStore;
-    use crate::store::ObjectStore;
 
     const MIB: u64 = 1 << 20;
 

@@ -71,4 +71,36 @@ mod tests {
             assert!((1_600..2_400).contains(&share), "{n} got {share} of 10000");
         }
     }
+
+    /// The reference: every pair compared by its score, highest first, the
+    /// node id breaking ties; no sort_by, no tuple ordering.
+    fn naive_rank<'a>(chunk: &ChunkId, nodes: &[&'a str]) -> Vec<&'a str> {
+        let mut left: Vec<&str> = nodes.to_vec();
+        let mut out = Vec::new();
+        while !left.is_empty() {
+            let mut best = 0;
+            for i in 1..left.len() {
+                let (si, sb) = (score(chunk, left[i]), score(chunk, left[best]));
+                if si > sb || (si == sb && left[i] < left[best]) {
+                    best = i;
+                }
+            }
+            out.push(left.remove(best));
+        }
+        out
+    }
+
+    #[test]
+    fn ranking_agrees_with_a_naive_selection_for_random_node_sets() {
+        let names: Vec<String> = (0..12).map(|i| format!("storage-node-{i}")).collect();
+        for round in 0..2_000usize {
+            let id = ChunkId::random();
+            let count = 1 + round % names.len();
+            let start = (round * 7) % names.len();
+            let nodes: Vec<&str> = (0..count)
+                .map(|i| names[(start + i) % names.len()].as_str())
+                .collect();
+            assert_eq!(rank(&id, nodes.iter().copied()), naive_rank(&id, &nodes));
+        }
+    }
 }

@@ -647,7 +647,13 @@ impl Readahead {
         // The first read, at 0, is not yet a sequence.
         let sequential = (offset > 0 || self.next > 0) && offset.abs_diff(self.next) <= SEQUENTIAL_SLACK;
         let end = offset + len;
-        self.next = self.next.max(end);
+        // After a seek the sequence starts again where this read ends: the
+        // furthest end so far would make every later read behind it a seek
+        // (the end of a file read first, then the file from its start).
+        self.next = match sequential {
+            true => self.next.max(end),
+            false => end,
+        };
         self.seeks = match sequential {
             true => self.seeks.saturating_sub(1),
             false => (self.seeks + 1).min(2 * RANDOM_AFTER),
@@ -672,6 +678,60 @@ impl Readahead {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Random read patterns: whatever the reads, a prefetch starts at or
+    /// past the read that asked for it, never repeats a range already asked
+    /// for since the last reset, and is at most `MAX_READAHEAD` long; and a
+    /// long enough run of sequential reads always asks for something.
+    #[test]
+    fn readahead_decisions_hold_their_invariants_for_random_reads() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for _ in 0..500 {
+            let mut r = Readahead::default();
+            let mut asked_to = 0u64;
+            let mut offset = 0u64;
+            for _ in 0..200 {
+                let len = 4096 * (1 + next(64));
+                offset = match next(4) {
+                    0 => next(1 << 34),
+                    _ => offset + len,
+                };
+                match r.advance(offset, len) {
+                    Some((from, n)) => {
+                        assert!(
+                            from >= offset + len,
+                            "prefetch {from} behind the read at {offset}+{len}"
+                        );
+                        assert!(n > 0 && n <= MAX_READAHEAD, "window {n}");
+                        assert!(
+                            from >= asked_to || r.window == 2 * BLOCK,
+                            "asked again for {from}"
+                        );
+                        asked_to = from + n;
+                    }
+                    None => {
+                        if r.window == 0 {
+                            asked_to = 0;
+                        }
+                    }
+                }
+            }
+            // Then reads that follow each other: readahead starts again.
+            let mut asked = false;
+            let mut at = offset;
+            for _ in 0..64 {
+                asked |= r.advance(at, 1 << 20).is_some();
+                at += 1 << 20;
+            }
+            assert!(asked, "sequential reads never prefetched");
+        }
+    }
 
     #[test]
     fn readahead_grows_on_sequential_reads_and_resets_on_seeks() {

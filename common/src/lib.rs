@@ -1,9 +1,11 @@
 //! What two bucketfs processes must agree on, and nothing else: chunk ids,
 //! the on-disk block checksum layout, rendezvous placement and the ZooKeeper
 //! membership record, the chunk API between router and node (`chunk_api`),
-//! the S3 extensions between client and router (`extension`); and the
-//! allocator setting every bucketfs process starts with.
+//! the S3 extensions between client and router (`extension`); the
+//! allocator setting every bucketfs process starts with, and the runner of
+//! every process's background loops (`background`).
 
+pub mod background;
 pub mod blocks;
 pub mod chunk_api;
 pub mod chunk_id;

@@ -14,6 +14,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bucketfs_common::background::Background;
 use bucketfs_common::chunk_api::{self, ErrorCode, CRC32C_HEADER, ERROR_HEADER};
 use bucketfs_common::{placement, ChunkId, Fsync, FSYNC_HEADER};
 use bytes::Bytes;
@@ -36,13 +37,15 @@ const REPLICA_DELETE_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Clone)]
 pub struct ChunkIo {
     http: reqwest::Client,
+    /// Where the replicas beyond the write quorum finish.
+    background: Background,
     membership: Membership,
     meta: Meta,
     metrics: Arc<Metrics>,
 }
 
 impl ChunkIo {
-    pub fn new(membership: Membership, meta: Meta, metrics: Arc<Metrics>) -> Self {
+    pub fn new(membership: Membership, meta: Meta, metrics: Arc<Metrics>, background: Background) -> Self {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(2))
             .timeout(Duration::from_secs(60))
@@ -51,6 +54,7 @@ impl ChunkIo {
             .expect("http client builds");
         Self {
             http,
+            background,
             membership,
             meta,
             metrics,
@@ -134,7 +138,7 @@ impl ChunkIo {
         );
         if !in_flight.is_empty() {
             let meta = self.meta.clone();
-            tokio::spawn(async move {
+            self.background.task(async move {
                 while let Some((node, _, result)) = in_flight.next().await {
                     match result {
                         Ok(()) => {

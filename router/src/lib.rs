@@ -19,6 +19,9 @@ use anyhow::Context;
 use axum::extract::State;
 use axum::routing::get;
 use axum::serve::ListenerExt;
+use std::future::IntoFuture;
+
+use bucketfs_common::background::{self, Background};
 
 use crate::chunks::ChunkIo;
 use crate::membership::Membership;
@@ -123,14 +126,21 @@ async fn s3_failure(err: s3s::HttpError) -> (axum::http::StatusCode, String) {
     )
 }
 
-/// Serves S3 until the process is killed.
+/// Serves S3 until SIGTERM or SIGINT; then finishes the requests and
+/// background tasks under way (for up to `SHUTDOWN_GRACE` each).
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let meta = Meta::connect_lazy(&config.database_url)?;
     meta.migrate().await;
     let metrics = Arc::new(Metrics::default());
     let membership = Membership::default();
-    membership.spawn_watcher(config.zookeeper.clone(), meta.clone());
-    let io = ChunkIo::new(membership.clone(), meta.clone(), metrics.clone());
+    let background = Background::new();
+    membership.spawn_watcher(&background, config.zookeeper.clone(), meta.clone());
+    let io = ChunkIo::new(
+        membership.clone(),
+        meta.clone(),
+        metrics.clone(),
+        background.clone(),
+    );
     worker::Worker {
         config: config.worker.clone(),
         zookeeper: config.zookeeper.clone(),
@@ -139,7 +149,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         io: io.clone(),
         metrics: metrics.clone(),
     }
-    .spawn();
+    .spawn(&background);
 
     let fs = s3::Bucketfs::new(meta.clone(), io, metrics.clone());
     let mut builder = s3s::service::S3ServiceBuilder::new(fs.clone());
@@ -172,5 +182,11 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             tracing::warn!(error = %e, "setting TCP_NODELAY");
         }
     });
-    axum::serve(listener, app).await.context("serving")
+    background::serve_until_terminated(background, |stopping| {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(stopping)
+            .into_future()
+    })
+    .await
+    .context("serving")
 }

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use bucketfs_common::background::Background;
 use bucketfs_common::membership::{NodeInfo, NODES_PATH};
 use zookeeper_client as zk;
 
@@ -65,18 +66,16 @@ impl Membership {
         }
     }
 
-    /// Starts the watcher; it runs for the life of the process.
-    pub fn spawn_watcher(&self, zookeeper: String, meta: Meta) {
+    /// Starts the watcher, reconnecting after each lost session until shutdown.
+    pub fn spawn_watcher(&self, background: &Background, zookeeper: String, meta: Meta) {
         let this = self.clone();
-        tokio::spawn(async move {
-            loop {
+        background.retry("membership watch", move || {
+            let (this, zookeeper, meta) = (this.clone(), zookeeper.clone(), meta.clone());
+            async move {
                 if let Ok(known) = meta.node_addrs().await {
                     this.learn(known);
                 }
-                if let Err(e) = this.watch(&zookeeper, &meta).await {
-                    tracing::warn!(error = %e, "zookeeper watch failed; reconnecting");
-                }
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                this.watch(&zookeeper, &meta).await
             }
         });
     }

@@ -11,8 +11,10 @@
 //! referenced by no version and no upload part, older than the grace period,
 //! lose their rows first and then their files.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use bucketfs_common::background::Background;
 use bucketfs_common::membership::LEADER_PATH;
 use zookeeper_client as zk;
 
@@ -39,6 +41,11 @@ pub struct WorkerConfig {
     /// Chunks younger than this are not repaired (their third replica may be in flight).
     #[arg(long, default_value_t = 30.0)]
     pub repair_min_age_secs: f64,
+    /// After each chunk repaired, the worker sleeps this many times as long
+    /// as the repair took, so repair takes a bounded share of the nodes'
+    /// disks and network (as the scrubber does); 0: no pause.
+    #[arg(long, default_value_t = 1.0)]
+    pub repair_throttle: f64,
 }
 
 pub struct Worker {
@@ -51,14 +58,12 @@ pub struct Worker {
 }
 
 impl Worker {
-    pub fn spawn(self) {
-        tokio::spawn(async move {
-            loop {
-                if let Err(e) = self.campaign().await {
-                    tracing::warn!(error = %e, "worker election interrupted; retrying");
-                }
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
+    /// Runs for election, and leads when elected, until shutdown.
+    pub fn spawn(self, background: &Background) {
+        let worker = Arc::new(self);
+        background.retry("worker election", move || {
+            let worker = worker.clone();
+            async move { worker.campaign().await }
         });
     }
 
@@ -133,10 +138,13 @@ impl Worker {
                 )
                 .await?;
             for chunk in chunks.iter().filter(|c| !c.replicas.is_empty()) {
+                let started = Instant::now();
                 match self.io.repair(chunk).await {
                     Ok(n) => Metrics::add(&self.metrics.replicas_repaired, n as u64),
                     Err(e) => tracing::warn!(chunk = %chunk.id, error = %e, "repair failed"),
                 }
+                let pause = started.elapsed().mul_f64(self.config.repair_throttle.max(0.0));
+                tokio::time::sleep(pause).await;
             }
             let lost = chunks.iter().filter(|c| c.replicas.is_empty()).count();
             if lost > 0 {

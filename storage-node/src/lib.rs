@@ -14,6 +14,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::serve::ListenerExt;
+use bucketfs_common::background::{self, Background};
+use std::future::IntoFuture;
 
 /// Command-line configuration of one storage node.
 #[derive(Debug, Clone, clap::Parser)]
@@ -39,7 +41,7 @@ pub struct Config {
     pub scrub_interval_secs: u64,
 }
 
-/// Runs the node until the process is killed.
+/// Runs the node until SIGTERM or SIGINT (see `background::serve_until_terminated`).
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let store = Arc::new(store::ChunkStore::open(&config.data_dir).context("opening data directory")?);
     let metrics = Arc::new(metrics::Metrics::default());
@@ -58,10 +60,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         addr: advertise,
         store: store.clone(),
     };
-    tokio::spawn(registration.run_forever());
+    let background = Background::new();
+    registration.spawn(&background);
     if config.scrub_interval_secs > 0 {
         let interval = Duration::from_secs(config.scrub_interval_secs);
-        tokio::spawn(scrub::run_forever(store.clone(), metrics.clone(), interval));
+        scrub::spawn(&background, store.clone(), metrics.clone(), interval);
     }
 
     let app = http::router(http::AppState { store, metrics });
@@ -72,5 +75,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             tracing::warn!(error = %e, "setting TCP_NODELAY");
         }
     });
-    axum::serve(listener, app).await.context("serving")
+    background::serve_until_terminated(background, |stopping| {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(stopping)
+            .into_future()
+    })
+    .await
+    .context("serving")
 }

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bucketfs_common::background::Background;
 use bucketfs_common::membership::{NodeInfo, NODES_PATH};
 use zookeeper_client as zk;
 
@@ -30,14 +31,15 @@ impl Registration {
         }
     }
 
-    /// Keeps the registration alive; never returns.
-    pub async fn run_forever(self) {
-        loop {
-            if let Err(e) = self.run_session().await {
-                tracing::warn!(error = %e, "zookeeper registration lost; retrying");
-            }
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
+    /// Keeps the registration alive, registering again after each lost
+    /// session, until shutdown (which closes the session: the node's znode
+    /// goes at once, not a session timeout later).
+    pub fn spawn(self, background: &Background) {
+        let registration = Arc::new(self);
+        background.retry("zookeeper registration", move || {
+            let registration = registration.clone();
+            async move { registration.run_session().await }
+        });
     }
 
     async fn run_session(&self) -> Result<(), zk::Error> {

@@ -6,35 +6,40 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bucketfs_common::background::Background;
+
 use crate::metrics::Metrics;
 use crate::store::{ChunkStore, StoreError};
 
-pub async fn run_forever(store: Arc<ChunkStore>, metrics: Arc<Metrics>, interval: Duration) {
-    loop {
-        tokio::time::sleep(interval).await;
-        let ids = match store.list() {
-            Ok(ids) => ids,
-            Err(e) => {
-                tracing::warn!(error = %e, "scrubber could not list chunks");
-                continue;
-            }
-        };
-        let mut corrupt = 0u64;
-        for id in ids {
-            let started = Instant::now();
-            let store = store.clone();
-            let result = tokio::task::spawn_blocking(move || store.verify(&id)).await;
-            match result {
-                Ok(Err(StoreError::Corrupt(e))) => {
-                    corrupt += 1;
-                    Metrics::add(&metrics.checksum_failures, 1);
-                    tracing::error!(chunk = %id, error = %e, "scrubber found a corrupt chunk");
-                }
-                Ok(_) => Metrics::add(&metrics.scrubbed_chunks, 1),
-                Err(e) => tracing::warn!(error = %e, "scrub task failed"),
-            }
-            tokio::time::sleep(started.elapsed() * 9).await;
+/// Runs a scrub pass every `interval` until shutdown.
+pub fn spawn(background: &Background, store: Arc<ChunkStore>, metrics: Arc<Metrics>, interval: Duration) {
+    background.every("scrubber", interval, move || pass(store.clone(), metrics.clone()));
+}
+
+/// Re-reads every chunk once.
+async fn pass(store: Arc<ChunkStore>, metrics: Arc<Metrics>) {
+    let ids = match store.list() {
+        Ok(ids) => ids,
+        Err(e) => {
+            tracing::warn!(error = %e, "scrubber could not list chunks");
+            return;
         }
-        tracing::info!(corrupt, "scrub pass finished");
+    };
+    let mut corrupt = 0u64;
+    for id in ids {
+        let started = Instant::now();
+        let store = store.clone();
+        let result = tokio::task::spawn_blocking(move || store.verify(&id)).await;
+        match result {
+            Ok(Err(StoreError::Corrupt(e))) => {
+                corrupt += 1;
+                Metrics::add(&metrics.checksum_failures, 1);
+                tracing::error!(chunk = %id, error = %e, "scrubber found a corrupt chunk");
+            }
+            Ok(_) => Metrics::add(&metrics.scrubbed_chunks, 1),
+            Err(e) => tracing::warn!(error = %e, "scrub task failed"),
+        }
+        tokio::time::sleep(started.elapsed() * 9).await;
     }
+    tracing::info!(corrupt, "scrub pass finished");
 }

@@ -7,7 +7,7 @@ pub(crate) mod chunks;
 pub(crate) mod error;
 pub(crate) mod host;
 pub(crate) mod membership;
-pub(crate) mod meta;
+pub mod meta;
 pub(crate) mod metrics;
 pub mod s3;
 pub(crate) mod worker;

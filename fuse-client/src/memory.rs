@@ -118,6 +118,16 @@ impl State {
         info
     }
 
+    /// Part `number` of `upload` (of `key`) is now `body`; answers its ETag.
+    fn add_part(&mut self, key: &str, upload: &str, number: u32, body: Bytes) -> Result<String, FsError> {
+        let etag = self.fresh("p");
+        let up = self.uploads.get_mut(upload).filter(|u| u.key == key);
+        up.ok_or(FsError::NotFound)?
+            .parts
+            .insert(number, (etag.clone(), body));
+        Ok(etag)
+    }
+
     fn new_version(&mut self, data: Bytes, meta: Metadata, etag: Option<String>) -> Version {
         Version {
             id: self.fresh("v"),
@@ -463,14 +473,7 @@ impl ObjectStore for MemoryStore {
         body: Bytes,
     ) -> Result<String, FsError> {
         self.bytes_in.fetch_add(body.len() as u64, Ordering::SeqCst);
-        self.call(|s| {
-            let etag = s.fresh("p");
-            let up = s.uploads.get_mut(upload).filter(|u| u.key == key);
-            let up = up.ok_or(FsError::NotFound)?;
-            up.parts.insert(number, (etag.clone(), body));
-            Ok(etag)
-        })
-        .await
+        self.call(|s| s.add_part(key, upload, number, body)).await
     }
 
     async fn upload_part_copy(
@@ -488,11 +491,7 @@ impl ObjectStore for MemoryStore {
                 return Err(FsError::Invalid);
             }
             let body = data.slice(start as usize..end as usize);
-            let etag = s.fresh("p");
-            let up = s.uploads.get_mut(upload).filter(|u| u.key == key);
-            let up = up.ok_or(FsError::NotFound)?;
-            up.parts.insert(number, (etag.clone(), body));
-            Ok(etag)
+            s.add_part(key, upload, number, body)
         })
         .await
     }

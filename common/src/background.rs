@@ -187,8 +187,9 @@ mod tests {
             tokio::time::sleep(Duration::from_secs(3)).await;
             done.fetch_add(1, Ordering::SeqCst);
         });
-        // Waits of 1, 2, 4, 8, 10 s: attempts at 0, 1, 3, 7, 15 and 25 s.
-        tokio::time::sleep(Duration::from_secs(30)).await;
+        // Waits of 1, 2, 4, 8, 10 s: attempts at 0, 1, 3, 7, 15 and 25 s;
+        // passes at 10, 20 and 30 s. 32 s ties with none of them.
+        tokio::time::sleep(Duration::from_secs(32)).await;
         assert_eq!(attempts.load(Ordering::SeqCst), 6);
         assert_eq!(passes.load(Ordering::SeqCst), 3);
         background.shutdown(Duration::from_secs(5)).await;

@@ -58,10 +58,6 @@ pub struct Harness {
     pub dir: tempfile::TempDir,
 }
 
-pub fn errno(e: &FsError) -> i32 {
-    e.errno()
-}
-
 pub fn config(settings: Settings, dir: &std::path::Path) -> Config {
     Config {
         read_only: false,
@@ -84,7 +80,7 @@ async fn bounded<T>(what: &str, f: impl std::future::Future<Output = T>) -> Resu
 }
 
 impl Harness {
-    pub fn new(settings: Settings, _seed: u64) -> Self {
+    pub fn new(settings: Settings) -> Self {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let store = Arc::new(MemoryStore::new(settings.versioned));
         let fs = Arc::new(Fs::new(store.clone(), config(settings, dir.path())).expect("an Fs"));
@@ -174,14 +170,14 @@ impl Harness {
                 self.note(format!("{what}: ok"));
                 Ok(Some(v))
             }
-            (Err(e), Err(w)) if errno(&e) == w => {
+            (Err(e), Err(w)) if e.errno() == w => {
                 self.note(format!("{what}: errno {w}"));
                 Ok(None)
             }
             (Ok(_), Err(w)) => Err(format!("{what}: succeeded, the model says errno {w}")),
             (Err(e), want) => Err(format!(
                 "{what}: failed with {e} (errno {}), the model says {want:?}",
-                errno(&e)
+                e.errno()
             )),
         }
     }

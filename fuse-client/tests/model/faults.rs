@@ -41,7 +41,7 @@ impl Tracked {
 }
 
 pub async fn run(settings: Settings, seed: u64, rng: &mut Rng, steps: usize) -> Result<(), String> {
-    let mut h = Harness::new(settings, seed);
+    let mut h = Harness::new(settings);
     h.store.random_faults(seed, FAULTS_PER_MILLION);
     let result = drive(&mut h, rng, steps).await;
     h.finish(result)

@@ -62,7 +62,7 @@ fn random_operations_match_the_model() {
         let mut rng = Rng::new(seed);
         let settings = Settings::random(&mut rng);
         runtime().block_on(async {
-            let mut harness = Harness::new(settings, seed);
+            let mut harness = Harness::new(settings);
             let result = harness.run(&mut rng, STEPS).await;
             harness.finish(result)
         })

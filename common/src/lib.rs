@@ -1,6 +1,7 @@
 //! What two bucketfs processes must agree on, and nothing else: chunk ids,
 //! the on-disk block checksum layout, rendezvous placement and the ZooKeeper
-//! membership record, the chunk API between router and node (`chunk_api`),
+//! membership record, the chunk API between router and node (`chunk_api`) and the router's
+//! client for it (`chunk_client`),
 //! the S3 extensions between client and router (`extension`); the
 //! allocator setting every bucketfs process starts with, and the runner of
 //! every process's background loops (`background`).
@@ -8,6 +9,7 @@
 pub mod background;
 pub mod blocks;
 pub mod chunk_api;
+pub mod chunk_client;
 pub mod chunk_id;
 pub mod extension;
 pub mod fsync;

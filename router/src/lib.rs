@@ -9,6 +9,7 @@ pub(crate) mod host;
 pub(crate) mod membership;
 pub mod meta;
 pub(crate) mod metrics;
+pub(crate) mod quorum;
 pub mod s3;
 pub(crate) mod worker;
 

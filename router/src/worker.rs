@@ -18,9 +18,10 @@ use bucketfs_common::background::Background;
 use bucketfs_common::membership::LEADER_PATH;
 use zookeeper_client as zk;
 
-use crate::chunks::{ChunkIo, REPLICAS};
+use crate::chunks::ChunkIo;
 use crate::meta::Meta;
 use crate::metrics::Metrics;
+use crate::quorum::REPLICAS;
 
 const BATCH: i64 = 500;
 

@@ -1,0 +1,220 @@
+//! The client side of the chunk API ([`crate::chunk_api`]): one small type
+//! that sends each request to a node and reads its answer, so that the
+//! router's replication logic speaks of chunks and nodes, never of URLs,
+//! headers and status codes.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::chunk_api::{self, ErrorCode, CRC32C_HEADER, ERROR_HEADER};
+use crate::{Fsync, FSYNC_HEADER};
+
+/// How long a connection attempt to a node may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long one request may take in all (an 8 MiB chunk on a slow disk).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a delete may take: a node that died a moment ago is still
+/// listed, and its port may already belong to something that never answers.
+const DELETE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a chunk request failed, as far as a caller chooses what to do next.
+#[derive(Debug, thiserror::Error)]
+pub enum ChunkError {
+    /// The node holds the chunk but its bytes fail their checksums.
+    #[error("the replica is corrupt")]
+    Corrupt,
+    /// The node does not hold the chunk.
+    #[error("the node does not hold the chunk")]
+    Missing,
+    /// Anything else: the node is unreachable, busy, full, or refused.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// A body kept as the buffers it was received in, so that passing it on
+/// copies nothing.
+#[derive(Debug, Default)]
+pub struct Frames(Vec<Bytes>);
+
+impl Frames {
+    pub fn push(&mut self, frame: Bytes) {
+        if !frame.is_empty() {
+            self.0.push(frame);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.iter().map(Bytes::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn crc32c(&self) -> u32 {
+        self.0.iter().fold(0, |crc, f| crc32c::crc32c_append(crc, f))
+    }
+
+    /// One contiguous buffer (copied only when there is more than one frame).
+    pub fn concat(self) -> Bytes {
+        match self.0.len() {
+            0 => Bytes::new(),
+            1 => self.0.into_iter().next().unwrap_or_default(),
+            _ => self.0.concat().into(),
+        }
+    }
+
+    pub fn into_frames(self) -> Vec<Bytes> {
+        self.0
+    }
+}
+
+impl From<Vec<Bytes>> for Frames {
+    fn from(frames: Vec<Bytes>) -> Self {
+        let mut all = Frames::default();
+        frames.into_iter().for_each(|f| all.push(f));
+        all
+    }
+}
+
+/// Sends chunk requests to storage nodes, each named by its `host:port`.
+#[derive(Clone)]
+pub struct ChunkClient {
+    http: reqwest::Client,
+}
+
+impl Default for ChunkClient {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ChunkClient {
+    pub fn new() -> Self {
+        let http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
+            .pool_max_idle_per_host(64)
+            .build()
+            .expect("an HTTP client with timeouts builds");
+        Self { http }
+    }
+
+    /// Stores `data` (whose crc32c is `crc`) as chunk `id` on the node.
+    pub async fn put(
+        &self,
+        addr: &str,
+        id: &impl std::fmt::Display,
+        crc: u32,
+        data: Bytes,
+        fsync: Fsync,
+    ) -> Result<(), ChunkError> {
+        let resp = self
+            .http
+            .put(url(addr, &chunk_api::chunk_path(id)))
+            .header(CRC32C_HEADER, chunk_api::crc32c_value(crc))
+            .header(FSYNC_HEADER, fsync.header_value())
+            .body(data)
+            .send()
+            .await
+            .map_err(|e| ChunkError::Failed(e.to_string()))?;
+        check(resp).await.map(drop)
+    }
+
+    /// Reads verified bytes `[start, end)` of chunk `id`'s payload, as the
+    /// frames they arrived in.
+    pub async fn get(&self, addr: &str, id: &str, start: u64, end: u64) -> Result<Frames, ChunkError> {
+        let resp = self
+            .http
+            .get(url(addr, &chunk_api::range_path(&id, start, end)))
+            .send()
+            .await
+            .map_err(|e| ChunkError::Failed(e.to_string()))?;
+        let mut resp = check(resp).await?;
+        let mut frames = Frames::default();
+        while let Some(frame) = resp
+            .chunk()
+            .await
+            .map_err(|e| ChunkError::Failed(e.to_string()))?
+        {
+            frames.push(frame);
+        }
+        Ok(frames)
+    }
+
+    /// Removes chunk `id` from the node (briefly: see [`DELETE_TIMEOUT`]).
+    pub async fn delete(&self, addr: &str, id: &str) -> Result<(), ChunkError> {
+        let resp = self
+            .http
+            .delete(url(addr, &chunk_api::chunk_path(&id)))
+            .timeout(DELETE_TIMEOUT)
+            .send()
+            .await
+            .map_err(|e| ChunkError::Failed(e.to_string()))?;
+        check(resp).await.map(drop)
+    }
+}
+
+fn url(addr: &str, path: &str) -> String {
+    format!("http://{addr}{path}")
+}
+
+/// The response if it succeeded, or the error its status and
+/// [`ERROR_HEADER`] name.
+async fn check(resp: reqwest::Response) -> Result<reqwest::Response, ChunkError> {
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(resp);
+    }
+    let code = resp
+        .headers()
+        .get(ERROR_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(ErrorCode::parse);
+    Err(classify(status.as_u16(), code))
+}
+
+fn classify(status: u16, code: Option<ErrorCode>) -> ChunkError {
+    match (status, code) {
+        (_, Some(ErrorCode::Corrupt)) => ChunkError::Corrupt,
+        (_, Some(ErrorCode::NotFound)) | (404, None) => ChunkError::Missing,
+        (_, Some(code)) => ChunkError::Failed(format!("status {status} ({})", code.as_str())),
+        (_, None) => ChunkError::Failed(format!("status {status}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_classified_by_code_before_status() {
+        assert!(matches!(
+            classify(500, Some(ErrorCode::Corrupt)),
+            ChunkError::Corrupt
+        ));
+        assert!(matches!(classify(404, None), ChunkError::Missing));
+        assert!(matches!(
+            classify(404, Some(ErrorCode::NotFound)),
+            ChunkError::Missing
+        ));
+        let full = classify(507, Some(ErrorCode::DiskFull)).to_string();
+        assert_eq!(full, "status 507 (disk-full)");
+        assert!(matches!(classify(503, None), ChunkError::Failed(_)));
+    }
+
+    #[test]
+    fn frames_skip_empty_buffers_and_join_only_when_split() {
+        let frames = Frames::from(vec![
+            Bytes::from_static(b"ab"),
+            Bytes::new(),
+            Bytes::from_static(b"cd"),
+        ]);
+        assert_eq!(frames.len(), 4);
+        assert_eq!(frames.crc32c(), crc32c::crc32c(b"abcd"));
+        assert_eq!(frames.concat(), Bytes::from_static(b"abcd"));
+        let one = Frames::from(vec![Bytes::from_static(b"xyz")]);
+        assert_eq!(one.into_frames().len(), 1);
+    }
+}

@@ -1,0 +1,181 @@
+//! The replication rules of chunk I/O, apart from the wire: which nodes a
+//! write goes to and when it is acknowledged, and how a read walks the
+//! replicas. [`crate::chunks::ChunkIo`] runs them over the chunk client;
+//! the tests here run them over scripted nodes.
+//!
+//! A write sends the chunk to the first [`REPLICAS`] nodes of its ranking at
+//! once: the first [`WRITE_QUORUM`] with an fsync, the rest deferred (the
+//! quorum's copies are the durability promise). A failed copy is replaced by
+//! the next node of the ranking, asked to fsync. With no node left, a node
+//! that holds a deferred copy is asked again, to fsync it. The write is
+//! acknowledged once [`WRITE_QUORUM`] copies are durable.
+
+use std::time::Duration;
+
+use bucketfs_common::chunk_client::{ChunkError, Frames};
+use bucketfs_common::Fsync;
+use futures::future::BoxFuture;
+use futures::stream::{FuturesUnordered, StreamExt};
+use tokio::time::Instant;
+
+/// Replicas placed for every chunk.
+pub const REPLICAS: usize = 3;
+/// Replicas that must be durable before a write is acknowledged.
+pub const WRITE_QUORUM: usize = 2;
+/// The longest a write waits past its quorum for the remaining replicas.
+const LAST_REPLICA_GRACE: Duration = Duration::from_millis(5);
+
+/// One replica's write as it lands: the node, how it was asked to sync,
+/// and how it went.
+pub type Landing = (String, Fsync, Result<(), ChunkError>);
+/// A replica's write in flight.
+pub type PutReplica = BoxFuture<'static, Landing>;
+
+/// A write that reached its quorum.
+pub struct Acknowledged {
+    /// The nodes holding a copy now: every durable one, then the deferred.
+    pub stored: Vec<String>,
+    /// Writes still in flight when the write was acknowledged.
+    pub pending: FuturesUnordered<PutReplica>,
+    /// How long the quorum took.
+    pub quorum_time: Duration,
+}
+
+/// A write that could not make [`WRITE_QUORUM`] copies durable.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Shortfall {
+    pub durable: usize,
+}
+
+/// Writes a chunk to the nodes of `ranked` (most preferred first) with
+/// `put`, by the rules above. After the quorum it waits a moment (half the
+/// quorum's time, at most [`LAST_REPLICA_GRACE`]) for the other copies, so
+/// that one that lands right behind is recorded with the rest.
+pub async fn write<P>(ranked: Vec<String>, put: P) -> Result<Acknowledged, Shortfall>
+where
+    P: Fn(String, Fsync) -> PutReplica,
+{
+    let mut candidates = ranked.into_iter();
+    let mut in_flight = FuturesUnordered::new();
+    for (rank, node) in candidates.by_ref().take(REPLICAS).enumerate() {
+        let fsync = if rank < WRITE_QUORUM {
+            Fsync::Now
+        } else {
+            Fsync::Deferred
+        };
+        in_flight.push(put(node, fsync));
+    }
+    let started = Instant::now();
+    let (mut durable, mut deferred) = (Vec::new(), Vec::new());
+    while durable.len() < WRITE_QUORUM {
+        match in_flight.next().await {
+            Some((node, Fsync::Now, Ok(()))) => durable.push(node),
+            Some((node, Fsync::Deferred, Ok(()))) => deferred.push(node),
+            Some((node, _, Err(e))) => {
+                tracing::warn!(%node, error = %e, "replica write failed");
+                if let Some(next) = candidates.next() {
+                    in_flight.push(put(next, Fsync::Now));
+                }
+            }
+            // Out of candidates: a node holding a deferred copy makes it durable.
+            None => match deferred.pop() {
+                Some(node) => in_flight.push(put(node, Fsync::Now)),
+                None => {
+                    return Err(Shortfall {
+                        durable: durable.len(),
+                    })
+                }
+            },
+        }
+    }
+    let quorum_time = started.elapsed();
+    let mut stored = durable;
+    stored.append(&mut deferred);
+    let grace = tokio::time::sleep((quorum_time / 2).min(LAST_REPLICA_GRACE));
+    tokio::pin!(grace);
+    while !in_flight.is_empty() {
+        tokio::select! {
+            landed = in_flight.next() => match landed {
+                Some((node, _, Ok(()))) => stored.push(node),
+                Some((node, _, Err(e))) => tracing::warn!(%node, error = %e, "last replica failed; left for repair"),
+                None => break,
+            },
+            _ = &mut grace => break,
+        }
+    }
+    Ok(Acknowledged {
+        stored,
+        pending: in_flight,
+        quorum_time,
+    })
+}
+
+/// What a read found on the replicas it passed over.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ReadReport {
+    /// Replicas whose bytes failed a checksum, at the node or here.
+    pub checksum_failures: usize,
+    /// Replicas whose node answered that its copy is corrupt or gone: their
+    /// records are dropped, so that repair places a new copy. (A mismatch
+    /// found here is only counted: the bytes may have been damaged on the
+    /// way, and the node's scrubber judges its own disk.)
+    pub lost: Vec<String>,
+    /// Replicas tried and passed over for any reason.
+    pub fallbacks: usize,
+}
+
+/// Which bytes a read asks of a chunk and how to check them.
+pub struct ReadPlan {
+    /// The chunk's replicas, in the order to try them.
+    pub replicas: Vec<String>,
+    /// The number of bytes the answer must hold.
+    pub length: u64,
+    /// The chunk's crc32c, when the read covers the whole chunk.
+    pub whole_crc32c: Option<u32>,
+}
+
+/// Orders replicas for a read: live nodes first, ties in recorded order.
+pub fn read_order(mut replicas: Vec<String>, is_live: impl Fn(&str) -> bool) -> Vec<String> {
+    replicas.sort_by_key(|n| !is_live(n));
+    replicas
+}
+
+/// Reads from the first replica of `plan` that answers with the right
+/// bytes, passing over one that fails, answers short, or (for a whole
+/// chunk) does not match the checksum.
+pub async fn read<F>(plan: ReadPlan, fetch: F) -> (Option<Frames>, ReadReport)
+where
+    F: Fn(String) -> BoxFuture<'static, Result<Frames, ChunkError>>,
+{
+    let mut report = ReadReport::default();
+    for node in plan.replicas {
+        match fetch(node.clone()).await {
+            Ok(frames) if frames.len() as u64 != plan.length => {
+                tracing::warn!(%node, got = frames.len(), want = plan.length, "replica returned a short read");
+            }
+            Ok(frames) if plan.whole_crc32c.is_some_and(|crc| frames.crc32c() != crc) => {
+                tracing::error!(%node, "chunk checksum mismatch; trying another replica");
+                report.checksum_failures += 1;
+            }
+            Ok(frames) => return (Some(frames), report),
+            Err(ChunkError::Corrupt) => {
+                tracing::error!(%node, "replica failed its checksum; trying another");
+                report.checksum_failures += 1;
+                report.lost.push(node);
+            }
+            Err(ChunkError::Missing) => {
+                tracing::warn!(%node, "replica missing; trying another");
+                report.lost.push(node);
+            }
+            Err(ChunkError::Failed(e)) => {
+                tracing::warn!(%node, error = %e, "replica read failed; trying another");
+            }
+        }
+        report.fallbacks += 1;
+    }
+    (None, report)
+}
+
+#[cfg(test)]
+#[path = "quorum_tests.rs"]
+mod tests;

@@ -9,6 +9,9 @@
 //! - `DELETE /chunks/{id}` removes a chunk
 //! - `GET /chunks` lists the chunk ids held, one per line
 //!
+//! Every request under [`CHUNKS_PATH`] is signed with the cluster secret
+//! ([`crate::peer_auth`]); a PUT signs the BLAKE3 hash of its body.
+//!
 //! A failed request names why in [`ERROR_HEADER`], so that a router tells a
 //! corrupt replica (read another, repair it) from a missing one.
 
@@ -54,9 +57,12 @@ pub enum ErrorCode {
     BadRange,
     DiskFull,
     Io,
+    /// The request is not signed by a cluster member, or not recently
+    /// (see [`crate::peer_auth`]).
+    Forbidden,
 }
 
-const CODES: [(ErrorCode, &str); 11] = [
+const CODES: [(ErrorCode, &str); 12] = [
     (ErrorCode::BadId, "bad-id"),
     (ErrorCode::BadCrcHeader, "bad-crc-header"),
     (ErrorCode::BadBody, "bad-body"),
@@ -68,6 +74,7 @@ const CODES: [(ErrorCode, &str); 11] = [
     (ErrorCode::BadRange, "bad-range"),
     (ErrorCode::DiskFull, "disk-full"),
     (ErrorCode::Io, "io"),
+    (ErrorCode::Forbidden, "forbidden"),
 ];
 
 impl ErrorCode {

@@ -8,6 +8,9 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::chunk_api::{self, ErrorCode, CRC32C_HEADER, ERROR_HEADER};
+use crate::peer_auth::{
+    self, ClusterSecret, ContentHasher, CONTENT_HASH_HEADER, DATE_HEADER, SIGNATURE_HEADER,
+};
 use crate::{Fsync, FSYNC_HEADER};
 
 /// How long a connection attempt to a node may take.
@@ -56,6 +59,13 @@ impl Frames {
         self.0.iter().fold(0, |crc, f| crc32c::crc32c_append(crc, f))
     }
 
+    /// The BLAKE3 hash of the whole body ([`peer_auth::content_hash`]).
+    pub fn content_hash(&self) -> String {
+        let mut hasher = ContentHasher::default();
+        self.0.iter().for_each(|f| hasher.update(f));
+        hasher.finish()
+    }
+
     /// One contiguous buffer (copied only when there is more than one frame).
     pub fn concat(self) -> Bytes {
         match self.0.len() {
@@ -78,41 +88,66 @@ impl From<Vec<Bytes>> for Frames {
     }
 }
 
-/// Sends chunk requests to storage nodes, each named by its `host:port`.
+/// Sends chunk requests to storage nodes, each named by its `host:port`,
+/// signed with the cluster secret.
 #[derive(Clone)]
 pub struct ChunkClient {
     http: reqwest::Client,
-}
-
-impl Default for ChunkClient {
-    fn default() -> Self {
-        Self::new()
-    }
+    secret: ClusterSecret,
+    /// The content hash of an empty body, signed by every bodiless request.
+    empty_hash: String,
 }
 
 impl ChunkClient {
-    pub fn new() -> Self {
+    pub fn new(secret: ClusterSecret) -> Self {
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
             .pool_max_idle_per_host(64)
             .build()
             .expect("an HTTP client with timeouts builds");
-        Self { http }
+        Self {
+            http,
+            secret,
+            empty_hash: peer_auth::content_hash(b""),
+        }
     }
 
-    /// Stores `data` (whose crc32c is `crc`) as chunk `id` on the node.
+    /// A request to `path` on the node, signed for a body hashing to
+    /// `content_hash`.
+    fn request(
+        &self,
+        method: reqwest::Method,
+        addr: &str,
+        path: &str,
+        content_hash: &str,
+    ) -> reqwest::RequestBuilder {
+        let signed = self.secret.sign(method.as_str(), path, content_hash.to_string());
+        self.http
+            .request(method, format!("http://{addr}{path}"))
+            .header(DATE_HEADER, signed.date)
+            .header(CONTENT_HASH_HEADER, signed.content_hash)
+            .header(SIGNATURE_HEADER, signed.signature)
+    }
+
+    /// Stores `data` as chunk `id` on the node; `crc` is its crc32c and
+    /// `content_hash` its [`peer_auth::content_hash`].
     pub async fn put(
         &self,
         addr: &str,
         id: &impl std::fmt::Display,
         crc: u32,
+        content_hash: &str,
         data: Bytes,
         fsync: Fsync,
     ) -> Result<(), ChunkError> {
         let resp = self
-            .http
-            .put(url(addr, &chunk_api::chunk_path(id)))
+            .request(
+                reqwest::Method::PUT,
+                addr,
+                &chunk_api::chunk_path(id),
+                content_hash,
+            )
             .header(CRC32C_HEADER, chunk_api::crc32c_value(crc))
             .header(FSYNC_HEADER, fsync.header_value())
             .body(data)
@@ -126,8 +161,12 @@ impl ChunkClient {
     /// frames they arrived in.
     pub async fn get(&self, addr: &str, id: &str, start: u64, end: u64) -> Result<Frames, ChunkError> {
         let resp = self
-            .http
-            .get(url(addr, &chunk_api::range_path(&id, start, end)))
+            .request(
+                reqwest::Method::GET,
+                addr,
+                &chunk_api::range_path(&id, start, end),
+                &self.empty_hash,
+            )
             .send()
             .await
             .map_err(|e| ChunkError::Failed(e.to_string()))?;
@@ -146,18 +185,18 @@ impl ChunkClient {
     /// Removes chunk `id` from the node (briefly: see [`DELETE_TIMEOUT`]).
     pub async fn delete(&self, addr: &str, id: &str) -> Result<(), ChunkError> {
         let resp = self
-            .http
-            .delete(url(addr, &chunk_api::chunk_path(&id)))
+            .request(
+                reqwest::Method::DELETE,
+                addr,
+                &chunk_api::chunk_path(&id),
+                &self.empty_hash,
+            )
             .timeout(DELETE_TIMEOUT)
             .send()
             .await
             .map_err(|e| ChunkError::Failed(e.to_string()))?;
         check(resp).await.map(drop)
     }
-}
-
-fn url(addr: &str, path: &str) -> String {
-    format!("http://{addr}{path}")
 }
 
 /// The response if it succeeded, or the error its status and
@@ -213,6 +252,7 @@ mod tests {
         ]);
         assert_eq!(frames.len(), 4);
         assert_eq!(frames.crc32c(), crc32c::crc32c(b"abcd"));
+        assert_eq!(frames.content_hash(), peer_auth::content_hash(b"abcd"));
         assert_eq!(frames.concat(), Bytes::from_static(b"abcd"));
         let one = Frames::from(vec![Bytes::from_static(b"xyz")]);
         assert_eq!(one.into_frames().len(), 1);

@@ -15,7 +15,10 @@ pub mod extension;
 pub mod fsync;
 pub mod membership;
 pub mod memory;
+pub mod peer_auth;
 pub mod placement;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 pub use chunk_id::ChunkId;
 pub use fsync::{Fsync, FSYNC_HEADER};

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use bucketfs_common::background::Background;
 pub use bucketfs_common::chunk_client::Frames;
 use bucketfs_common::chunk_client::{ChunkClient, ChunkError};
+use bucketfs_common::peer_auth::{self, ClusterSecret};
 use bucketfs_common::{placement, ChunkId, Fsync};
 use bytes::Bytes;
 use futures::future::FutureExt;
@@ -25,7 +26,7 @@ use crate::error::{Error, Result};
 use crate::membership::Membership;
 use crate::meta::{ChunkReplicas, Meta, Piece, PieceLocation};
 use crate::metrics::Metrics;
-use crate::quorum::{self, PutReplica, ReadPlan, Shortfall, REPLICAS, WRITE_QUORUM};
+use crate::quorum::{self, PutReplica, ReadPlan, Shortfall, WholeChunk, REPLICAS, WRITE_QUORUM};
 
 #[derive(Clone)]
 pub struct ChunkIo {
@@ -38,9 +39,15 @@ pub struct ChunkIo {
 }
 
 impl ChunkIo {
-    pub fn new(membership: Membership, meta: Meta, metrics: Arc<Metrics>, background: Background) -> Self {
+    pub fn new(
+        membership: Membership,
+        meta: Meta,
+        metrics: Arc<Metrics>,
+        background: Background,
+        secret: ClusterSecret,
+    ) -> Self {
         Self {
-            client: ChunkClient::new(),
+            client: ChunkClient::new(secret),
             background,
             membership,
             meta,
@@ -56,6 +63,7 @@ impl ChunkIo {
     pub async fn write(&self, data: Bytes) -> Result<Piece> {
         let id = ChunkId::random();
         let crc = crc32c::crc32c(&data);
+        let hash: Arc<str> = peer_auth::content_hash(&data).into();
         let live = self.membership.live_ids();
         let ranked = placement::rank(&id, live.iter().map(String::as_str))
             .into_iter()
@@ -63,7 +71,7 @@ impl ChunkIo {
             .collect();
         let started = std::time::Instant::now();
         let written = quorum::write(ranked, |node, fsync| {
-            self.put_replica(node, id, crc, data.clone(), fsync)
+            self.put_replica(node, id, (crc, hash.clone()), data.clone(), fsync)
         })
         .await
         .map_err(|Shortfall { durable }| Error::InsufficientReplicas {
@@ -71,7 +79,7 @@ impl ChunkIo {
             needed: WRITE_QUORUM,
         })?;
         self.meta
-            .record_chunk(&id.to_string(), data.len() as i64, crc, &written.stored)
+            .record_chunk(&id.to_string(), data.len() as i64, crc, &hash, &written.stored)
             .await?;
         tracing::debug!(
             chunk = %id,
@@ -105,12 +113,21 @@ impl ChunkIo {
         })
     }
 
-    fn put_replica(&self, node: String, id: ChunkId, crc: u32, data: Bytes, fsync: Fsync) -> PutReplica {
+    /// Sends one replica; `sums` are the chunk's crc32c and content hash.
+    fn put_replica(
+        &self,
+        node: String,
+        id: ChunkId,
+        sums: (u32, Arc<str>),
+        data: Bytes,
+        fsync: Fsync,
+    ) -> PutReplica {
         let client = self.client.clone();
         let addr = self.membership.addr(&node);
         async move {
+            let (crc, hash) = sums;
             let result = match addr {
-                Some(addr) => client.put(&addr, &id, crc, data, fsync).await,
+                Some(addr) => client.put(&addr, &id, crc, &hash, data, fsync).await,
                 None => Err(ChunkError::Failed(format!("no address for {node}"))),
             };
             (node, fsync, result)
@@ -128,7 +145,10 @@ impl ChunkIo {
         let plan = ReadPlan {
             replicas: quorum::read_order(piece.replicas.clone(), |n| self.membership.is_live(n)),
             length: chunk_end - chunk_start,
-            whole_crc32c: whole.then_some(piece.crc32c as u32),
+            whole: whole.then(|| WholeChunk {
+                crc32c: piece.crc32c as u32,
+                content_hash: piece.content_hash.clone(),
+            }),
         };
         let (frames, report) = quorum::read(plan, |node| {
             let client = self.client.clone();
@@ -170,9 +190,16 @@ impl ChunkIo {
             length: chunk.size,
             chunk_size: chunk.size,
             crc32c: chunk.crc32c,
+            content_hash: chunk.content_hash.clone(),
             replicas: chunk.replicas.clone(),
         };
         let data = self.read(&source, 0, chunk.size as u64).await?.concat();
+        // Verified against the recorded hash by the read, or (a chunk from
+        // before hashes were recorded) against its crc32c only.
+        let sums: (u32, Arc<str>) = match &chunk.content_hash {
+            Some(hash) => (chunk.crc32c as u32, hash.as_str().into()),
+            None => (chunk.crc32c as u32, peer_auth::content_hash(&data).into()),
+        };
         let live = self.membership.live_ids();
         let targets: Vec<String> = placement::rank(&id, live.iter().map(String::as_str))
             .into_iter()
@@ -186,7 +213,7 @@ impl ChunkIo {
                 break;
             }
             let (node, _, result) = self
-                .put_replica(node, id, chunk.crc32c as u32, data.clone(), Fsync::Now)
+                .put_replica(node, id, sums.clone(), data.clone(), Fsync::Now)
                 .await;
             match result {
                 Ok(()) => {

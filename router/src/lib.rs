@@ -23,6 +23,7 @@ use axum::serve::ListenerExt;
 use std::future::IntoFuture;
 
 use bucketfs_common::background::{self, Background};
+use bucketfs_common::peer_auth::ClusterSecret;
 
 use crate::chunks::ChunkIo;
 use crate::membership::Membership;
@@ -62,6 +63,10 @@ pub struct ServeConfig {
     /// ZooKeeper connection string.
     #[arg(long, default_value = "127.0.0.1:2181", env = "BUCKETFS_ZOOKEEPER")]
     pub zookeeper: String,
+    /// File holding the cluster secret that signs every request to a
+    /// storage node (at least 32 bytes; shared by the cluster's routers and nodes).
+    #[arg(long, env = "BUCKETFS_CLUSTER_SECRET_FILE")]
+    pub cluster_secret_file: std::path::PathBuf,
     /// Base domain for virtual-host-style requests (BUCKET.DOMAIN); repeatable.
     /// Other Host headers are path style.
     #[arg(long = "domain", env = "BUCKETFS_DOMAINS", value_delimiter = ',')]
@@ -130,21 +135,29 @@ async fn s3_failure(err: s3s::HttpError) -> (axum::http::StatusCode, String) {
 /// Serves S3 until SIGTERM or SIGINT; then finishes the requests and
 /// background tasks under way (for up to `SHUTDOWN_GRACE` each).
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    let secret = ClusterSecret::from_file(&config.cluster_secret_file)?;
     let meta = Meta::connect_lazy(&config.database_url)?;
     meta.migrate().await;
     let metrics = Arc::new(Metrics::default());
     let membership = Membership::default();
     let background = Background::new();
-    membership.spawn_watcher(&background, config.zookeeper.clone(), meta.clone());
+    membership.spawn_watcher(
+        &background,
+        config.zookeeper.clone(),
+        meta.clone(),
+        secret.clone(),
+    );
     let io = ChunkIo::new(
         membership.clone(),
         meta.clone(),
         metrics.clone(),
         background.clone(),
+        secret.clone(),
     );
     worker::Worker {
         config: config.worker.clone(),
         zookeeper: config.zookeeper.clone(),
+        secret,
         router_id: config.listen.to_string(),
         meta: meta.clone(),
         io: io.clone(),

@@ -10,7 +10,8 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bucketfs_common::background::Background;
-use bucketfs_common::membership::{NodeInfo, NODES_PATH};
+use bucketfs_common::membership::{self, NodeInfo, NODES_PATH};
+use bucketfs_common::peer_auth::ClusterSecret;
 use zookeeper_client as zk;
 
 use crate::meta::Meta;
@@ -67,30 +68,29 @@ impl Membership {
     }
 
     /// Starts the watcher, reconnecting after each lost session until shutdown.
-    pub fn spawn_watcher(&self, background: &Background, zookeeper: String, meta: Meta) {
+    pub fn spawn_watcher(
+        &self,
+        background: &Background,
+        zookeeper: String,
+        meta: Meta,
+        secret: ClusterSecret,
+    ) {
         let this = self.clone();
         background.retry("membership watch", move || {
-            let (this, zookeeper, meta) = (this.clone(), zookeeper.clone(), meta.clone());
+            let (this, zookeeper, meta, secret) =
+                (this.clone(), zookeeper.clone(), meta.clone(), secret.clone());
             async move {
                 if let Ok(known) = meta.node_addrs().await {
                     this.learn(known);
                 }
-                this.watch(&zookeeper, &meta).await
+                this.watch(&zookeeper, &meta, &secret).await
             }
         });
     }
 
-    async fn watch(&self, zookeeper: &str, meta: &Meta) -> Result<(), zk::Error> {
-        let client = zk::Client::connector()
-            .with_session_timeout(Duration::from_secs(6))
-            .connect(zookeeper)
-            .await?;
-        client
-            .mkdir(
-                NODES_PATH,
-                &zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all()),
-            )
-            .await?;
+    async fn watch(&self, zookeeper: &str, meta: &Meta, secret: &ClusterSecret) -> Result<(), zk::Error> {
+        let client = membership::connect(zookeeper, secret).await?;
+        membership::secure_dir(&client, NODES_PATH).await?;
         loop {
             let (children, _, watcher) = client.get_and_watch_children(NODES_PATH).await?;
             let mut nodes = Vec::with_capacity(children.len());

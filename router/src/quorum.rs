@@ -115,10 +115,12 @@ where
 pub struct ReadReport {
     /// Replicas whose bytes failed a checksum, at the node or here.
     pub checksum_failures: usize,
-    /// Replicas whose node answered that its copy is corrupt or gone: their
-    /// records are dropped, so that repair places a new copy. (A mismatch
-    /// found here is only counted: the bytes may have been damaged on the
-    /// way, and the node's scrubber judges its own disk.)
+    /// Replicas whose node answered that its copy is corrupt or gone, or
+    /// sent bytes that match the chunk's crc32c but not its cryptographic
+    /// hash (no accident does that: the node is lying). Their records are
+    /// dropped, so that repair places a new copy. (A crc32c mismatch found
+    /// here is only counted: the bytes may have been damaged on the way,
+    /// and the node's scrubber judges its own disk.)
     pub lost: Vec<String>,
     /// Replicas tried and passed over for any reason.
     pub fallbacks: usize,
@@ -130,8 +132,15 @@ pub struct ReadPlan {
     pub replicas: Vec<String>,
     /// The number of bytes the answer must hold.
     pub length: u64,
-    /// The chunk's crc32c, when the read covers the whole chunk.
-    pub whole_crc32c: Option<u32>,
+    /// The chunk's checksums, when the read covers the whole chunk.
+    pub whole: Option<WholeChunk>,
+}
+
+/// What the bytes of a whole chunk must hash to.
+pub struct WholeChunk {
+    pub crc32c: u32,
+    /// BLAKE3 (hex), for chunks recorded with one.
+    pub content_hash: Option<String>,
 }
 
 /// Orders replicas for a read: live nodes first, ties in recorded order.
@@ -153,9 +162,20 @@ where
             Ok(frames) if frames.len() as u64 != plan.length => {
                 tracing::warn!(%node, got = frames.len(), want = plan.length, "replica returned a short read");
             }
-            Ok(frames) if plan.whole_crc32c.is_some_and(|crc| frames.crc32c() != crc) => {
+            Ok(frames) if plan.whole.as_ref().is_some_and(|w| frames.crc32c() != w.crc32c) => {
                 tracing::error!(%node, "chunk checksum mismatch; trying another replica");
                 report.checksum_failures += 1;
+            }
+            Ok(frames)
+                if plan
+                    .whole
+                    .as_ref()
+                    .and_then(|w| w.content_hash.as_ref())
+                    .is_some_and(|hash| frames.content_hash() != *hash) =>
+            {
+                tracing::error!(%node, "replica sent altered bytes under a matching crc32c; quarantined");
+                report.checksum_failures += 1;
+                report.lost.push(node);
             }
             Ok(frames) => return (Some(frames), report),
             Err(ChunkError::Corrupt) => {

@@ -215,7 +215,10 @@ fn plan(replicas: &[&str], length: u64, whole: Option<&[u8]>) -> ReadPlan {
     ReadPlan {
         replicas: replicas.iter().map(|n| n.to_string()).collect(),
         length,
-        whole_crc32c: whole.map(crc32c::crc32c),
+        whole: whole.map(|bytes| WholeChunk {
+            crc32c: crc32c::crc32c(bytes),
+            content_hash: Some(bucketfs_common::peer_auth::content_hash(bytes)),
+        }),
     }
 }
 
@@ -250,6 +253,21 @@ async fn a_read_passes_over_failed_short_and_mismatched_replicas() {
         },
         "a mismatch found here is counted, but the node's record is kept"
     );
+}
+
+#[tokio::test]
+async fn a_forged_replica_with_a_matching_crc32c_is_quarantined() {
+    // crc32c is linear: four appended bytes chosen from the crc32c of the
+    // altered text make it match the original's, as an attacker would.
+    let original: &'static [u8] = b"the real content";
+    let forged = bucketfs_common::testing::forge_crc32c(b"fake content", crc32c::crc32c(original));
+    assert_eq!(crc32c::crc32c(&forged), crc32c::crc32c(original));
+    let forged: &'static [u8] = Box::leak(forged.into_boxed_slice());
+    let fetch = fetcher(&[("liar", Ok(forged)), ("good", Ok(original))]);
+    let (frames, report) = read(plan(&["liar", "good"], 16, Some(original)), fetch).await;
+    assert_eq!(frames.unwrap().concat(), Bytes::from_static(original));
+    assert_eq!(report.lost, ["liar"]);
+    assert_eq!((report.checksum_failures, report.fallbacks), (1, 1));
 }
 
 #[tokio::test]

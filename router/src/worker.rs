@@ -15,7 +15,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bucketfs_common::background::Background;
-use bucketfs_common::membership::LEADER_PATH;
+use bucketfs_common::membership::{self, LEADER_PATH};
+use bucketfs_common::peer_auth::ClusterSecret;
 use zookeeper_client as zk;
 
 use crate::chunks::ChunkIo;
@@ -52,6 +53,8 @@ pub struct WorkerConfig {
 pub struct Worker {
     pub config: WorkerConfig,
     pub zookeeper: String,
+    /// The cluster secret, whose derived credential opens the ZooKeeper session.
+    pub secret: ClusterSecret,
     pub router_id: String,
     pub meta: Meta,
     pub io: ChunkIo,
@@ -69,18 +72,10 @@ impl Worker {
     }
 
     async fn campaign(&self) -> Result<(), zk::Error> {
-        let client = zk::Client::connector()
-            .with_session_timeout(Duration::from_secs(6))
-            .connect(&self.zookeeper)
-            .await?;
+        let client = membership::connect(&self.zookeeper, &self.secret).await?;
         let parent = LEADER_PATH.rsplit_once('/').map(|(p, _)| p).unwrap_or("/");
-        client
-            .mkdir(
-                parent,
-                &zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all()),
-            )
-            .await?;
-        let ephemeral = zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all());
+        membership::secure_dir(&client, parent).await?;
+        let ephemeral = membership::members_only(zk::CreateMode::Ephemeral);
         loop {
             match client
                 .create(LEADER_PATH, self.router_id.as_bytes(), &ephemeral)

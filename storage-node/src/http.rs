@@ -1,17 +1,25 @@
 //! The chunk HTTP API routers talk to (paths, headers and error codes in
 //! `bucketfs_common::chunk_api`), and `GET /health`, `GET /metrics`.
 //!
-//! Errors become HTTP statuses in exactly one place, `IntoResponse for ApiError`.
+//! Every chunk request must be signed by a cluster member
+//! (`bucketfs_common::peer_auth`): [`authenticate`] refuses any other with
+//! 403 before a handler sees it, and a PUT's body must hash to what was
+//! signed. Errors become HTTP statuses in exactly one place,
+//! `IntoResponse for ApiError`.
 
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use bucketfs_common::chunk_api::{ErrorCode, CHUNKS_PATH, CRC32C_HEADER, ERROR_HEADER, LENGTH_HEADER};
+use bucketfs_common::peer_auth::{
+    AuthError, ClusterSecret, ContentHasher, Signed, CONTENT_HASH_HEADER, DATE_HEADER, SIGNATURE_HEADER,
+};
 use bucketfs_common::{ChunkId, Fsync, FSYNC_HEADER};
 use futures::StreamExt;
 use serde::Deserialize;
@@ -23,10 +31,11 @@ use crate::store::{ChunkStore, Incoming, StoreError, MAX_CHUNK_BYTES};
 pub struct AppState {
     pub store: Arc<ChunkStore>,
     pub metrics: Arc<Metrics>,
+    pub secret: ClusterSecret,
 }
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let chunks = Router::new()
         .route(
             &format!("{CHUNKS_PATH}/{{id}}"),
             get(get_chunk)
@@ -35,6 +44,9 @@ pub fn router(state: AppState) -> Router {
                 .delete(delete_chunk),
         )
         .route(CHUNKS_PATH, get(list_chunks))
+        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    Router::new()
+        .merge(chunks)
         .route("/health", get(|| async { "ok" }))
         .route(
             "/metrics",
@@ -55,6 +67,8 @@ pub enum ApiError {
     BadCrcHeader,
     #[error("could not read the body: {0}")]
     Body(String),
+    #[error("refused: {0}")]
+    Unauthenticated(#[from] AuthError),
 }
 
 impl IntoResponse for ApiError {
@@ -63,6 +77,7 @@ impl IntoResponse for ApiError {
             ApiError::BadId => (StatusCode::BAD_REQUEST, ErrorCode::BadId),
             ApiError::BadCrcHeader => (StatusCode::BAD_REQUEST, ErrorCode::BadCrcHeader),
             ApiError::Body(_) => (StatusCode::BAD_REQUEST, ErrorCode::BadBody),
+            ApiError::Unauthenticated(_) => (StatusCode::FORBIDDEN, ErrorCode::Forbidden),
             ApiError::Store(StoreError::NotFound) => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
             ApiError::Store(StoreError::Corrupt(_)) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Corrupt)
@@ -83,6 +98,39 @@ impl IntoResponse for ApiError {
         }
         (status, [(ERROR_HEADER, code.as_str())], self.to_string()).into_response()
     }
+}
+
+/// Lets a request through only if a cluster member signed it, recently.
+async fn authenticate(State(s): State<AppState>, request: Request, next: Next) -> Response {
+    match check_signature(&s.secret, &request) {
+        Ok(()) => next.run(request).await,
+        Err(e) => {
+            Metrics::add(&s.metrics.refused_requests, 1);
+            tracing::warn!(method = %request.method(), uri = %request.uri(), error = %e, "refused an unauthenticated chunk request");
+            ApiError::from(e).into_response()
+        }
+    }
+}
+
+fn check_signature(secret: &ClusterSecret, request: &Request) -> Result<(), AuthError> {
+    let header = |name: &'static str| {
+        request
+            .headers()
+            .get(name)
+            .ok_or(AuthError::Missing(name))?
+            .to_str()
+            .map_err(|_| AuthError::Malformed(name))
+    };
+    let date = header(DATE_HEADER)?
+        .parse()
+        .map_err(|_| AuthError::Malformed(DATE_HEADER))?;
+    let signed = Signed {
+        method: request.method().as_str(),
+        path_and_query: request.uri().path_and_query().map_or("", |p| p.as_str()),
+        date,
+        content_hash: header(CONTENT_HASH_HEADER)?,
+    };
+    secret.verify(&signed, header(SIGNATURE_HEADER)?)
 }
 
 fn parse_id(id: &str) -> Result<ChunkId, ApiError> {
@@ -114,7 +162,14 @@ async fn put_chunk(
         ),
     };
     let fsync = Fsync::from_header_value(headers.get(FSYNC_HEADER).map(|v| v.as_bytes()));
-    let chunk = receive(&headers, body).await?;
+    let (chunk, content_hash) = receive(&headers, body).await?;
+    // The signature covers the hash header (see `authenticate`): a body
+    // that does not match it was not the one signed.
+    if headers.get(CONTENT_HASH_HEADER).map(|v| v.as_bytes()) != Some(content_hash.as_bytes()) {
+        Metrics::add(&s.metrics.refused_requests, 1);
+        tracing::warn!(chunk = %id, "refused a PUT whose body is not the one signed");
+        return Err(AuthError::BodyMismatch.into());
+    }
     let len = chunk.payload_len() as u64;
     let store = s.store.clone();
     blocking(move || store.put_incoming(&id, chunk, crc, fsync)).await?;
@@ -123,9 +178,11 @@ async fn put_chunk(
     Ok(StatusCode::CREATED)
 }
 
-/// Reads a PUT body straight into a chunk image: sized by Content-Length
-/// when announced, else collected first (up to the chunk limit).
-async fn receive(headers: &HeaderMap, body: Body) -> Result<Incoming, ApiError> {
+/// Reads a PUT body straight into a chunk image, hashing it on the way:
+/// sized by Content-Length when announced, else collected first (up to the
+/// chunk limit).
+async fn receive(headers: &HeaderMap, body: Body) -> Result<(Incoming, String), ApiError> {
+    let mut hasher = ContentHasher::default();
     let announced = headers
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
@@ -135,14 +192,17 @@ async fn receive(headers: &HeaderMap, body: Body) -> Result<Incoming, ApiError> 
             .map_err(|e| ApiError::Body(e.to_string()))?;
         let mut chunk = Incoming::new(bytes.len())?;
         chunk.extend(&bytes)?;
-        return Ok(chunk);
+        hasher.update(&bytes);
+        return Ok((chunk, hasher.finish()));
     };
     let mut chunk = Incoming::new(len)?;
     let mut frames = body.into_data_stream();
     while let Some(frame) = frames.next().await {
-        chunk.extend(&frame.map_err(|e| ApiError::Body(e.to_string()))?)?;
+        let frame = frame.map_err(|e| ApiError::Body(e.to_string()))?;
+        chunk.extend(&frame)?;
+        hasher.update(&frame);
     }
-    Ok(chunk)
+    Ok((chunk, hasher.finish()))
 }
 
 #[derive(Deserialize)]

@@ -15,6 +15,7 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::serve::ListenerExt;
 use bucketfs_common::background::{self, Background};
+use bucketfs_common::peer_auth::ClusterSecret;
 use std::future::IntoFuture;
 
 /// Command-line configuration of one storage node.
@@ -36,6 +37,10 @@ pub struct Config {
     /// ZooKeeper connection string (host:port[,host:port]).
     #[arg(long, default_value = "127.0.0.1:2181", env = "BUCKETFS_ZOOKEEPER")]
     pub zookeeper: String,
+    /// File holding the cluster secret that every router request must be
+    /// signed with (at least 32 bytes; shared by the cluster's routers and nodes).
+    #[arg(long, env = "BUCKETFS_CLUSTER_SECRET_FILE")]
+    pub cluster_secret_file: PathBuf,
     /// Seconds between two scrubber passes over every chunk (0 disables it).
     #[arg(long, default_value_t = 3600)]
     pub scrub_interval_secs: u64,
@@ -43,6 +48,7 @@ pub struct Config {
 
 /// Runs the node until SIGTERM or SIGINT (see `background::serve_until_terminated`).
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    let secret = ClusterSecret::from_file(&config.cluster_secret_file)?;
     let store = Arc::new(store::ChunkStore::open(&config.data_dir).context("opening data directory")?);
     let metrics = Arc::new(metrics::Metrics::default());
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -59,6 +65,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         node_id: config.node_id.clone(),
         addr: advertise,
         store: store.clone(),
+        secret: secret.clone(),
     };
     let background = Background::new();
     registration.spawn(&background);
@@ -67,7 +74,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         scrub::spawn(&background, store.clone(), metrics.clone(), interval);
     }
 
-    let app = http::router(http::AppState { store, metrics });
+    let app = http::router(http::AppState {
+        store,
+        metrics,
+        secret,
+    });
     // Without TCP_NODELAY a small response's body waits for the ACK of its
     // headers: a 4 KiB GET took 40 ms (the peer's delayed ACK).
     let listener = listener.tap_io(|tcp| {

@@ -11,6 +11,8 @@ pub struct Metrics {
     pub checksum_failures: AtomicU64,
     pub chunks_deleted: AtomicU64,
     pub scrubbed_chunks: AtomicU64,
+    /// Requests refused for a missing, wrong or stale signature.
+    pub refused_requests: AtomicU64,
 }
 
 impl Metrics {
@@ -27,6 +29,7 @@ impl Metrics {
             ("bucketfs_node_checksum_failures_total", &self.checksum_failures),
             ("bucketfs_node_chunks_deleted_total", &self.chunks_deleted),
             ("bucketfs_node_scrubbed_chunks_total", &self.scrubbed_chunks),
+            ("bucketfs_node_refused_requests_total", &self.refused_requests),
         ] {
             let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
         }

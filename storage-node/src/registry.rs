@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bucketfs_common::background::Background;
-use bucketfs_common::membership::{NodeInfo, NODES_PATH};
+use bucketfs_common::membership::{self, NodeInfo, NODES_PATH};
+use bucketfs_common::peer_auth::ClusterSecret;
 use zookeeper_client as zk;
 
 use crate::store::ChunkStore;
@@ -18,6 +19,7 @@ pub struct Registration {
     pub node_id: String,
     pub addr: String,
     pub store: Arc<ChunkStore>,
+    pub secret: ClusterSecret,
 }
 
 impl Registration {
@@ -43,15 +45,11 @@ impl Registration {
     }
 
     async fn run_session(&self) -> Result<(), zk::Error> {
-        let client = zk::Client::connector()
-            .with_session_timeout(Duration::from_secs(6))
-            .connect(&self.zookeeper)
-            .await?;
-        let persistent = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
-        client.mkdir(NODES_PATH, &persistent).await?;
+        let client = membership::connect(&self.zookeeper, &self.secret).await?;
+        membership::secure_dir(&client, NODES_PATH).await?;
         let path = format!("{NODES_PATH}/{}", self.node_id);
         let data = serde_json::to_vec(&self.info()).expect("NodeInfo serialises");
-        let ephemeral = zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all());
+        let ephemeral = membership::members_only(zk::CreateMode::Ephemeral);
         match client.create(&path, &data, &ephemeral).await {
             Ok(_) => {}
             // A znode left by our previous session that has not expired yet.

@@ -19,6 +19,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use bucketfs_common::peer_auth::ClusterSecret;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::{Pid, User};
 
@@ -138,6 +139,7 @@ impl Cluster {
             temporary,
             detached: false,
         };
+        cluster.write_cluster_secret()?;
         cluster.start_postgres(true)?;
         cluster.start_zookeeper()?;
         for i in 1..=STORAGE_NODES {
@@ -168,6 +170,28 @@ impl Cluster {
 
     pub fn node_data_dir(&self, i: usize) -> PathBuf {
         self.dir.join("nodes").join(format!("storage-node-{i}"))
+    }
+
+    /// The file with the secret the cluster's routers and nodes share.
+    pub fn cluster_secret_path(&self) -> PathBuf {
+        self.dir.join("cluster-secret")
+    }
+
+    /// Writes a fresh cluster secret (readable by its owner only), unless
+    /// the directory has one from an earlier start.
+    fn write_cluster_secret(&self) -> Result<()> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = self.cluster_secret_path();
+        if path.exists() {
+            return Ok(());
+        }
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)?;
+        writeln!(file, "{}", ClusterSecret::generate())?;
+        Ok(())
     }
 
     pub fn log_path(&self, name: &str) -> PathBuf {
@@ -297,7 +321,9 @@ impl Cluster {
             .arg("--data-dir")
             .arg(self.node_data_dir(i))
             .args(["--node-id", &name])
-            .args(["--zookeeper", &format!("127.0.0.1:{}", self.ports.zookeeper)]);
+            .args(["--zookeeper", &format!("127.0.0.1:{}", self.ports.zookeeper)])
+            .arg("--cluster-secret-file")
+            .arg(self.cluster_secret_path());
         self.spawn(&name, cmd)?;
         wait_for(&name, Duration::from_secs(30), || {
             http_get(port, "/health").is_some()
@@ -334,6 +360,8 @@ impl Cluster {
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(["--database-url", &self.database_url()])
             .args(["--zookeeper", &format!("127.0.0.1:{}", self.ports.zookeeper)])
+            .arg("--cluster-secret-file")
+            .arg(self.cluster_secret_path())
             .args(&self.router_args);
         self.spawn(&name, cmd)?;
         wait_for(&name, Duration::from_secs(30), || {

@@ -37,7 +37,7 @@ fn metadata_statements_keep_their_promises() -> Result<()> {
         let bucket = meta.bucket_uncached("m").await?;
         let nodes = ["n1".to_string(), "n2".to_string()];
         for (chunk, size) in [("c1", 100), ("c2", 50)] {
-            meta.record_chunk(chunk, size, 7, &nodes).await?;
+            meta.record_chunk(chunk, size, 7, "h", &nodes).await?;
         }
 
         // A commit is read back with its metadata and its chunk map.
@@ -74,7 +74,7 @@ fn metadata_statements_keep_their_promises() -> Result<()> {
         assert!(!garbage.contains(&"c2".to_string()));
 
         // Renames move the current version; no_replace refuses an existing name.
-        meta.record_chunk("c3", 10, 7, &nodes).await?;
+        meta.record_chunk("c3", 10, 7, "h", &nodes).await?;
         meta.commit_version(&bucket, new_version("d/x", "c3", 10, WritePrecondition::None))
             .await?;
         assert!(meta.rename(&bucket, "a", "d/x", false, true).await.is_err());
@@ -92,8 +92,8 @@ fn metadata_statements_keep_their_promises() -> Result<()> {
         // Versioned: a delete leaves a marker, and older versions stay readable.
         meta.set_versioning(&bucket, "Enabled").await?;
         let bucket = meta.bucket_uncached("m").await?;
-        meta.record_chunk("c4", 5, 7, &nodes).await?;
-        meta.record_chunk("c5", 6, 7, &nodes).await?;
+        meta.record_chunk("c4", 5, 7, "h", &nodes).await?;
+        meta.record_chunk("c5", 6, 7, "h", &nodes).await?;
         let v1 = meta
             .commit_version(&bucket, new_version("v", "c4", 5, WritePrecondition::None))
             .await?;

@@ -9,16 +9,25 @@ use super::*;
 use crate::error::Result;
 
 impl Meta {
-    /// Records a chunk durably stored on `replicas`.
-    pub async fn record_chunk(&self, id: &str, size: i64, crc: u32, replicas: &[String]) -> Result<()> {
+    /// Records a chunk durably stored on `replicas`, with its crc32c and
+    /// BLAKE3 `content_hash` (hex).
+    pub async fn record_chunk(
+        &self,
+        id: &str,
+        size: i64,
+        crc: u32,
+        content_hash: &str,
+        replicas: &[String],
+    ) -> Result<()> {
         // One statement, so one round trip and atomic without BEGIN/COMMIT.
         sqlx::query(
-            "WITH chunk AS (INSERT INTO chunks (id, size, crc32c) VALUES ($1, $2, $3) RETURNING id)
-             INSERT INTO chunk_replicas (chunk_id, node_id) SELECT chunk.id, unnest($4::text[]) FROM chunk",
+            "WITH chunk AS (INSERT INTO chunks (id, size, crc32c, content_hash) VALUES ($1, $2, $3, $4) RETURNING id)
+             INSERT INTO chunk_replicas (chunk_id, node_id) SELECT chunk.id, unnest($5::text[]) FROM chunk",
         )
         .bind(id)
         .bind(size as i32)
         .bind(i64::from(crc))
+        .bind(content_hash)
         .bind(replicas)
         .execute(&self.pool)
         .await?;
@@ -65,7 +74,7 @@ impl Meta {
             "WITH counted AS (
                  SELECT unnest($1::text[]) AS id
                  UNION SELECT id FROM nodes WHERE last_seen > now() - make_interval(secs => $4))
-             SELECT c.id, c.size, c.crc32c,
+             SELECT c.id, c.size, c.crc32c, c.content_hash,
                     COALESCE(array_agg(r.node_id) FILTER (WHERE r.node_id IN (SELECT id FROM counted)), '{}') AS replicas
              FROM chunks c LEFT JOIN chunk_replicas r ON r.chunk_id = c.id
              WHERE c.created_at < now() - make_interval(secs => $3)
@@ -107,7 +116,7 @@ impl Meta {
             return Ok(Vec::new());
         }
         let garbage: Vec<ChunkReplicas> = sqlx::query_as(
-            "SELECT c.id, c.size, c.crc32c,
+            "SELECT c.id, c.size, c.crc32c, c.content_hash,
                     COALESCE(array_agg(r.node_id) FILTER (WHERE r.node_id IS NOT NULL), '{}') AS replicas
              FROM chunks c LEFT JOIN chunk_replicas r ON r.chunk_id = c.id
              WHERE c.id = ANY($1) GROUP BY c.id",

@@ -73,6 +73,8 @@ pub struct PieceLocation {
     pub length: i32,
     pub chunk_size: i32,
     pub crc32c: i64,
+    /// BLAKE3 of the whole chunk (hex); `None` for chunks written before it.
+    pub content_hash: Option<String>,
     pub replicas: Vec<String>,
 }
 
@@ -82,6 +84,7 @@ pub struct ChunkReplicas {
     pub id: String,
     pub size: i32,
     pub crc32c: i64,
+    pub content_hash: Option<String>,
     pub replicas: Vec<String>,
 }
 

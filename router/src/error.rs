@@ -17,6 +17,18 @@ pub enum Error {
     NoSuchUpload,
     #[error("the bucket already exists and is yours")]
     BucketExists,
+    #[error("the bucket name is taken by another owner")]
+    BucketTaken,
+    #[error("access denied")]
+    AccessDenied,
+    #[error("the policy is malformed: {0}")]
+    MalformedPolicy(String),
+    #[error("the ACL is malformed: {0}")]
+    MalformedAcl(String),
+    #[error("the bucket has no policy")]
+    NoSuchBucketPolicy,
+    #[error("the bucket has no public access block configuration")]
+    NoSuchPublicAccessBlock,
     #[error("the bucket is not empty")]
     BucketNotEmpty,
     #[error("the Content-MD5 you sent does not match the body")]
@@ -70,6 +82,14 @@ impl From<Error> for S3Error {
             Error::DeleteMarker => S3ErrorCode::MethodNotAllowed,
             Error::NoSuchUpload => S3ErrorCode::NoSuchUpload,
             Error::BucketExists => S3ErrorCode::BucketAlreadyOwnedByYou,
+            Error::BucketTaken => S3ErrorCode::BucketAlreadyExists,
+            Error::AccessDenied => S3ErrorCode::AccessDenied,
+            Error::MalformedPolicy(_) => S3ErrorCode::MalformedPolicy,
+            Error::MalformedAcl(_) => S3ErrorCode::MalformedACLError,
+            Error::NoSuchBucketPolicy => S3ErrorCode::NoSuchBucketPolicy,
+            Error::NoSuchPublicAccessBlock => S3ErrorCode::Custom(bytestring::ByteString::from_static(
+                "NoSuchPublicAccessBlockConfiguration",
+            )),
             Error::BucketNotEmpty => S3ErrorCode::BucketNotEmpty,
             Error::BadDigest | Error::BadChecksum { .. } => S3ErrorCode::BadDigest,
             Error::InvalidDigest => S3ErrorCode::InvalidDigest,
@@ -91,6 +111,9 @@ impl From<Error> for S3Error {
             tracing::error!(error = %e, "request failed");
         }
         let mut err = S3Error::with_message(code, e.to_string());
+        if let Error::NoSuchPublicAccessBlock = e {
+            err.set_status_code(http::StatusCode::NOT_FOUND);
+        }
         if let Error::DeleteMarker = e {
             let mut headers = http::HeaderMap::new();
             headers.insert("x-amz-delete-marker", http::HeaderValue::from_static("true"));

@@ -2,9 +2,11 @@
 //! storage nodes are learned from ZooKeeper, object bytes are chunked and
 //! replicated to storage nodes. Any number of routers serve the same cluster.
 
-pub(crate) mod auth;
+pub(crate) mod access;
+pub(crate) mod admin;
 pub(crate) mod chunks;
-pub(crate) mod error;
+pub mod error;
+pub(crate) mod escape;
 pub(crate) mod host;
 pub(crate) mod membership;
 pub mod meta;
@@ -41,14 +43,12 @@ pub struct Cli {
 pub enum Command {
     /// Serve the S3 API.
     Serve(ServeConfig),
-    /// Create (or replace) an access key.
-    CreateKey {
+    /// Manage users' access keys: create, list, revoke.
+    Key {
         #[arg(long, env = "BUCKETFS_DATABASE_URL")]
         database_url: String,
-        #[arg(long)]
-        access_key: String,
-        #[arg(long)]
-        secret_key: String,
+        #[command(subcommand)]
+        command: admin::KeyCommand,
     },
 }
 
@@ -78,16 +78,13 @@ pub struct ServeConfig {
 pub async fn main(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(config) => serve(config).await,
-        Command::CreateKey {
+        Command::Key {
             database_url,
-            access_key,
-            secret_key,
+            command,
         } => {
             let meta = Meta::connect_lazy(&database_url)?;
             meta.migrate().await;
-            meta.put_access_key(&access_key, &secret_key).await?;
-            println!("access key {access_key} created");
-            Ok(())
+            admin::run(&meta, command).await
         }
     }
 }
@@ -104,10 +101,25 @@ async fn request_span(req: axum::extract::Request, next: axum::middleware::Next)
     use tracing::Instrument;
     let id = format!("{:016x}", rand::random::<u64>());
     let span = tracing::info_span!("request", %id, method = %req.method(), path = %req.uri().path());
+    let has_body = req.headers().contains_key(axum::http::header::TRANSFER_ENCODING)
+        || req
+            .headers()
+            .get(axum::http::header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0");
     async move {
         let started = std::time::Instant::now();
         let mut response = next.run(req).await;
         let status = response.status().as_u16();
+        // Refused before its body was read (an access check, a bad
+        // header): the client may still send it, or (with `Expect:
+        // 100-continue`) never will, and a proxy in between cannot tell
+        // which. Closing the connection, as S3 does, leaves no doubt.
+        if status >= 400 && has_body {
+            response.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+        }
         let ms = started.elapsed().as_secs_f64() * 1000.0;
         if status >= 500 {
             tracing::warn!(status, ms, "request failed");
@@ -165,9 +177,12 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     }
     .spawn(&background);
 
-    let fs = s3::Bucketfs::new(meta.clone(), io, metrics.clone());
+    let identities = access::Identities::new(meta.clone());
+    let access = access::Access::new(meta.clone(), identities.clone());
+    let fs = s3::Bucketfs::new(meta.clone(), io, metrics.clone(), access.clone());
     let mut builder = s3s::service::S3ServiceBuilder::new(fs.clone());
-    builder.set_auth(auth::PostgresAuth::new(meta.clone()));
+    builder.set_auth(identities);
+    builder.set_access(access);
     builder.set_route(s3::ExtensionRoute { fs });
     if !config.domains.is_empty() {
         builder.set_host(host::Domains(config.domains.clone()));
@@ -197,7 +212,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         }
     });
     background::serve_until_terminated(background, |stopping| {
-        axum::serve(listener, app)
+        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(stopping)
             .into_future()
     })

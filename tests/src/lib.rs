@@ -338,18 +338,45 @@ impl Cluster {
         Ok(i)
     }
 
+    /// The quick start's user, `admin`, with the cluster's own key.
     fn create_access_key(&self) -> Result<()> {
+        self.router_key(&[
+            "create",
+            "--user",
+            "admin",
+            "--access-key",
+            &self.access_key,
+            "--secret-key",
+            &self.secret_key,
+        ])
+        .map(drop)
+    }
+
+    /// Runs `router key ARGS` against the cluster's Postgres; its output.
+    pub fn router_key(&self, args: &[&str]) -> Result<String> {
         let out = Command::new(self.bin_dir.join("router"))
-            .args(["create-key", "--database-url", &self.database_url()])
-            .args(["--access-key", &self.access_key, "--secret-key", &self.secret_key])
+            .args(["key", "--database-url", &self.database_url()])
+            .args(args)
             .output()?;
         if !out.status.success() {
             bail!(
-                "router create-key failed: {}",
+                "router key {args:?} failed: {}",
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        Ok(())
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Makes user `name` with a fresh key: (canonical id, access key, secret).
+    pub fn create_user(&self, name: &str) -> Result<(String, String, String)> {
+        let out = self.router_key(&["create", "--user", name])?;
+        let field = |k: &str| {
+            out.lines()
+                .find_map(|l| l.strip_prefix(&format!("{k}=")))
+                .map(str::to_string)
+                .with_context(|| format!("no {k} in {out:?}"))
+        };
+        Ok((field("user_id")?, field("access_key")?, field("secret_key")?))
     }
 
     pub fn start_router(&mut self, i: usize) -> Result<()> {
@@ -403,7 +430,11 @@ impl Cluster {
             .map(|(i, p)| format!("  server router-{} 127.0.0.1:{p} check\n", i + 1))
             .collect();
         // Bodies are spliced through the kernel, not copied through
-        // HAProxy: half its CPU on 1 GiB reads and writes.
+        // HAProxy: half its CPU on 1 GiB reads and writes. A request with
+        // `Expect: 100-continue` refused before its body was asked for
+        // (an access check) closes the client's connection: a client that
+        // then never sends the body (boto3) and reuses the connection
+        // would otherwise have its next request taken for that body.
         let cfg = self.dir.join("haproxy.cfg");
         fs::write(
             &cfg,
@@ -412,7 +443,10 @@ impl Cluster {
                  defaults\n  mode http\n  timeout connect 2s\n  timeout client 600s\n  timeout server 600s\n\
                  \x20 retries 3\n  option redispatch 1\n  retry-on conn-failure empty-response response-timeout\n\
                  \x20 option splice-request\n  option splice-response\n\
-                 frontend s3\n  bind 127.0.0.1:{}\n  default_backend routers\n\
+                 frontend s3\n  bind 127.0.0.1:{}\n  option forwardfor\n\
+                 \x20 http-request set-var(txn.expect) req.hdr(expect)\n\
+                 \x20 http-after-response set-header Connection close if {{ status ge 400 }} {{ var(txn.expect) -m found }}\n\
+                 \x20 default_backend routers\n\
                  backend routers\n  balance roundrobin\n  option httpchk GET /_bucketfs/health\n\
                  \x20 default-server inter 500ms fall 2 rise 1\n{servers}",
                 self.ports.haproxy

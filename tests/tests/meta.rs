@@ -33,8 +33,20 @@ fn metadata_statements_keep_their_promises() -> Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let meta = Meta::connect_lazy(&cluster.database_url())?;
-        meta.create_bucket("m").await?;
+        let owner = meta.ensure_user("meta-test").await?;
+        assert_eq!(meta.ensure_user("meta-test").await?, owner, "made once");
+        meta.create_bucket("m", &owner.id, &serde_json::json!([])).await?;
         let bucket = meta.bucket_uncached("m").await?;
+        assert_eq!(bucket.owner_id.as_deref(), Some(owner.id.as_str()));
+        assert!(matches!(
+            meta.create_bucket("m", &owner.id, &serde_json::json!([])).await,
+            Err(router::error::Error::BucketExists)
+        ));
+        let other = meta.ensure_user("meta-other").await?;
+        assert!(matches!(
+            meta.create_bucket("m", &other.id, &serde_json::json!([])).await,
+            Err(router::error::Error::BucketTaken)
+        ));
         let nodes = ["n1".to_string(), "n2".to_string()];
         for (chunk, size) in [("c1", 100), ("c2", 50)] {
             meta.record_chunk(chunk, size, 7, "h", &nodes).await?;

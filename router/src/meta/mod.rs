@@ -15,10 +15,14 @@ use time::OffsetDateTime;
 
 use crate::error::{Error, Result};
 
+mod access;
 mod chunks;
 mod objects;
 mod sql;
 mod uploads;
+mod users;
+
+pub use users::{KeyListing, KeyOwner, User};
 
 pub const NULL_VERSION: &str = "null";
 
@@ -28,6 +32,14 @@ pub struct Bucket {
     pub name: String,
     pub versioning: String,
     pub created_at: OffsetDateTime,
+    /// The owner's canonical id; `None` for a bucket made before owners.
+    pub owner_id: Option<String>,
+    /// ACL grants beyond the owner's (see `access::acl`).
+    pub acl: Json,
+    /// The bucket policy document, as put.
+    pub policy: Option<String>,
+    /// The public access block configuration (see `access`).
+    pub public_access_block: Option<Json>,
 }
 
 impl Bucket {
@@ -205,38 +217,24 @@ impl Meta {
         }
     }
 
-    // ---- access keys -------------------------------------------------------
-
-    pub async fn secret_key(&self, access_key: &str) -> Result<Option<String>> {
-        Ok(
-            sqlx::query_scalar("SELECT secret_key FROM access_keys WHERE access_key = $1")
-                .bind(access_key)
-                .fetch_optional(&self.pool)
-                .await?,
-        )
-    }
-
-    pub async fn put_access_key(&self, access_key: &str, secret_key: &str) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO access_keys (access_key, secret_key) VALUES ($1, $2)
-             ON CONFLICT (access_key) DO UPDATE SET secret_key = EXCLUDED.secret_key",
-        )
-        .bind(access_key)
-        .bind(secret_key)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
     // ---- buckets -----------------------------------------------------------
 
-    pub async fn create_bucket(&self, name: &str) -> Result<()> {
-        let inserted = sqlx::query("INSERT INTO buckets (name) VALUES ($1) ON CONFLICT (name) DO NOTHING")
-            .bind(name)
-            .execute(&self.pool)
-            .await?;
+    /// Makes bucket `name`, owned by `owner`, with ACL `acl`.
+    pub async fn create_bucket(&self, name: &str, owner: &str, acl: &Json) -> Result<()> {
+        let inserted = sqlx::query(
+            "INSERT INTO buckets (name, owner_id, acl) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(owner)
+        .bind(acl)
+        .execute(&self.pool)
+        .await?;
         if inserted.rows_affected() == 0 {
-            return Err(Error::BucketExists);
+            let existing = self.bucket_uncached(name).await?;
+            return Err(match existing.owner_id.as_deref() {
+                Some(o) if o != owner => Error::BucketTaken,
+                _ => Error::BucketExists,
+            });
         }
         Ok(())
     }
@@ -260,38 +258,49 @@ impl Meta {
     /// The bucket as Postgres has it now, for bucket-level requests.
     pub async fn bucket_uncached(&self, name: &str) -> Result<Bucket> {
         self.buckets.lock().unwrap().remove(name);
-        sqlx::query_as("SELECT id, name, versioning, created_at FROM buckets WHERE name = $1")
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(Error::NoSuchBucket)
-    }
-
-    pub async fn buckets(&self) -> Result<Vec<Bucket>> {
-        Ok(
-            sqlx::query_as("SELECT id, name, versioning, created_at FROM buckets ORDER BY name")
-                .fetch_all(&self.pool)
-                .await?,
+        sqlx::query_as(
+            "SELECT id, name, versioning, created_at, owner_id, acl, policy, public_access_block
+             FROM buckets WHERE name = $1",
         )
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(Error::NoSuchBucket)
     }
 
+    /// The buckets `owner` owns, and those made before owners existed.
+    pub async fn buckets(&self, owner: &str) -> Result<Vec<Bucket>> {
+        Ok(sqlx::query_as(
+            "SELECT id, name, versioning, created_at, owner_id, acl, policy, public_access_block
+             FROM buckets WHERE owner_id = $1 OR owner_id IS NULL ORDER BY name",
+        )
+        .bind(owner)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Deletes an empty bucket (no version, delete markers included),
+    /// aborting its unfinished multipart uploads as S3 does; their parts'
+    /// chunks are left to garbage collection.
     pub async fn delete_bucket(&self, bucket: &Bucket) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        let busy: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM versions WHERE bucket_id = $1)
-                 OR EXISTS (SELECT 1 FROM uploads WHERE bucket_id = $1)",
-        )
-        .bind(bucket.id)
-        .fetch_one(&mut *tx)
-        .await?;
+        let busy: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM versions WHERE bucket_id = $1)")
+            .bind(bucket.id)
+            .fetch_one(&mut *tx)
+            .await?;
         if busy {
             return Err(Error::BucketNotEmpty);
         }
+        sqlx::query("DELETE FROM uploads WHERE bucket_id = $1")
+            .bind(bucket.id)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("DELETE FROM buckets WHERE id = $1")
             .bind(bucket.id)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        self.buckets.lock().unwrap().remove(&bucket.name);
         Ok(())
     }
 

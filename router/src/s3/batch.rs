@@ -37,6 +37,7 @@ use bucketfs_common::extension::{BATCH_MAX_BYTES as MAX_BYTES, BATCH_MAX_OBJECTS
 use super::ingest::check_content_md5;
 use super::wire::json_response;
 use super::{check_key, visible_version_id, Bucketfs};
+use crate::access::{Action, Principal};
 use crate::error::{Error, Result};
 use crate::meta::{NewVersion, Piece, Version, WritePrecondition};
 use crate::metrics::Metrics;
@@ -114,7 +115,12 @@ fn parse(body: &Bytes) -> Result<(Vec<BatchEntry>, Bytes)> {
 
 impl Bucketfs {
     /// Answers one batch PUT (`extensions` routes it here).
-    pub(super) async fn put_batch(&self, mut req: S3Request<Body>) -> S3Result<S3Response<Body>> {
+    /// Stores a batch, if the signer may write every key in it.
+    pub(super) async fn put_batch(
+        &self,
+        principal: &Principal,
+        mut req: S3Request<Body>,
+    ) -> S3Result<S3Response<Body>> {
         let bucket = req.uri.path().trim_matches('/');
         if bucket.is_empty() || bucket.contains('/') {
             return Err(Error::InvalidArgument("batch: the path must be /BUCKET".into()).into());
@@ -136,6 +142,10 @@ impl Bucketfs {
         let content_md5 = req.headers.get("content-md5").and_then(|v| v.to_str().ok());
         check_content_md5(content_md5, &Md5::digest(&body).into())?;
         let (entries, data) = parse(&body)?;
+        for entry in &entries {
+            self.authorize(principal, Action::PUT_OBJECT, &bucket, Some(&entry.key), None)
+                .await?;
+        }
         Metrics::add(&self.metrics.bytes_in, data.len() as u64);
         let chunk = match data.is_empty() {
             true => None,

@@ -3,17 +3,25 @@
 use s3s::dto::*;
 use s3s::{S3Request, S3Response};
 
+use super::access_ops::principal_of;
 use super::{timestamp, Bucketfs};
 use crate::error::{Error, Result};
 
 impl Bucketfs {
+    /// The caller's buckets (and those made before owners existed).
     pub(super) async fn list_buckets(
         &self,
-        _req: S3Request<ListBucketsInput>,
+        req: S3Request<ListBucketsInput>,
     ) -> Result<S3Response<ListBucketsOutput>> {
+        let principal = principal_of(&req);
+        let user = principal.user_id().ok_or(Error::AccessDenied)?;
+        let owner = self.meta.user(user).await?.map(|u| Owner {
+            display_name: Some(u.name),
+            id: Some(u.id),
+        });
         let buckets = self
             .meta
-            .buckets()
+            .buckets(user)
             .await?
             .into_iter()
             .map(|b| Bucket {
@@ -24,15 +32,25 @@ impl Bucketfs {
             .collect();
         Ok(S3Response::new(ListBucketsOutput {
             buckets: Some(buckets),
+            owner,
             ..Default::default()
         }))
     }
 
+    /// Makes a bucket owned by the caller, with the ACL the request gives.
     pub(super) async fn create_bucket(
         &self,
         req: S3Request<CreateBucketInput>,
     ) -> Result<S3Response<CreateBucketOutput>> {
-        self.meta.create_bucket(&req.input.bucket).await?;
+        let principal = principal_of(&req);
+        let owner = principal.user_id().ok_or(Error::AccessDenied)?;
+        let acl = self
+            .acl_of_request(&req.headers, None, Default::default())
+            .await?
+            .unwrap_or_default();
+        self.meta
+            .create_bucket(&req.input.bucket, owner, &acl.to_json())
+            .await?;
         Ok(S3Response::new(CreateBucketOutput {
             location: Some(format!("/{}", req.input.bucket)),
         }))

@@ -534,7 +534,7 @@ pub(super) async fn list_with_metadata(fs: &Bucketfs, req: S3Request<Body>) -> R
 /// `k=v` pairs of a query string, percent-decoded (`+` is a space, as in forms).
 fn query_pairs(query: &str) -> Result<Vec<(String, String)>> {
     let decode = |s: &str| {
-        super::wire::percent_decode(&s.replace('+', " "))
+        crate::escape::percent_decode(&s.replace('+', " "))
             .ok_or_else(|| Error::InvalidArgument("malformed query string".into()))
     };
     query

@@ -2,6 +2,7 @@
 //! turns its input into metadata queries and chunk I/O. One file per family
 //! of operations; errors become S3 errors only through `crate::error`.
 
+mod access_ops;
 mod batch;
 mod buckets;
 mod checksum;
@@ -20,6 +21,7 @@ use std::sync::Arc;
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, S3};
 
+use crate::access::Access;
 use crate::chunks::ChunkIo;
 use crate::error::{Error, Result};
 use crate::meta::{Meta, Version, NULL_VERSION};
@@ -35,11 +37,19 @@ pub struct Bucketfs {
     meta: Meta,
     io: ChunkIo,
     metrics: Arc<Metrics>,
+    /// Judges what the access check before an operation cannot: a copy's
+    /// source, each object of a batch or rename.
+    access: Access,
 }
 
 impl Bucketfs {
-    pub fn new(meta: Meta, io: ChunkIo, metrics: Arc<Metrics>) -> Self {
-        Self { meta, io, metrics }
+    pub fn new(meta: Meta, io: ChunkIo, metrics: Arc<Metrics>, access: Access) -> Self {
+        Self {
+            meta,
+            io,
+            metrics,
+            access,
+        }
     }
 }
 
@@ -105,4 +115,15 @@ delegate! {
     abort_multipart_upload: AbortMultipartUploadInput => AbortMultipartUploadOutput;
     list_parts: ListPartsInput => ListPartsOutput;
     list_multipart_uploads: ListMultipartUploadsInput => ListMultipartUploadsOutput;
+    get_bucket_acl: GetBucketAclInput => GetBucketAclOutput;
+    put_bucket_acl: PutBucketAclInput => PutBucketAclOutput;
+    get_object_acl: GetObjectAclInput => GetObjectAclOutput;
+    put_object_acl: PutObjectAclInput => PutObjectAclOutput;
+    get_bucket_policy: GetBucketPolicyInput => GetBucketPolicyOutput;
+    put_bucket_policy: PutBucketPolicyInput => PutBucketPolicyOutput;
+    delete_bucket_policy: DeleteBucketPolicyInput => DeleteBucketPolicyOutput;
+    get_bucket_policy_status: GetBucketPolicyStatusInput => GetBucketPolicyStatusOutput;
+    get_public_access_block: GetPublicAccessBlockInput => GetPublicAccessBlockOutput;
+    put_public_access_block: PutPublicAccessBlockInput => PutPublicAccessBlockOutput;
+    delete_public_access_block: DeletePublicAccessBlockInput => DeletePublicAccessBlockOutput;
 }

@@ -6,6 +6,7 @@ use md5::{Digest, Md5};
 use s3s::dto::*;
 use s3s::{S3Request, S3Response};
 
+use super::access_ops::principal_of;
 use super::ingest::{ingest, Body};
 use super::objects::copy_source;
 use super::{check_key, timestamp, visible_version_id, Bucketfs};
@@ -115,11 +116,14 @@ impl Bucketfs {
         &self,
         req: S3Request<UploadPartCopyInput>,
     ) -> Result<S3Response<UploadPartCopyOutput>> {
+        let principal = principal_of(&req);
         let input = req.input;
         self.open_part(&input.bucket, &input.key, &input.upload_id, input.part_number)
             .await?;
         let (src_bucket, src_key, src_version) = copy_source(&input.copy_source)?;
         let source_bucket = self.meta.bucket(&src_bucket).await?;
+        self.authorize_source(&principal, &source_bucket, &src_key, src_version.as_deref())
+            .await?;
         let source = self
             .meta
             .version(&source_bucket, &src_key, src_version.as_deref())

@@ -12,8 +12,10 @@ use s3s::dto::*;
 use s3s::{S3Request, S3Response};
 use time::OffsetDateTime;
 
+use super::access_ops::principal_of;
 use super::ingest::{ingest, Body};
 use super::{check_key, etag_of, timestamp, visible_version_id, Bucketfs};
+use crate::access::PublicAccessBlock;
 use crate::error::{Error, Result};
 use crate::meta::{NewVersion, Version, WritePrecondition};
 use crate::metrics::Metrics;
@@ -100,6 +102,9 @@ impl Bucketfs {
         check_key(&input.key)?;
         let started = std::time::Instant::now();
         let bucket = self.meta.bucket(&input.bucket).await?;
+        let acl = self
+            .acl_of_request(&req.headers, None, PublicAccessBlock::of(&bucket))
+            .await?;
         let body = Body {
             blob: input.body,
             declared: input.content_length,
@@ -127,6 +132,9 @@ impl Bucketfs {
                 },
             )
             .await?;
+        if let Some(acl) = acl {
+            self.meta.set_version_acl(version.id, &acl.to_json()).await?;
+        }
         tracing::debug!(
             ingest_ms = ingested.as_secs_f64() * 1e3,
             total_ms = started.elapsed().as_secs_f64() * 1e3,
@@ -328,10 +336,13 @@ impl Bucketfs {
         &self,
         req: S3Request<CopyObjectInput>,
     ) -> Result<S3Response<CopyObjectOutput>> {
+        let principal = principal_of(&req);
         let input = req.input;
         check_key(&input.key)?;
         let (src_bucket, src_key, src_version) = copy_source(&input.copy_source)?;
         let source_bucket = self.meta.bucket(&src_bucket).await?;
+        self.authorize_source(&principal, &source_bucket, &src_key, src_version.as_deref())
+            .await?;
         let source = self
             .meta
             .version(&source_bucket, &src_key, src_version.as_deref())
@@ -348,6 +359,9 @@ impl Bucketfs {
             e => e,
         })?;
         let bucket = self.meta.bucket(&input.bucket).await?;
+        let acl = self
+            .acl_of_request(&req.headers, None, PublicAccessBlock::of(&bucket))
+            .await?;
         let replace = input
             .metadata_directive
             .as_ref()
@@ -377,6 +391,9 @@ impl Bucketfs {
                 },
             )
             .await?;
+        if let Some(acl) = acl {
+            self.meta.set_version_acl(version.id, &acl.to_json()).await?;
+        }
         Ok(S3Response::new(CopyObjectOutput {
             copy_object_result: Some(CopyObjectResult {
                 e_tag: Some(etag_of(&version)),

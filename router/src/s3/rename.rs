@@ -19,10 +19,11 @@ use bucketfs_common::extension::{
     NO_REPLACE_HEADER, RENAME_FROM_HEADER, RENAME_PREFIX_HEADER, RENAME_TO_HEADER,
 };
 
-use super::check_key;
-use super::wire::{json_response, percent_decode};
+use super::wire::json_response;
+use super::{check_key, Bucketfs};
+use crate::access::{Action, Principal};
 use crate::error::Error;
-use crate::meta::Meta;
+use crate::escape::percent_decode;
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
@@ -33,26 +34,43 @@ fn flag(headers: &HeaderMap, name: &str) -> bool {
 }
 
 /// Answers one rename request (`extensions` routes it here).
-pub(super) async fn rename(meta: &Meta, req: S3Request<Body>) -> S3Result<S3Response<Body>> {
-    let bad = |what: &str| Error::InvalidArgument(format!("rename: {what}"));
-    let bucket = req.uri.path().trim_matches('/');
-    if bucket.is_empty() || bucket.contains('/') {
-        return Err(bad("the path must be /BUCKET").into());
+impl Bucketfs {
+    /// Renames a key or a prefix, if the signer may read and delete the
+    /// source and write the destination.
+    pub(super) async fn rename(
+        &self,
+        principal: &Principal,
+        req: S3Request<Body>,
+    ) -> S3Result<S3Response<Body>> {
+        let meta = &self.meta;
+        let bad = |what: &str| Error::InvalidArgument(format!("rename: {what}"));
+        let bucket = req.uri.path().trim_matches('/');
+        if bucket.is_empty() || bucket.contains('/') {
+            return Err(bad("the path must be /BUCKET").into());
+        }
+        let from = header(&req.headers, RENAME_FROM_HEADER)
+            .and_then(percent_decode)
+            .ok_or_else(|| bad(&format!("missing or malformed {RENAME_FROM_HEADER}")))?;
+        let to = header(&req.headers, RENAME_TO_HEADER)
+            .and_then(percent_decode)
+            .ok_or_else(|| bad(&format!("missing or malformed {RENAME_TO_HEADER}")))?;
+        check_key(&from)?;
+        check_key(&to)?;
+        let prefix = flag(&req.headers, RENAME_PREFIX_HEADER);
+        if prefix && (to.starts_with(&from) || from.starts_with(&to)) && from != to {
+            return Err(bad("a prefix cannot move into itself").into());
+        }
+        let no_replace = flag(&req.headers, NO_REPLACE_HEADER);
+        let bucket = meta.bucket(bucket).await?;
+        for (action, key) in [
+            (Action::GET_OBJECT, &from),
+            (Action::DELETE_OBJECT, &from),
+            (Action::PUT_OBJECT, &to),
+        ] {
+            self.authorize(principal, action, &bucket, Some(key), None)
+                .await?;
+        }
+        let renamed = meta.rename(&bucket, &from, &to, prefix, no_replace).await?;
+        Ok(json_response(format!("{{\"renamed\":{renamed}}}")))
     }
-    let from = header(&req.headers, RENAME_FROM_HEADER)
-        .and_then(percent_decode)
-        .ok_or_else(|| bad(&format!("missing or malformed {RENAME_FROM_HEADER}")))?;
-    let to = header(&req.headers, RENAME_TO_HEADER)
-        .and_then(percent_decode)
-        .ok_or_else(|| bad(&format!("missing or malformed {RENAME_TO_HEADER}")))?;
-    check_key(&from)?;
-    check_key(&to)?;
-    let prefix = flag(&req.headers, RENAME_PREFIX_HEADER);
-    if prefix && (to.starts_with(&from) || from.starts_with(&to)) && from != to {
-        return Err(bad("a prefix cannot move into itself").into());
-    }
-    let no_replace = flag(&req.headers, NO_REPLACE_HEADER);
-    let bucket = meta.bucket(bucket).await?;
-    let renamed = meta.rename(&bucket, &from, &to, prefix, no_replace).await?;
-    Ok(json_response(format!("{{\"renamed\":{renamed}}}")))
 }

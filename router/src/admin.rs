@@ -1,0 +1,70 @@
+//! `router key ...`: users' access keys, managed against the metadata
+//! store directly (no router needs to run).
+
+use crate::meta::Meta;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum KeyCommand {
+    /// Creates an access key for a user (made if new) and prints it with
+    /// its secret, which is shown this once.
+    Create {
+        /// The user's display name.
+        #[arg(long)]
+        user: String,
+        /// The key to create (default: a fresh random one).
+        #[arg(long, requires = "secret_key")]
+        access_key: Option<String>,
+        /// Its secret (default: a fresh random one).
+        #[arg(long, requires = "access_key")]
+        secret_key: Option<String>,
+    },
+    /// Lists keys (never secrets): key, user, canonical id, created, revoked.
+    List {
+        /// Only this user's.
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Revokes a key: requests signed with it are refused (by every router
+    /// within 30 s, the time a key's lookup is cached).
+    Revoke { access_key: String },
+}
+
+/// Runs one key command.
+pub async fn run(meta: &Meta, command: KeyCommand) -> anyhow::Result<()> {
+    match command {
+        KeyCommand::Create {
+            user,
+            access_key,
+            secret_key,
+        } => {
+            if user.trim().is_empty() {
+                anyhow::bail!("a user name must not be empty");
+            }
+            let access_key =
+                access_key.unwrap_or_else(|| format!("BFS{}", hex::encode_upper(rand::random::<[u8; 8]>())));
+            let secret_key = secret_key.unwrap_or_else(|| hex::encode(rand::random::<[u8; 20]>()));
+            let user = meta.ensure_user(&user).await?;
+            meta.put_access_key(&user, &access_key, &secret_key).await?;
+            println!(
+                "user={}\nuser_id={}\naccess_key={access_key}\nsecret_key={secret_key}",
+                user.name, user.id
+            );
+        }
+        KeyCommand::List { user } => {
+            for key in meta.access_keys(user.as_deref()).await? {
+                let revoked = key.revoked_at.map_or_else(|| "-".to_string(), |t| t.to_string());
+                println!(
+                    "{}\t{}\t{}\t{}\t{revoked}",
+                    key.access_key, key.user_name, key.user_id, key.created_at
+                );
+            }
+        }
+        KeyCommand::Revoke { access_key } => {
+            if !meta.revoke_access_key(&access_key).await? {
+                anyhow::bail!("no active access key {access_key}");
+            }
+            println!("access key {access_key} revoked");
+        }
+    }
+    Ok(())
+}

@@ -114,9 +114,12 @@ impl S3 {
     ) -> anyhow::Result<Arc<Self>> {
         let url = endpoint.parse()?;
         let bucket = Bucket::new(url, UrlStyle::Path, bucket.to_string(), region.to_string())?;
+        // Idle connections are dropped before a proxy's keep-alive timeout
+        // (HAProxy's is 30 s in the quick start) closes them under a request.
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .pool_max_idle_per_host(64)
+            .pool_idle_timeout(Duration::from_secs(20))
             .build()?;
         Ok(Arc::new_cyclic(|me| Self {
             me: me.clone(),

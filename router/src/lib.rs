@@ -7,6 +7,7 @@ pub(crate) mod admin;
 pub(crate) mod chunks;
 pub mod error;
 pub(crate) mod escape;
+pub(crate) mod gate;
 pub(crate) mod host;
 pub(crate) mod membership;
 pub mod meta;
@@ -71,6 +72,10 @@ pub struct ServeConfig {
     /// Other Host headers are path style.
     #[arg(long = "domain", env = "BUCKETFS_DOMAINS", value_delimiter = ',')]
     pub domains: Vec<String>,
+    /// Accept requests signed with Signature Version 2 (deprecated by
+    /// AWS; refused unless given).
+    #[arg(long, env = "BUCKETFS_ALLOW_SIGV2")]
+    pub allow_sigv2: bool,
     #[command(flatten)]
     pub worker: worker::WorkerConfig,
 }
@@ -198,6 +203,12 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         )
         .with_state(Admin { metrics, membership })
         .fallback_service(axum::error_handling::HandleError::new(s3, s3_failure))
+        .layer(axum::middleware::from_fn_with_state(
+            gate::Gate {
+                allow_sigv2: config.allow_sigv2,
+            },
+            gate::admit,
+        ))
         .layer(axum::middleware::from_fn(request_span));
 
     let listener = tokio::net::TcpListener::bind(config.listen)

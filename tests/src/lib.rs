@@ -435,12 +435,24 @@ impl Cluster {
         // (an access check) closes the client's connection: a client that
         // then never sends the body (boto3) and reuses the connection
         // would otherwise have its next request taken for that body.
+        // Slow or idle clients are cut off: a request's headers must
+        // arrive within 10 s, a client may stay silent 30 s (mid-body or
+        // between requests), so idle connections cannot use up `maxconn`
+        // and a stalled upload does not hold a router's buffers for long.
+        // HAProxy needs two descriptors per connection and two per splice
+        // pipe (a pipe per four connections), and refuses to start with a
+        // maxconn the hard limit cannot serve.
+        let hard = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+            .map(|(_, hard)| hard)
+            .unwrap_or(4096);
+        let maxconn = (hard.saturating_sub(1000) * 2 / 5).clamp(256, 20_000);
         let cfg = self.dir.join("haproxy.cfg");
         fs::write(
             &cfg,
             format!(
-                "global\n  maxconn 4096\n\
-                 defaults\n  mode http\n  timeout connect 2s\n  timeout client 600s\n  timeout server 600s\n\
+                "global\n  maxconn {maxconn}\n\
+                 defaults\n  mode http\n  timeout connect 2s\n  timeout client 30s\n  timeout server 600s\n\
+                 \x20 timeout http-request 10s\n  timeout http-keep-alive 30s\n\
                  \x20 retries 3\n  option redispatch 1\n  retry-on conn-failure empty-response response-timeout\n\
                  \x20 option splice-request\n  option splice-response\n\
                  frontend s3\n  bind 127.0.0.1:{}\n  option forwardfor\n\
@@ -449,7 +461,7 @@ impl Cluster {
                  \x20 default_backend routers\n\
                  backend routers\n  balance roundrobin\n  option httpchk GET /_bucketfs/health\n\
                  \x20 default-server inter 500ms fall 2 rise 1\n{servers}",
-                self.ports.haproxy
+                self.ports.haproxy,
             ),
         )?;
         let mut cmd = Command::new("haproxy");

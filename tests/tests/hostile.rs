@@ -1,0 +1,188 @@
+//! Hostile and malformed input through HAProxy: each gets a clear error or
+//! is cut off after its timeout, nothing is stored from it, and a client
+//! doing honest work beside it is served.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use bucketfs_tests::Cluster;
+
+/// Sends `request` raw and returns the status line and body of the answer.
+fn raw(cluster: &Cluster, request: &str) -> Result<(String, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", cluster.ports.haproxy))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.write_all(request.as_bytes())?;
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                answer.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&answer);
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let length = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length: ")
+                                .map(str::to_string)
+                        })
+                        .and_then(|v| v.trim().parse::<usize>().ok());
+                    if length.is_some_and(|n| body.len() >= n) {
+                        break;
+                    }
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let status = text.lines().next().unwrap_or("").to_string();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+fn get(path: &str, extra: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}Connection: close\r\n\r\n")
+}
+
+#[test]
+fn malformed_and_unsupported_requests_get_clear_errors() -> Result<()> {
+    let cluster = Cluster::start()?;
+    cluster.aws_ok(&["s3", "mb", "s3://bkt"])?;
+    let cases: [(String, &str, &str); 9] = [
+        (get("/bkt/k", "Authorization: AWS AKIDEXAMPLE:frJIUN8DYpKDtOLCwo//yllqDzg=\r\n"), "400", "InvalidRequest"),
+        (get("/bkt/k?AWSAccessKeyId=AKID&Expires=99999999999&Signature=x", ""), "400", "InvalidRequest"),
+        (
+            get("/bkt/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Expires=604801&X-Amz-Signature=x", ""),
+            "400",
+            "AuthorizationQueryParametersError",
+        ),
+        (
+            get("/bkt/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Expires=-1&X-Amz-Signature=x", ""),
+            "400",
+            "AuthorizationQueryParametersError",
+        ),
+        (get("/bkt?list-type=2&prefix=a%00b", ""), "400", "InvalidArgument"),
+        (get("/bkt?list-type=2&max-keys=-1", ""), "400", "InvalidArgument"),
+        (get("/bkt/k?versionId=%00", ""), "400", "InvalidArgument"),
+        (get("/bkt?uploads&key-marker=%zz", ""), "400", "InvalidArgument"),
+        (
+            "PUT /bkt/copy HTTP/1.1\r\nHost: 127.0.0.1\r\nx-amz-copy-source: bkt/a%00b\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                .to_string(),
+            "400",
+            "InvalidArgument",
+        ),
+    ];
+    for (request, status, code) in cases {
+        let (line, body) = raw(&cluster, &request)?;
+        let first = request.lines().next().unwrap_or("");
+        assert!(line.contains(status), "{first}: answered {line}");
+        assert!(body.contains(&format!("<Code>{code}</Code>")), "{first}: {body}");
+    }
+    // Nothing was stored from any of them.
+    let listed = cluster.aws_ok(&["s3api", "list-object-versions", "--bucket", "bkt"])?;
+    assert!(!listed.contains("\"Key\""), "{listed}");
+    // Signed requests still work.
+    cluster.aws_ok(&["s3api", "list-objects-v2", "--bucket", "bkt", "--max-keys", "0"])?;
+    Ok(())
+}
+
+#[test]
+fn idle_and_stalled_connections_are_cut_off_while_others_are_served() -> Result<()> {
+    let cluster = Cluster::start()?;
+    cluster.aws_ok(&["s3", "mb", "s3://bkt"])?;
+    raise_fd_limit(12_000)?;
+    // 5,000 connections that never send a request, and one that stops in
+    // the middle of a PUT's body.
+    let idle: Vec<TcpStream> = (0..5_000)
+        .map(|_| TcpStream::connect(("127.0.0.1", cluster.ports.haproxy)))
+        .collect::<std::io::Result<_>>()?;
+    let url = presigned_put(&cluster, "bkt", "stalled")?;
+    let target = url.split_once("127.0.0.1").map(|(_, rest)| rest).unwrap_or("");
+    let target = &target[target.find('/').unwrap_or(0)..];
+    let mut stalled = TcpStream::connect(("127.0.0.1", cluster.ports.haproxy))?;
+    stalled.write_all(
+        format!(
+            "PUT {target} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 6000000\r\n\r\npartial",
+            cluster.ports.haproxy
+        )
+        .as_bytes(),
+    )?;
+    // An honest client works beside them.
+    let started = Instant::now();
+    for i in 0..5 {
+        cluster.aws_ok(&[
+            "s3api",
+            "put-object",
+            "--bucket",
+            "bkt",
+            "--key",
+            &format!("ok-{i}"),
+        ])?;
+    }
+    println!("5 PUTs beside 5,000 idle connections: {:?}", started.elapsed());
+    // After the request timeout (10 s) every idle connection is closed.
+    std::thread::sleep(Duration::from_secs(12));
+    let mut closed = 0;
+    for mut c in idle {
+        c.set_read_timeout(Some(Duration::from_millis(200)))?;
+        let mut buf = [0u8; 512];
+        // A 408 answer or a plain close both end the connection.
+        if c.read(&mut buf).is_ok() {
+            closed += 1;
+        }
+    }
+    assert_eq!(
+        closed, 5_000,
+        "idle connections still open after the request timeout"
+    );
+    // The stalled body is cut off after the client timeout (30 s).
+    stalled.set_read_timeout(Some(Duration::from_secs(40)))?;
+    let mut buf = [0u8; 512];
+    let n = stalled.read(&mut buf).unwrap_or(0);
+    let answer = String::from_utf8_lossy(&buf[..n]);
+    assert!(
+        n == 0 || !answer.contains(" 200 "),
+        "stalled PUT answered {answer}"
+    );
+    let listed = cluster.aws_ok(&["s3api", "list-objects-v2", "--bucket", "bkt"])?;
+    assert!(
+        !listed.contains("stalled"),
+        "a version appeared from the stalled PUT"
+    );
+    assert_eq!(listed.matches("\"ok-").count(), 5, "{listed}");
+    Ok(())
+}
+
+/// A presigned PUT URL (boto3), valid 5 minutes.
+fn presigned_put(cluster: &Cluster, bucket: &str, key: &str) -> Result<String> {
+    let script = format!(
+        "import boto3\nfrom botocore.config import Config\n\
+         s3 = boto3.client('s3', endpoint_url='{}', region_name='us-east-1', config=Config(signature_version='s3v4', s3={{'addressing_style': 'path'}}))\n\
+         print(s3.generate_presigned_url('put_object', Params={{'Bucket': '{bucket}', 'Key': '{key}'}}, ExpiresIn=300))",
+        cluster.endpoint()
+    );
+    let out = std::process::Command::new("python3")
+        .args(["-c", &script])
+        .env("AWS_ACCESS_KEY_ID", &cluster.access_key)
+        .env("AWS_SECRET_ACCESS_KEY", &cluster.secret_key)
+        .output()?;
+    anyhow::ensure!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    Ok(String::from_utf8(out.stdout)?.trim().to_string())
+}
+
+fn raise_fd_limit(want: u64) -> Result<()> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    if soft < want {
+        setrlimit(Resource::RLIMIT_NOFILE, want.min(hard.max(want)), hard.max(want))?;
+    }
+    Ok(())
+}

@@ -10,6 +10,10 @@ use std::collections::HashMap;
 /// one chunk.
 pub const CHUNK_SIZE: usize = 8 << 20;
 
+/// The longest key S3 (and so the router) accepts, in bytes; the FUSE
+/// client's paths stay within it.
+pub const MAX_KEY_BYTES: usize = 1024;
+
 /// `POST /{bucket}?bucketfs-rename` moves a key or a prefix in one transaction.
 pub const RENAME_QUERY: &str = "bucketfs-rename";
 /// The source key, or source prefix (`dir/`), percent-encoded.

@@ -7,7 +7,7 @@ use crate::error::FsError;
 /// Longest file name.
 pub(crate) const MAX_NAME: usize = 255;
 /// S3's limit on key length.
-pub(crate) const MAX_KEY: usize = 1024;
+pub(crate) const MAX_KEY: usize = bucketfs_common::extension::MAX_KEY_BYTES;
 
 pub(crate) fn join(dir: &str, name: &str) -> String {
     if dir.is_empty() {

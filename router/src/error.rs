@@ -47,6 +47,10 @@ pub enum Error {
     EntityTooLarge(u64),
     #[error("key is longer than 1024 bytes")]
     KeyTooLong,
+    #[error("the user metadata is {0} bytes; at most 2048 are allowed")]
+    MetadataTooLarge(usize),
+    #[error("a DeleteObjects request may name at most 1000 keys, not {0}")]
+    TooManyKeys(usize),
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
     #[error("the range cannot be satisfied")]
@@ -96,6 +100,8 @@ impl From<Error> for S3Error {
             Error::IncompleteBody(_) => S3ErrorCode::IncompleteBody,
             Error::EntityTooLarge(_) => S3ErrorCode::EntityTooLarge,
             Error::KeyTooLong => S3ErrorCode::KeyTooLongError,
+            Error::MetadataTooLarge(_) => S3ErrorCode::MetadataTooLarge,
+            Error::TooManyKeys(_) => S3ErrorCode::MalformedXML,
             Error::InvalidArgument(_) => S3ErrorCode::InvalidArgument,
             Error::InvalidRange => S3ErrorCode::InvalidRange,
             Error::PreconditionFailed => S3ErrorCode::PreconditionFailed,

@@ -186,6 +186,14 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let access = access::Access::new(meta.clone(), identities.clone());
     let fs = s3::Bucketfs::new(meta.clone(), io, metrics.clone(), access.clone());
     let mut builder = s3s::service::S3ServiceBuilder::new(fs.clone());
+    // XML bodies S3 accepts stay under 2 MB (1,000 keys to delete of at
+    // most 1 KiB each, 10,000 parts to complete): refuse more than 4 MiB
+    // before parsing it.
+    let mut s3_config = s3s::config::S3Config::default();
+    s3_config.xml_max_body_size = 4 << 20;
+    builder.set_config(Arc::new(s3s::config::StaticConfigProvider::new(Arc::new(
+        s3_config,
+    ))));
     builder.set_auth(identities);
     builder.set_access(access);
     builder.set_route(s3::ExtensionRoute { fs });

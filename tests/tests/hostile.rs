@@ -104,7 +104,7 @@ fn idle_and_stalled_connections_are_cut_off_while_others_are_served() -> Result<
     let idle: Vec<TcpStream> = (0..5_000)
         .map(|_| TcpStream::connect(("127.0.0.1", cluster.ports.haproxy)))
         .collect::<std::io::Result<_>>()?;
-    let url = presigned_put(&cluster, "bkt", "stalled")?;
+    let url = presigned(&cluster, "put_object", "bkt", "stalled")?;
     let target = url.split_once("127.0.0.1").map(|(_, rest)| rest).unwrap_or("");
     let target = &target[target.find('/').unwrap_or(0)..];
     let mut stalled = TcpStream::connect(("127.0.0.1", cluster.ports.haproxy))?;
@@ -161,12 +161,12 @@ fn idle_and_stalled_connections_are_cut_off_while_others_are_served() -> Result<
     Ok(())
 }
 
-/// A presigned PUT URL (boto3), valid 5 minutes.
-fn presigned_put(cluster: &Cluster, bucket: &str, key: &str) -> Result<String> {
+/// A presigned SigV4 URL (boto3) for `operation`, valid 5 minutes.
+fn presigned(cluster: &Cluster, operation: &str, bucket: &str, key: &str) -> Result<String> {
     let script = format!(
         "import boto3\nfrom botocore.config import Config\n\
          s3 = boto3.client('s3', endpoint_url='{}', region_name='us-east-1', config=Config(signature_version='s3v4', s3={{'addressing_style': 'path'}}))\n\
-         print(s3.generate_presigned_url('put_object', Params={{'Bucket': '{bucket}', 'Key': '{key}'}}, ExpiresIn=300))",
+         print(s3.generate_presigned_url('{operation}', Params={{'Bucket': '{bucket}', 'Key': '{key}'}}, ExpiresIn=300))",
         cluster.endpoint()
     );
     let out = std::process::Command::new("python3")
@@ -185,4 +185,57 @@ fn raise_fd_limit(want: u64) -> Result<()> {
         setrlimit(Resource::RLIMIT_NOFILE, want.min(hard.max(want)), hard.max(want))?;
     }
     Ok(())
+}
+
+#[test]
+fn edge_cases_get_the_answers_s3_gives() -> Result<()> {
+    let cluster = Cluster::start()?;
+    cluster.aws_ok(&["s3", "mb", "s3://edges"])?;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/edges.py");
+    let out = std::process::Command::new("python3")
+        .args([script, &cluster.endpoint(), "edges"])
+        .env("AWS_ACCESS_KEY_ID", &cluster.access_key)
+        .env("AWS_SECRET_ACCESS_KEY", &cluster.secret_key)
+        .output()?;
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("OK"),
+        "edges.py failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+#[test]
+fn an_object_whose_chunk_has_no_replica_fails_before_its_headers() -> Result<()> {
+    let cluster = Cluster::start()?;
+    cluster.aws_ok(&["s3", "mb", "s3://bkt"])?;
+    let file = cluster.dir.join("obj");
+    std::fs::write(&file, vec![7u8; 100_000])?;
+    cluster.aws_ok(&[
+        "s3",
+        "cp",
+        "--no-progress",
+        file.to_str().unwrap(),
+        "s3://bkt/orphan",
+    ])?;
+    let psql = std::process::Command::new("psql")
+        .args([&cluster.database_url(), "-c", "DELETE FROM chunk_replicas"])
+        .output()?;
+    assert!(psql.status.success(), "{}", String::from_utf8_lossy(&psql.stderr));
+    let (line, body) = raw(&cluster, &get_signed(&cluster, "bkt", "orphan")?)?;
+    assert!(line.contains(" 503 "), "answered {line}");
+    assert!(body.contains("<Code>ServiceUnavailable</Code>"), "{body}");
+    Ok(())
+}
+
+/// A GET of a presigned (SigV4) URL, as raw request text.
+fn get_signed(cluster: &Cluster, bucket: &str, key: &str) -> Result<String> {
+    let url = presigned(cluster, "get_object", bucket, key)?;
+    let target = url.split_once("127.0.0.1").map(|(_, rest)| rest).unwrap_or("");
+    let target = &target[target.find('/').unwrap_or(0)..];
+    Ok(format!(
+        "GET {target} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n",
+        cluster.ports.haproxy
+    ))
 }

@@ -15,6 +15,9 @@ pub enum Needs {
     Bucket(Permission),
     /// This permission in the object's ACL.
     Object(Permission),
+    /// Judged by the operation for each key it names (DeleteObjects):
+    /// the check before it lets it through.
+    PerKey,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,7 +75,7 @@ const TABLE: &[(&str, &str, &str, Needs)] = {
             "s3:DeleteObjectVersion",
             Bucket(Write),
         ),
-        ("DeleteObjects", "s3:DeleteObject", "", Bucket(Write)),
+        ("DeleteObjects", "s3:DeleteObject", "", PerKey),
         ("GetBucketAcl", "s3:GetBucketAcl", "", Bucket(ReadAcp)),
         ("PutBucketAcl", "s3:PutBucketAcl", "", Bucket(WriteAcp)),
         (

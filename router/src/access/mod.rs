@@ -178,6 +178,7 @@ impl Access {
         }
         Ok(match q.action.needs {
             Needs::Signature => q.principal.user_id().is_some(),
+            Needs::PerKey => true,
             Needs::Owner => false,
             Needs::Bucket(permission) => {
                 Acl::from_json(&q.bucket.acl).allows(q.principal, permission, block.ignore_public_acls)

@@ -191,6 +191,12 @@ impl Meta {
         if sources.is_empty() {
             return Err(Error::NoSuchKey);
         }
+        // Every new key must be one S3 can serve; refuse the whole move
+        // before any of it is made.
+        let longest = sources.iter().map(|v| v.key.len()).max().unwrap_or(0);
+        if longest - from.len() + to.len() > bucketfs_common::extension::MAX_KEY_BYTES {
+            return Err(Error::KeyTooLong);
+        }
         for source in &sources {
             let dest = format!("{to}{}", &source.key[from.len()..]);
             if dest == source.key {

@@ -36,7 +36,7 @@ use bucketfs_common::extension::{BATCH_MAX_BYTES as MAX_BYTES, BATCH_MAX_OBJECTS
 
 use super::ingest::check_content_md5;
 use super::wire::json_response;
-use super::{check_key, visible_version_id, Bucketfs};
+use super::{check_key, check_metadata, visible_version_id, Bucketfs};
 use crate::access::{Action, Principal};
 use crate::error::{Error, Result};
 use crate::meta::{NewVersion, Piece, Version, WritePrecondition};
@@ -87,7 +87,10 @@ fn parse(body: &Bytes) -> Result<(Vec<BatchEntry>, Bytes)> {
             entries.len()
         )));
     }
-    let total: u64 = entries.iter().map(|e| e.size).sum();
+    let total = entries
+        .iter()
+        .try_fold(0u64, |sum, e| sum.checked_add(e.size))
+        .unwrap_or(u64::MAX);
     if total > MAX_BYTES as u64 {
         return Err(Error::EntityTooLarge(MAX_BYTES as u64));
     }
@@ -168,8 +171,10 @@ impl Bucketfs {
                     _ => Vec::new(),
                 };
                 offset += e.size as usize;
-                // A bad key fails alone; its bytes stay unreferenced in the chunk.
+                // A bad key or metadata fails alone; its bytes stay
+                // unreferenced in the chunk.
                 check_key(&e.key)?;
+                check_metadata(&e.metadata, e.content_type.as_deref())?;
                 Ok(NewVersion {
                     key: e.key,
                     size: e.size as i64,
@@ -236,5 +241,10 @@ mod tests {
         assert!(parse(&Bytes::from_static(b"no newline")).is_err());
         let huge = format!(r#"[{{"key":"a","size":{}}}]"#, MAX_BYTES + 1);
         assert!(err(&huge, b"").contains("larger"));
+        let overflowing = format!(r#"[{{"key":"a","size":{}}},{{"key":"b","size":2}}]"#, u64::MAX);
+        assert!(
+            err(&overflowing, b"").contains("larger"),
+            "sizes that overflow when summed"
+        );
     }
 }

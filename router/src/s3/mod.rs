@@ -29,8 +29,7 @@ use crate::metrics::Metrics;
 
 pub use ingest::CHUNK_SIZE;
 
-/// Longest key S3 accepts, in bytes.
-pub const MAX_KEY_BYTES: usize = 1024;
+pub use bucketfs_common::extension::MAX_KEY_BYTES;
 
 #[derive(Clone)]
 pub struct Bucketfs {
@@ -62,6 +61,35 @@ fn check_key(key: &str) -> Result<()> {
     }
     if key.contains('\0') {
         return Err(Error::InvalidArgument("key contains a NUL character".into()));
+    }
+    Ok(())
+}
+
+/// The most user metadata (names and values, in bytes) an object may
+/// carry, as in S3.
+pub const MAX_METADATA_BYTES: usize = 2048;
+
+/// Refuses metadata S3 would refuse: over [`MAX_METADATA_BYTES`], or a
+/// content type or value with control characters (which no response header
+/// could carry back).
+fn check_metadata(
+    metadata: &std::collections::HashMap<String, String>,
+    content_type: Option<&str>,
+) -> Result<()> {
+    let size: usize = metadata.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if size > MAX_METADATA_BYTES {
+        return Err(Error::MetadataTooLarge(size));
+    }
+    let control = |s: &str| s.chars().any(|c| (c.is_control() && c != '\t') || c == '\u{7f}');
+    if let Some((name, _)) = metadata.iter().find(|(k, v)| control(k) || control(v)) {
+        return Err(Error::InvalidArgument(format!(
+            "metadata {name:?} contains a control character"
+        )));
+    }
+    if content_type.is_some_and(control) {
+        return Err(Error::InvalidArgument(
+            "the content type contains a control character".into(),
+        ));
     }
     Ok(())
 }

@@ -9,7 +9,7 @@ use s3s::{S3Request, S3Response};
 use super::access_ops::principal_of;
 use super::ingest::{ingest, Body};
 use super::objects::copy_source;
-use super::{check_key, timestamp, visible_version_id, Bucketfs};
+use super::{check_key, check_metadata, timestamp, visible_version_id, Bucketfs};
 use crate::error::{Error, Result};
 use crate::meta::{NewVersion, Piece, WritePrecondition};
 
@@ -70,6 +70,7 @@ impl Bucketfs {
         let bucket = self.meta.bucket(&input.bucket).await?;
         let content_type = input.content_type.map(|c| c.to_string());
         let metadata = input.metadata.unwrap_or_default();
+        check_metadata(&metadata, content_type.as_deref())?;
         let upload_id = self
             .meta
             .create_upload(&bucket, &input.key, content_type.as_deref(), &metadata)

@@ -14,8 +14,8 @@ use time::OffsetDateTime;
 
 use super::access_ops::principal_of;
 use super::ingest::{ingest, Body};
-use super::{check_key, etag_of, timestamp, visible_version_id, Bucketfs};
-use crate::access::PublicAccessBlock;
+use super::{check_key, check_metadata, etag_of, timestamp, visible_version_id, Bucketfs};
+use crate::access::{Action, PublicAccessBlock};
 use crate::error::{Error, Result};
 use crate::meta::{NewVersion, Version, WritePrecondition};
 use crate::metrics::Metrics;
@@ -105,6 +105,9 @@ impl Bucketfs {
         let acl = self
             .acl_of_request(&req.headers, None, PublicAccessBlock::of(&bucket))
             .await?;
+        let content_type = input.content_type.map(|c| c.to_string());
+        let metadata = input.metadata.unwrap_or_default();
+        check_metadata(&metadata, content_type.as_deref())?;
         let body = Body {
             blob: input.body,
             declared: input.content_length,
@@ -124,8 +127,8 @@ impl Bucketfs {
                     key: input.key,
                     size: body.size,
                     etag: etag.clone(),
-                    content_type: input.content_type.map(|c| c.to_string()),
-                    metadata: input.metadata.unwrap_or_default(),
+                    content_type,
+                    metadata,
                     parts_count: None,
                     pieces: body.pieces,
                     precondition: write_precondition(input.if_none_match.as_ref(), input.if_match.as_ref()),
@@ -167,6 +170,8 @@ impl Bucketfs {
             .await?;
         let size = version.size as u64;
         let range = match &input.range {
+            // No range of nothing is satisfiable (S3 answers 416 too).
+            Some(_) if size == 0 => return Err(Error::InvalidRange),
             Some(r) => Some(r.check(size).map_err(|_| Error::InvalidRange)?),
             None => None,
         };
@@ -187,24 +192,32 @@ impl Bucketfs {
         }))
     }
 
-    /// The bytes `range` of a version as a streaming body.
+    /// The bytes `range` of a version as a streaming body. A piece with no
+    /// replica left, or a first piece no replica can serve, fails the
+    /// request before its headers are sent (503), not in its body.
     async fn stream_range(&self, version: i64, range: std::ops::Range<u64>) -> Result<StreamingBlob> {
         let pieces = self.meta.pieces(version, range.start, range.end).await?;
+        if let Some(lost) = pieces.iter().find(|p| p.replicas.is_empty()) {
+            return Err(Error::ChunkUnavailable(lost.chunk_id.clone()));
+        }
         // Frames of pieces already read wait here for the client.
         let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(64);
         let io = self.io.clone();
         let metrics = self.metrics.clone();
+        let mut reads = futures::stream::iter(pieces)
+            .map(move |p| {
+                let io = io.clone();
+                let start = range.start.saturating_sub(p.object_offset as u64);
+                let end = (range.end - p.object_offset as u64).min(p.length as u64);
+                async move { io.read(&p, start, end).await }
+            })
+            .buffered(READS_IN_FLIGHT);
+        let first = reads.next().await.transpose()?;
         tokio::spawn(async move {
-            let mut reads = futures::stream::iter(pieces)
-                .map(|p| {
-                    let io = io.clone();
-                    let start = range.start.saturating_sub(p.object_offset as u64);
-                    let end = (range.end - p.object_offset as u64).min(p.length as u64);
-                    async move { io.read(&p, start, end).await }
-                })
-                .buffered(READS_IN_FLIGHT);
-            while let Some(result) = reads.next().await {
-                let frames = match result {
+            let rest = futures::stream::iter(first.map(Ok)).chain(reads);
+            tokio::pin!(rest);
+            while let Some(result) = rest.next().await {
+                let frames: crate::chunks::Frames = match result {
                     Ok(frames) => frames,
                     Err(e) => {
                         let _ = tx.send(Err(std::io::Error::other(e))).await;
@@ -272,15 +285,36 @@ impl Bucketfs {
         &self,
         req: S3Request<DeleteObjectsInput>,
     ) -> Result<S3Response<DeleteObjectsOutput>> {
+        let principal = principal_of(&req);
         let input = req.input;
+        if input.delete.objects.len() > MAX_DELETE_KEYS {
+            return Err(Error::TooManyKeys(input.delete.objects.len()));
+        }
         let bucket = self.meta.bucket(&input.bucket).await?;
         let quiet = input.delete.quiet.unwrap_or(false);
         let mut deleted = Vec::new();
         let mut errors = Vec::new();
+        // Each key is judged on its own, as S3 does: a refused one is an
+        // error of its own in the answer.
+        let mut objects = Vec::with_capacity(input.delete.objects.len());
+        for object in input.delete.objects {
+            let action = Action::of("DeleteObject", object.version_id.is_some(), &http::Method::DELETE);
+            let judged = self
+                .authorize(
+                    &principal,
+                    action,
+                    &bucket,
+                    Some(&object.key),
+                    object.version_id.as_deref(),
+                )
+                .await;
+            match judged {
+                Ok(()) => objects.push(object),
+                Err(e) => errors.push(delete_error(object, e)),
+            }
+        }
         // Current versions go in one statement; named versions one by one.
-        let current: Vec<String> = input
-            .delete
-            .objects
+        let current: Vec<String> = objects
             .iter()
             .filter(|o| o.version_id.is_none())
             .map(|o| o.key.clone())
@@ -294,7 +328,7 @@ impl Bucketfs {
             }
         }
         .into_iter();
-        for object in input.delete.objects {
+        for object in objects {
             let result = match object.version_id.as_deref() {
                 Some(vid) => self.meta.delete_version(&bucket, &object.key, vid).await,
                 None => match batch.next() {
@@ -313,15 +347,7 @@ impl Bucketfs {
                         });
                     }
                 }
-                Err(e) => {
-                    let s3 = s3s::S3Error::from(e);
-                    errors.push(s3s::dto::Error {
-                        key: Some(object.key),
-                        version_id: object.version_id,
-                        code: Some(s3.code().as_str().to_string()),
-                        message: s3.message().map(str::to_string),
-                    });
-                }
+                Err(e) => errors.push(delete_error(object, e)),
             }
         }
         Ok(S3Response::new(DeleteObjectsOutput {
@@ -374,6 +400,7 @@ impl Bucketfs {
         } else {
             (source.content_type.clone(), source.user_metadata())
         };
+        check_metadata(&metadata, content_type.as_deref())?;
         let pieces = self.meta.piece_refs(source.id).await?;
         let version = self
             .meta
@@ -404,6 +431,20 @@ impl Bucketfs {
             version_id: visible_version_id(&version),
             ..Default::default()
         }))
+    }
+}
+
+/// The most keys one DeleteObjects may name, as in S3.
+const MAX_DELETE_KEYS: usize = 1000;
+
+/// One key's failure in a DeleteObjects answer.
+fn delete_error(object: ObjectIdentifier, e: Error) -> s3s::dto::Error {
+    let s3 = s3s::S3Error::from(e);
+    s3s::dto::Error {
+        key: Some(object.key),
+        version_id: object.version_id,
+        code: Some(s3.code().as_str().to_string()),
+        message: s3.message().map(str::to_string),
     }
 }
 

@@ -1,0 +1,81 @@
+#!/usr/bin/env python3
+"""Edge cases a client can send, with boto3 and the extension scripts:
+each gets the answer S3 gives and stores nothing it should not.
+
+usage: edges.py ENDPOINT BUCKET
+Credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY. Exits non-zero
+with the failed expectation.
+"""
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+endpoint, bucket = sys.argv[1], sys.argv[2]
+here = os.path.dirname(os.path.abspath(__file__))
+s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                  config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}))
+
+
+def refused(code, call, **kwargs):
+    try:
+        call(**kwargs)
+    except ClientError as e:
+        got = e.response["Error"]["Code"]
+        assert got == code, f"{call.__name__}: {got}, wanted {code}"
+        return e.response
+    raise AssertionError(f"{call.__name__} succeeded; wanted {code}")
+
+
+def keys():
+    return [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
+
+
+# User metadata over S3's 2 KB: refused, nothing stored.
+refused("MetadataTooLarge", s3.put_object, Bucket=bucket, Key="fat", Body=b"x", Metadata={"big": "v" * 3000})
+refused("MetadataTooLarge", s3.create_multipart_upload, Bucket=bucket, Key="fat", Metadata={"big": "v" * 3000})
+assert "fat" not in keys()
+
+# DeleteObjects names at most 1,000 keys.
+many = {"Objects": [{"Key": f"k{i}"} for i in range(1001)]}
+refused("MalformedXML", s3.delete_objects, Bucket=bucket, Delete=many)
+
+# A batch whose content type or metadata could never be sent back fails alone.
+manifest = json.dumps([
+    {"key": "crlf", "size": 1, "content_type": "text/plain\r\nx-evil: 1"},
+    {"key": "fine", "size": 1},
+    {"key": "fatmeta", "size": 1, "metadata": {"m": "v" * 3000}},
+])
+out = subprocess.run([sys.executable, os.path.join(here, "batch.py"), endpoint, bucket, manifest, "abc"],
+                     capture_output=True, text=True, check=True).stdout
+results = json.loads(out.split(" ", 1)[1])["results"]
+assert "error" in results[0] and "etag" in results[1] and "error" in results[2], results
+assert sorted(k for k in keys() if k in ("crlf", "fine", "fatmeta")) == ["fine"], keys()
+# Sizes that overflow when summed are refused whole.
+overflow = json.dumps([{"key": "o1", "size": 2**64 - 1}, {"key": "o2", "size": 2}])
+out = subprocess.run([sys.executable, os.path.join(here, "batch.py"), endpoint, bucket, overflow, "x"],
+                     capture_output=True, text=True, check=True).stdout
+assert out.startswith("413") or "EntityTooLarge" in out, out
+
+# A prefix rename that would make keys over 1,024 bytes is refused whole.
+s3.put_object(Bucket=bucket, Key="d/" + "n" * 1000, Body=b"1")
+s3.put_object(Bucket=bucket, Key="d/short", Body=b"2")
+out = subprocess.run([sys.executable, os.path.join(here, "rename.py"), endpoint, bucket, "d/", "e" * 100 + "/",
+                      "--prefix"], capture_output=True, text=True, check=True).stdout
+assert "KeyTooLong" in out, out
+assert "d/short" in keys() and not any(k.startswith("e" * 100) for k in keys()), keys()
+
+# Ranges: none fits an empty object, nor one past the end.
+s3.put_object(Bucket=bucket, Key="ten", Body=b"0123456789")
+got = s3.get_object(Bucket=bucket, Key="ten", Range="bytes=-3")
+assert got["ResponseMetadata"]["HTTPStatusCode"] == 206 and got["Body"].read() == b"789"
+s3.put_object(Bucket=bucket, Key="empty", Body=b"")
+refused("InvalidRange", s3.get_object, Bucket=bucket, Key="empty", Range="bytes=-5")
+refused("InvalidRange", s3.get_object, Bucket=bucket, Key="ten", Range="bytes=20-30")
+assert s3.get_object(Bucket=bucket, Key="empty")["Body"].read() == b""
+print("OK")

@@ -21,6 +21,12 @@ pub enum Error {
     BucketTaken,
     #[error("access denied")]
     AccessDenied,
+    #[error("the version is locked (object lock retention or legal hold)")]
+    ObjectLocked,
+    #[error("{0}")]
+    InvalidBucketState(String),
+    #[error("the bucket has no object lock configuration")]
+    NoObjectLockConfiguration,
     #[error("the policy is malformed: {0}")]
     MalformedPolicy(String),
     #[error("the ACL is malformed: {0}")]
@@ -87,7 +93,9 @@ impl From<Error> for S3Error {
             Error::NoSuchUpload => S3ErrorCode::NoSuchUpload,
             Error::BucketExists => S3ErrorCode::BucketAlreadyOwnedByYou,
             Error::BucketTaken => S3ErrorCode::BucketAlreadyExists,
-            Error::AccessDenied => S3ErrorCode::AccessDenied,
+            Error::AccessDenied | Error::ObjectLocked => S3ErrorCode::AccessDenied,
+            Error::InvalidBucketState(_) => S3ErrorCode::InvalidBucketState,
+            Error::NoObjectLockConfiguration => S3ErrorCode::ObjectLockConfigurationNotFoundError,
             Error::MalformedPolicy(_) => S3ErrorCode::MalformedPolicy,
             Error::MalformedAcl(_) => S3ErrorCode::MalformedACLError,
             Error::NoSuchBucketPolicy => S3ErrorCode::NoSuchBucketPolicy,

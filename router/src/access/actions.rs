@@ -137,6 +137,11 @@ impl Action {
         name: "s3:DeleteObject",
         needs: Needs::Bucket(Permission::Write),
     };
+    /// Shortening or removing a governance retention early.
+    pub const BYPASS_GOVERNANCE: Action = Action {
+        name: "s3:BypassGovernanceRetention",
+        needs: Needs::Owner,
+    };
     pub const GET_OBJECT: Action = Action {
         name: "s3:GetObject",
         needs: Needs::Object(Permission::Read),

@@ -17,11 +17,13 @@ use crate::error::{Error, Result};
 
 mod access;
 mod chunks;
+mod locks;
 mod objects;
 mod sql;
 mod uploads;
 mod users;
 
+pub use locks::VersionLock;
 pub use users::{KeyListing, KeyOwner, User};
 
 pub const NULL_VERSION: &str = "null";
@@ -40,6 +42,8 @@ pub struct Bucket {
     pub policy: Option<String>,
     /// The public access block configuration (see `access`).
     pub public_access_block: Option<Json>,
+    /// The object lock configuration; `None` when lock is not enabled.
+    pub object_lock: Option<Json>,
 }
 
 impl Bucket {
@@ -259,7 +263,7 @@ impl Meta {
     pub async fn bucket_uncached(&self, name: &str) -> Result<Bucket> {
         self.buckets.lock().unwrap().remove(name);
         sqlx::query_as(
-            "SELECT id, name, versioning, created_at, owner_id, acl, policy, public_access_block
+            "SELECT id, name, versioning, created_at, owner_id, acl, policy, public_access_block, object_lock
              FROM buckets WHERE name = $1",
         )
         .bind(name)
@@ -271,7 +275,7 @@ impl Meta {
     /// The buckets `owner` owns, and those made before owners existed.
     pub async fn buckets(&self, owner: &str) -> Result<Vec<Bucket>> {
         Ok(sqlx::query_as(
-            "SELECT id, name, versioning, created_at, owner_id, acl, policy, public_access_block
+            "SELECT id, name, versioning, created_at, owner_id, acl, policy, public_access_block, object_lock
              FROM buckets WHERE owner_id = $1 OR owner_id IS NULL ORDER BY name",
         )
         .bind(owner)

@@ -232,8 +232,16 @@ impl Meta {
         Ok(sources.len() as u64)
     }
 
-    /// Permanently removes one version; the newest remaining one becomes current.
-    pub async fn delete_version(&self, bucket: &Bucket, key: &str, version_id: &str) -> Result<Deleted> {
+    /// Permanently removes one version; the newest remaining one becomes
+    /// current. A locked version stays (`ObjectLocked`) unless its lock
+    /// has run out, or is a governance retention and `bypass` is set.
+    pub async fn delete_version(
+        &self,
+        bucket: &Bucket,
+        key: &str,
+        version_id: &str,
+        bypass: bool,
+    ) -> Result<Deleted> {
         let mut tx = self.pool.begin().await?;
         lock_key(&mut tx, bucket.id, key).await?;
         let victim: Option<(i64, bool)> = sqlx::query_as(
@@ -251,6 +259,7 @@ impl Meta {
                 version_id: Some(version_id.to_string()),
             });
         };
+        super::locks::unlock_for_delete(&mut tx, id, bypass).await?;
         set_current(&mut tx, bucket.id, key, None).await?;
         sqlx::query("DELETE FROM versions WHERE id = $1")
             .bind(id)

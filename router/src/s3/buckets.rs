@@ -51,6 +51,9 @@ impl Bucketfs {
         self.meta
             .create_bucket(&req.input.bucket, owner, &acl.to_json())
             .await?;
+        if req.input.object_lock_enabled_for_bucket == Some(true) {
+            self.enable_object_lock(&req.input.bucket).await?;
+        }
         Ok(S3Response::new(CreateBucketOutput {
             location: Some(format!("/{}", req.input.bucket)),
         }))
@@ -103,6 +106,11 @@ impl Bucketfs {
             .versioning_configuration
             .status
             .map(|s| s.as_str().to_string());
+        if bucket.object_lock.is_some() && status.as_deref() == Some(BucketVersioningStatus::SUSPENDED) {
+            return Err(Error::InvalidBucketState(
+                "versioning cannot be suspended on a bucket with object lock".into(),
+            ));
+        }
         match status.as_deref() {
             Some(s @ (BucketVersioningStatus::ENABLED | BucketVersioningStatus::SUSPENDED)) => {
                 self.meta.set_versioning(&bucket, s).await?;

@@ -9,6 +9,7 @@ mod checksum;
 mod extensions;
 mod ingest;
 mod list;
+mod locks;
 mod multipart;
 mod objects;
 mod rename;
@@ -154,4 +155,10 @@ delegate! {
     get_public_access_block: GetPublicAccessBlockInput => GetPublicAccessBlockOutput;
     put_public_access_block: PutPublicAccessBlockInput => PutPublicAccessBlockOutput;
     delete_public_access_block: DeletePublicAccessBlockInput => DeletePublicAccessBlockOutput;
+    put_object_lock_configuration: PutObjectLockConfigurationInput => PutObjectLockConfigurationOutput;
+    get_object_lock_configuration: GetObjectLockConfigurationInput => GetObjectLockConfigurationOutput;
+    put_object_retention: PutObjectRetentionInput => PutObjectRetentionOutput;
+    get_object_retention: GetObjectRetentionInput => GetObjectRetentionOutput;
+    put_object_legal_hold: PutObjectLegalHoldInput => PutObjectLegalHoldOutput;
+    get_object_legal_hold: GetObjectLegalHoldInput => GetObjectLegalHoldOutput;
 }

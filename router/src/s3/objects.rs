@@ -14,6 +14,7 @@ use time::OffsetDateTime;
 
 use super::access_ops::principal_of;
 use super::ingest::{ingest, Body};
+use super::locks::new_version_lock;
 use super::{check_key, check_metadata, etag_of, timestamp, visible_version_id, Bucketfs};
 use crate::access::{Action, PublicAccessBlock};
 use crate::error::{Error, Result};
@@ -108,6 +109,12 @@ impl Bucketfs {
         let content_type = input.content_type.map(|c| c.to_string());
         let metadata = input.metadata.unwrap_or_default();
         check_metadata(&metadata, content_type.as_deref())?;
+        let lock = new_version_lock(
+            &bucket,
+            input.object_lock_mode.as_ref().map(|m| m.as_str()),
+            input.object_lock_retain_until_date.as_ref(),
+            input.object_lock_legal_hold_status.as_ref(),
+        )?;
         let body = Body {
             blob: input.body,
             declared: input.content_length,
@@ -137,6 +144,9 @@ impl Bucketfs {
             .await?;
         if let Some(acl) = acl {
             self.meta.set_version_acl(version.id, &acl.to_json()).await?;
+        }
+        if let Some(lock) = lock {
+            self.meta.set_version_lock(version.id, &lock).await?;
         }
         tracing::debug!(
             ingest_ms = ingested.as_secs_f64() * 1e3,
@@ -268,10 +278,15 @@ impl Bucketfs {
         &self,
         req: S3Request<DeleteObjectInput>,
     ) -> Result<S3Response<DeleteObjectOutput>> {
+        let principal = principal_of(&req);
         let input = req.input;
         let bucket = self.meta.bucket(&input.bucket).await?;
         let deleted = match input.version_id.as_deref() {
-            Some(vid) => self.meta.delete_version(&bucket, &input.key, vid).await?,
+            Some(vid) => {
+                let asked = input.bypass_governance_retention == Some(true);
+                let bypass = self.may_bypass(&principal, &bucket, &input.key, asked).await;
+                self.meta.delete_version(&bucket, &input.key, vid, bypass).await?
+            }
             None => self.meta.delete_object(&bucket, &input.key).await?,
         };
         Ok(S3Response::new(DeleteObjectOutput {
@@ -292,6 +307,7 @@ impl Bucketfs {
         }
         let bucket = self.meta.bucket(&input.bucket).await?;
         let quiet = input.delete.quiet.unwrap_or(false);
+        let bypass_asked = input.bypass_governance_retention == Some(true);
         let mut deleted = Vec::new();
         let mut errors = Vec::new();
         // Each key is judged on its own, as S3 does: a refused one is an
@@ -330,7 +346,12 @@ impl Bucketfs {
         .into_iter();
         for object in objects {
             let result = match object.version_id.as_deref() {
-                Some(vid) => self.meta.delete_version(&bucket, &object.key, vid).await,
+                Some(vid) => {
+                    let bypass = self
+                        .may_bypass(&principal, &bucket, &object.key, bypass_asked)
+                        .await;
+                    self.meta.delete_version(&bucket, &object.key, vid, bypass).await
+                }
                 None => match batch.next() {
                     Some(done) => Ok(done),
                     None => self.meta.delete_object(&bucket, &object.key).await,

@@ -4,7 +4,7 @@ CARGO ?= cargo
 CLUSTER_DIR ?= .cluster
 RELEASE_BIN := target/release
 
-.PHONY: deps build up down test lint bench bench-quick bench-s3 clean
+.PHONY: deps build up down test lint bench bench-quick bench-s3 fuzz clean
 
 deps:
 	@scripts/install-deps.sh
@@ -31,6 +31,21 @@ test: deps
 	@command -v pjdfstest >/dev/null || [ -x $$HOME/.cargo/bin/pjdfstest ] || $(CARGO) install pjdfstest
 	$(CARGO) build --workspace --bins --tests
 	$(CARGO) test --workspace --no-fail-fast -- --test-threads=2
+
+## Fuzz every parser of untrusted input (fuzz/fuzz_targets) for FUZZ_SECONDS
+## each (default 300) with cargo fuzz on nightly; not part of `make test`.
+FUZZ_SECONDS ?= 300
+FUZZ_TARGETS := chunk_id chunk_header policy acl listing_token batch request_line peer_auth
+fuzz: deps
+	@rustup toolchain list | grep -q nightly || rustup toolchain install nightly --profile minimal
+	@command -v cargo-fuzz >/dev/null || [ -x $$HOME/.cargo/bin/cargo-fuzz ] || $(CARGO) install cargo-fuzz
+	@mkdir -p target/fuzz-logs
+	@for t in $(FUZZ_TARGETS); do \
+		$(CARGO) +nightly fuzz run --fuzz-dir fuzz $$t -- -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+			> target/fuzz-logs/$$t.log 2>&1; rc=$$?; \
+		grep -E "^stat::number_of_executed_units|^Done|SUMMARY|panicked" target/fuzz-logs/$$t.log | sed "s/^/$$t: /"; \
+		[ $$rc -eq 0 ] || { echo "$$t failed: target/fuzz-logs/$$t.log"; exit 1; }; \
+	done
 
 ## Formatting, clippy, and the layout rules (no file over 900 lines, no
 ## modules that import each other: scripts/check-layout.py).

@@ -27,6 +27,8 @@ pub enum Error {
     InvalidBucketState(String),
     #[error("the bucket has no object lock configuration")]
     NoObjectLockConfiguration,
+    #[error("the bucket has no lifecycle configuration")]
+    NoSuchLifecycleConfiguration,
     #[error("the policy is malformed: {0}")]
     MalformedPolicy(String),
     #[error("the ACL is malformed: {0}")]
@@ -96,6 +98,7 @@ impl From<Error> for S3Error {
             Error::AccessDenied | Error::ObjectLocked => S3ErrorCode::AccessDenied,
             Error::InvalidBucketState(_) => S3ErrorCode::InvalidBucketState,
             Error::NoObjectLockConfiguration => S3ErrorCode::ObjectLockConfigurationNotFoundError,
+            Error::NoSuchLifecycleConfiguration => S3ErrorCode::NoSuchLifecycleConfiguration,
             Error::MalformedPolicy(_) => S3ErrorCode::MalformedPolicy,
             Error::MalformedAcl(_) => S3ErrorCode::MalformedACLError,
             Error::NoSuchBucketPolicy => S3ErrorCode::NoSuchBucketPolicy,

@@ -22,7 +22,7 @@ pub struct Gate {
 
 /// Why a request was refused, as an S3 error.
 #[derive(Debug, PartialEq, Eq)]
-struct Refusal {
+pub(crate) struct Refusal {
     status: StatusCode,
     code: &'static str,
     message: String,
@@ -52,7 +52,7 @@ fn invalid(message: impl Into<String>) -> Refusal {
 }
 
 impl Gate {
-    fn judge(&self, query: Option<&str>, headers: &HeaderMap) -> Result<(), Refusal> {
+    pub(crate) fn judge(&self, query: Option<&str>, headers: &HeaderMap) -> Result<(), Refusal> {
         let pairs: Vec<(String, Option<String>)> = query
             .unwrap_or("")
             .split('&')

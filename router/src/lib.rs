@@ -7,8 +7,11 @@ pub(crate) mod admin;
 pub(crate) mod chunks;
 pub mod error;
 pub(crate) mod escape;
+#[doc(hidden)]
+pub mod fuzzing;
 pub(crate) mod gate;
 pub(crate) mod host;
+pub(crate) mod lifecycle;
 pub(crate) mod membership;
 pub mod meta;
 pub(crate) mod metrics;

@@ -20,6 +20,12 @@ pub struct Metrics {
     pub replica_read_fallbacks: AtomicU64,
     pub replicas_repaired: AtomicU64,
     pub chunks_collected: AtomicU64,
+    /// Lifecycle: current versions expired, noncurrent versions removed,
+    /// lone delete markers removed, unfinished uploads aborted.
+    pub lifecycle_expired: AtomicU64,
+    pub lifecycle_noncurrent_removed: AtomicU64,
+    pub lifecycle_markers_removed: AtomicU64,
+    pub lifecycle_uploads_aborted: AtomicU64,
 }
 
 impl Metrics {
@@ -47,6 +53,19 @@ impl Metrics {
             ),
             ("bucketfs_router_replicas_repaired_total", &self.replicas_repaired),
             ("bucketfs_router_chunks_collected_total", &self.chunks_collected),
+            ("bucketfs_router_lifecycle_expired_total", &self.lifecycle_expired),
+            (
+                "bucketfs_router_lifecycle_noncurrent_removed_total",
+                &self.lifecycle_noncurrent_removed,
+            ),
+            (
+                "bucketfs_router_lifecycle_markers_removed_total",
+                &self.lifecycle_markers_removed,
+            ),
+            (
+                "bucketfs_router_lifecycle_uploads_aborted_total",
+                &self.lifecycle_uploads_aborted,
+            ),
         ] {
             let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
         }

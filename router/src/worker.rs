@@ -48,6 +48,10 @@ pub struct WorkerConfig {
     /// disks and network (as the scrubber does); 0: no pause.
     #[arg(long, default_value_t = 1.0)]
     pub repair_throttle: f64,
+    /// The length of a lifecycle rule's day, in seconds (a day; shorter
+    /// only to test rules).
+    #[arg(long, default_value_t = 86400.0)]
+    pub lifecycle_day_secs: f64,
 }
 
 pub struct Worker {
@@ -119,7 +123,7 @@ impl Worker {
         }
     }
 
-    /// One repair and collection pass.
+    /// One repair, lifecycle and collection pass.
     pub async fn pass(&self) -> crate::error::Result<()> {
         let live = self.io.membership().live_ids();
         if live.len() >= REPLICAS {
@@ -146,6 +150,10 @@ impl Worker {
             if lost > 0 {
                 tracing::error!(lost, "chunks have no readable replica on any counted node");
             }
+        }
+        let day = Duration::from_secs_f64(self.config.lifecycle_day_secs.max(0.001));
+        if let Err(e) = crate::lifecycle::apply_all(&self.meta, &self.metrics, day).await {
+            tracing::warn!(error = %e, "lifecycle pass failed");
         }
         loop {
             let garbage = self

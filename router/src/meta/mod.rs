@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 
 mod access;
 mod chunks;
+mod lifecycle;
 mod locks;
 mod objects;
 mod sql;
@@ -44,6 +45,8 @@ pub struct Bucket {
     pub public_access_block: Option<Json>,
     /// The object lock configuration; `None` when lock is not enabled.
     pub object_lock: Option<Json>,
+    /// Lifecycle rules (`crate::lifecycle::Rule`s); `None`: none.
+    pub lifecycle: Option<Json>,
 }
 
 impl Bucket {
@@ -263,8 +266,8 @@ impl Meta {
     pub async fn bucket_uncached(&self, name: &str) -> Result<Bucket> {
         self.buckets.lock().unwrap().remove(name);
         sqlx::query_as(
-            "SELECT id, name, versioning, created_at, owner_id, acl, policy, public_access_block, object_lock
-             FROM buckets WHERE name = $1",
+            "SELECT id, name, versioning, created_at, owner_id, acl, policy, public_access_block, object_lock,
+                    lifecycle FROM buckets WHERE name = $1",
         )
         .bind(name)
         .fetch_optional(&self.pool)
@@ -275,8 +278,8 @@ impl Meta {
     /// The buckets `owner` owns, and those made before owners existed.
     pub async fn buckets(&self, owner: &str) -> Result<Vec<Bucket>> {
         Ok(sqlx::query_as(
-            "SELECT id, name, versioning, created_at, owner_id, acl, policy, public_access_block, object_lock
-             FROM buckets WHERE owner_id = $1 OR owner_id IS NULL ORDER BY name",
+            "SELECT id, name, versioning, created_at, owner_id, acl, policy, public_access_block, object_lock,
+                    lifecycle FROM buckets WHERE owner_id = $1 OR owner_id IS NULL ORDER BY name",
         )
         .bind(owner)
         .fetch_all(&self.pool)

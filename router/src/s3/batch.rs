@@ -71,7 +71,7 @@ fn outcome(result: Result<Version>) -> BatchOutcome {
 
 /// Splits a body into its manifest and the objects' bytes, and checks that
 /// they agree.
-fn parse(body: &Bytes) -> Result<(Vec<BatchEntry>, Bytes)> {
+pub(crate) fn parse(body: &Bytes) -> Result<(Vec<BatchEntry>, Bytes)> {
     let bad = |what: String| Error::InvalidArgument(format!("batch: {what}"));
     let newline = body
         .iter()

@@ -47,7 +47,7 @@ impl Entry {
 }
 
 /// Where a listing resumes.
-enum Resume {
+pub(crate) enum Resume {
     /// Strictly after this key.
     After(String),
     /// After everything under this common prefix.
@@ -55,7 +55,7 @@ enum Resume {
 }
 
 impl Resume {
-    fn from_token(token: &str) -> Result<Self> {
+    pub(crate) fn from_token(token: &str) -> Result<Self> {
         let bad = || Error::InvalidArgument("malformed continuation token".into());
         let text = String::from_utf8(hex::decode(token).map_err(|_| bad())?).map_err(|_| bad())?;
         match text.split_at_checked(1) {

@@ -3,12 +3,13 @@
 //! of operations; errors become S3 errors only through `crate::error`.
 
 mod access_ops;
-mod batch;
+pub(crate) mod batch;
 mod buckets;
 mod checksum;
 mod extensions;
 mod ingest;
-mod list;
+mod lifecycle_ops;
+pub(crate) mod list;
 mod locks;
 mod multipart;
 mod objects;
@@ -161,4 +162,7 @@ delegate! {
     get_object_retention: GetObjectRetentionInput => GetObjectRetentionOutput;
     put_object_legal_hold: PutObjectLegalHoldInput => PutObjectLegalHoldOutput;
     get_object_legal_hold: GetObjectLegalHoldInput => GetObjectLegalHoldOutput;
+    put_bucket_lifecycle_configuration: PutBucketLifecycleConfigurationInput => PutBucketLifecycleConfigurationOutput;
+    get_bucket_lifecycle_configuration: GetBucketLifecycleConfigurationInput => GetBucketLifecycleConfigurationOutput;
+    delete_bucket_lifecycle: DeleteBucketLifecycleInput => DeleteBucketLifecycleOutput;
 }

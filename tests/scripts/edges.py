@@ -78,4 +78,28 @@ s3.put_object(Bucket=bucket, Key="empty", Body=b"")
 refused("InvalidRange", s3.get_object, Bucket=bucket, Key="empty", Range="bytes=-5")
 refused("InvalidRange", s3.get_object, Bucket=bucket, Key="ten", Range="bytes=20-30")
 assert s3.get_object(Bucket=bucket, Key="empty")["Body"].read() == b""
+# Standard headers are kept and given back; response-* overrides them on GET.
+s3.put_object(Bucket=bucket, Key="page", Body=b"<html/>", ContentType="text/html", CacheControl="max-age=60",
+              ContentDisposition='inline; filename="p.html"', ContentEncoding="identity",
+              ContentLanguage="en", Expires="Wed, 21 Oct 2037 07:28:00 GMT", Metadata={"color": "blue"})
+head = s3.head_object(Bucket=bucket, Key="page")
+assert head["CacheControl"] == "max-age=60" and head["ContentEncoding"] == "identity", head
+assert head["ContentDisposition"] == 'inline; filename="p.html"' and head["ContentLanguage"] == "en", head
+assert head["Expires"].year == 2037 and head["Metadata"] == {"color": "blue"}, head
+got = s3.get_object(Bucket=bucket, Key="page", ResponseContentDisposition='attachment; filename="x.html"',
+                    ResponseCacheControl="no-store", ResponseContentType="application/octet-stream")
+assert got["ContentDisposition"] == 'attachment; filename="x.html"' and got["CacheControl"] == "no-store", got
+assert got["ContentType"] == "application/octet-stream" and got["ContentLanguage"] == "en", got
+s3.copy_object(Bucket=bucket, Key="page-copy", CopySource={"Bucket": bucket, "Key": "page"})
+copied = s3.head_object(Bucket=bucket, Key="page-copy")
+assert copied["CacheControl"] == "max-age=60" and copied["Metadata"] == {"color": "blue"}, copied
+s3.copy_object(Bucket=bucket, Key="page-new", CopySource={"Bucket": bucket, "Key": "page"},
+               MetadataDirective="REPLACE", CacheControl="no-cache")
+replaced = s3.head_object(Bucket=bucket, Key="page-new")
+assert replaced["CacheControl"] == "no-cache" and "ContentLanguage" not in replaced, replaced
+# A batch object naming a reserved metadata name fails alone.
+out = subprocess.run([sys.executable, os.path.join(here, "batch.py"), endpoint, bucket,
+                      json.dumps([{"key": "sneaky", "size": 1, "metadata": {":cache-control": "x"}}]), "z"],
+                     capture_output=True, text=True, check=True).stdout
+assert "error" in json.loads(out.split(" ", 1)[1])["results"][0], out
 print("OK")

@@ -70,7 +70,16 @@ pub struct Version {
 }
 
 impl Version {
+    /// The user metadata (`x-amz-meta-*`), without the standard headers
+    /// stored beside it (names starting with `:`, see `s3::headers`).
     pub fn user_metadata(&self) -> HashMap<String, String> {
+        let mut all = self.stored_metadata();
+        all.retain(|name, _| !name.starts_with(':'));
+        all
+    }
+
+    /// Everything stored as metadata: user metadata and standard headers.
+    pub fn stored_metadata(&self) -> HashMap<String, String> {
         serde_json::from_value(self.metadata.clone()).unwrap_or_default()
     }
 }

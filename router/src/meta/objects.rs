@@ -216,7 +216,7 @@ impl Meta {
                 size: source.size,
                 etag: source.etag.clone(),
                 content_type: source.content_type.clone(),
-                metadata: source.user_metadata(),
+                metadata: source.stored_metadata(),
                 parts_count: source.parts_count,
                 pieces,
                 precondition: if no_replace {

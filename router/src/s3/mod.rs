@@ -7,6 +7,7 @@ pub(crate) mod batch;
 mod buckets;
 mod checksum;
 mod extensions;
+pub(crate) mod headers;
 mod ingest;
 mod lifecycle_ops;
 pub(crate) mod list;
@@ -83,6 +84,11 @@ fn check_metadata(
         return Err(Error::MetadataTooLarge(size));
     }
     let control = |s: &str| s.chars().any(|c| (c.is_control() && c != '\t') || c == '\u{7f}');
+    if let Some(name) = metadata.keys().find(|k| k.starts_with(headers::MARK)) {
+        return Err(Error::InvalidArgument(format!(
+            "metadata name {name:?} is reserved"
+        )));
+    }
     if let Some((name, _)) = metadata.iter().find(|(k, v)| control(k) || control(v)) {
         return Err(Error::InvalidArgument(format!(
             "metadata {name:?} contains a control character"

@@ -7,6 +7,7 @@ use s3s::dto::*;
 use s3s::{S3Request, S3Response};
 
 use super::access_ops::principal_of;
+use super::headers::standard_headers_of;
 use super::ingest::{ingest, Body};
 use super::objects::copy_source;
 use super::{check_key, check_metadata, timestamp, visible_version_id, Bucketfs};
@@ -69,8 +70,9 @@ impl Bucketfs {
         check_key(&input.key)?;
         let bucket = self.meta.bucket(&input.bucket).await?;
         let content_type = input.content_type.map(|c| c.to_string());
-        let metadata = input.metadata.unwrap_or_default();
+        let mut metadata = input.metadata.unwrap_or_default();
         check_metadata(&metadata, content_type.as_deref())?;
+        standard_headers_of!(input).store(&mut metadata);
         let upload_id = self
             .meta
             .create_upload(&bucket, &input.key, content_type.as_deref(), &metadata)

@@ -13,6 +13,7 @@ use s3s::{S3Request, S3Response};
 use time::OffsetDateTime;
 
 use super::access_ops::principal_of;
+use super::headers::{set_standard_headers, standard_headers_of, StandardHeaders};
 use super::ingest::{ingest, Body};
 use super::locks::new_version_lock;
 use super::{check_key, check_metadata, etag_of, timestamp, visible_version_id, Bucketfs};
@@ -107,8 +108,9 @@ impl Bucketfs {
             .acl_of_request(&req.headers, None, PublicAccessBlock::of(&bucket))
             .await?;
         let content_type = input.content_type.map(|c| c.to_string());
-        let metadata = input.metadata.unwrap_or_default();
+        let mut metadata = input.metadata.unwrap_or_default();
         check_metadata(&metadata, content_type.as_deref())?;
+        standard_headers_of!(input).store(&mut metadata);
         let lock = new_version_lock(
             &bucket,
             input.object_lock_mode.as_ref().map(|m| m.as_str()),
@@ -187,7 +189,7 @@ impl Bucketfs {
         };
         let bytes = range.clone().unwrap_or(0..size);
         let body = self.stream_range(version.id, bytes.clone()).await?;
-        Ok(S3Response::new(GetObjectOutput {
+        let mut output = GetObjectOutput {
             body: Some(body),
             content_length: Some((bytes.end - bytes.start) as i64),
             content_range: range.as_ref().map(|r| content_range(r, size)),
@@ -199,7 +201,31 @@ impl Bucketfs {
             version_id: visible_version_id(&version),
             parts_count: version.parts_count,
             ..Default::default()
-        }))
+        };
+        set_standard_headers!(output, StandardHeaders::of(&version));
+        // `response-*` parameters (a presigned download's file name, say)
+        // override what is stored.
+        let overrides = [
+            (&mut output.cache_control, input.response_cache_control),
+            (
+                &mut output.content_disposition,
+                input.response_content_disposition,
+            ),
+            (&mut output.content_encoding, input.response_content_encoding),
+            (&mut output.content_language, input.response_content_language),
+        ];
+        for (field, given) in overrides {
+            if given.is_some() {
+                *field = given;
+            }
+        }
+        if let Some(t) = input.response_content_type.and_then(|c| c.parse().ok()) {
+            output.content_type = Some(t);
+        }
+        if input.response_expires.is_some() {
+            output.expires = input.response_expires;
+        }
+        Ok(S3Response::new(output))
     }
 
     /// The bytes `range` of a version as a streaming body. A piece with no
@@ -261,7 +287,7 @@ impl Bucketfs {
         let version = self
             .readable_version(&input.bucket, &input.key, input.version_id.as_deref(), conditions)
             .await?;
-        Ok(S3Response::new(HeadObjectOutput {
+        let mut output = HeadObjectOutput {
             content_length: Some(version.size),
             accept_ranges: Some("bytes".into()),
             e_tag: Some(etag_of(&version)),
@@ -271,7 +297,9 @@ impl Bucketfs {
             version_id: visible_version_id(&version),
             parts_count: version.parts_count,
             ..Default::default()
-        }))
+        };
+        set_standard_headers!(output, StandardHeaders::of(&version));
+        Ok(S3Response::new(output))
     }
 
     pub(super) async fn delete_object(
@@ -413,7 +441,7 @@ impl Bucketfs {
             .metadata_directive
             .as_ref()
             .is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
-        let (content_type, metadata): (Option<String>, HashMap<String, String>) = if replace {
+        let (content_type, mut metadata): (Option<String>, HashMap<String, String>) = if replace {
             (
                 input.content_type.map(|c| c.to_string()),
                 input.metadata.unwrap_or_default(),
@@ -422,6 +450,11 @@ impl Bucketfs {
             (source.content_type.clone(), source.user_metadata())
         };
         check_metadata(&metadata, content_type.as_deref())?;
+        if replace {
+            standard_headers_of!(input).store(&mut metadata);
+        } else {
+            StandardHeaders::of(&source).store(&mut metadata);
+        }
         let pieces = self.meta.piece_refs(source.id).await?;
         let version = self
             .meta

@@ -16,6 +16,7 @@ pub(crate) mod membership;
 pub mod meta;
 pub(crate) mod metrics;
 pub(crate) mod quorum;
+pub(crate) mod request_id;
 pub mod s3;
 pub(crate) mod worker;
 
@@ -104,7 +105,8 @@ struct Admin {
 }
 
 /// A span around every request (method, path, request id) and one log line
-/// with its status and latency; the id is also returned as `x-amz-request-id`.
+/// with its status and latency; the id is also returned as `x-amz-request-id`
+/// and in an error's body (`request_id`).
 async fn request_span(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
     use tracing::Instrument;
     let id = format!("{:016x}", rand::random::<u64>());
@@ -134,10 +136,7 @@ async fn request_span(req: axum::extract::Request, next: axum::middleware::Next)
         } else {
             tracing::debug!(status, ms, "request done");
         }
-        if let Ok(v) = axum::http::HeaderValue::from_str(&id) {
-            response.headers_mut().insert("x-amz-request-id", v);
-        }
-        response
+        request_id::stamp(response, &id).await
     }
     .instrument(span)
     .await

@@ -86,6 +86,7 @@ fn malformed_and_unsupported_requests_get_clear_errors() -> Result<()> {
         let first = request.lines().next().unwrap_or("");
         assert!(line.contains(status), "{first}: answered {line}");
         assert!(body.contains(&format!("<Code>{code}</Code>")), "{first}: {body}");
+        assert!(body.contains("<RequestId>"), "{first}: no request id in {body}");
     }
     // A 1 MiB header, and a 1 MiB request line: refused by HAProxy (its
     // buffer is 16 KiB) before a router sees them.

@@ -9,6 +9,9 @@ pub enum Error {
     NoSuchBucket,
     #[error("the key does not exist")]
     NoSuchKey,
+    /// No current version: the newest is this delete marker.
+    #[error("the key does not exist (deleted)")]
+    DeletedKey(String),
     #[error("the version does not exist")]
     NoSuchVersion,
     #[error("the version is a delete marker")]
@@ -89,7 +92,7 @@ impl From<Error> for S3Error {
     fn from(e: Error) -> Self {
         let code = match &e {
             Error::NoSuchBucket => S3ErrorCode::NoSuchBucket,
-            Error::NoSuchKey => S3ErrorCode::NoSuchKey,
+            Error::NoSuchKey | Error::DeletedKey(_) => S3ErrorCode::NoSuchKey,
             Error::NoSuchVersion => S3ErrorCode::NoSuchVersion,
             Error::DeleteMarker => S3ErrorCode::MethodNotAllowed,
             Error::NoSuchUpload => S3ErrorCode::NoSuchUpload,
@@ -131,9 +134,18 @@ impl From<Error> for S3Error {
         if let Error::NoSuchPublicAccessBlock = e {
             err.set_status_code(http::StatusCode::NOT_FOUND);
         }
-        if let Error::DeleteMarker = e {
+        // S3 names the delete marker a GET or HEAD ran into.
+        let marker = match &e {
+            Error::DeleteMarker => Some(None),
+            Error::DeletedKey(version_id) => Some(Some(version_id.as_str())),
+            _ => None,
+        };
+        if let Some(version_id) = marker {
             let mut headers = http::HeaderMap::new();
             headers.insert("x-amz-delete-marker", http::HeaderValue::from_static("true"));
+            if let Some(v) = version_id.and_then(|v| http::HeaderValue::from_str(v).ok()) {
+                headers.insert("x-amz-version-id", v);
+            }
             err.set_headers(headers);
         }
         err

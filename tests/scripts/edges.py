@@ -102,4 +102,20 @@ out = subprocess.run([sys.executable, os.path.join(here, "batch.py"), endpoint, 
                       json.dumps([{"key": "sneaky", "size": 1, "metadata": {":cache-control": "x"}}]), "z"],
                      capture_output=True, text=True, check=True).stdout
 assert "error" in json.loads(out.split(" ", 1)[1])["results"][0], out
+# A GET or HEAD of a deleted key names the delete marker, as S3 does.
+vb = bucket + "-versioned"
+s3.create_bucket(Bucket=vb)
+s3.put_bucket_versioning(Bucket=vb, VersioningConfiguration={"Status": "Enabled"})
+s3.put_object(Bucket=vb, Key="k", Body=b"x")
+marker = s3.delete_object(Bucket=vb, Key="k")
+assert marker["DeleteMarker"] is True, marker
+for call in (s3.get_object, s3.head_object):
+    try:
+        call(Bucket=vb, Key="k")
+        raise AssertionError(f"{call.__name__} of a deleted key succeeded")
+    except ClientError as e:
+        headers = e.response["ResponseMetadata"]["HTTPHeaders"]
+        assert e.response["ResponseMetadata"]["HTTPStatusCode"] == 404, e.response
+        assert headers.get("x-amz-delete-marker") == "true", headers
+        assert headers.get("x-amz-version-id") == marker["VersionId"], headers
 print("OK")

@@ -282,19 +282,43 @@ impl Meta {
         })
     }
 
+    /// Why a key has no current version: deleted (its newest version is a
+    /// delete marker, which S3 names in the 404), or never written.
+    async fn absent_key(&self, bucket: &Bucket, key: &str) -> Result<Error> {
+        let newest: Option<(String, bool)> = sqlx::query_as(
+            "SELECT version_id, delete_marker FROM versions WHERE bucket_id = $1 AND key = $2
+             ORDER BY id DESC LIMIT 1",
+        )
+        .bind(bucket.id)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match newest {
+            Some((version_id, true)) => Error::DeletedKey(version_id),
+            _ => Error::NoSuchKey,
+        })
+    }
+
     /// The current version of a key, or a named version.
     pub async fn version(&self, bucket: &Bucket, key: &str, version_id: Option<&str>) -> Result<Version> {
         let cols = "v.id, v.key, v.version_id, v.delete_marker, v.size, v.etag, v.content_type, v.metadata, v.parts_count, v.created_at";
         match version_id {
-            None => sqlx::query_as(&format!(
-                "SELECT {cols} FROM current_versions c JOIN versions v ON v.id = c.version
-                 WHERE c.bucket_id = $1 AND c.key = $2"
-            ))
-            .bind(bucket.id)
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(Error::NoSuchKey),
+            None => {
+                let current: Option<Version> = sqlx::query_as(&format!(
+                    "SELECT {cols} FROM current_versions c JOIN versions v ON v.id = c.version
+                     WHERE c.bucket_id = $1 AND c.key = $2"
+                ))
+                .bind(bucket.id)
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?;
+                match current {
+                    Some(v) => Ok(v),
+                    // Only a bucket that ever had versioning has markers.
+                    None if bucket.versioning.is_empty() => Err(Error::NoSuchKey),
+                    None => Err(self.absent_key(bucket, key).await?),
+                }
+            }
             Some(vid) => {
                 let v: Version = sqlx::query_as(&format!(
                     "SELECT {cols} FROM versions v WHERE v.bucket_id = $1 AND v.key = $2 AND v.version_id = $3

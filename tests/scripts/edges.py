@@ -102,6 +102,11 @@ out = subprocess.run([sys.executable, os.path.join(here, "batch.py"), endpoint, 
                       json.dumps([{"key": "sneaky", "size": 1, "metadata": {":cache-control": "x"}}]), "z"],
                      capture_output=True, text=True, check=True).stdout
 assert "error" in json.loads(out.split(" ", 1)[1])["results"][0], out
+# GetObjectAttributes answers what it is asked.
+attrs = s3.get_object_attributes(Bucket=bucket, Key="ten", ObjectAttributes=["ETag", "ObjectSize", "StorageClass"])
+assert attrs["ObjectSize"] == 10 and attrs["StorageClass"] == "STANDARD" and attrs["ETag"], attrs
+assert "ObjectParts" not in attrs, attrs
+
 # A GET or HEAD of a deleted key names the delete marker, as S3 does.
 vb = bucket + "-versioned"
 s3.create_bucket(Bucket=vb)

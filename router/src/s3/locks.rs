@@ -94,6 +94,26 @@ pub(super) fn new_version_lock(
 }
 
 impl Bucketfs {
+    /// A version's row id and lock (the current version unless
+    /// `version_id`); with `configured`, only in a lock-enabled bucket.
+    async fn lock_of(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        configured: bool,
+    ) -> Result<(Bucket, i64, VersionLock)> {
+        let bucket = self.meta.bucket(bucket).await?;
+        if configured && LockConfig::of(&bucket).is_none() {
+            return Err(Error::InvalidArgument(
+                "the bucket has no object lock configuration".into(),
+            ));
+        }
+        let version = self.meta.version(&bucket, key, version_id).await?;
+        let lock = self.meta.version_lock(version.id).await?;
+        Ok((bucket, version.id, lock))
+    }
+
     /// Whether this request may bypass governance retention: it says so,
     /// and its caller may (`s3:BypassGovernanceRetention`).
     pub(super) async fn may_bypass(
@@ -243,12 +263,10 @@ impl Bucketfs {
         &self,
         req: S3Request<GetObjectRetentionInput>,
     ) -> Result<S3Response<GetObjectRetentionOutput>> {
-        let bucket = self.meta.bucket(&req.input.bucket).await?;
-        let version = self
-            .meta
-            .version(&bucket, &req.input.key, req.input.version_id.as_deref())
+        let input = &req.input;
+        let (_, _, lock) = self
+            .lock_of(&input.bucket, &input.key, input.version_id.as_deref(), false)
             .await?;
-        let lock = self.meta.version_lock(version.id).await?;
         let mode = lock.mode.ok_or(Error::NoObjectLockConfiguration)?;
         Ok(S3Response::new(GetObjectRetentionOutput {
             retention: Some(ObjectLockRetention {
@@ -263,22 +281,14 @@ impl Bucketfs {
         req: S3Request<PutObjectLegalHoldInput>,
     ) -> Result<S3Response<PutObjectLegalHoldOutput>> {
         let input = req.input;
-        let bucket = self.meta.bucket(&input.bucket).await?;
-        if LockConfig::of(&bucket).is_none() {
-            return Err(Error::InvalidArgument(
-                "the bucket has no object lock configuration".into(),
-            ));
-        }
-        let version = self
-            .meta
-            .version(&bucket, &input.key, input.version_id.as_deref())
+        let (_, version, mut lock) = self
+            .lock_of(&input.bucket, &input.key, input.version_id.as_deref(), true)
             .await?;
-        let mut lock = self.meta.version_lock(version.id).await?;
         lock.legal_hold = input
             .legal_hold
             .and_then(|h| h.status)
             .is_some_and(|s| s.as_str() == ObjectLockLegalHoldStatus::ON);
-        self.meta.set_version_lock(version.id, &lock).await?;
+        self.meta.set_version_lock(version, &lock).await?;
         Ok(S3Response::new(PutObjectLegalHoldOutput::default()))
     }
 
@@ -286,12 +296,10 @@ impl Bucketfs {
         &self,
         req: S3Request<GetObjectLegalHoldInput>,
     ) -> Result<S3Response<GetObjectLegalHoldOutput>> {
-        let bucket = self.meta.bucket(&req.input.bucket).await?;
-        let version = self
-            .meta
-            .version(&bucket, &req.input.key, req.input.version_id.as_deref())
+        let input = &req.input;
+        let (_, _, lock) = self
+            .lock_of(&input.bucket, &input.key, input.version_id.as_deref(), false)
             .await?;
-        let lock = self.meta.version_lock(version.id).await?;
         let status = if lock.legal_hold {
             ObjectLockLegalHoldStatus::ON
         } else {

@@ -36,6 +36,12 @@ pub enum Error {
     MalformedPolicy(String),
     #[error("the ACL is malformed: {0}")]
     MalformedAcl(String),
+    #[error("invalid tag: {0}")]
+    InvalidTag(String),
+    #[error("the bucket has no tags")]
+    NoSuchTagSet,
+    #[error("the bucket has no CORS configuration")]
+    NoSuchCorsConfiguration,
     #[error("the bucket has no policy")]
     NoSuchBucketPolicy,
     #[error("the bucket has no public access block configuration")]
@@ -66,6 +72,8 @@ pub enum Error {
     InvalidArgument(String),
     #[error("the range cannot be satisfied")]
     InvalidRange,
+    #[error("the object has no part {0}")]
+    InvalidPartNumber(i32),
     #[error("a precondition failed")]
     PreconditionFailed,
     #[error("not modified")]
@@ -105,6 +113,9 @@ impl From<Error> for S3Error {
             Error::MalformedPolicy(_) => S3ErrorCode::MalformedPolicy,
             Error::MalformedAcl(_) => S3ErrorCode::MalformedACLError,
             Error::NoSuchBucketPolicy => S3ErrorCode::NoSuchBucketPolicy,
+            Error::InvalidTag(_) => S3ErrorCode::InvalidTag,
+            Error::NoSuchTagSet => S3ErrorCode::NoSuchTagSet,
+            Error::NoSuchCorsConfiguration => S3ErrorCode::NoSuchCORSConfiguration,
             Error::NoSuchPublicAccessBlock => S3ErrorCode::Custom(bytestring::ByteString::from_static(
                 "NoSuchPublicAccessBlockConfiguration",
             )),
@@ -118,6 +129,9 @@ impl From<Error> for S3Error {
             Error::TooManyKeys(_) => S3ErrorCode::MalformedXML,
             Error::InvalidArgument(_) => S3ErrorCode::InvalidArgument,
             Error::InvalidRange => S3ErrorCode::InvalidRange,
+            Error::InvalidPartNumber(_) => {
+                S3ErrorCode::Custom(bytestring::ByteString::from_static("InvalidPartNumber"))
+            }
             Error::PreconditionFailed => S3ErrorCode::PreconditionFailed,
             Error::NotModified => S3ErrorCode::NotModified,
             Error::InvalidPart(_) => S3ErrorCode::InvalidPart,
@@ -131,8 +145,10 @@ impl From<Error> for S3Error {
             tracing::error!(error = %e, "request failed");
         }
         let mut err = S3Error::with_message(code, e.to_string());
-        if let Error::NoSuchPublicAccessBlock = e {
-            err.set_status_code(http::StatusCode::NOT_FOUND);
+        match e {
+            Error::NoSuchPublicAccessBlock => err.set_status_code(http::StatusCode::NOT_FOUND),
+            Error::InvalidPartNumber(_) => err.set_status_code(http::StatusCode::RANGE_NOT_SATISFIABLE),
+            _ => {}
         }
         // S3 names the delete marker a GET or HEAD ran into.
         let marker = match &e {

@@ -28,6 +28,16 @@ pub(crate) struct Refusal {
     message: String,
 }
 
+impl Refusal {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: String) -> Self {
+        Refusal {
+            status,
+            code,
+            message,
+        }
+    }
+}
+
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
         let body = format!(

@@ -5,6 +5,7 @@
 pub(crate) mod access;
 pub(crate) mod admin;
 pub(crate) mod chunks;
+pub(crate) mod cors;
 pub mod error;
 pub(crate) mod escape;
 #[doc(hidden)]
@@ -186,7 +187,13 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
 
     let identities = access::Identities::new(meta.clone());
     let access = access::Access::new(meta.clone(), identities.clone());
-    let fs = s3::Bucketfs::new(meta.clone(), io, metrics.clone(), access.clone());
+    let fs = s3::Bucketfs::new(
+        meta.clone(),
+        io,
+        metrics.clone(),
+        access.clone(),
+        config.allow_sigv2,
+    );
     let mut builder = s3s::service::S3ServiceBuilder::new(fs.clone());
     // XML bodies S3 accepts stay under 2 MB (1,000 keys to delete of at
     // most 1 KiB each, 10,000 parts to complete): refuse more than 4 MiB
@@ -199,6 +206,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     builder.set_auth(identities);
     builder.set_access(access);
     builder.set_route(s3::ExtensionRoute { fs });
+    let domains = Arc::new(host::Domains(config.domains.clone()));
     if !config.domains.is_empty() {
         builder.set_host(host::Domains(config.domains.clone()));
     }
@@ -218,6 +226,13 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
                 allow_sigv2: config.allow_sigv2,
             },
             gate::admit,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            cors::Cors {
+                meta: meta.clone(),
+                domains,
+            },
+            cors::layer,
         ))
         .layer(axum::middleware::from_fn(request_span));
 

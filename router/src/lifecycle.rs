@@ -26,6 +26,9 @@ pub struct Rule {
     pub prefix: String,
     /// Objects larger than this many bytes only.
     pub size_greater_than: Option<i64>,
+    /// Objects carrying all of these tags only (`[key, value]` pairs).
+    #[serde(default)]
+    pub tags: Vec<(String, String)>,
     /// Objects smaller than this many bytes only.
     pub size_less_than: Option<i64>,
     /// Expire current versions this many days after they were written.
@@ -90,6 +93,7 @@ fn days_ago(now: OffsetDateTime, days: i32, day: Duration) -> OffsetDateTime {
 async fn apply(meta: &Meta, bucket: &Bucket, rule: &Rule, day: Duration) -> Result<Applied> {
     let now = OffsetDateTime::now_utc();
     let mut done = Applied::default();
+    let tags = serde_json::to_value(&rule.tags).expect("tags serialise");
     let cutoff = match (rule.expire_days, rule.expire_at) {
         (Some(days), _) => Some(days_ago(now, days, day)),
         (None, Some(at)) if now.unix_timestamp() >= at => Some(now),
@@ -101,7 +105,7 @@ async fn apply(meta: &Meta, bucket: &Bucket, rule: &Rule, day: Duration) -> Resu
             rule.size_less_than.map_or(i64::MAX, |s| s - 1),
         );
         for key in meta
-            .current_written_before(bucket, &rule.prefix, before, size)
+            .current_written_before(bucket, &rule.prefix, &tags, before, size)
             .await?
         {
             match meta.delete_object(bucket, &key).await {
@@ -113,7 +117,10 @@ async fn apply(meta: &Meta, bucket: &Bucket, rule: &Rule, day: Duration) -> Resu
     if let Some(days) = rule.noncurrent_days {
         let keep = i64::from(rule.newer_noncurrent_versions.unwrap_or(0).max(0));
         let before = days_ago(now, days, day);
-        for (key, version) in meta.noncurrent_before(bucket, &rule.prefix, before, keep).await? {
+        for (key, version) in meta
+            .noncurrent_before(bucket, &rule.prefix, &tags, before, keep)
+            .await?
+        {
             match meta.delete_version(bucket, &key, &version, false).await {
                 Ok(_) => done.noncurrent_removed += 1,
                 // Locked: it stays until its lock runs out.

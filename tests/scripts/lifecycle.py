@@ -33,12 +33,19 @@ refused("NoSuchLifecycleConfiguration", s3.get_bucket_lifecycle_configuration, B
 refused("InvalidArgument", s3.put_bucket_lifecycle_configuration, Bucket=B, LifecycleConfiguration={"Rules": [
     {"ID": "t", "Status": "Enabled", "Filter": {"Prefix": ""},
      "Transitions": [{"Days": 30, "StorageClass": "GLACIER"}]}]})
+# S3 allows no tag filter on delete-marker removal.
 refused("InvalidArgument", s3.put_bucket_lifecycle_configuration, Bucket=B, LifecycleConfiguration={"Rules": [
-    {"ID": "tag", "Status": "Enabled", "Filter": {"Tag": {"Key": "k", "Value": "v"}}, "Expiration": {"Days": 1}}]})
+    {"ID": "tag", "Status": "Enabled", "Filter": {"Tag": {"Key": "k", "Value": "v"}},
+     "Expiration": {"ExpiredObjectDeleteMarker": True}}]})
 
 ids = {}
 for key in ["logs/a", "logs/b", "keep/a", "tmp/kept"]:
     ids[key] = s3.put_object(Bucket=B, Key=key, Body=key.encode())["VersionId"]
+# Only the object carrying every tag of the rule expires.
+for key, tagging in [("tagged/both", "temp=yes&team=a"), ("tagged/one", "temp=yes"), ("tagged/other", "temp=no"),
+                     ("tagged/none", None)]:
+    extra = {"Tagging": tagging} if tagging else {}
+    ids[key] = s3.put_object(Bucket=B, Key=key, Body=b"t", **extra)["VersionId"]
 hist = [s3.put_object(Bucket=B, Key="hist/x", Body=f"v{i}".encode())["VersionId"] for i in range(4)]
 gone = s3.put_object(Bucket=B, Key="tmp/gone", Body=b"x")["VersionId"]
 s3.delete_object(Bucket=B, Key="tmp/gone")
@@ -54,12 +61,16 @@ rules = [
      "Expiration": {"ExpiredObjectDeleteMarker": True}},
     {"ID": "uploads", "Status": "Enabled", "Filter": {"Prefix": "up/"},
      "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1}},
+    {"ID": "tagged", "Status": "Enabled",
+     "Filter": {"And": {"Prefix": "tagged/", "Tags": [{"Key": "temp", "Value": "yes"}, {"Key": "team", "Value": "a"}]}},
+     "Expiration": {"Days": 1}},
     {"ID": "off", "Status": "Disabled", "Filter": {"Prefix": "keep/"}, "Expiration": {"Days": 1}},
 ]
 s3.put_bucket_lifecycle_configuration(Bucket=B, LifecycleConfiguration={"Rules": rules})
 got = s3.get_bucket_lifecycle_configuration(Bucket=B)["Rules"]
 assert [r["ID"] for r in got] == [r["ID"] for r in rules], got
 assert got[1]["NoncurrentVersionExpiration"] == {"NoncurrentDays": 1, "NewerNoncurrentVersions": 1}, got[1]
+assert got[4]["Filter"]["And"]["Tags"] == rules[4]["Filter"]["And"]["Tags"], got[4]
 
 # Two and a half lifecycle days, with the worker passing every second.
 time.sleep(6)
@@ -70,6 +81,9 @@ markers = {m["Key"] for m in listing.get("DeleteMarkers", []) if m["IsLatest"]}
 # Expired current versions under logs/ became delete markers; the data stays.
 assert {"logs/a", "logs/b"} <= markers, markers
 assert ("logs/a", ids["logs/a"]) in versions and ("logs/b", ids["logs/b"]) in versions
+assert "tagged/both" in markers, markers
+for key in ["tagged/one", "tagged/other", "tagged/none"]:
+    assert (key, ids[key]) in versions and key not in markers, (key, markers)
 # The disabled rule and keys outside every rule are untouched.
 assert ("keep/a", ids["keep/a"]) in versions and "keep/a" not in markers
 assert ("tmp/kept", ids["tmp/kept"]) in versions and "tmp/kept" not in markers

@@ -26,6 +26,6 @@ fn rules_remove_exactly_what_they_name() -> Result<()> {
     let expired: u64 = (1..=2)
         .filter_map(|i| cluster.router_metric(i, "bucketfs_router_lifecycle_expired_total"))
         .sum();
-    assert_eq!(expired, 2, "logs/a and logs/b, once each");
+    assert_eq!(expired, 3, "logs/a, logs/b and tagged/both, once each");
     Ok(())
 }

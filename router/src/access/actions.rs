@@ -57,6 +57,8 @@ const TABLE: &[(&str, &str, &str, Needs)] = {
             Object(Read),
         ),
         ("PutObject", "s3:PutObject", "", Bucket(Write)),
+        // A browser's form upload, authorised by its signed policy.
+        ("PostObject", "s3:PutObject", "", Bucket(Write)),
         ("CopyObject", "s3:PutObject", "", Bucket(Write)),
         ("CreateMultipartUpload", "s3:PutObject", "", Bucket(Write)),
         ("UploadPart", "s3:PutObject", "", Bucket(Write)),
@@ -102,6 +104,30 @@ const TABLE: &[(&str, &str, &str, Needs)] = {
             "",
             Owner,
         ),
+        (
+            "GetObjectTagging",
+            "s3:GetObjectTagging",
+            "s3:GetObjectVersionTagging",
+            Owner,
+        ),
+        (
+            "PutObjectTagging",
+            "s3:PutObjectTagging",
+            "s3:PutObjectVersionTagging",
+            Owner,
+        ),
+        (
+            "DeleteObjectTagging",
+            "s3:DeleteObjectTagging",
+            "s3:DeleteObjectVersionTagging",
+            Owner,
+        ),
+        ("GetBucketTagging", "s3:GetBucketTagging", "", Owner),
+        ("PutBucketTagging", "s3:PutBucketTagging", "", Owner),
+        ("DeleteBucketTagging", "s3:PutBucketTagging", "", Owner),
+        ("GetBucketCors", "s3:GetBucketCORS", "", Owner),
+        ("PutBucketCors", "s3:PutBucketCORS", "", Owner),
+        ("DeleteBucketCors", "s3:PutBucketCORS", "", Owner),
     ]
 };
 
@@ -168,7 +194,7 @@ mod tests {
             Action::of("ListObjectsV2", false, &http::Method::GET).needs,
             Needs::Bucket(Permission::Read)
         );
-        let unknown = Action::of("PutBucketCors", false, &http::Method::PUT);
+        let unknown = Action::of("PutBucketWebsite", false, &http::Method::PUT);
         assert_eq!(unknown.needs, Needs::Owner);
         let names: std::collections::HashSet<_> = TABLE.iter().map(|(n, ..)| n).collect();
         assert_eq!(names.len(), TABLE.len(), "each operation listed once");

@@ -95,17 +95,4 @@ impl Meta {
         )
         .await
     }
-
-    async fn update_bucket<'q, T>(&self, bucket: &Bucket, statement: &'q str, value: T) -> Result<()>
-    where
-        T: 'q + Send + sqlx::Encode<'q, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
-    {
-        sqlx::query(statement)
-            .bind(bucket.id)
-            .bind(value)
-            .execute(&self.pool)
-            .await?;
-        self.buckets.lock().unwrap().remove(&bucket.name);
-        Ok(())
-    }
 }

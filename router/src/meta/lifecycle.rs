@@ -12,15 +12,19 @@ use crate::error::Result;
 /// Candidates found per query and pass.
 pub const LIFECYCLE_BATCH: i64 = 1000;
 
+/// The condition that version `v` carries every `[key, value]` pair of
+/// the JSON array bound as parameter `$param` (always true for `[]`).
+fn tagged(param: u8) -> String {
+    format!(
+        "(${param}::jsonb = '[]'::jsonb
+          OR EXISTS (SELECT 1 FROM object_tags t WHERE t.version = v.id AND t.tags @> ${param}))"
+    )
+}
+
 impl Meta {
     pub async fn set_lifecycle(&self, bucket: &Bucket, rules: Option<&Json>) -> Result<()> {
-        sqlx::query("UPDATE buckets SET lifecycle = $2 WHERE id = $1")
-            .bind(bucket.id)
-            .bind(rules)
-            .execute(&self.pool)
-            .await?;
-        self.buckets.lock().unwrap().remove(&bucket.name);
-        Ok(())
+        self.update_bucket(bucket, "UPDATE buckets SET lifecycle = $2 WHERE id = $1", rules)
+            .await
     }
 
     /// Buckets with lifecycle rules: (bucket, rules).
@@ -33,55 +37,63 @@ impl Meta {
     }
 
     /// Keys under `prefix` whose current version (not a delete marker) was
-    /// written before `before` and whose size is within `[min, max]`.
+    /// written before `before`, carries all of `tags` (`[key, value]`
+    /// pairs) and has a size within `[min, max]`.
     pub async fn current_written_before(
         &self,
         bucket: &Bucket,
         prefix: &str,
+        tags: &Json,
         before: OffsetDateTime,
         size: (i64, i64),
     ) -> Result<Vec<String>> {
-        Ok(sqlx::query_scalar(
+        Ok(sqlx::query_scalar(&format!(
             "SELECT c.key FROM current_versions c JOIN versions v ON v.id = c.version
              WHERE c.bucket_id = $1 AND starts_with(c.key, $2) AND v.created_at < $3
-               AND v.size >= $4 AND v.size <= $5
+               AND v.size >= $4 AND v.size <= $5 AND {}
              ORDER BY c.key LIMIT $6",
-        )
+            tagged(7)
+        ))
         .bind(bucket.id)
         .bind(prefix)
         .bind(before)
         .bind(size.0)
         .bind(size.1)
         .bind(LIFECYCLE_BATCH)
+        .bind(tags)
         .fetch_all(&self.pool)
         .await?)
     }
 
-    /// (key, version id) of versions under `prefix` that became noncurrent
-    /// (a newer version of their key was written) before `before`, beyond
-    /// the `keep` newest noncurrent versions of each key.
+    /// (key, version id) of versions under `prefix` carrying all of `tags`
+    /// that became noncurrent (a newer version of their key was written)
+    /// before `before`, beyond the `keep` newest noncurrent versions of
+    /// each key.
     pub async fn noncurrent_before(
         &self,
         bucket: &Bucket,
         prefix: &str,
+        tags: &Json,
         before: OffsetDateTime,
         keep: i64,
     ) -> Result<Vec<(String, String)>> {
-        Ok(sqlx::query_as(
+        Ok(sqlx::query_as(&format!(
             "SELECT key, version_id FROM (
-                 SELECT v.key, v.version_id,
+                 SELECT v.id, v.key, v.version_id,
                         lag(v.created_at) OVER w AS noncurrent_since,
                         row_number() OVER w AS rank
                  FROM versions v WHERE v.bucket_id = $1 AND starts_with(v.key, $2)
-                 WINDOW w AS (PARTITION BY v.key ORDER BY v.id DESC)) x
-             WHERE rank > 1 + $4 AND noncurrent_since < $3
+                 WINDOW w AS (PARTITION BY v.key ORDER BY v.id DESC)) v
+             WHERE rank > 1 + $4 AND noncurrent_since < $3 AND {}
              ORDER BY key LIMIT $5",
-        )
+            tagged(6)
+        ))
         .bind(bucket.id)
         .bind(prefix)
         .bind(before)
         .bind(keep)
         .bind(LIFECYCLE_BATCH)
+        .bind(tags)
         .fetch_all(&self.pool)
         .await?)
     }

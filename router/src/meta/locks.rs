@@ -26,13 +26,12 @@ impl VersionLock {
 impl Meta {
     /// Sets a bucket's lock configuration (enabled, with a default).
     pub async fn set_object_lock(&self, bucket: &Bucket, config: &Json) -> Result<()> {
-        sqlx::query("UPDATE buckets SET object_lock = $2 WHERE id = $1")
-            .bind(bucket.id)
-            .bind(config)
-            .execute(&self.pool)
-            .await?;
-        self.buckets.lock().unwrap().remove(&bucket.name);
-        Ok(())
+        self.update_bucket(
+            bucket,
+            "UPDATE buckets SET object_lock = $2 WHERE id = $1",
+            config,
+        )
+        .await
     }
 
     /// The lock of a version (row id); the default (none) if it has none.

@@ -21,6 +21,7 @@ mod lifecycle;
 mod locks;
 mod objects;
 mod sql;
+mod tagging;
 mod uploads;
 mod users;
 
@@ -47,7 +48,15 @@ pub struct Bucket {
     pub object_lock: Option<Json>,
     /// Lifecycle rules (`crate::lifecycle::Rule`s); `None`: none.
     pub lifecycle: Option<Json>,
+    /// Bucket tags, `[key, value]` pairs; `None`: none.
+    pub tagging: Option<Json>,
+    /// CORS rules (`crate::cors::Rule`s); `None`: none.
+    pub cors: Option<Json>,
 }
+
+/// The columns of `buckets` a `Bucket` is read from.
+const BUCKET_COLUMNS: &str =
+    "id, name, versioning, created_at, owner_id, acl, policy, public_access_block, object_lock, lifecycle, tagging, cors";
 
 impl Bucket {
     pub fn versioning_enabled(&self) -> bool {
@@ -67,6 +76,9 @@ pub struct Version {
     pub metadata: Json,
     pub parts_count: Option<i32>,
     pub created_at: OffsetDateTime,
+    /// How many tags the version has (read by `Meta::version` only).
+    #[sqlx(default)]
+    pub tag_count: i32,
 }
 
 impl Version {
@@ -147,6 +159,9 @@ pub struct Upload {
     pub key: String,
     pub content_type: Option<String>,
     pub metadata: Json,
+    /// ACL, lock and tags for the version completion makes (`s3::settings`).
+    #[sqlx(default)]
+    pub settings: Json,
     pub created_at: OffsetDateTime,
 }
 
@@ -271,25 +286,36 @@ impl Meta {
         Ok(bucket)
     }
 
+    /// Runs `statement` (`$1` the bucket id, `$2` the value) on a bucket's
+    /// row and forgets the cached copy.
+    async fn update_bucket<'q, T>(&self, bucket: &Bucket, statement: &'q str, value: T) -> Result<()>
+    where
+        T: 'q + Send + sqlx::Encode<'q, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+    {
+        sqlx::query(statement)
+            .bind(bucket.id)
+            .bind(value)
+            .execute(&self.pool)
+            .await?;
+        self.buckets.lock().unwrap().remove(&bucket.name);
+        Ok(())
+    }
+
     /// The bucket as Postgres has it now, for bucket-level requests.
     pub async fn bucket_uncached(&self, name: &str) -> Result<Bucket> {
         self.buckets.lock().unwrap().remove(name);
-        sqlx::query_as(
-            "SELECT id, name, versioning, created_at, owner_id, acl, policy, public_access_block, object_lock,
-                    lifecycle FROM buckets WHERE name = $1",
-        )
-        .bind(name)
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or(Error::NoSuchBucket)
+        sqlx::query_as(&format!("SELECT {BUCKET_COLUMNS} FROM buckets WHERE name = $1"))
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(Error::NoSuchBucket)
     }
 
     /// The buckets `owner` owns, and those made before owners existed.
     pub async fn buckets(&self, owner: &str) -> Result<Vec<Bucket>> {
-        Ok(sqlx::query_as(
-            "SELECT id, name, versioning, created_at, owner_id, acl, policy, public_access_block, object_lock,
-                    lifecycle FROM buckets WHERE owner_id = $1 OR owner_id IS NULL ORDER BY name",
-        )
+        Ok(sqlx::query_as(&format!(
+            "SELECT {BUCKET_COLUMNS} FROM buckets WHERE owner_id = $1 OR owner_id IS NULL ORDER BY name"
+        ))
         .bind(owner)
         .fetch_all(&self.pool)
         .await?)

@@ -177,7 +177,9 @@ impl Meta {
         no_replace: bool,
     ) -> Result<u64> {
         let mut tx = self.pool.begin().await?;
-        let cols = "v.id, v.key, v.version_id, v.delete_marker, v.size, v.etag, v.content_type, v.metadata, v.parts_count, v.created_at";
+        let cols = "v.id, v.key, v.version_id, v.delete_marker, v.size, v.etag, v.content_type, v.metadata,
+            v.parts_count, v.created_at,
+            COALESCE((SELECT jsonb_array_length(t.tags) FROM object_tags t WHERE t.version = v.id), 0) AS tag_count";
         let sources: Vec<Version> = sqlx::query_as(&format!(
             "SELECT {cols} FROM current_versions c JOIN versions v ON v.id = c.version
              WHERE c.bucket_id = $1 AND (c.key = $2 OR ($3 AND c.key > $2 AND starts_with(c.key, $2)))
@@ -301,7 +303,9 @@ impl Meta {
 
     /// The current version of a key, or a named version.
     pub async fn version(&self, bucket: &Bucket, key: &str, version_id: Option<&str>) -> Result<Version> {
-        let cols = "v.id, v.key, v.version_id, v.delete_marker, v.size, v.etag, v.content_type, v.metadata, v.parts_count, v.created_at";
+        let cols = "v.id, v.key, v.version_id, v.delete_marker, v.size, v.etag, v.content_type, v.metadata,
+            v.parts_count, v.created_at,
+            COALESCE((SELECT jsonb_array_length(t.tags) FROM object_tags t WHERE t.version = v.id), 0) AS tag_count";
         match version_id {
             None => {
                 let current: Option<Version> = sqlx::query_as(&format!(

@@ -13,16 +13,19 @@ impl Meta {
         key: &str,
         content_type: Option<&str>,
         metadata: &HashMap<String, String>,
+        settings: &Json,
     ) -> Result<String> {
         let upload_id = new_upload_id();
         sqlx::query(
-            "INSERT INTO uploads (upload_id, bucket_id, key, content_type, metadata) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO uploads (upload_id, bucket_id, key, content_type, metadata, settings)
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(&upload_id)
         .bind(bucket.id)
         .bind(key)
         .bind(content_type)
         .bind(serde_json::to_value(metadata).expect("metadata serialises"))
+        .bind(settings)
         .execute(&self.pool)
         .await?;
         Ok(upload_id)
@@ -30,7 +33,7 @@ impl Meta {
 
     pub async fn upload(&self, bucket: &Bucket, key: &str, upload_id: &str) -> Result<Upload> {
         sqlx::query_as(
-            "SELECT upload_id, bucket_id, key, content_type, metadata, created_at FROM uploads
+            "SELECT upload_id, bucket_id, key, content_type, metadata, settings, created_at FROM uploads
              WHERE upload_id = $1 AND bucket_id = $2 AND key = $3",
         )
         .bind(upload_id)
@@ -122,7 +125,7 @@ impl Meta {
         limit: i64,
     ) -> Result<Vec<Upload>> {
         Ok(sqlx::query_as(
-            "SELECT upload_id, bucket_id, key, content_type, metadata, created_at FROM uploads
+            "SELECT upload_id, bucket_id, key, content_type, metadata, settings, created_at FROM uploads
              WHERE bucket_id = $1 AND key >= $2 AND (key > $3 OR (key = $3 AND upload_id > $4))
              ORDER BY key, upload_id LIMIT $5",
         )

@@ -1,11 +1,11 @@
 //! Put/Get/DeleteBucketLifecycleConfiguration: S3's rules turned into
 //! bucketfs's (`crate::lifecycle::Rule`) and back. Transitions (there are
-//! no storage classes) and tag filters (objects carry no tags yet) are
-//! refused with a reason, not ignored.
+//! no storage classes) are refused with a reason, not ignored.
 
 use s3s::dto::*;
 use s3s::{S3Request, S3Response};
 
+use super::tagging::{Tags, MAX_OBJECT_TAGS};
 use super::Bucketfs;
 use crate::error::{Error, Result};
 use crate::lifecycle::{rules_of, Rule, MAX_RULES};
@@ -36,15 +36,13 @@ fn rule_of(r: LifecycleRule) -> Result<Rule> {
         ..Rule::default()
     };
     if let Some(filter) = r.filter {
-        if filter.tag.is_some()
-            || filter
-                .and
-                .as_ref()
-                .is_some_and(|a| a.tags.as_ref().is_some_and(|t| !t.is_empty()))
-        {
-            return Err(invalid("tag filters are not supported yet"));
-        }
         let and = filter.and.unwrap_or_default();
+        let tags: TagSet = filter
+            .tag
+            .into_iter()
+            .chain(and.tags.unwrap_or_default())
+            .collect();
+        rule.tags = Tags::from_set(tags, MAX_OBJECT_TAGS)?.pairs().to_vec();
         rule.prefix = filter.prefix.or(and.prefix).unwrap_or(rule.prefix);
         rule.size_greater_than = filter.object_size_greater_than.or(and.object_size_greater_than);
         rule.size_less_than = filter.object_size_less_than.or(and.object_size_less_than);
@@ -67,6 +65,11 @@ fn rule_of(r: LifecycleRule) -> Result<Rule> {
     if let Some(a) = r.abort_incomplete_multipart_upload {
         rule.abort_upload_days = positive(a.days_after_initiation, "DaysAfterInitiation")?;
     }
+    if !rule.tags.is_empty() && (rule.expired_delete_markers || rule.abort_upload_days.is_some()) {
+        return Err(invalid(
+            "ExpiredObjectDeleteMarker and AbortIncompleteMultipartUpload cannot have tag filters",
+        ));
+    }
     let acts = rule.expire_days.is_some()
         || rule.expire_at.is_some()
         || rule.expired_delete_markers
@@ -76,6 +79,35 @@ fn rule_of(r: LifecycleRule) -> Result<Rule> {
         return Err(invalid(format!("rule {:?} has no action", rule.id)));
     }
     Ok(rule)
+}
+
+/// A rule's filter as S3 writes it: conditions beside tags go in `And`.
+fn filter_to(rule: &Rule) -> LifecycleRuleFilter {
+    if rule.tags.is_empty() {
+        return LifecycleRuleFilter {
+            prefix: Some(rule.prefix.clone()),
+            object_size_greater_than: rule.size_greater_than,
+            object_size_less_than: rule.size_less_than,
+            ..Default::default()
+        };
+    }
+    let tags = rule
+        .tags
+        .iter()
+        .map(|(k, v)| Tag {
+            key: Some(k.clone()),
+            value: Some(v.clone()),
+        })
+        .collect();
+    LifecycleRuleFilter {
+        and: Some(LifecycleRuleAndOperator {
+            prefix: Some(rule.prefix.clone()),
+            tags: Some(tags),
+            object_size_greater_than: rule.size_greater_than,
+            object_size_less_than: rule.size_less_than,
+        }),
+        ..Default::default()
+    }
 }
 
 fn rule_to(rule: &Rule) -> LifecycleRule {
@@ -93,12 +125,7 @@ fn rule_to(rule: &Rule) -> LifecycleRule {
             days_after_initiation: Some(d),
         }),
         expiration,
-        filter: Some(LifecycleRuleFilter {
-            prefix: Some(rule.prefix.clone()),
-            object_size_greater_than: rule.size_greater_than,
-            object_size_less_than: rule.size_less_than,
-            ..Default::default()
-        }),
+        filter: Some(filter_to(rule)),
         id: Some(rule.id.clone()),
         noncurrent_version_expiration: rule.noncurrent_days.map(|d| NoncurrentVersionExpiration {
             noncurrent_days: Some(d),

@@ -6,6 +6,7 @@ mod access_ops;
 pub(crate) mod batch;
 mod buckets;
 mod checksum;
+mod cors_ops;
 mod extensions;
 pub(crate) mod headers;
 mod ingest;
@@ -14,7 +15,10 @@ pub(crate) mod list;
 mod locks;
 mod multipart;
 mod objects;
+mod part_layout;
 mod rename;
+mod settings;
+mod tagging;
 mod wire;
 
 pub use extensions::ExtensionRoute;
@@ -42,15 +46,19 @@ pub struct Bucketfs {
     /// Judges what the access check before an operation cannot: a copy's
     /// source, each object of a batch or rename.
     access: Access,
+    /// Accept browser form uploads signed with Signature Version 2 (the
+    /// gate refuses other SigV2 requests before they reach here).
+    allow_sigv2: bool,
 }
 
 impl Bucketfs {
-    pub fn new(meta: Meta, io: ChunkIo, metrics: Arc<Metrics>, access: Access) -> Self {
+    pub fn new(meta: Meta, io: ChunkIo, metrics: Arc<Metrics>, access: Access, allow_sigv2: bool) -> Self {
         Self {
             meta,
             io,
             metrics,
             access,
+            allow_sigv2,
         }
     }
 }
@@ -172,4 +180,13 @@ delegate! {
     put_bucket_lifecycle_configuration: PutBucketLifecycleConfigurationInput => PutBucketLifecycleConfigurationOutput;
     get_bucket_lifecycle_configuration: GetBucketLifecycleConfigurationInput => GetBucketLifecycleConfigurationOutput;
     delete_bucket_lifecycle: DeleteBucketLifecycleInput => DeleteBucketLifecycleOutput;
+    get_object_tagging: GetObjectTaggingInput => GetObjectTaggingOutput;
+    put_object_tagging: PutObjectTaggingInput => PutObjectTaggingOutput;
+    delete_object_tagging: DeleteObjectTaggingInput => DeleteObjectTaggingOutput;
+    get_bucket_tagging: GetBucketTaggingInput => GetBucketTaggingOutput;
+    put_bucket_tagging: PutBucketTaggingInput => PutBucketTaggingOutput;
+    delete_bucket_tagging: DeleteBucketTaggingInput => DeleteBucketTaggingOutput;
+    put_bucket_cors: PutBucketCorsInput => PutBucketCorsOutput;
+    get_bucket_cors: GetBucketCorsInput => GetBucketCorsOutput;
+    delete_bucket_cors: DeleteBucketCorsInput => DeleteBucketCorsOutput;
 }

@@ -9,8 +9,13 @@ use s3s::{S3Request, S3Response};
 use super::access_ops::principal_of;
 use super::headers::standard_headers_of;
 use super::ingest::{ingest, Body};
+use super::locks::new_version_lock;
 use super::objects::copy_source;
+use super::part_layout;
+use super::settings::NewVersionSettings;
+use super::tagging::tags_of_header;
 use super::{check_key, check_metadata, timestamp, visible_version_id, Bucketfs};
+use crate::access::PublicAccessBlock;
 use crate::error::{Error, Result};
 use crate::meta::{NewVersion, Piece, WritePrecondition};
 
@@ -73,9 +78,25 @@ impl Bucketfs {
         let mut metadata = input.metadata.unwrap_or_default();
         check_metadata(&metadata, content_type.as_deref())?;
         standard_headers_of!(input).store(&mut metadata);
+        let acl = self
+            .acl_of_request(&req.headers, None, PublicAccessBlock::of(&bucket))
+            .await?;
+        let lock = new_version_lock(
+            &bucket,
+            input.object_lock_mode.as_ref().map(|m| m.as_str()),
+            input.object_lock_retain_until_date.as_ref(),
+            input.object_lock_legal_hold_status.as_ref(),
+        )?;
+        let settings = NewVersionSettings::new(acl, lock, tags_of_header(input.tagging.as_deref())?);
         let upload_id = self
             .meta
-            .create_upload(&bucket, &input.key, content_type.as_deref(), &metadata)
+            .create_upload(
+                &bucket,
+                &input.key,
+                content_type.as_deref(),
+                &metadata,
+                &settings.to_json(),
+            )
             .await?;
         Ok(S3Response::new(CreateMultipartUploadOutput {
             bucket: Some(input.bucket),
@@ -178,6 +199,7 @@ impl Bucketfs {
         let mut pieces = Vec::new();
         let mut md5s = Md5::new();
         let mut size = 0i64;
+        let mut sizes = Vec::with_capacity(requested.len());
         let mut previous = 0;
         for (i, part) in requested.iter().enumerate() {
             let number = part.part_number.unwrap_or(0);
@@ -199,9 +221,12 @@ impl Bucketfs {
             }
             md5s.update(hex::decode(&found.etag).map_err(|_| Error::InvalidPart(number))?);
             size += found.size;
+            sizes.push(found.size);
             pieces.extend(self.meta.part_pieces(&input.upload_id, number).await?);
         }
         let etag = format!("{}-{}", hex::encode(md5s.finalize()), requested.len());
+        let mut metadata = serde_json::from_value(upload.metadata.clone()).unwrap_or_default();
+        part_layout::store(&mut metadata, &sizes);
         let version = self
             .meta
             .complete_upload(
@@ -212,12 +237,14 @@ impl Bucketfs {
                     size,
                     etag: etag.clone(),
                     content_type: upload.content_type.clone(),
-                    metadata: serde_json::from_value(upload.metadata.clone()).unwrap_or_default(),
+                    metadata,
                     parts_count: Some(requested.len() as i32),
                     pieces,
                     precondition: WritePrecondition::None,
                 },
             )
+            .await?;
+        self.apply_settings(version.id, &NewVersionSettings::from_json(&upload.settings))
             .await?;
         Ok(S3Response::new(CompleteMultipartUploadOutput {
             bucket: Some(input.bucket.clone()),

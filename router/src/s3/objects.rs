@@ -16,6 +16,9 @@ use super::access_ops::principal_of;
 use super::headers::{set_standard_headers, standard_headers_of, StandardHeaders};
 use super::ingest::{ingest, Body};
 use super::locks::new_version_lock;
+use super::part_layout;
+use super::settings::NewVersionSettings;
+use super::tagging::{tags_of_header, Tags};
 use super::{check_key, check_metadata, etag_of, timestamp, visible_version_id, Bucketfs};
 use crate::access::{Action, PublicAccessBlock};
 use crate::error::{Error, Result};
@@ -100,12 +103,17 @@ impl Bucketfs {
         &self,
         req: S3Request<PutObjectInput>,
     ) -> Result<S3Response<PutObjectOutput>> {
+        let mut headers = req.headers;
+        if req.method == http::Method::POST {
+            let signed_v2 = req.credentials.is_some() && req.region.is_none();
+            self.check_form_upload(&req.input, signed_v2, &mut headers)?;
+        }
         let input = req.input;
         check_key(&input.key)?;
         let started = std::time::Instant::now();
         let bucket = self.meta.bucket(&input.bucket).await?;
         let acl = self
-            .acl_of_request(&req.headers, None, PublicAccessBlock::of(&bucket))
+            .acl_of_request(&headers, None, PublicAccessBlock::of(&bucket))
             .await?;
         let content_type = input.content_type.map(|c| c.to_string());
         let mut metadata = input.metadata.unwrap_or_default();
@@ -117,11 +125,12 @@ impl Bucketfs {
             input.object_lock_retain_until_date.as_ref(),
             input.object_lock_legal_hold_status.as_ref(),
         )?;
+        let settings = NewVersionSettings::new(acl, lock, tags_of_header(input.tagging.as_deref())?);
         let body = Body {
             blob: input.body,
             declared: input.content_length,
             content_md5: input.content_md5.as_deref(),
-            headers: &req.headers,
+            headers: &headers,
             trailers: req.trailing_headers.as_ref(),
         };
         let body = ingest(&self.io, &self.metrics, body).await?;
@@ -144,12 +153,7 @@ impl Bucketfs {
                 },
             )
             .await?;
-        if let Some(acl) = acl {
-            self.meta.set_version_acl(version.id, &acl.to_json()).await?;
-        }
-        if let Some(lock) = lock {
-            self.meta.set_version_lock(version.id, &lock).await?;
-        }
+        self.apply_settings(version.id, &settings).await?;
         tracing::debug!(
             ingest_ms = ingested.as_secs_f64() * 1e3,
             total_ms = started.elapsed().as_secs_f64() * 1e3,
@@ -164,6 +168,34 @@ impl Bucketfs {
             checksum_sha256: sums.sha256,
             ..Default::default()
         }))
+    }
+
+    /// A browser's form upload (PostObject, which s3s turns into this
+    /// PutObject after checking its signed policy): SigV4 only unless
+    /// SigV2 is allowed (s3s gives a SigV2 request no region), and the
+    /// form's `acl` field stands for the `x-amz-acl` header.
+    fn check_form_upload(
+        &self,
+        input: &PutObjectInput,
+        signed_v2: bool,
+        headers: &mut http::HeaderMap,
+    ) -> Result<()> {
+        if signed_v2 && !self.allow_sigv2 {
+            return Err(Error::AccessDenied);
+        }
+        // The file's name is not passed on by s3s: refuse rather than store
+        // the placeholder as the key.
+        if input.key.contains("${filename}") {
+            return Err(Error::InvalidArgument(
+                "${filename} in a form upload's key is not supported: name the key".into(),
+            ));
+        }
+        if let Some(acl) = &input.acl {
+            let value = http::HeaderValue::from_str(acl.as_str())
+                .map_err(|_| Error::InvalidArgument("acl is not a canned ACL".into()))?;
+            headers.insert("x-amz-acl", value);
+        }
+        Ok(())
     }
 
     pub(super) async fn get_object(
@@ -181,11 +213,17 @@ impl Bucketfs {
             .readable_version(&input.bucket, &input.key, input.version_id.as_deref(), conditions)
             .await?;
         let size = version.size as u64;
-        let range = match &input.range {
+        let range = match (&input.range, input.part_number) {
+            (Some(_), Some(_)) => {
+                return Err(Error::InvalidArgument(
+                    "give Range or partNumber, not both".into(),
+                ))
+            }
             // No range of nothing is satisfiable (S3 answers 416 too).
-            Some(_) if size == 0 => return Err(Error::InvalidRange),
-            Some(r) => Some(r.check(size).map_err(|_| Error::InvalidRange)?),
-            None => None,
+            (Some(_), None) if size == 0 => return Err(Error::InvalidRange),
+            (Some(r), None) => Some(r.check(size).map_err(|_| Error::InvalidRange)?),
+            (None, Some(n)) => Some(part_layout::range(&version, n)?),
+            (None, None) => None,
         };
         let bytes = range.clone().unwrap_or(0..size);
         let body = self.stream_range(version.id, bytes.clone()).await?;
@@ -200,6 +238,7 @@ impl Bucketfs {
             metadata: Some(version.user_metadata()),
             version_id: visible_version_id(&version),
             parts_count: version.parts_count,
+            tag_count: (version.tag_count > 0).then_some(version.tag_count),
             ..Default::default()
         };
         set_standard_headers!(output, StandardHeaders::of(&version));
@@ -287,8 +326,13 @@ impl Bucketfs {
         let version = self
             .readable_version(&input.bucket, &input.key, input.version_id.as_deref(), conditions)
             .await?;
+        let part = input
+            .part_number
+            .map(|n| part_layout::range(&version, n))
+            .transpose()?;
         let mut output = HeadObjectOutput {
-            content_length: Some(version.size),
+            content_length: Some(part.as_ref().map_or(version.size, |p| (p.end - p.start) as i64)),
+            content_range: part.as_ref().map(|p| content_range(p, version.size as u64)),
             accept_ranges: Some("bytes".into()),
             e_tag: Some(etag_of(&version)),
             last_modified: Some(timestamp(version.created_at)),
@@ -302,9 +346,9 @@ impl Bucketfs {
         Ok(S3Response::new(output))
     }
 
-    /// GetObjectAttributes: the attributes asked for, with no body. ETags
-    /// of parts are not kept after completion, so ObjectParts gives the
-    /// count only; no checksum is stored whole.
+    /// GetObjectAttributes: the attributes asked for, with no body.
+    /// ObjectParts lists part numbers and sizes (a part's checksums are
+    /// not kept after completion); no checksum is stored whole.
     pub(super) async fn get_object_attributes(
         &self,
         req: S3Request<GetObjectAttributesInput>,
@@ -332,9 +376,13 @@ impl Bucketfs {
             object_parts: asked(ObjectAttributes::OBJECT_PARTS)
                 .then_some(version.parts_count)
                 .flatten()
-                .map(|n| GetObjectAttributesParts {
-                    total_parts_count: Some(n),
-                    ..Default::default()
+                .map(|n| {
+                    attribute_parts(
+                        &version,
+                        n,
+                        input.part_number_marker.unwrap_or(0),
+                        input.max_parts.unwrap_or(1000),
+                    )
                 }),
             version_id: visible_version_id(&version),
             ..Default::default()
@@ -476,6 +524,22 @@ impl Bucketfs {
         let acl = self
             .acl_of_request(&req.headers, None, PublicAccessBlock::of(&bucket))
             .await?;
+        // S3 copies the source's tags unless told to replace them.
+        let tags = match &input.tagging_directive {
+            Some(d) if d.as_str() == TaggingDirective::REPLACE => tags_of_header(input.tagging.as_deref())?,
+            _ => self
+                .meta
+                .version_tags(source.id)
+                .await?
+                .map(|t| Tags::from_json(&t)),
+        };
+        let lock = new_version_lock(
+            &bucket,
+            input.object_lock_mode.as_ref().map(|m| m.as_str()),
+            input.object_lock_retain_until_date.as_ref(),
+            input.object_lock_legal_hold_status.as_ref(),
+        )?;
+        let settings = NewVersionSettings::new(acl, lock, tags);
         let replace = input
             .metadata_directive
             .as_ref()
@@ -494,6 +558,7 @@ impl Bucketfs {
         } else {
             StandardHeaders::of(&source).store(&mut metadata);
         }
+        part_layout::copy(&source, &mut metadata);
         let pieces = self.meta.piece_refs(source.id).await?;
         let version = self
             .meta
@@ -511,9 +576,7 @@ impl Bucketfs {
                 },
             )
             .await?;
-        if let Some(acl) = acl {
-            self.meta.set_version_acl(version.id, &acl.to_json()).await?;
-        }
+        self.apply_settings(version.id, &settings).await?;
         Ok(S3Response::new(CopyObjectOutput {
             copy_object_result: Some(CopyObjectResult {
                 e_tag: Some(etag_of(&version)),
@@ -524,6 +587,33 @@ impl Bucketfs {
             version_id: visible_version_id(&version),
             ..Default::default()
         }))
+    }
+}
+
+/// A page of a multipart version's parts: those after `marker`, at most
+/// `max` (1 to 1,000) of them.
+fn attribute_parts(version: &Version, count: i32, marker: i32, max: i32) -> GetObjectAttributesParts {
+    let max = max.clamp(1, 1000);
+    let sizes = part_layout::sizes(version);
+    let parts: Vec<ObjectPart> = (1..)
+        .zip(sizes)
+        .skip(marker.max(0) as usize)
+        .take(max as usize + 1)
+        .map(|(number, size)| ObjectPart {
+            part_number: Some(number),
+            size: Some(size as i64),
+            ..Default::default()
+        })
+        .collect();
+    let truncated = parts.len() > max as usize;
+    let parts: Vec<ObjectPart> = parts.into_iter().take(max as usize).collect();
+    GetObjectAttributesParts {
+        is_truncated: Some(truncated),
+        max_parts: Some(max),
+        next_part_number_marker: parts.last().and_then(|p| p.part_number).filter(|_| truncated),
+        part_number_marker: Some(marker),
+        parts: Some(parts),
+        total_parts_count: Some(count),
     }
 }
 

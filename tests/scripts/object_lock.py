@@ -78,6 +78,26 @@ refused("AccessDenied", s3.delete_object, Bucket=B, Key="held", VersionId=held, 
 s3.put_object_legal_hold(Bucket=B, Key="held", VersionId=held, LegalHold={"Status": "OFF"})
 s3.delete_object(Bucket=B, Key="held", VersionId=held)
 
+# GET and HEAD say how a version is locked.
+until = now() + datetime.timedelta(days=2)
+shown = put("shown", b"s", ObjectLockMode="GOVERNANCE", ObjectLockRetainUntilDate=until,
+            ObjectLockLegalHoldStatus="ON")
+for answer in (s3.head_object(Bucket=B, Key="shown"), s3.get_object(Bucket=B, Key="shown")):
+    assert answer["ObjectLockMode"] == "GOVERNANCE" and answer["ObjectLockLegalHoldStatus"] == "ON", answer
+    assert abs((answer["ObjectLockRetainUntilDate"] - until).total_seconds()) < 1, answer
+# A multipart upload and a copy take lock headers too.
+up = s3.create_multipart_upload(Bucket=B, Key="mp", ObjectLockLegalHoldStatus="ON")["UploadId"]
+etag = s3.upload_part(Bucket=B, Key="mp", UploadId=up, PartNumber=1, Body=b"m")["ETag"]
+mp = s3.complete_multipart_upload(Bucket=B, Key="mp", UploadId=up,
+                                  MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]})["VersionId"]
+refused("AccessDenied", s3.delete_object, Bucket=B, Key="mp", VersionId=mp, BypassGovernanceRetention=True)
+copied = s3.copy_object(Bucket=B, Key="copied", CopySource={"Bucket": B, "Key": "mp"},
+                        ObjectLockLegalHoldStatus="ON")["VersionId"]
+assert s3.get_object_legal_hold(Bucket=B, Key="copied", VersionId=copied)["LegalHold"]["Status"] == "ON"
+for key, vid in [("shown", shown), ("mp", mp), ("copied", copied)]:
+    s3.put_object_legal_hold(Bucket=B, Key=key, VersionId=vid, LegalHold={"Status": "OFF"})
+s3.delete_object(Bucket=B, Key="shown", VersionId=shown, BypassGovernanceRetention=True)
+
 # A default retention applies to new versions.
 s3.put_object_lock_configuration(Bucket=B, ObjectLockConfiguration={
     "ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 1}}})

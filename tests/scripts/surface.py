@@ -81,6 +81,10 @@ s3.copy_object(Bucket=B, Key="replaced", CopySource={"Bucket": B, "Key": "t"},
                TaggingDirective="REPLACE", Tagging="new=2")
 assert tags("replaced") == {"new": "2"}
 
+# An empty delimiter folds nothing.
+listing = s3.list_objects_v2(Bucket=B, Delimiter="")
+assert "CommonPrefixes" not in listing and len(listing["Contents"]) == 3, listing
+
 # --- Bucket tagging ---------------------------------------------------------
 refused("NoSuchTagSet", s3.get_bucket_tagging, Bucket=B)
 s3.put_bucket_tagging(Bucket=B, Tagging={"TagSet": [{"Key": "cost-center", "Value": "42"}]})

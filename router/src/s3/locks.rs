@@ -93,7 +93,45 @@ pub(super) fn new_version_lock(
     Ok((lock != VersionLock::default()).then_some(lock))
 }
 
+/// The lock fields of a GET or HEAD answer.
+#[derive(Debug, Default)]
+pub(super) struct LockFields {
+    pub mode: Option<ObjectLockMode>,
+    pub retain_until: Option<Timestamp>,
+    pub legal_hold: Option<ObjectLockLegalHoldStatus>,
+}
+
+/// Sets an output's (GetObject, HeadObject) lock fields.
+macro_rules! set_lock_fields {
+    ($output:expr, $fields:expr) => {{
+        let f = $fields;
+        $output.object_lock_mode = f.mode;
+        $output.object_lock_retain_until_date = f.retain_until;
+        $output.object_lock_legal_hold_status = f.legal_hold;
+    }};
+}
+pub(super) use set_lock_fields;
+
 impl Bucketfs {
+    /// What a GET or HEAD says of a version's lock: nothing outside a
+    /// lock-enabled bucket (and no query there).
+    pub(super) async fn lock_fields(&self, bucket: &Bucket, version: i64) -> Result<LockFields> {
+        if LockConfig::of(bucket).is_none() {
+            return Ok(LockFields::default());
+        }
+        let lock = self.meta.version_lock(version).await?;
+        let hold = if lock.legal_hold {
+            ObjectLockLegalHoldStatus::ON
+        } else {
+            ObjectLockLegalHoldStatus::OFF
+        };
+        Ok(LockFields {
+            mode: lock.mode.map(ObjectLockMode::from),
+            retain_until: lock.retain_until.map(Timestamp::from),
+            legal_hold: Some(ObjectLockLegalHoldStatus::from(hold.to_string())),
+        })
+    }
+
     /// A version's row id and lock (the current version unless
     /// `version_id`); with `configured`, only in a lock-enabled bucket.
     async fn lock_of(

@@ -15,14 +15,14 @@ use time::OffsetDateTime;
 use super::access_ops::principal_of;
 use super::headers::{set_standard_headers, standard_headers_of, StandardHeaders};
 use super::ingest::{ingest, Body};
-use super::locks::new_version_lock;
+use super::locks::{new_version_lock, set_lock_fields};
 use super::part_layout;
 use super::settings::NewVersionSettings;
 use super::tagging::{tags_of_header, Tags};
 use super::{check_key, check_metadata, etag_of, timestamp, visible_version_id, Bucketfs};
 use crate::access::{Action, PublicAccessBlock};
 use crate::error::{Error, Result};
-use crate::meta::{NewVersion, Version, WritePrecondition};
+use crate::meta::{Bucket, NewVersion, Version, WritePrecondition};
 use crate::metrics::Metrics;
 
 const READS_IN_FLIGHT: usize = 4;
@@ -92,11 +92,11 @@ impl Bucketfs {
         key: &str,
         version_id: Option<&str>,
         conditions: ReadConditions<'_>,
-    ) -> Result<Version> {
+    ) -> Result<(Bucket, Version)> {
         let bucket = self.meta.bucket(bucket).await?;
         let version = self.meta.version(&bucket, key, version_id).await?;
         conditions.check(&version)?;
-        Ok(version)
+        Ok((bucket, version))
     }
 
     pub(super) async fn put_object(
@@ -209,9 +209,10 @@ impl Bucketfs {
             if_modified_since: input.if_modified_since.as_ref(),
             if_unmodified_since: input.if_unmodified_since.as_ref(),
         };
-        let version = self
+        let (bucket, version) = self
             .readable_version(&input.bucket, &input.key, input.version_id.as_deref(), conditions)
             .await?;
+        let lock = self.lock_fields(&bucket, version.id).await?;
         let size = version.size as u64;
         let range = match (&input.range, input.part_number) {
             (Some(_), Some(_)) => {
@@ -242,6 +243,7 @@ impl Bucketfs {
             ..Default::default()
         };
         set_standard_headers!(output, StandardHeaders::of(&version));
+        set_lock_fields!(output, lock);
         // `response-*` parameters (a presigned download's file name, say)
         // override what is stored.
         let overrides = [
@@ -323,9 +325,10 @@ impl Bucketfs {
             if_modified_since: input.if_modified_since.as_ref(),
             if_unmodified_since: input.if_unmodified_since.as_ref(),
         };
-        let version = self
+        let (bucket, version) = self
             .readable_version(&input.bucket, &input.key, input.version_id.as_deref(), conditions)
             .await?;
+        let lock = self.lock_fields(&bucket, version.id).await?;
         let part = input
             .part_number
             .map(|n| part_layout::range(&version, n))
@@ -343,6 +346,7 @@ impl Bucketfs {
             ..Default::default()
         };
         set_standard_headers!(output, StandardHeaders::of(&version));
+        set_lock_fields!(output, lock);
         Ok(S3Response::new(output))
     }
 

@@ -9,7 +9,8 @@ packages=(
   haproxy             # load balancer in front of the routers
   netcat-openbsd
   fuse3 libfuse3-dev pkg-config   # the FUSE client
-  awscli s3cmd rclone python3-boto3   # real S3 clients used by the tests
+  awscli s3cmd rclone python3-boto3 python3-requests   # real S3 clients used by the tests
+  openssl             # the local cluster's self-signed HTTPS certificate
   fio                 # benchmarks and integrity checks
   attr rsync sqlite3 gcc make git   # unmodified tools the mount tests run
   libacl1-dev         # links pjdfstest

@@ -19,6 +19,7 @@ pub(crate) mod metrics;
 pub(crate) mod quorum;
 pub(crate) mod request_id;
 pub mod s3;
+pub(crate) mod server;
 pub(crate) mod worker;
 
 use std::net::SocketAddr;
@@ -27,8 +28,6 @@ use std::sync::Arc;
 use anyhow::Context;
 use axum::extract::State;
 use axum::routing::get;
-use axum::serve::ListenerExt;
-use std::future::IntoFuture;
 
 use bucketfs_common::background::{self, Background};
 use bucketfs_common::peer_auth::ClusterSecret;
@@ -81,6 +80,26 @@ pub struct ServeConfig {
     /// AWS; refused unless given).
     #[arg(long, env = "BUCKETFS_ALLOW_SIGV2")]
     pub allow_sigv2: bool,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key).
+    #[arg(long, env = "BUCKETFS_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "BUCKETFS_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// Seconds a client has to send a request's headers; also the longest
+    /// an idle keep-alive connection is kept.
+    #[arg(long, default_value_t = 20, env = "BUCKETFS_HEADER_TIMEOUT_SECS")]
+    pub header_timeout_secs: u64,
+    /// Load balancers whose X-Forwarded-For and X-Forwarded-Proto are
+    /// believed (for policies' aws:SourceIp and aws:SecureTransport);
+    /// repeatable. Others' are ignored.
+    #[arg(
+        long = "trusted-proxy",
+        env = "BUCKETFS_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        default_values = ["127.0.0.1", "::1"]
+    )]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     #[command(flatten)]
     pub worker: worker::WorkerConfig,
 }
@@ -236,21 +255,21 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         ))
         .layer(axum::middleware::from_fn(request_span));
 
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(server::tls_acceptor(cert, key)?),
+        _ => None,
+    };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
-    tracing::info!(listen = %config.listen, "router serving S3");
-    // Without TCP_NODELAY a small response's body waits for the ACK of its
-    // headers: a 4 KiB GET took 40 ms (the peer's delayed ACK).
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::warn!(error = %e, "setting TCP_NODELAY");
-        }
-    });
+    tracing::info!(listen = %config.listen, https = tls.is_some(), "router serving S3");
+    let connections = server::Connections {
+        tls,
+        proxies: server::TrustedProxies(config.trusted_proxies.clone()),
+        header_timeout: std::time::Duration::from_secs(config.header_timeout_secs.max(1)),
+    };
     background::serve_until_terminated(background, |stopping| {
-        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(stopping)
-            .into_future()
+        server::serve(listener, app, connections, stopping)
     })
     .await
     .context("serving")

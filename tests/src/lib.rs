@@ -33,6 +33,8 @@ pub struct Ports {
     pub postgres: u16,
     pub zookeeper: u16,
     pub haproxy: u16,
+    /// HAProxy's HTTPS port (TLS ends there; see `Cluster::https_endpoint`).
+    pub haproxy_https: u16,
     pub routers: Vec<u16>,
     pub nodes: Vec<u16>,
 }
@@ -44,6 +46,7 @@ impl Ports {
             postgres: free_port()?,
             zookeeper: free_port()?,
             haproxy: free_port()?,
+            haproxy_https: free_port()?,
             routers: (0..ROUTERS).map(|_| free_port()).collect::<Result<_>>()?,
             nodes: (0..STORAGE_NODES).map(|_| free_port()).collect::<Result<_>>()?,
         })
@@ -55,6 +58,7 @@ impl Ports {
             postgres: 15432,
             zookeeper: 12181,
             haproxy: 9000,
+            haproxy_https: 9443,
             routers: vec![9001, 9002],
             nodes: vec![9101, 9102, 9103],
         }
@@ -140,6 +144,7 @@ impl Cluster {
             detached: false,
         };
         cluster.write_cluster_secret()?;
+        cluster.write_tls_certificate()?;
         cluster.start_postgres(true)?;
         cluster.start_zookeeper()?;
         for i in 1..=STORAGE_NODES {
@@ -158,6 +163,51 @@ impl Cluster {
 
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.ports.haproxy)
+    }
+
+    /// The same service over HTTPS: HAProxy ends TLS with the cluster's
+    /// self-signed certificate (`tls_cert_path`, which clients trust).
+    pub fn https_endpoint(&self) -> String {
+        format!("https://127.0.0.1:{}", self.ports.haproxy_https)
+    }
+
+    /// The cluster's self-signed certificate (for 127.0.0.1 and localhost).
+    pub fn tls_cert_path(&self) -> PathBuf {
+        self.dir.join("tls/cert.pem")
+    }
+
+    pub fn tls_key_path(&self) -> PathBuf {
+        self.dir.join("tls/key.pem")
+    }
+
+    /// Makes the self-signed certificate, and the one file of certificate
+    /// and key HAProxy reads (`tls/haproxy.pem`).
+    fn write_tls_certificate(&self) -> Result<()> {
+        fs::create_dir_all(self.dir.join("tls"))?;
+        let (cert, key) = (self.tls_cert_path(), self.tls_key_path());
+        let out = Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+            ])
+            .args(["-nodes", "-days", "365", "-subj", "/CN=bucketfs local cluster"])
+            .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output()
+            .context("running openssl (install it: scripts/install-deps.sh)")?;
+        if !out.status.success() {
+            bail!("openssl req: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let combined = [fs::read(&cert)?, fs::read(&key)?].concat();
+        fs::write(self.dir.join("tls/haproxy.pem"), combined)?;
+        Ok(())
     }
 
     pub fn router_endpoint(&self, i: usize) -> String {
@@ -379,17 +429,37 @@ impl Cluster {
         Ok((field("user_id")?, field("access_key")?, field("secret_key")?))
     }
 
-    pub fn start_router(&mut self, i: usize) -> Result<()> {
-        let name = format!("router-{i}");
-        let port = self.ports.routers[i - 1];
+    /// `router serve` on `port` with the cluster's settings.
+    fn router_command(&self, port: u16) -> Command {
         let mut cmd = Command::new(self.bin_dir.join("router"));
         cmd.arg("serve")
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(["--database-url", &self.database_url()])
             .args(["--zookeeper", &format!("127.0.0.1:{}", self.ports.zookeeper)])
             .arg("--cluster-secret-file")
-            .arg(self.cluster_secret_path())
-            .args(&self.router_args);
+            .arg(self.cluster_secret_path());
+        cmd
+    }
+
+    /// Starts one more router, outside HAProxy, with `args` instead of the
+    /// cluster's router arguments; returns its port once it accepts
+    /// connections (it may serve HTTPS, so no health request is made).
+    pub fn start_extra_router(&mut self, name: &str, args: &[&str]) -> Result<u16> {
+        let port = free_port()?;
+        let mut cmd = self.router_command(port);
+        cmd.args(args);
+        self.spawn(name, cmd)?;
+        wait_for(name, Duration::from_secs(30), || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        })?;
+        Ok(port)
+    }
+
+    pub fn start_router(&mut self, i: usize) -> Result<()> {
+        let name = format!("router-{i}");
+        let port = self.ports.routers[i - 1];
+        let mut cmd = self.router_command(port);
+        cmd.args(&self.router_args);
         self.spawn(&name, cmd)?;
         wait_for(&name, Duration::from_secs(30), || {
             http_get(port, "/_bucketfs/health").is_some()
@@ -455,13 +525,17 @@ impl Cluster {
                  \x20 timeout http-request 10s\n  timeout http-keep-alive 30s\n\
                  \x20 retries 3\n  option redispatch 1\n  retry-on conn-failure empty-response response-timeout\n\
                  \x20 option splice-request\n  option splice-response\n\
-                 frontend s3\n  bind 127.0.0.1:{}\n  option forwardfor\n\
+                 frontend s3\n  bind 127.0.0.1:{}\n  bind 127.0.0.1:{} ssl crt {}\n  option forwardfor\n\
+                 \x20 http-request set-header X-Forwarded-Proto https if {{ ssl_fc }}\n\
+                 \x20 http-request set-header X-Forwarded-Proto http if !{{ ssl_fc }}\n\
                  \x20 http-request set-var(txn.expect) req.hdr(expect)\n\
                  \x20 http-after-response set-header Connection close if {{ status ge 400 }} {{ var(txn.expect) -m found }}\n\
                  \x20 default_backend routers\n\
                  backend routers\n  balance roundrobin\n  option httpchk GET /_bucketfs/health\n\
                  \x20 default-server inter 500ms fall 2 rise 1\n{servers}",
                 self.ports.haproxy,
+                self.ports.haproxy_https,
+                self.dir.join("tls/haproxy.pem").display(),
             ),
         )?;
         let mut cmd = Command::new("haproxy");

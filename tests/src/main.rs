@@ -48,10 +48,14 @@ fn main() -> Result<()> {
             let env = format!(
                 "export AWS_ENDPOINT_URL={endpoint}\nexport AWS_ACCESS_KEY_ID={}\n\
                  export AWS_SECRET_ACCESS_KEY={}\nexport AWS_DEFAULT_REGION=us-east-1\n\
-                 export BUCKETFS_ENDPOINT={endpoint}\n",
+                 export BUCKETFS_ENDPOINT={endpoint}\n\
+                 # HTTPS (HAProxy ends TLS): aws --endpoint-url {https} --ca-bundle {ca} ...\n\
+                 export BUCKETFS_HTTPS_ENDPOINT={https}\nexport BUCKETFS_CA_FILE={ca}\n",
                 cluster.access_key,
                 cluster.secret_key,
-                endpoint = cluster.endpoint()
+                endpoint = cluster.endpoint(),
+                https = cluster.https_endpoint(),
+                ca = cluster.tls_cert_path().display(),
             );
             fs::write(dir.join("env"), env)?;
             let out = cluster
@@ -62,7 +66,11 @@ fn main() -> Result<()> {
             {
                 tools::check(out, "creating the bucket")?;
             }
-            println!("cluster up: S3 endpoint {} (bucket {bucket})", cluster.endpoint());
+            println!(
+                "cluster up: S3 endpoint {} and {} (bucket {bucket})",
+                cluster.endpoint(),
+                cluster.https_endpoint()
+            );
             println!("credentials: source {}", dir.join("env").display());
             cluster.detach();
         }

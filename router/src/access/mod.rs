@@ -18,7 +18,6 @@ mod identity;
 pub mod policy;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use s3s::access::{S3Access, S3AccessContext};
@@ -216,10 +215,14 @@ fn condition_context(cx: &mut S3AccessContext<'_>, version_id: Option<&str>) -> 
             .unwrap_or_default(),
     );
     context.insert("aws:epochtime".into(), now.unix_timestamp().to_string());
-    let peer = cx
-        .extensions_mut()
-        .get::<axum::extract::ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string());
+    // Who the client is, as the server judged it (believing forwarded
+    // headers only from trusted proxies).
+    if let Some(client) = cx.extensions_mut().get::<crate::server::Client>().copied() {
+        context.insert("aws:securetransport".into(), client.secure.to_string());
+        context.insert("aws:sourceip".into(), client.ip.to_string());
+    } else {
+        context.insert("aws:securetransport".into(), "false".into());
+    }
     let headers = cx.headers();
     let header = |name: &str| {
         headers
@@ -227,19 +230,6 @@ fn condition_context(cx: &mut S3AccessContext<'_>, version_id: Option<&str>) -> 
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
     };
-    let forwarded_proto = header("x-forwarded-proto");
-    context.insert(
-        "aws:securetransport".into(),
-        (forwarded_proto.as_deref() == Some("https")).to_string(),
-    );
-    // HAProxy appends the client's address to X-Forwarded-For; the last
-    // entry is the one it saw. Without it, the connection's peer.
-    let source = header("x-forwarded-for")
-        .and_then(|v| v.rsplit(',').next().map(|s| s.trim().to_string()))
-        .or(peer);
-    if let Some(ip) = source {
-        context.insert("aws:sourceip".into(), ip);
-    }
     for (key, name) in [
         ("aws:useragent", "user-agent"),
         ("aws:referer", "referer"),

@@ -4,7 +4,7 @@ CARGO ?= cargo
 CLUSTER_DIR ?= .cluster
 RELEASE_BIN := target/release
 
-.PHONY: deps build up down test lint bench bench-quick bench-s3 fuzz clean
+.PHONY: deps build up down test lint bench bench-quick bench-s3 bench-idle fuzz clean
 
 deps:
 	@scripts/install-deps.sh
@@ -63,6 +63,11 @@ bench: build
 ## The same suite with small sizes (a few minutes).
 bench-quick: build
 	BUCKETFS_BIN_DIR=$(RELEASE_BIN) $(CARGO) run --release -p bucketfs-bench --bin bench-fs -- --quick
+
+## A client's GET latency beside 5,000 idle connections and slow clients,
+## as ratios to the same client on an idle cluster (not part of `make test`).
+bench-idle: build
+	BUCKETFS_BIN_DIR=$(RELEASE_BIN) $(CARGO) run --release -p bucketfs-bench --bin bench-idle
 
 ## S3 throughput benchmark through HAProxy, beside raw disk speed (not part of `make test`).
 bench-s3: build

@@ -3,7 +3,7 @@
 //! that asks.
 //!
 //! - `PUT /chunks/{id}` stores a body ([`CRC32C_HEADER`]: its crc32c in hex;
-//!   [`crate::FSYNC_HEADER`]`: deferred`: answer before it is on disk)
+//!   `?`[`crate::DEFERRED_QUERY`]: answer before it is on disk)
 //! - `GET /chunks/{id}?start=S&end=E` returns verified payload bytes `[S, E)`
 //! - `HEAD /chunks/{id}` answers with the payload length ([`LENGTH_HEADER`])
 //! - `DELETE /chunks/{id}` removes a chunk

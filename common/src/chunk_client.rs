@@ -11,7 +11,7 @@ use crate::chunk_api::{self, ErrorCode, CRC32C_HEADER, ERROR_HEADER};
 use crate::peer_auth::{
     self, ClusterSecret, ContentHasher, CONTENT_HASH_HEADER, DATE_HEADER, SIGNATURE_HEADER,
 };
-use crate::{Fsync, FSYNC_HEADER};
+use crate::Fsync;
 
 /// How long a connection attempt to a node may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -145,11 +145,10 @@ impl ChunkClient {
             .request(
                 reqwest::Method::PUT,
                 addr,
-                &chunk_api::chunk_path(id),
+                &fsync.put_path(&chunk_api::chunk_path(id)),
                 content_hash,
             )
             .header(CRC32C_HEADER, chunk_api::crc32c_value(crc))
-            .header(FSYNC_HEADER, fsync.header_value())
             .body(data)
             .send()
             .await

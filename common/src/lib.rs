@@ -21,4 +21,4 @@ pub mod placement;
 pub mod testing;
 
 pub use chunk_id::ChunkId;
-pub use fsync::{Fsync, FSYNC_HEADER};
+pub use fsync::{Fsync, DEFERRED_QUERY};

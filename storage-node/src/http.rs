@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, RawQuery, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -20,7 +20,7 @@ use bucketfs_common::chunk_api::{ErrorCode, CHUNKS_PATH, CRC32C_HEADER, ERROR_HE
 use bucketfs_common::peer_auth::{
     AuthError, ClusterSecret, ContentHasher, Signed, CONTENT_HASH_HEADER, DATE_HEADER, SIGNATURE_HEADER,
 };
-use bucketfs_common::{ChunkId, Fsync, FSYNC_HEADER};
+use bucketfs_common::{ChunkId, Fsync};
 use futures::StreamExt;
 use serde::Deserialize;
 
@@ -148,6 +148,7 @@ async fn blocking<T: Send + 'static>(
 async fn put_chunk(
     State(s): State<AppState>,
     Path(id): Path<String>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Result<StatusCode, ApiError> {
@@ -161,7 +162,7 @@ async fn put_chunk(
                 .ok_or(ApiError::BadCrcHeader)?,
         ),
     };
-    let fsync = Fsync::from_header_value(headers.get(FSYNC_HEADER).map(|v| v.as_bytes()));
+    let fsync = Fsync::from_query(query.as_deref());
     let (chunk, content_hash) = receive(&headers, body).await?;
     // The signature covers the hash header (see `authenticate`): a body
     // that does not match it was not the one signed.

@@ -11,12 +11,13 @@ REVOKED_KEY REVOKED_SECRET (a key revoked before its first use).
 import json
 import os
 import sys
-import time
 
 import boto3
 from botocore import UNSIGNED
 from botocore.config import Config
-from botocore.exceptions import ClientError
+
+import s3util
+from s3util import settle
 
 endpoint = sys.argv[1]
 env = os.environ
@@ -35,22 +36,9 @@ anon = client()
 A_ID, B_ID = env["A_ID"], env["B_ID"]
 
 
-def settle():
-    """Waits out the routers' one-second cache of a bucket's configuration
-    (ACL, policy, public access block): the next request may reach the
-    router that did not make the change."""
-    time.sleep(1.2)
-
-
 def refused(call, code="AccessDenied", **kwargs):
     """The call fails with `code` (403 unless told otherwise)."""
-    try:
-        call(**kwargs)
-    except ClientError as e:
-        got = e.response["Error"]["Code"]
-        assert got == code, f"{call.__name__} {kwargs}: {got}, wanted {code}"
-        return
-    raise AssertionError(f"{call.__name__} {kwargs} succeeded; wanted {code}")
+    s3util.refused(code, call, **kwargs)
 
 
 # Ownership: each user lists their own buckets; names are global.

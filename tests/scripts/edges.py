@@ -16,20 +16,12 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from s3util import refused
+
 endpoint, bucket = sys.argv[1], sys.argv[2]
 here = os.path.dirname(os.path.abspath(__file__))
 s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
                   config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}))
-
-
-def refused(code, call, **kwargs):
-    try:
-        call(**kwargs)
-    except ClientError as e:
-        got = e.response["Error"]["Code"]
-        assert got == code, f"{call.__name__}: {got}, wanted {code}"
-        return e.response
-    raise AssertionError(f"{call.__name__} succeeded; wanted {code}")
 
 
 def keys():

@@ -11,22 +11,13 @@ import time
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError
+
+from s3util import refused
 
 s3 = boto3.client("s3", endpoint_url=sys.argv[1], region_name="us-east-1",
                   config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}))
 B = "vault"
 now = lambda: datetime.datetime.now(datetime.timezone.utc)
-
-
-def refused(code, call, **kwargs):
-    try:
-        call(**kwargs)
-    except ClientError as e:
-        got = e.response["Error"]["Code"]
-        assert got == code, f"{call.__name__} {kwargs}: {got}, wanted {code}"
-        return
-    raise AssertionError(f"{call.__name__} {kwargs} succeeded; wanted {code}")
 
 
 def put(key, body, **lock):

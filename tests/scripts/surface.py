@@ -9,40 +9,17 @@ Credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY. Exits non-zero
 with the failed expectation.
 """
 import sys
-import time
 
-import boto3
 import requests
-from botocore import UNSIGNED
-from botocore.config import Config
-from botocore.exceptions import ClientError
+
+from s3util import client, refused, settle
 
 endpoint = sys.argv[1]
-config = Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1})
-s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                  config=config.merge(Config(signature_version="s3v4")))
-sigv2 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                     config=config.merge(Config(signature_version="s3")))
-anonymous = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                         config=config.merge(Config(signature_version=UNSIGNED)))
+s3 = client(endpoint, signature_version="s3v4")
+sigv2 = client(endpoint, signature_version="s3")
+anonymous = client(endpoint, anonymous=True)
 B = sys.argv[2] if len(sys.argv) > 2 else "surface"
 MiB = 1 << 20
-
-
-def refused(code, call, **kwargs):
-    try:
-        call(**kwargs)
-    except ClientError as e:
-        got = e.response["Error"]["Code"]
-        assert got == code, f"{call.__name__}: {got}, wanted {code}"
-        return e.response
-    raise AssertionError(f"{call.__name__} succeeded; wanted {code}")
-
-
-def settle():
-    """Waits out the routers' one-second cache of a bucket's configuration:
-    the next request may reach the router that did not make the change."""
-    time.sleep(1.2)
 
 
 def tags(key, **kwargs):

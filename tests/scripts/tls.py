@@ -16,7 +16,8 @@ from urllib.parse import urlparse
 import boto3
 import requests
 from botocore.config import Config
-from botocore.exceptions import ClientError
+
+from s3util import refused, settle
 
 http_endpoint, https_endpoint, tls_router, ca = sys.argv[1:5]
 config = Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1})
@@ -28,15 +29,6 @@ def client(endpoint, **kwargs):
 
 plain, secure, direct = client(http_endpoint), client(https_endpoint), client(tls_router)
 B = "secure"
-
-
-def refused(call, **kwargs):
-    try:
-        call(**kwargs)
-    except ClientError as e:
-        assert e.response["Error"]["Code"] == "AccessDenied", e.response["Error"]
-        return
-    raise AssertionError(f"{call.__name__} succeeded; wanted AccessDenied")
 
 
 # S3 over HTTPS, through HAProxy and straight to the router.
@@ -60,10 +52,14 @@ policy = {"Version": "2012-10-17", "Statement": [
      "Condition": {"IpAddress": {"aws:SourceIp": "203.0.113.9/32"}}},
 ]}
 secure.put_bucket_policy(Bucket=B, Policy=json.dumps(policy))
-time.sleep(1.2)  # the routers' one-second cache of bucket settings
-refused(plain.get_object, Bucket=B, Key="k")
+settle()
+refused("AccessDenied", plain.get_object, Bucket=B, Key="k")
 assert secure.get_object(Bucket=B, Key="k")["Body"].read() == b"over tls"
 assert direct.get_object(Bucket=B, Key="k")["Body"].read() == b"over tls"
+# The read of a copy's source is judged with the request's conditions too.
+secure.create_bucket(Bucket="dest")
+refused("AccessDenied", plain.copy_object, Bucket="dest", Key="c", CopySource={"Bucket": B, "Key": "k"})
+secure.copy_object(Bucket="dest", Key="c", CopySource={"Bucket": B, "Key": "k"})
 
 
 def with_headers(c, headers):
@@ -81,7 +77,7 @@ assert spoofer.get_object(Bucket=B, Key="k")["Body"].read() == b"over tls"
 # Through HAProxy (trusted), a client's own X-Forwarded-Proto is replaced
 # and its X-Forwarded-For precedes the address HAProxy saw.
 spoofer = with_headers(client(http_endpoint), {"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.9"})
-refused(spoofer.get_object, Bucket=B, Key="k")
+refused("AccessDenied", spoofer.get_object, Bucket=B, Key="k")
 secure.delete_bucket_policy(Bucket=B)
 
 # A client that does not finish its headers, or sits idle after a

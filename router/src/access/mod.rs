@@ -53,6 +53,16 @@ impl Principal {
     }
 }
 
+/// Who made a request and its policy condition keys: what the checks an
+/// operation makes itself (a copy's source, each key of a batch) judge
+/// with, so a policy's conditions hold there as before the operation.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub principal: Principal,
+    /// Condition keys (lowercase) and their values.
+    pub conditions: HashMap<String, String>,
+}
+
 /// A bucket's public access block configuration.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PublicAccessBlock {
@@ -205,8 +215,14 @@ fn is_owner(principal: &Principal, bucket: &Bucket) -> bool {
     }
 }
 
-/// The condition keys of a request that do not depend on its bucket.
-fn condition_context(cx: &mut S3AccessContext<'_>, version_id: Option<&str>) -> HashMap<String, String> {
+/// The condition keys of a request that do not depend on its bucket;
+/// `client` is who the server found it came from.
+pub fn conditions(
+    headers: &http::HeaderMap,
+    client: Option<crate::server::Client>,
+    query: Option<&str>,
+    version_id: Option<&str>,
+) -> HashMap<String, String> {
     let mut context = HashMap::new();
     let now = time::OffsetDateTime::now_utc();
     context.insert(
@@ -217,13 +233,12 @@ fn condition_context(cx: &mut S3AccessContext<'_>, version_id: Option<&str>) -> 
     context.insert("aws:epochtime".into(), now.unix_timestamp().to_string());
     // Who the client is, as the server judged it (believing forwarded
     // headers only from trusted proxies).
-    if let Some(client) = cx.extensions_mut().get::<crate::server::Client>().copied() {
+    if let Some(client) = client {
         context.insert("aws:securetransport".into(), client.secure.to_string());
         context.insert("aws:sourceip".into(), client.ip.to_string());
     } else {
         context.insert("aws:securetransport".into(), "false".into());
     }
-    let headers = cx.headers();
     let header = |name: &str| {
         headers
             .get(name)
@@ -242,7 +257,7 @@ fn condition_context(cx: &mut S3AccessContext<'_>, version_id: Option<&str>) -> 
             context.insert(key.into(), v);
         }
     }
-    for (name, value) in query_pairs(cx.uri().query()) {
+    for (name, value) in query_pairs(query) {
         match name.as_str() {
             "prefix" => context.insert("s3:prefix".into(), value),
             "delimiter" => context.insert("s3:delimiter".into(), value),
@@ -278,7 +293,16 @@ impl S3Access for Access {
         let principal = self
             .principal(cx.credentials().map(|c| c.access_key.as_str()))
             .await?;
-        cx.extensions_mut().insert(principal.clone());
+        let version_id = query_pairs(cx.uri().query())
+            .into_iter()
+            .find(|(n, _)| n == "versionId")
+            .map(|(_, v)| v);
+        let client = cx.extensions_mut().get::<crate::server::Client>().copied();
+        let context = conditions(cx.headers(), client, cx.uri().query(), version_id.as_deref());
+        cx.extensions_mut().insert(Caller {
+            principal: principal.clone(),
+            conditions: context.clone(),
+        });
         let (bucket, key) = match cx.s3_path() {
             s3s::path::S3Path::Root => {
                 // ListBuckets: every signed-in user sees their own.
@@ -290,10 +314,6 @@ impl S3Access for Access {
             s3s::path::S3Path::Bucket { bucket } => (bucket.to_string(), None),
             s3s::path::S3Path::Object { bucket, key } => (bucket.to_string(), Some(key.to_string())),
         };
-        let version_id = query_pairs(cx.uri().query())
-            .into_iter()
-            .find(|(n, _)| n == "versionId")
-            .map(|(_, v)| v);
         let action = Action::of(cx.s3_op().name(), version_id.is_some(), cx.method());
         if action.name == "s3:CreateBucket" {
             return match principal {
@@ -312,7 +332,6 @@ impl S3Access for Access {
                 return Err(Error::AccessDenied.into());
             }
         }
-        let context = condition_context(cx, version_id.as_deref());
         let query = Query {
             principal: &principal,
             action,

@@ -9,16 +9,16 @@ use s3s::{S3Request, S3Response};
 use super::Bucketfs;
 use crate::access::acl::{self, Acl, GRANT_HEADERS};
 use crate::access::policy::Policy as BucketPolicy;
-use crate::access::{self, Action, Principal, PublicAccessBlock as Block, Query};
+use crate::access::{self, Action, Caller, Principal, PublicAccessBlock as Block, Query};
 use crate::error::{Error, Result};
 use crate::meta::Bucket;
 
-/// The principal `crate::access` found for a request.
-pub(super) fn principal_of<T>(req: &S3Request<T>) -> Principal {
-    req.extensions
-        .get::<Principal>()
-        .cloned()
-        .unwrap_or(Principal::Anonymous)
+/// Who `crate::access` found made a request, with its condition keys.
+pub(super) fn caller_of<T>(req: &S3Request<T>) -> Caller {
+    req.extensions.get::<Caller>().cloned().unwrap_or(Caller {
+        principal: Principal::Anonymous,
+        conditions: Default::default(),
+    })
 }
 
 impl Bucketfs {
@@ -26,23 +26,23 @@ impl Bucketfs {
     /// the operation (of its destination) did not see.
     pub(super) async fn authorize_source(
         &self,
-        principal: &Principal,
+        caller: &Caller,
         bucket: &Bucket,
         key: &str,
         version_id: Option<&str>,
     ) -> Result<()> {
         let action = Action::of("GetObject", version_id.is_some(), &http::Method::GET);
-        self.authorize(principal, action, bucket, Some(key), version_id)
+        self.authorize(caller, action, bucket, Some(key), version_id)
             .await
     }
 
     /// Judges one action on a bucket or one of its keys, for what s3s's
     /// check before the operation did not see (copy sources, the objects
-    /// of a batch or a rename, the extensions). Condition keys of the
-    /// request itself (source address, ...) are not known here.
+    /// of a batch or a rename, the extensions), with the request's own
+    /// condition keys.
     pub(super) async fn authorize(
         &self,
-        principal: &Principal,
+        caller: &Caller,
         action: Action,
         bucket: &Bucket,
         key: Option<&str>,
@@ -50,12 +50,12 @@ impl Bucketfs {
     ) -> Result<()> {
         self.access
             .authorize(&Query {
-                principal,
+                principal: &caller.principal,
                 action,
                 bucket,
                 key,
                 version_id,
-                context: Default::default(),
+                context: caller.conditions.clone(),
             })
             .await
     }

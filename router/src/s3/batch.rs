@@ -37,7 +37,7 @@ use bucketfs_common::extension::{BATCH_MAX_BYTES as MAX_BYTES, BATCH_MAX_OBJECTS
 use super::ingest::check_content_md5;
 use super::wire::json_response;
 use super::{check_key, check_metadata, visible_version_id, Bucketfs};
-use crate::access::{Action, Principal};
+use crate::access::{Action, Caller};
 use crate::error::{Error, Result};
 use crate::meta::{NewVersion, Piece, Version, WritePrecondition};
 use crate::metrics::Metrics;
@@ -121,7 +121,7 @@ impl Bucketfs {
     /// Stores a batch, if the signer may write every key in it.
     pub(super) async fn put_batch(
         &self,
-        principal: &Principal,
+        caller: &Caller,
         mut req: S3Request<Body>,
     ) -> S3Result<S3Response<Body>> {
         let bucket = req.uri.path().trim_matches('/');
@@ -146,7 +146,7 @@ impl Bucketfs {
         check_content_md5(content_md5, &Md5::digest(&body).into())?;
         let (entries, data) = parse(&body)?;
         for entry in &entries {
-            self.authorize(principal, Action::PUT_OBJECT, &bucket, Some(&entry.key), None)
+            self.authorize(caller, Action::PUT_OBJECT, &bucket, Some(&entry.key), None)
                 .await?;
         }
         Metrics::add(&self.metrics.bytes_in, data.len() as u64);

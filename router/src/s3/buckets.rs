@@ -3,7 +3,7 @@
 use s3s::dto::*;
 use s3s::{S3Request, S3Response};
 
-use super::access_ops::principal_of;
+use super::access_ops::caller_of;
 use super::{timestamp, Bucketfs};
 use crate::error::{Error, Result};
 
@@ -13,7 +13,7 @@ impl Bucketfs {
         &self,
         req: S3Request<ListBucketsInput>,
     ) -> Result<S3Response<ListBucketsOutput>> {
-        let principal = principal_of(&req);
+        let principal = caller_of(&req).principal;
         let user = principal.user_id().ok_or(Error::AccessDenied)?;
         let owner = self.meta.user(user).await?.map(|u| Owner {
             display_name: Some(u.name),
@@ -42,7 +42,7 @@ impl Bucketfs {
         &self,
         req: S3Request<CreateBucketInput>,
     ) -> Result<S3Response<CreateBucketOutput>> {
-        let principal = principal_of(&req);
+        let principal = caller_of(&req).principal;
         let owner = principal.user_id().ok_or(Error::AccessDenied)?;
         let acl = self
             .acl_of_request(&req.headers, None, Default::default())

@@ -9,7 +9,7 @@ use s3s::route::S3Route;
 use s3s::{Body, S3Request, S3Response, S3Result};
 
 use super::Bucketfs;
-use crate::access::Action;
+use crate::access::{self, Action, Caller};
 
 pub struct ExtensionRoute {
     pub fs: Bucketfs,
@@ -48,15 +48,23 @@ impl S3Route for ExtensionRoute {
     /// run for custom routes.
     async fn call(&self, req: S3Request<Body>) -> S3Result<S3Response<Body>> {
         let access_key = req.credentials.as_ref().map(|c| c.access_key.as_str());
-        let principal = self.fs.access.principal(access_key).await?;
+        let caller = Caller {
+            principal: self.fs.access.principal(access_key).await?,
+            conditions: access::conditions(
+                &req.headers,
+                req.extensions.get::<crate::server::Client>().copied(),
+                req.uri.query(),
+                None,
+            ),
+        };
         if is_rename(&req.method, &req.uri) {
-            self.fs.rename(&principal, req).await
+            self.fs.rename(&caller, req).await
         } else if is_batch(&req.method, &req.uri) {
-            self.fs.put_batch(&principal, req).await
+            self.fs.put_batch(&caller, req).await
         } else {
             let bucket = self.fs.meta.bucket(req.uri.path().trim_matches('/')).await?;
             let action = Action::of("ListObjectsV2", false, &req.method);
-            self.fs.authorize(&principal, action, &bucket, None, None).await?;
+            self.fs.authorize(&caller, action, &bucket, None, None).await?;
             Ok(super::list::list_with_metadata(&self.fs, req).await?)
         }
     }

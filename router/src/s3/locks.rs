@@ -11,9 +11,9 @@ use s3s::{S3Request, S3Response};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::access_ops::principal_of;
+use super::access_ops::caller_of;
 use super::Bucketfs;
-use crate::access::{Action, Principal};
+use crate::access::{Action, Caller};
 use crate::error::{Error, Result};
 use crate::meta::{Bucket, VersionLock};
 
@@ -154,16 +154,10 @@ impl Bucketfs {
 
     /// Whether this request may bypass governance retention: it says so,
     /// and its caller may (`s3:BypassGovernanceRetention`).
-    pub(super) async fn may_bypass(
-        &self,
-        principal: &Principal,
-        bucket: &Bucket,
-        key: &str,
-        asked: bool,
-    ) -> bool {
+    pub(super) async fn may_bypass(&self, caller: &Caller, bucket: &Bucket, key: &str, asked: bool) -> bool {
         asked
             && self
-                .authorize(principal, Action::BYPASS_GOVERNANCE, bucket, Some(key), None)
+                .authorize(caller, Action::BYPASS_GOVERNANCE, bucket, Some(key), None)
                 .await
                 .is_ok()
     }
@@ -246,7 +240,7 @@ impl Bucketfs {
         &self,
         req: S3Request<PutObjectRetentionInput>,
     ) -> Result<S3Response<PutObjectRetentionOutput>> {
-        let principal = principal_of(&req);
+        let caller = caller_of(&req);
         let input = req.input;
         let bucket = self.meta.bucket(&input.bucket).await?;
         if LockConfig::of(&bucket).is_none() {
@@ -276,7 +270,7 @@ impl Bucketfs {
             let governance = lock.mode.as_deref() == Some("GOVERNANCE");
             let bypass = self
                 .may_bypass(
-                    &principal,
+                    &caller,
                     &bucket,
                     &input.key,
                     input.bypass_governance_retention == Some(true),

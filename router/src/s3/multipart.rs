@@ -6,7 +6,7 @@ use md5::{Digest, Md5};
 use s3s::dto::*;
 use s3s::{S3Request, S3Response};
 
-use super::access_ops::principal_of;
+use super::access_ops::caller_of;
 use super::headers::standard_headers_of;
 use super::ingest::{ingest, Body};
 use super::locks::new_version_lock;
@@ -140,13 +140,13 @@ impl Bucketfs {
         &self,
         req: S3Request<UploadPartCopyInput>,
     ) -> Result<S3Response<UploadPartCopyOutput>> {
-        let principal = principal_of(&req);
+        let caller = caller_of(&req);
         let input = req.input;
         self.open_part(&input.bucket, &input.key, &input.upload_id, input.part_number)
             .await?;
         let (src_bucket, src_key, src_version) = copy_source(&input.copy_source)?;
         let source_bucket = self.meta.bucket(&src_bucket).await?;
-        self.authorize_source(&principal, &source_bucket, &src_key, src_version.as_deref())
+        self.authorize_source(&caller, &source_bucket, &src_key, src_version.as_deref())
             .await?;
         let source = self
             .meta

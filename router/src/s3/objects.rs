@@ -12,7 +12,7 @@ use s3s::dto::*;
 use s3s::{S3Request, S3Response};
 use time::OffsetDateTime;
 
-use super::access_ops::principal_of;
+use super::access_ops::caller_of;
 use super::headers::{set_standard_headers, standard_headers_of, StandardHeaders};
 use super::ingest::{ingest, Body};
 use super::locks::{new_version_lock, set_lock_fields};
@@ -397,13 +397,13 @@ impl Bucketfs {
         &self,
         req: S3Request<DeleteObjectInput>,
     ) -> Result<S3Response<DeleteObjectOutput>> {
-        let principal = principal_of(&req);
+        let caller = caller_of(&req);
         let input = req.input;
         let bucket = self.meta.bucket(&input.bucket).await?;
         let deleted = match input.version_id.as_deref() {
             Some(vid) => {
                 let asked = input.bypass_governance_retention == Some(true);
-                let bypass = self.may_bypass(&principal, &bucket, &input.key, asked).await;
+                let bypass = self.may_bypass(&caller, &bucket, &input.key, asked).await;
                 self.meta.delete_version(&bucket, &input.key, vid, bypass).await?
             }
             None => self.meta.delete_object(&bucket, &input.key).await?,
@@ -419,7 +419,7 @@ impl Bucketfs {
         &self,
         req: S3Request<DeleteObjectsInput>,
     ) -> Result<S3Response<DeleteObjectsOutput>> {
-        let principal = principal_of(&req);
+        let caller = caller_of(&req);
         let input = req.input;
         if input.delete.objects.len() > MAX_DELETE_KEYS {
             return Err(Error::TooManyKeys(input.delete.objects.len()));
@@ -436,7 +436,7 @@ impl Bucketfs {
             let action = Action::of("DeleteObject", object.version_id.is_some(), &http::Method::DELETE);
             let judged = self
                 .authorize(
-                    &principal,
+                    &caller,
                     action,
                     &bucket,
                     Some(&object.key),
@@ -466,9 +466,7 @@ impl Bucketfs {
         for object in objects {
             let result = match object.version_id.as_deref() {
                 Some(vid) => {
-                    let bypass = self
-                        .may_bypass(&principal, &bucket, &object.key, bypass_asked)
-                        .await;
+                    let bypass = self.may_bypass(&caller, &bucket, &object.key, bypass_asked).await;
                     self.meta.delete_version(&bucket, &object.key, vid, bypass).await
                 }
                 None => match batch.next() {
@@ -502,12 +500,12 @@ impl Bucketfs {
         &self,
         req: S3Request<CopyObjectInput>,
     ) -> Result<S3Response<CopyObjectOutput>> {
-        let principal = principal_of(&req);
+        let caller = caller_of(&req);
         let input = req.input;
         check_key(&input.key)?;
         let (src_bucket, src_key, src_version) = copy_source(&input.copy_source)?;
         let source_bucket = self.meta.bucket(&src_bucket).await?;
-        self.authorize_source(&principal, &source_bucket, &src_key, src_version.as_deref())
+        self.authorize_source(&caller, &source_bucket, &src_key, src_version.as_deref())
             .await?;
         let source = self
             .meta

@@ -21,7 +21,7 @@ use bucketfs_common::extension::{
 
 use super::wire::json_response;
 use super::{check_key, Bucketfs};
-use crate::access::{Action, Principal};
+use crate::access::{Action, Caller};
 use crate::error::Error;
 use crate::escape::percent_decode;
 
@@ -37,11 +37,7 @@ fn flag(headers: &HeaderMap, name: &str) -> bool {
 impl Bucketfs {
     /// Renames a key or a prefix, if the signer may read and delete the
     /// source and write the destination.
-    pub(super) async fn rename(
-        &self,
-        principal: &Principal,
-        req: S3Request<Body>,
-    ) -> S3Result<S3Response<Body>> {
+    pub(super) async fn rename(&self, caller: &Caller, req: S3Request<Body>) -> S3Result<S3Response<Body>> {
         let meta = &self.meta;
         let bad = |what: &str| Error::InvalidArgument(format!("rename: {what}"));
         let bucket = req.uri.path().trim_matches('/');
@@ -67,8 +63,7 @@ impl Bucketfs {
             (Action::DELETE_OBJECT, &from),
             (Action::PUT_OBJECT, &to),
         ] {
-            self.authorize(principal, action, &bucket, Some(key), None)
-                .await?;
+            self.authorize(caller, action, &bucket, Some(key), None).await?;
         }
         let renamed = meta.rename(&bucket, &from, &to, prefix, no_replace).await?;
         Ok(json_response(format!("{{\"renamed\":{renamed}}}")))

@@ -129,7 +129,7 @@ fn idle_and_stalled_connections_are_cut_off_while_others_are_served() -> Result<
     let idle: Vec<TcpStream> = (0..count)
         .map(|_| TcpStream::connect(("127.0.0.1", cluster.ports.haproxy)))
         .collect::<std::io::Result<_>>()?;
-    let url = presigned(&cluster, "put_object", "bkt", "stalled")?;
+    let url = cluster.presigned("put_object", "bkt", "stalled")?;
     let target = url.split_once("127.0.0.1").map(|(_, rest)| rest).unwrap_or("");
     let target = &target[target.find('/').unwrap_or(0)..];
     let mut stalled = TcpStream::connect(("127.0.0.1", cluster.ports.haproxy))?;
@@ -186,23 +186,6 @@ fn idle_and_stalled_connections_are_cut_off_while_others_are_served() -> Result<
     Ok(())
 }
 
-/// A presigned SigV4 URL (boto3) for `operation`, valid 5 minutes.
-fn presigned(cluster: &Cluster, operation: &str, bucket: &str, key: &str) -> Result<String> {
-    let script = format!(
-        "import boto3\nfrom botocore.config import Config\n\
-         s3 = boto3.client('s3', endpoint_url='{}', region_name='us-east-1', config=Config(signature_version='s3v4', s3={{'addressing_style': 'path'}}))\n\
-         print(s3.generate_presigned_url('{operation}', Params={{'Bucket': '{bucket}', 'Key': '{key}'}}, ExpiresIn=300))",
-        cluster.endpoint()
-    );
-    let out = std::process::Command::new("python3")
-        .args(["-c", &script])
-        .env("AWS_ACCESS_KEY_ID", &cluster.access_key)
-        .env("AWS_SECRET_ACCESS_KEY", &cluster.secret_key)
-        .output()?;
-    anyhow::ensure!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    Ok(String::from_utf8(out.stdout)?.trim().to_string())
-}
-
 fn raise_fd_limit() -> Result<u64> {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
     let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
@@ -254,7 +237,7 @@ fn an_object_whose_chunk_has_no_replica_fails_before_its_headers() -> Result<()>
 
 /// A GET of a presigned (SigV4) URL, as raw request text.
 fn get_signed(cluster: &Cluster, bucket: &str, key: &str) -> Result<String> {
-    let url = presigned(cluster, "get_object", bucket, key)?;
+    let url = cluster.presigned("get_object", bucket, key)?;
     let target = url.split_once("127.0.0.1").map(|(_, rest)| rest).unwrap_or("");
     let target = &target[target.find('/').unwrap_or(0)..];
     Ok(format!(

@@ -103,7 +103,7 @@ pub fn rules_of(json: &serde_json::Value) -> Vec<Rule> {
 
 /// The first rule that allows `origin` to use `method` with `headers`,
 /// and the `Access-Control-Allow-Origin` it answers.
-fn first_match<'r>(
+pub(crate) fn first_match<'r>(
     rules: &'r [Rule],
     origin: &str,
     method: &str,

@@ -78,3 +78,21 @@ pub fn request_line(data: &[u8]) {
     }
     let _ = crate::gate::Gate::default().judge(Some(&text), &headers);
 }
+
+/// A bucket's settings as clients give them: an `x-amz-tagging` header,
+/// CORS rules (as stored JSON) judged against a preflight, and lifecycle
+/// rules read back.
+pub fn bucket_settings(data: &[u8]) {
+    let text = text(data);
+    if let Ok(tags) = crate::s3::tagging::Tags::from_header(&text) {
+        let _ = crate::s3::tagging::Tags::from_json(&tags.to_json());
+    }
+    let json: serde_json::Value = serde_json::from_slice(data).unwrap_or_default();
+    let rules = crate::cors::rules_of(&json);
+    for rule in &rules {
+        let _ = rule.problem();
+    }
+    let (origin, rest) = text.split_once('\n').unwrap_or((&text, ""));
+    let _ = crate::cors::first_match(&rules, origin, "GET", &[rest.to_string()]);
+    let _ = crate::lifecycle::rules_of(&json);
+}

@@ -15,10 +15,10 @@ pub(crate) mod list;
 mod locks;
 mod multipart;
 mod objects;
-mod part_layout;
+pub(crate) mod part_layout;
 mod rename;
 mod settings;
-mod tagging;
+pub(crate) mod tagging;
 mod wire;
 
 pub use extensions::ExtensionRoute;

@@ -131,6 +131,7 @@ async fn request_span(req: axum::extract::Request, next: axum::middleware::Next)
     use tracing::Instrument;
     let id = format!("{:016x}", rand::random::<u64>());
     let span = tracing::info_span!("request", %id, method = %req.method(), path = %req.uri().path());
+    let is_head = req.method() == axum::http::Method::HEAD;
     let has_body = req.headers().contains_key(axum::http::header::TRANSFER_ENCODING)
         || req
             .headers()
@@ -139,6 +140,14 @@ async fn request_span(req: axum::extract::Request, next: axum::middleware::Next)
     async move {
         let started = std::time::Instant::now();
         let mut response = next.run(req).await;
+        // A HEAD of a part (partNumber) is partial content, as its GET is;
+        // s3s answers every successful HEAD 200.
+        if is_head
+            && response.status() == axum::http::StatusCode::OK
+            && response.headers().contains_key(axum::http::header::CONTENT_RANGE)
+        {
+            *response.status_mut() = axum::http::StatusCode::PARTIAL_CONTENT;
+        }
         let status = response.status().as_u16();
         // Refused before its body was read (an access check, a bad
         // header): the client may still send it, or (with `Expect:

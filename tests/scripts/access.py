@@ -158,6 +158,21 @@ refused(a.get_object, Bucket="a-private", Key="doc", ExpectedBucketOwner=B_ID)
 revoked = client(env["REVOKED_KEY"], env["REVOKED_SECRET"])
 refused(revoked.list_buckets, "InvalidAccessKeyId")
 
+# Tags with a write need s3:PutObjectTagging, as in S3: a write grant is
+# not enough; a policy can add it.
+a.create_bucket(Bucket="a-shared")
+a.put_bucket_acl(Bucket="a-shared", GrantWrite=f'id="{B_ID}"', GrantFullControl=f'id="{A_ID}"')
+settle()
+b.put_object(Bucket="a-shared", Key="plain", Body=b"b")
+refused(b.put_object, Bucket="a-shared", Key="tagged", Body=b"b", Tagging="k=v")
+refused(b.create_multipart_upload, Bucket="a-shared", Key="tagged", Tagging="k=v")
+a.put_bucket_policy(Bucket="a-shared", Policy=json.dumps({"Statement": [
+    {"Effect": "Allow", "Principal": {"AWS": [f"arn:aws:iam:::user/{env['B_NAME']}"]},
+     "Action": "s3:PutObjectTagging", "Resource": "arn:aws:s3:::a-shared/*"}]}))
+settle()
+b.put_object(Bucket="a-shared", Key="tagged", Body=b"b", Tagging="k=v")
+assert a.get_object_tagging(Bucket="a-shared", Key="tagged")["TagSet"] == [{"Key": "k", "Value": "v"}]
+
 # DeleteBucket aborts unfinished uploads, as S3 does.
 b.create_bucket(Bucket="b-uploads")
 b.create_multipart_upload(Bucket="b-uploads", Key="never-finished")

@@ -86,6 +86,7 @@ for n, body in enumerate(parts_body, 1):
     assert got["Body"].read() == body, n
 head = s3.head_object(Bucket=B, Key="mp", PartNumber=2)
 assert head["ContentLength"] == 5 * MiB and head["PartsCount"] == 3, head
+assert head["ResponseMetadata"]["HTTPStatusCode"] == 206, head["ResponseMetadata"]
 refused("InvalidPartNumber", s3.get_object, Bucket=B, Key="mp", PartNumber=4)
 # An object written whole is one part.
 whole = s3.get_object(Bucket=B, Key="copied", PartNumber=1)

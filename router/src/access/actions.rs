@@ -168,6 +168,11 @@ impl Action {
         name: "s3:BypassGovernanceRetention",
         needs: Needs::Owner,
     };
+    /// Tags given with a write (`x-amz-tagging`), as S3 asks for them.
+    pub const PUT_OBJECT_TAGGING: Action = Action {
+        name: "s3:PutObjectTagging",
+        needs: Needs::Owner,
+    };
     pub const GET_OBJECT: Action = Action {
         name: "s3:GetObject",
         needs: Needs::Object(Permission::Read),

@@ -15,7 +15,7 @@ use super::part_layout;
 use super::settings::NewVersionSettings;
 use super::tagging::tags_of_header;
 use super::{check_key, check_metadata, timestamp, visible_version_id, Bucketfs};
-use crate::access::PublicAccessBlock;
+use crate::access::{Action, PublicAccessBlock};
 use crate::error::{Error, Result};
 use crate::meta::{NewVersion, Piece, WritePrecondition};
 
@@ -71,6 +71,7 @@ impl Bucketfs {
         &self,
         req: S3Request<CreateMultipartUploadInput>,
     ) -> Result<S3Response<CreateMultipartUploadOutput>> {
+        let caller = caller_of(&req);
         let input = req.input;
         check_key(&input.key)?;
         let bucket = self.meta.bucket(&input.bucket).await?;
@@ -87,7 +88,18 @@ impl Bucketfs {
             input.object_lock_retain_until_date.as_ref(),
             input.object_lock_legal_hold_status.as_ref(),
         )?;
-        let settings = NewVersionSettings::new(acl, lock, tags_of_header(input.tagging.as_deref())?);
+        let tags = tags_of_header(input.tagging.as_deref())?;
+        if tags.is_some() {
+            self.authorize(
+                &caller,
+                Action::PUT_OBJECT_TAGGING,
+                &bucket,
+                Some(&input.key),
+                None,
+            )
+            .await?;
+        }
+        let settings = NewVersionSettings::new(acl, lock, tags);
         let upload_id = self
             .meta
             .create_upload(

@@ -103,6 +103,7 @@ impl Bucketfs {
         &self,
         req: S3Request<PutObjectInput>,
     ) -> Result<S3Response<PutObjectOutput>> {
+        let caller = caller_of(&req);
         let mut headers = req.headers;
         if req.method == http::Method::POST {
             let signed_v2 = req.credentials.is_some() && req.region.is_none();
@@ -125,7 +126,18 @@ impl Bucketfs {
             input.object_lock_retain_until_date.as_ref(),
             input.object_lock_legal_hold_status.as_ref(),
         )?;
-        let settings = NewVersionSettings::new(acl, lock, tags_of_header(input.tagging.as_deref())?);
+        let tags = tags_of_header(input.tagging.as_deref())?;
+        if tags.is_some() {
+            self.authorize(
+                &caller,
+                Action::PUT_OBJECT_TAGGING,
+                &bucket,
+                Some(&input.key),
+                None,
+            )
+            .await?;
+        }
+        let settings = NewVersionSettings::new(acl, lock, tags);
         let body = Body {
             blob: input.body,
             declared: input.content_length,
@@ -347,6 +359,8 @@ impl Bucketfs {
         };
         set_standard_headers!(output, StandardHeaders::of(&version));
         set_lock_fields!(output, lock);
+        // A part is partial content, on HEAD as on GET; s3s drops a HEAD's
+        // status, so `crate::request_span` sets 206 from the Content-Range.
         Ok(S3Response::new(output))
     }
 
@@ -528,7 +542,20 @@ impl Bucketfs {
             .await?;
         // S3 copies the source's tags unless told to replace them.
         let tags = match &input.tagging_directive {
-            Some(d) if d.as_str() == TaggingDirective::REPLACE => tags_of_header(input.tagging.as_deref())?,
+            Some(d) if d.as_str() == TaggingDirective::REPLACE => {
+                let tags = tags_of_header(input.tagging.as_deref())?;
+                if tags.is_some() {
+                    self.authorize(
+                        &caller,
+                        Action::PUT_OBJECT_TAGGING,
+                        &bucket,
+                        Some(&input.key),
+                        None,
+                    )
+                    .await?;
+                }
+                tags
+            }
             _ => self
                 .meta
                 .version_tags(source.id)

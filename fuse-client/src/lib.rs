@@ -52,6 +52,10 @@ pub struct MountArgs {
     /// S3 endpoint; else $AWS_ENDPOINT_URL, else `endpoint_url` in ~/.aws/config.
     #[arg(long, env = "AWS_ENDPOINT_URL")]
     pub endpoint: Option<String>,
+    /// Also trust this PEM certificate (a CA, or a self-signed server's)
+    /// for an https endpoint; the local cluster exports its own.
+    #[arg(long, env = "BUCKETFS_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
     /// Else $AWS_ACCESS_KEY_ID, else ~/.aws/credentials.
     #[arg(long, env = "AWS_ACCESS_KEY_ID", hide_env_values = true)]
     pub access_key: Option<String>,
@@ -161,6 +165,7 @@ fn mount(args: MountArgs) -> Result<()> {
         &creds.access_key,
         &creds.secret_key,
         &creds.region,
+        args.ca_file.as_deref(),
     )?;
     std::fs::create_dir_all(&args.cache_dir)
         .with_context(|| format!("creating {}", args.cache_dir.display()))?;

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
+use anyhow::Context;
 use bucketfs_common::extension::{
     BATCH_QUERY, ETAG_FROM_CHUNKS, ETAG_HEADER, METADATA_HEADER, METADATA_ITEMS, NO_REPLACE_HEADER,
     RENAME_FROM_HEADER, RENAME_PREFIX_HEADER, RENAME_QUERY, RENAME_TO_HEADER,
@@ -111,16 +112,22 @@ impl S3 {
         access_key: &str,
         secret_key: &str,
         region: &str,
+        ca_file: Option<&std::path::Path>,
     ) -> anyhow::Result<Arc<Self>> {
         let url = endpoint.parse()?;
         let bucket = Bucket::new(url, UrlStyle::Path, bucket.to_string(), region.to_string())?;
-        // Idle connections are dropped before a proxy's keep-alive timeout
-        // (HAProxy's is 30 s in the quick start) closes them under a request.
-        let http = reqwest::Client::builder()
+        // Idle connections are dropped before the server's keep-alive
+        // timeout (HAProxy's 30 s in the quick start, a router's 20 s)
+        // closes them under a request.
+        let mut http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .pool_max_idle_per_host(64)
-            .pool_idle_timeout(Duration::from_secs(20))
-            .build()?;
+            .pool_idle_timeout(Duration::from_secs(15));
+        if let Some(path) = ca_file {
+            let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            http = http.add_root_certificate(reqwest::Certificate::from_pem(&pem)?);
+        }
+        let http = http.build()?;
         Ok(Arc::new_cyclic(|me| Self {
             me: me.clone(),
             bucket,

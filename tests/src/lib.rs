@@ -165,13 +165,19 @@ impl Cluster {
         format!("http://127.0.0.1:{}", self.ports.haproxy)
     }
 
-    /// The same service over HTTPS: HAProxy ends TLS with the cluster's
-    /// self-signed certificate (`tls_cert_path`, which clients trust).
+    /// The same service over HTTPS: HAProxy ends TLS with a certificate of
+    /// the cluster's own CA (`tls_ca_path`, which clients trust).
     pub fn https_endpoint(&self) -> String {
         format!("https://127.0.0.1:{}", self.ports.haproxy_https)
     }
 
-    /// The cluster's self-signed certificate (for 127.0.0.1 and localhost).
+    /// The certificate of the cluster's own CA, which clients trust.
+    pub fn tls_ca_path(&self) -> PathBuf {
+        self.dir.join("tls/ca.pem")
+    }
+
+    /// The servers' certificate (for 127.0.0.1 and localhost), issued by
+    /// the cluster's CA.
     pub fn tls_cert_path(&self) -> PathBuf {
         self.dir.join("tls/cert.pem")
     }
@@ -180,33 +186,78 @@ impl Cluster {
         self.dir.join("tls/key.pem")
     }
 
-    /// Makes the self-signed certificate, and the one file of certificate
-    /// and key HAProxy reads (`tls/haproxy.pem`).
+    /// Makes a CA and a server certificate it signs (rustls, like browsers,
+    /// refuses a CA certificate as a server's), and the one file of
+    /// certificate and key HAProxy reads (`tls/haproxy.pem`).
     fn write_tls_certificate(&self) -> Result<()> {
-        fs::create_dir_all(self.dir.join("tls"))?;
-        let (cert, key) = (self.tls_cert_path(), self.tls_key_path());
-        let out = Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-            ])
-            .args(["-nodes", "-days", "365", "-subj", "/CN=bucketfs local cluster"])
-            .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
-            .arg("-keyout")
-            .arg(&key)
-            .arg("-out")
-            .arg(&cert)
-            .output()
-            .context("running openssl (install it: scripts/install-deps.sh)")?;
-        if !out.status.success() {
-            bail!("openssl req: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        let combined = [fs::read(&cert)?, fs::read(&key)?].concat();
-        fs::write(self.dir.join("tls/haproxy.pem"), combined)?;
+        let tls = self.dir.join("tls");
+        fs::create_dir_all(&tls)?;
+        let openssl = |args: &[&str]| -> Result<()> {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(&tls)
+                .output()
+                .context("running openssl (install it: scripts/install-deps.sh)")?;
+            if !out.status.success() {
+                bail!("openssl {}: {}", args[0], String::from_utf8_lossy(&out.stderr));
+            }
+            Ok(())
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        openssl(
+            &[
+                &["req", "-x509"][..],
+                &ec,
+                &["-days", "3650", "-subj", "/CN=bucketfs local CA"],
+                &["-keyout", "ca.key", "-out", "ca.pem"],
+            ]
+            .concat(),
+        )?;
+        openssl(
+            &[
+                &["req"][..],
+                &ec,
+                &[
+                    "-subj",
+                    "/CN=127.0.0.1",
+                    "-keyout",
+                    "key.pem",
+                    "-out",
+                    "server.csr",
+                ],
+            ]
+            .concat(),
+        )?;
+        fs::write(
+            tls.join("server.ext"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
+             keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+        )?;
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "3650",
+            "-extfile",
+            "server.ext",
+            "-out",
+            "cert.pem",
+        ])?;
+        let combined = [fs::read(self.tls_cert_path())?, fs::read(self.tls_key_path())?].concat();
+        fs::write(tls.join("haproxy.pem"), combined)?;
         Ok(())
     }
 

@@ -55,7 +55,7 @@ fn main() -> Result<()> {
                 cluster.secret_key,
                 endpoint = cluster.endpoint(),
                 https = cluster.https_endpoint(),
-                ca = cluster.tls_cert_path().display(),
+                ca = cluster.tls_ca_path().display(),
             );
             fs::write(dir.join("env"), env)?;
             let out = cluster

@@ -2,7 +2,8 @@
 //! for the cluster; a router serves HTTPS itself when given a certificate;
 //! `aws:SecureTransport` and `aws:SourceIp` believe forwarded headers only
 //! from trusted proxies; a router drops a client that does not finish its
-//! headers, or sits idle, past its header deadline.
+//! headers, or sits idle, past its header deadline; the FUSE client
+//! mounts over HTTPS with `--ca-file`.
 
 use std::process::Command;
 
@@ -33,7 +34,7 @@ fn https_serves_s3_and_forwarded_headers_are_believed_only_from_proxies() -> Res
     let out = Command::new("python3")
         .args([script, &cluster.endpoint(), &cluster.https_endpoint()])
         .arg(format!("https://127.0.0.1:{port}"))
-        .arg(&cert)
+        .arg(cluster.tls_ca_path())
         .env("AWS_ACCESS_KEY_ID", &cluster.access_key)
         .env("AWS_SECRET_ACCESS_KEY", &cluster.secret_key)
         .output()?;
@@ -42,6 +43,28 @@ fn https_serves_s3_and_forwarded_headers_are_believed_only_from_proxies() -> Res
         "tls.py failed:\n{}\n{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
+    );
+    // The FUSE client mounts over HTTPS, trusting the cluster's certificate.
+    let dir = cluster.dir.join("mnt-https");
+    let cert_arg = cluster.tls_ca_path().display().to_string();
+    let mount = cluster.mount_at(
+        &cluster.https_endpoint(),
+        "secure",
+        &dir,
+        &["--ca-file", &cert_arg],
+    )?;
+    assert_eq!(std::fs::read(dir.join("k"))?, b"over tls");
+    std::fs::write(dir.join("written"), b"through a TLS mount")?;
+    drop(mount);
+    let back = cluster.aws_ok(&["s3", "cp", "s3://secure/written", "-"])?;
+    assert_eq!(back, "through a TLS mount");
+    // Without the CA, the server is not trusted: nothing is read (EIO
+    // once the client's retries give up).
+    let untrusted = cluster.dir.join("mnt-untrusted");
+    let _mount = cluster.mount_at(&cluster.https_endpoint(), "secure", &untrusted, &[])?;
+    assert!(
+        std::fs::read(untrusted.join("k")).is_err(),
+        "read over TLS without trusting the server's certificate"
     );
     Ok(())
 }

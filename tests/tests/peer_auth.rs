@@ -30,6 +30,19 @@ fn node_addr(cluster: &Cluster, i: usize) -> String {
     format!("127.0.0.1:{}", cluster.ports.nodes[i - 1])
 }
 
+/// Stores `body` as chunk `id` on the node at `addr`, as a router does.
+async fn member_put(
+    secret: &ClusterSecret,
+    addr: &str,
+    id: &ChunkId,
+    body: bytes::Bytes,
+) -> Result<(), ChunkError> {
+    let (crc, hash) = (crc32c::crc32c(&body), peer_auth::content_hash(&body));
+    ChunkClient::new(secret.clone())
+        .put(addr, id, crc, &hash, body, Fsync::Now)
+        .await
+}
+
 /// Sends a request to a node with the given signing headers (none if
 /// `credentials` is `None`); returns the status and the error code.
 async fn send(
@@ -66,9 +79,7 @@ fn nodes_and_zookeeper_refuse_strangers() -> Result<()> {
         let member = ChunkClient::new(secret.clone());
         let id = ChunkId::random();
         let body = bytes::Bytes::from_static(b"a chunk's bytes");
-        let (crc, hash) = (crc32c::crc32c(&body), peer_auth::content_hash(&body));
-        member
-            .put(&addr, &id, crc, &hash, body.clone(), Fsync::Now)
+        member_put(&secret, &addr, &id, body.clone())
             .await
             .expect("a member may write");
 
@@ -133,6 +144,13 @@ fn nodes_and_zookeeper_refuse_strangers() -> Result<()> {
             .await
             .unwrap();
         assert_eq!(kept.concat(), body, "the refused PUT changed nothing");
+
+        // The fsync choice is in the signed path: a member's signature for an
+        // fsynced PUT does not cover the same PUT asking for a deferred write.
+        let fsynced = secret.sign("PUT", &path, peer_auth::content_hash(b"forged"));
+        let deferred = format!("{url}?{}", bucketfs_common::DEFERRED_QUERY);
+        let (status, _) = send(&http, reqwest::Method::PUT, &deferred, Some(&fsynced), b"forged").await;
+        assert_eq!(status, 403, "a deferred write under an fsynced write's signature");
 
         // ZooKeeper: a stranger can neither register nor look.
         let zk_addr = format!("127.0.0.1:{}", cluster.ports.zookeeper);
@@ -217,16 +235,7 @@ fn a_replica_forged_under_a_matching_crc32c_is_caught_and_quarantined() -> Resul
     assert_eq!(crc32c::crc32c(&forged), crc32c::crc32c(&original));
     let secret = ClusterSecret::from_file(&cluster.cluster_secret_path())?;
     runtime().block_on(async {
-        let hash = peer_auth::content_hash(&forged);
-        ChunkClient::new(secret)
-            .put(
-                &node_addr(&cluster, 1),
-                &id,
-                crc32c::crc32c(&forged),
-                &hash,
-                forged.into(),
-                Fsync::Now,
-            )
+        member_put(&secret, &node_addr(&cluster, 1), &id, forged.into())
             .await
             .expect("the node stores what a member sends");
     });

@@ -9,13 +9,11 @@ use s3s::{S3Request, S3Response};
 use super::access_ops::caller_of;
 use super::headers::standard_headers_of;
 use super::ingest::{ingest, Body};
-use super::locks::new_version_lock;
 use super::objects::copy_source;
 use super::part_layout;
-use super::settings::NewVersionSettings;
-use super::tagging::tags_of_header;
+use super::settings::{lock_of_input, NewVersionSettings};
 use super::{check_key, check_metadata, timestamp, visible_version_id, Bucketfs};
-use crate::access::{Action, PublicAccessBlock};
+use crate::access::PublicAccessBlock;
 use crate::error::{Error, Result};
 use crate::meta::{NewVersion, Piece, WritePrecondition};
 
@@ -82,23 +80,10 @@ impl Bucketfs {
         let acl = self
             .acl_of_request(&req.headers, None, PublicAccessBlock::of(&bucket))
             .await?;
-        let lock = new_version_lock(
-            &bucket,
-            input.object_lock_mode.as_ref().map(|m| m.as_str()),
-            input.object_lock_retain_until_date.as_ref(),
-            input.object_lock_legal_hold_status.as_ref(),
-        )?;
-        let tags = tags_of_header(input.tagging.as_deref())?;
-        if tags.is_some() {
-            self.authorize(
-                &caller,
-                Action::PUT_OBJECT_TAGGING,
-                &bucket,
-                Some(&input.key),
-                None,
-            )
+        let lock = lock_of_input!(&bucket, input)?;
+        let tags = self
+            .requested_tags(&caller, &bucket, &input.key, input.tagging.as_deref())
             .await?;
-        }
         let settings = NewVersionSettings::new(acl, lock, tags);
         let upload_id = self
             .meta

@@ -15,10 +15,10 @@ use time::OffsetDateTime;
 use super::access_ops::caller_of;
 use super::headers::{set_standard_headers, standard_headers_of, StandardHeaders};
 use super::ingest::{ingest, Body};
-use super::locks::{new_version_lock, set_lock_fields};
+use super::locks::set_lock_fields;
 use super::part_layout;
-use super::settings::NewVersionSettings;
-use super::tagging::{tags_of_header, Tags};
+use super::settings::{lock_of_input, NewVersionSettings};
+use super::tagging::Tags;
 use super::{check_key, check_metadata, etag_of, timestamp, visible_version_id, Bucketfs};
 use crate::access::{Action, PublicAccessBlock};
 use crate::error::{Error, Result};
@@ -120,23 +120,10 @@ impl Bucketfs {
         let mut metadata = input.metadata.unwrap_or_default();
         check_metadata(&metadata, content_type.as_deref())?;
         standard_headers_of!(input).store(&mut metadata);
-        let lock = new_version_lock(
-            &bucket,
-            input.object_lock_mode.as_ref().map(|m| m.as_str()),
-            input.object_lock_retain_until_date.as_ref(),
-            input.object_lock_legal_hold_status.as_ref(),
-        )?;
-        let tags = tags_of_header(input.tagging.as_deref())?;
-        if tags.is_some() {
-            self.authorize(
-                &caller,
-                Action::PUT_OBJECT_TAGGING,
-                &bucket,
-                Some(&input.key),
-                None,
-            )
+        let lock = lock_of_input!(&bucket, input)?;
+        let tags = self
+            .requested_tags(&caller, &bucket, &input.key, input.tagging.as_deref())
             .await?;
-        }
         let settings = NewVersionSettings::new(acl, lock, tags);
         let body = Body {
             blob: input.body,
@@ -543,18 +530,8 @@ impl Bucketfs {
         // S3 copies the source's tags unless told to replace them.
         let tags = match &input.tagging_directive {
             Some(d) if d.as_str() == TaggingDirective::REPLACE => {
-                let tags = tags_of_header(input.tagging.as_deref())?;
-                if tags.is_some() {
-                    self.authorize(
-                        &caller,
-                        Action::PUT_OBJECT_TAGGING,
-                        &bucket,
-                        Some(&input.key),
-                        None,
-                    )
-                    .await?;
-                }
-                tags
+                self.requested_tags(&caller, &bucket, &input.key, input.tagging.as_deref())
+                    .await?
             }
             _ => self
                 .meta
@@ -562,12 +539,7 @@ impl Bucketfs {
                 .await?
                 .map(|t| Tags::from_json(&t)),
         };
-        let lock = new_version_lock(
-            &bucket,
-            input.object_lock_mode.as_ref().map(|m| m.as_str()),
-            input.object_lock_retain_until_date.as_ref(),
-            input.object_lock_legal_hold_status.as_ref(),
-        )?;
+        let lock = lock_of_input!(&bucket, input)?;
         let settings = NewVersionSettings::new(acl, lock, tags);
         let replace = input
             .metadata_directive

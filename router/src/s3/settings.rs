@@ -7,11 +7,26 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 use time::OffsetDateTime;
 
-use super::tagging::Tags;
+use super::tagging::{tags_of_header, Tags};
 use super::Bucketfs;
 use crate::access::acl::Acl;
+use crate::access::{Action, Caller};
 use crate::error::Result;
-use crate::meta::VersionLock;
+use crate::meta::{Bucket, VersionLock};
+
+/// The lock a write's input (PutObject, CopyObject, CreateMultipartUpload:
+/// the same field names) asks for, or the bucket's default.
+macro_rules! lock_of_input {
+    ($bucket:expr, $input:expr) => {
+        $crate::s3::locks::new_version_lock(
+            $bucket,
+            $input.object_lock_mode.as_ref().map(|m| m.as_str()),
+            $input.object_lock_retain_until_date.as_ref(),
+            $input.object_lock_legal_hold_status.as_ref(),
+        )
+    };
+}
+pub(super) use lock_of_input;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(super) struct NewVersionSettings {
@@ -67,6 +82,23 @@ impl NewVersionSettings {
 }
 
 impl Bucketfs {
+    /// The tags a write's `x-amz-tagging` header gives, once the caller
+    /// may set tags (`s3:PutObjectTagging`, as S3 asks).
+    pub(super) async fn requested_tags(
+        &self,
+        caller: &Caller,
+        bucket: &Bucket,
+        key: &str,
+        header: Option<&str>,
+    ) -> Result<Option<Tags>> {
+        let tags = tags_of_header(header)?;
+        if tags.is_some() {
+            self.authorize(caller, Action::PUT_OBJECT_TAGGING, bucket, Some(key), None)
+                .await?;
+        }
+        Ok(tags)
+    }
+
     /// Gives the version `version` (a row id, just committed) what its
     /// write asked for.
     pub(super) async fn apply_settings(&self, version: i64, settings: &NewVersionSettings) -> Result<()> {

@@ -84,6 +84,24 @@ impl Cluster {
         Ok(check(out, "presigning a URL")?.trim().to_string())
     }
 
+    /// Runs `tests/scripts/NAME` with `args`, as the cluster's user
+    /// (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY); fails unless it exits 0
+    /// having printed OK.
+    pub fn run_script(&self, name: &str, args: &[&str]) -> Result<()> {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts").join(name);
+        let out = Command::new("python3")
+            .arg(script)
+            .args(args)
+            .env("AWS_ACCESS_KEY_ID", &self.access_key)
+            .env("AWS_SECRET_ACCESS_KEY", &self.secret_key)
+            .output()?;
+        let stdout = check(out, name)?;
+        if !stdout.contains("OK") {
+            bail!("{name} did not finish:\n{stdout}");
+        }
+        Ok(())
+    }
+
     pub fn s3cmd(&self, args: &[&str]) -> Command {
         let config = self.scratch("s3cfg");
         let host = format!("127.0.0.1:{}", self.ports.haproxy);

@@ -197,18 +197,7 @@ fn raise_fd_limit() -> Result<u64> {
 fn edge_cases_get_the_answers_s3_gives() -> Result<()> {
     let cluster = Cluster::start()?;
     cluster.aws_ok(&["s3", "mb", "s3://edges"])?;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/edges.py");
-    let out = std::process::Command::new("python3")
-        .args([script, &cluster.endpoint(), "edges"])
-        .env("AWS_ACCESS_KEY_ID", &cluster.access_key)
-        .env("AWS_SECRET_ACCESS_KEY", &cluster.secret_key)
-        .output()?;
-    assert!(
-        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("OK"),
-        "edges.py failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    cluster.run_script("edges.py", &[&cluster.endpoint(), "edges"])?;
     Ok(())
 }
 

@@ -2,8 +2,6 @@
 //! lifecycle day (`tests/scripts/lifecycle.py`): each rule removes exactly
 //! the versions, delete markers and uploads it names, nothing else.
 
-use std::process::Command;
-
 use anyhow::Result;
 use bucketfs_tests::Cluster;
 
@@ -11,18 +9,7 @@ use bucketfs_tests::Cluster;
 fn rules_remove_exactly_what_they_name() -> Result<()> {
     let cluster =
         Cluster::start_with_router_args(&["--worker-interval-secs", "1", "--lifecycle-day-secs", "2"])?;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/lifecycle.py");
-    let out = Command::new("python3")
-        .args([script, &cluster.endpoint()])
-        .env("AWS_ACCESS_KEY_ID", &cluster.access_key)
-        .env("AWS_SECRET_ACCESS_KEY", &cluster.secret_key)
-        .output()?;
-    assert!(
-        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("OK"),
-        "lifecycle.py failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    cluster.run_script("lifecycle.py", &[&cluster.endpoint()])?;
     let expired: u64 = (1..=2)
         .filter_map(|i| cluster.router_metric(i, "bucketfs_router_lifecycle_expired_total"))
         .sum();

@@ -5,8 +5,6 @@
 //! headers, or sits idle, past its header deadline; the FUSE client
 //! mounts over HTTPS with `--ca-file`.
 
-use std::process::Command;
-
 use anyhow::Result;
 use bucketfs_tests::Cluster;
 
@@ -30,20 +28,16 @@ fn https_serves_s3_and_forwarded_headers_are_believed_only_from_proxies() -> Res
             "2",
         ],
     )?;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/tls.py");
-    let out = Command::new("python3")
-        .args([script, &cluster.endpoint(), &cluster.https_endpoint()])
-        .arg(format!("https://127.0.0.1:{port}"))
-        .arg(cluster.tls_ca_path())
-        .env("AWS_ACCESS_KEY_ID", &cluster.access_key)
-        .env("AWS_SECRET_ACCESS_KEY", &cluster.secret_key)
-        .output()?;
-    assert!(
-        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("OK"),
-        "tls.py failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let ca = cluster.tls_ca_path().display().to_string();
+    cluster.run_script(
+        "tls.py",
+        &[
+            &cluster.endpoint(),
+            &cluster.https_endpoint(),
+            &format!("https://127.0.0.1:{port}"),
+            &ca,
+        ],
+    )?;
     // The FUSE client mounts over HTTPS, trusting the cluster's certificate.
     let dir = cluster.dir.join("mnt-https");
     let cert_arg = cluster.tls_ca_path().display().to_string();

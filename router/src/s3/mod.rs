@@ -31,7 +31,7 @@ use s3s::{S3Request, S3Response, S3Result, S3};
 use crate::access::Access;
 use crate::chunks::ChunkIo;
 use crate::error::{Error, Result};
-use crate::meta::{Meta, Version, NULL_VERSION};
+use crate::meta::{Bucket, Meta, Version, NULL_VERSION};
 use crate::metrics::Metrics;
 
 pub use ingest::CHUNK_SIZE;
@@ -60,6 +60,21 @@ impl Bucketfs {
             access,
             allow_sigv2,
         }
+    }
+}
+
+impl Bucketfs {
+    /// A key's current version, or its version `version_id`, in the
+    /// bucket named `bucket`, with the bucket.
+    async fn version_in(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> Result<(Bucket, Version)> {
+        let bucket = self.meta.bucket(bucket).await?;
+        let version = self.meta.version(&bucket, key, version_id).await?;
+        Ok((bucket, version))
     }
 }
 

@@ -93,8 +93,7 @@ impl Bucketfs {
         version_id: Option<&str>,
         conditions: ReadConditions<'_>,
     ) -> Result<(Bucket, Version)> {
-        let bucket = self.meta.bucket(bucket).await?;
-        let version = self.meta.version(&bucket, key, version_id).await?;
+        let (bucket, version) = self.version_in(bucket, key, version_id).await?;
         conditions.check(&version)?;
         Ok((bucket, version))
     }
@@ -359,10 +358,8 @@ impl Bucketfs {
         req: S3Request<GetObjectAttributesInput>,
     ) -> Result<S3Response<GetObjectAttributesOutput>> {
         let input = req.input;
-        let bucket = self.meta.bucket(&input.bucket).await?;
-        let version = self
-            .meta
-            .version(&bucket, &input.key, input.version_id.as_deref())
+        let (_, version) = self
+            .version_in(&input.bucket, &input.key, input.version_id.as_deref())
             .await?;
         // One header may list several, comma-separated.
         let asked = |name: &str| {

@@ -118,10 +118,8 @@ impl Bucketfs {
         req: S3Request<GetObjectTaggingInput>,
     ) -> Result<S3Response<GetObjectTaggingOutput>> {
         let input = req.input;
-        let bucket = self.meta.bucket(&input.bucket).await?;
-        let version = self
-            .meta
-            .version(&bucket, &input.key, input.version_id.as_deref())
+        let (_, version) = self
+            .version_in(&input.bucket, &input.key, input.version_id.as_deref())
             .await?;
         let tags = self.meta.version_tags(version.id).await?;
         Ok(S3Response::new(GetObjectTaggingOutput {
@@ -136,10 +134,8 @@ impl Bucketfs {
     ) -> Result<S3Response<PutObjectTaggingOutput>> {
         let input = req.input;
         let tags = Tags::from_set(input.tagging.tag_set, MAX_OBJECT_TAGS)?;
-        let bucket = self.meta.bucket(&input.bucket).await?;
-        let version = self
-            .meta
-            .version(&bucket, &input.key, input.version_id.as_deref())
+        let (_, version) = self
+            .version_in(&input.bucket, &input.key, input.version_id.as_deref())
             .await?;
         let stored = (!tags.is_empty()).then(|| tags.to_json());
         self.meta.set_version_tags(version.id, stored.as_ref()).await?;
@@ -153,10 +149,8 @@ impl Bucketfs {
         req: S3Request<DeleteObjectTaggingInput>,
     ) -> Result<S3Response<DeleteObjectTaggingOutput>> {
         let input = req.input;
-        let bucket = self.meta.bucket(&input.bucket).await?;
-        let version = self
-            .meta
-            .version(&bucket, &input.key, input.version_id.as_deref())
+        let (_, version) = self
+            .version_in(&input.bucket, &input.key, input.version_id.as_deref())
             .await?;
         self.meta.set_version_tags(version.id, None).await?;
         Ok(S3Response::new(DeleteObjectTaggingOutput {

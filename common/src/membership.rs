@@ -75,6 +75,9 @@ pub struct NodeInfo {
     pub addr: String,
     pub capacity_bytes: u64,
     pub free_bytes: u64,
+    /// Bytes the node's chunk files take on disk (0 from nodes that predate it).
+    #[serde(default)]
+    pub chunk_disk_bytes: u64,
 }
 
 impl NodeInfo {

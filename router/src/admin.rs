@@ -1,5 +1,5 @@
-//! `router key ...`: users' access keys, managed against the metadata
-//! store directly (no router needs to run).
+//! `router key ...` (users' access keys) and `router space`, run against
+//! the metadata store directly (no router needs to run).
 
 use crate::meta::Meta;
 
@@ -66,5 +66,44 @@ pub async fn run(meta: &Meta, command: KeyCommand) -> anyhow::Result<()> {
             println!("access key {access_key} revoked");
         }
     }
+    Ok(())
+}
+
+/// `router space`: a table per bucket, then the cluster's totals and ratios.
+pub async fn print_space(meta: &Meta) -> anyhow::Result<()> {
+    let space = meta.space(true).await?;
+    println!(
+        "{:<40} {:>10} {:>16} {:>16}",
+        "bucket", "objects", "current_bytes", "all_versions_bytes"
+    );
+    for b in &space.buckets {
+        println!(
+            "{:<40} {:>10} {:>16} {:>16}",
+            b.name, b.objects, b.current_bytes, b.all_bytes
+        );
+    }
+    let current = space.current_bytes();
+    let ratio = |n: i64| match current {
+        0 => "-".to_string(),
+        c => format!("{:.2}x", n as f64 / c as f64),
+    };
+    println!("logical_current_bytes={current}");
+    println!(
+        "logical_all_versions_bytes={} ({} of current)",
+        space.all_bytes(),
+        ratio(space.all_bytes())
+    );
+    println!("chunk_bytes={} ({})", space.chunk_bytes, ratio(space.chunk_bytes));
+    println!("unreferenced_chunk_bytes={}", space.unreferenced_bytes);
+    println!(
+        "replica_bytes={} ({})",
+        space.replica_bytes,
+        ratio(space.replica_bytes)
+    );
+    println!(
+        "node_disk_bytes={} ({})",
+        space.node_disk_bytes,
+        ratio(space.node_disk_bytes)
+    );
     Ok(())
 }

@@ -23,6 +23,7 @@ use futures::future::FutureExt;
 use futures::stream::StreamExt;
 
 use crate::error::{Error, Result};
+use crate::lease::Leases;
 use crate::membership::Membership;
 use crate::meta::{ChunkReplicas, Meta, Piece, PieceLocation};
 use crate::metrics::Metrics;
@@ -36,6 +37,8 @@ pub struct ChunkIo {
     membership: Membership,
     meta: Meta,
     metrics: Arc<Metrics>,
+    /// How long a new chunk is leased to its writer (`--gc-grace-secs`).
+    lease_secs: f64,
 }
 
 impl ChunkIo {
@@ -45,6 +48,7 @@ impl ChunkIo {
         metrics: Arc<Metrics>,
         background: Background,
         secret: ClusterSecret,
+        lease_secs: f64,
     ) -> Self {
         Self {
             client: ChunkClient::new(secret),
@@ -52,7 +56,13 @@ impl ChunkIo {
             membership,
             meta,
             metrics,
+            lease_secs,
         }
+    }
+
+    /// Leases for the chunks of one request, renewed until it commits them.
+    pub fn leases(&self) -> Leases {
+        Leases::new(self.meta.clone(), self.lease_secs)
     }
 
     pub fn membership(&self) -> &Membership {
@@ -79,7 +89,13 @@ impl ChunkIo {
             needed: WRITE_QUORUM,
         })?;
         self.meta
-            .record_chunk(&id.to_string(), data.len() as i64, crc, &hash, &written.stored)
+            .record_chunk(
+                &id.to_string(),
+                data.len() as i64,
+                (crc, &hash),
+                &written.stored,
+                self.lease_secs,
+            )
             .await?;
         tracing::debug!(
             chunk = %id,

@@ -12,6 +12,7 @@ pub(crate) mod escape;
 pub mod fuzzing;
 pub(crate) mod gate;
 pub(crate) mod host;
+pub(crate) mod lease;
 pub(crate) mod lifecycle;
 pub(crate) mod membership;
 pub mod meta;
@@ -54,6 +55,13 @@ pub enum Command {
         database_url: String,
         #[command(subcommand)]
         command: admin::KeyCommand,
+    },
+    /// Prints logical bytes (current versions, all versions) per bucket
+    /// against the bytes chunks take: recorded once, replicated, unreferenced,
+    /// and on the nodes' disks.
+    Space {
+        #[arg(long, env = "BUCKETFS_DATABASE_URL")]
+        database_url: String,
     },
 }
 
@@ -114,6 +122,11 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
             let meta = Meta::connect_lazy(&database_url)?;
             meta.migrate().await;
             admin::run(&meta, command).await
+        }
+        Command::Space { database_url } => {
+            let meta = Meta::connect_lazy(&database_url)?;
+            meta.migrate().await;
+            admin::print_space(&meta).await
         }
     }
 }
@@ -201,6 +214,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         metrics.clone(),
         background.clone(),
         secret.clone(),
+        config.worker.gc_grace_secs,
     );
     worker::Worker {
         config: config.worker.clone(),

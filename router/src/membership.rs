@@ -106,10 +106,7 @@ impl Membership {
             }
             let before = self.live_ids();
             for n in &nodes {
-                if let Err(e) = meta
-                    .upsert_node(&n.id, &n.addr, n.capacity_bytes, n.free_bytes)
-                    .await
-                {
+                if let Err(e) = meta.upsert_node(n).await {
                     tracing::debug!(error = %e, "could not mirror node into postgres");
                 }
             }
@@ -124,8 +121,9 @@ impl Membership {
                         return Err(zk::Error::SessionExpired);
                     }
                 }
-                // Refresh free space now and then even without membership changes.
-                _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+                // Refresh free space now and then even without membership
+                // changes (the worker collects garbage at once on a full node).
+                _ = tokio::time::sleep(Duration::from_secs(10)) => {}
             }
         }
     }

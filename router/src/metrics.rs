@@ -26,6 +26,15 @@ pub struct Metrics {
     pub lifecycle_noncurrent_removed: AtomicU64,
     pub lifecycle_markers_removed: AtomicU64,
     pub lifecycle_uploads_aborted: AtomicU64,
+    /// Collections run at once because a node's disk was nearly full.
+    pub gc_pressure_runs: AtomicU64,
+    /// Space, as the elected worker last measured it (gauges; 0 on other
+    /// routers): logical bytes of current versions and of all versions,
+    /// bytes of recorded replicas, bytes of the nodes' chunk files on disk.
+    pub logical_current_bytes: AtomicU64,
+    pub logical_all_bytes: AtomicU64,
+    pub replica_bytes: AtomicU64,
+    pub node_disk_bytes: AtomicU64,
 }
 
 impl Metrics {
@@ -35,6 +44,10 @@ impl Metrics {
 
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn set(gauge: &AtomicU64, n: u64) {
+        gauge.store(n, Ordering::Relaxed);
     }
 
     pub fn render(&self, live_nodes: usize) -> String {
@@ -66,6 +79,17 @@ impl Metrics {
                 "bucketfs_router_lifecycle_uploads_aborted_total",
                 &self.lifecycle_uploads_aborted,
             ),
+            ("bucketfs_router_gc_pressure_runs_total", &self.gc_pressure_runs),
+            (
+                "bucketfs_router_logical_current_bytes",
+                &self.logical_current_bytes,
+            ),
+            (
+                "bucketfs_router_logical_all_versions_bytes",
+                &self.logical_all_bytes,
+            ),
+            ("bucketfs_router_replica_bytes", &self.replica_bytes),
+            ("bucketfs_router_node_chunk_disk_bytes", &self.node_disk_bytes),
         ] {
             let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
         }

@@ -8,8 +8,8 @@
 //!
 //! A pass: (1) chunks with fewer than 3 replicas on counted nodes get copies
 //! from a verified replica onto the best-ranked nodes lacking one; (2) chunks
-//! referenced by no version and no upload part, older than the grace period,
-//! lose their rows first and then their files.
+//! referenced by no version and no upload part whose lease has run out
+//! (`crate::lease`) lose their rows first and then their files.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,6 +25,10 @@ use crate::metrics::Metrics;
 use crate::quorum::REPLICAS;
 
 const BATCH: i64 = 500;
+/// How often the leader looks for a nearly full node.
+const PRESSURE_CHECK: Duration = Duration::from_secs(2);
+/// How long a collection under pressure that found nothing holds off the next.
+const PRESSURE_QUIET: Duration = Duration::from_secs(30);
 
 /// Tuning of the worker (router flags).
 #[derive(Debug, Clone, clap::Args)]
@@ -32,10 +36,12 @@ pub struct WorkerConfig {
     /// Seconds between two passes of the elected worker.
     #[arg(long, default_value_t = 30.0)]
     pub worker_interval_secs: f64,
-    /// Unreferenced chunks younger than this are kept: a chunk is recorded
-    /// as soon as it is durable, and the part or version naming it commits
-    /// later. Keep it above the longest upload of one part or object.
-    #[arg(long, default_value_t = 3600.0)]
+    /// How long a new chunk is leased to the request that wrote it: a chunk
+    /// is recorded as soon as it is durable, and the part or version naming
+    /// it commits later. Requests renew their chunks' leases while they
+    /// stream, so this only needs to exceed a router's longest stall;
+    /// unreferenced chunks go once their lease has run out.
+    #[arg(long, default_value_t = 60.0)]
     pub gc_grace_secs: f64,
     /// A node absent from ZooKeeper for less than this still counts as holding its replicas.
     #[arg(long, default_value_t = 300.0)]
@@ -48,6 +54,10 @@ pub struct WorkerConfig {
     /// disks and network (as the scrubber does); 0: no pause.
     #[arg(long, default_value_t = 1.0)]
     pub repair_throttle: f64,
+    /// When a live node's free space falls below this share of its disk
+    /// (percent), garbage is collected at once rather than at the next pass.
+    #[arg(long, default_value_t = 10.0)]
+    pub gc_pressure_free_percent: f64,
     /// The length of a lifecycle rule's day, in seconds (a day; shorter
     /// only to test rules).
     #[arg(long, default_value_t = 86400.0)]
@@ -106,6 +116,8 @@ impl Worker {
     async fn lead(&self, client: &zk::Client) -> Result<(), zk::Error> {
         let mut state = client.state_watcher();
         let mut tick = tokio::time::interval(Duration::from_secs_f64(self.config.worker_interval_secs));
+        let mut pressure = tokio::time::interval(PRESSURE_CHECK);
+        let mut quiet_until = Instant::now();
         loop {
             tokio::select! {
                 s = state.changed() => {
@@ -117,6 +129,22 @@ impl Worker {
                 _ = tick.tick() => {
                     if let Err(e) = self.pass().await {
                         tracing::warn!(error = %e, "worker pass failed");
+                    }
+                }
+                _ = pressure.tick() => {
+                    if Instant::now() < quiet_until {
+                        continue;
+                    }
+                    if let Some(node) = self.node_under_pressure() {
+                        tracing::info!(%node, "node nearly full: collecting garbage now");
+                        Metrics::inc(&self.metrics.gc_pressure_runs);
+                        match self.collect().await {
+                            // Nothing to free: a full disk of live data is not
+                            // worth a scan every 2 s.
+                            Ok(0) => quiet_until = Instant::now() + PRESSURE_QUIET,
+                            Ok(_) => {}
+                            Err(e) => tracing::warn!(error = %e, "garbage collection failed"),
+                        }
                     }
                 }
             }
@@ -155,17 +183,46 @@ impl Worker {
         if let Err(e) = crate::lifecycle::apply_all(&self.meta, &self.metrics, day).await {
             tracing::warn!(error = %e, "lifecycle pass failed");
         }
+        self.collect().await?;
+        self.measure_space().await
+    }
+
+    /// A live node whose free space is under `--gc-pressure-free-percent`.
+    fn node_under_pressure(&self) -> Option<String> {
+        let threshold = self.config.gc_pressure_free_percent / 100.0;
+        self.io
+            .membership()
+            .live_nodes()
+            .into_iter()
+            .find(|n| n.capacity_bytes > 0 && (n.free_bytes as f64) < threshold * n.capacity_bytes as f64)
+            .map(|n| n.id)
+    }
+
+    /// Sets the space gauges (`bucketfs_router_logical_*`, replica and disk bytes).
+    async fn measure_space(&self) -> crate::error::Result<()> {
+        let space = self.meta.space(false).await?;
+        let m = &self.metrics;
+        Metrics::set(&m.logical_current_bytes, space.current_bytes() as u64);
+        Metrics::set(&m.logical_all_bytes, space.all_bytes() as u64);
+        Metrics::set(&m.replica_bytes, space.replica_bytes as u64);
+        Metrics::set(&m.node_disk_bytes, space.node_disk_bytes as u64);
+        Ok(())
+    }
+
+    /// Frees every unreferenced chunk whose lease has run out, rows first,
+    /// then files; returns how many.
+    async fn collect(&self) -> crate::error::Result<u64> {
+        let mut total = 0;
         loop {
-            let garbage = self
-                .meta
-                .collect_garbage(self.config.gc_grace_secs, BATCH)
-                .await?;
+            let garbage = self.meta.collect_garbage(BATCH).await?;
             for chunk in &garbage {
+                tracing::debug!(chunk = %chunk.id, "collecting");
                 self.io.delete_replicas(chunk).await;
             }
             Metrics::add(&self.metrics.chunks_collected, garbage.len() as u64);
+            total += garbage.len() as u64;
             if (garbage.len() as i64) < BATCH {
-                return Ok(());
+                return Ok(total);
             }
         }
     }

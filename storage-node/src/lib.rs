@@ -66,9 +66,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         addr: advertise,
         store: store.clone(),
         secret: secret.clone(),
+        metrics: metrics.clone(),
     };
     let background = Background::new();
     registration.spawn(&background);
+    scrub::spawn_usage(
+        &background,
+        store.clone(),
+        metrics.clone(),
+        Duration::from_secs(15),
+    );
     if config.scrub_interval_secs > 0 {
         let interval = Duration::from_secs(config.scrub_interval_secs);
         scrub::spawn(&background, store.clone(), metrics.clone(), interval);

@@ -13,6 +13,8 @@ pub struct Metrics {
     pub scrubbed_chunks: AtomicU64,
     /// Requests refused for a missing, wrong or stale signature.
     pub refused_requests: AtomicU64,
+    /// Gauge: bytes the chunk files take on disk, as of the last walk.
+    pub chunk_disk_bytes: AtomicU64,
 }
 
 impl Metrics {
@@ -33,6 +35,8 @@ impl Metrics {
         ] {
             let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
         }
+        let disk = self.chunk_disk_bytes.load(Ordering::Relaxed);
+        let _ = writeln!(out, "bucketfs_node_chunk_disk_bytes {disk}");
         out
     }
 }

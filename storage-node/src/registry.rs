@@ -10,6 +10,7 @@ use bucketfs_common::membership::{self, NodeInfo, NODES_PATH};
 use bucketfs_common::peer_auth::ClusterSecret;
 use zookeeper_client as zk;
 
+use crate::metrics::Metrics;
 use crate::store::ChunkStore;
 
 const REFRESH: Duration = Duration::from_secs(10);
@@ -20,6 +21,7 @@ pub struct Registration {
     pub addr: String,
     pub store: Arc<ChunkStore>,
     pub secret: ClusterSecret,
+    pub metrics: Arc<Metrics>,
 }
 
 impl Registration {
@@ -30,6 +32,10 @@ impl Registration {
             addr: self.addr.clone(),
             capacity_bytes,
             free_bytes,
+            chunk_disk_bytes: self
+                .metrics
+                .chunk_disk_bytes
+                .load(std::sync::atomic::Ordering::Relaxed),
         }
     }
 

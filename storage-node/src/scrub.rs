@@ -16,6 +16,30 @@ pub fn spawn(background: &Background, store: Arc<ChunkStore>, metrics: Arc<Metri
     background.every("scrubber", interval, move || pass(store.clone(), metrics.clone()));
 }
 
+/// Measures the chunk files' disk use every `interval` (a walk of the
+/// directory: cheap, but not for every registration refresh).
+pub fn spawn_usage(
+    background: &Background,
+    store: Arc<ChunkStore>,
+    metrics: Arc<Metrics>,
+    interval: Duration,
+) {
+    let measure = move || {
+        let (store, metrics) = (store.clone(), metrics.clone());
+        async move {
+            match tokio::task::spawn_blocking(move || store.disk_usage()).await {
+                Ok(Ok(bytes)) => metrics
+                    .chunk_disk_bytes
+                    .store(bytes, std::sync::atomic::Ordering::Relaxed),
+                Ok(Err(e)) => tracing::warn!(error = %e, "could not measure the chunks' disk use"),
+                Err(e) => tracing::warn!(error = %e, "disk use task failed"),
+            }
+        }
+    };
+    background.task(measure());
+    background.every("disk use", interval, measure);
+}
+
 /// Re-reads every chunk once.
 async fn pass(store: Arc<ChunkStore>, metrics: Arc<Metrics>) {
     let ids = match store.list() {

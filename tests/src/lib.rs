@@ -455,13 +455,19 @@ impl Cluster {
 
     /// Runs `router key ARGS` against the cluster's Postgres; its output.
     pub fn router_key(&self, args: &[&str]) -> Result<String> {
+        self.router_admin("key", args)
+    }
+
+    /// Runs `router COMMAND ARGS` (an admin command) against the cluster's
+    /// Postgres; its output.
+    pub fn router_admin(&self, command: &str, args: &[&str]) -> Result<String> {
         let out = Command::new(self.bin_dir.join("router"))
-            .args(["key", "--database-url", &self.database_url()])
+            .args([command, "--database-url", &self.database_url()])
             .args(args)
             .output()?;
         if !out.status.success() {
             bail!(
-                "router key {args:?} failed: {}",
+                "router {command} {args:?} failed: {}",
                 String::from_utf8_lossy(&out.stderr)
             );
         }
@@ -532,6 +538,17 @@ impl Cluster {
     pub fn router_metric(&self, i: usize, name: &str) -> Option<u64> {
         let text = http_get(self.ports.routers[i - 1], "/_bucketfs/metrics")?;
         metric(&text, name)
+    }
+
+    /// How many chunk files storage node `i` holds.
+    pub fn chunk_file_count(&self, i: usize) -> usize {
+        let root = self.node_data_dir(i).join("chunks");
+        fs::read_dir(root)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|shard| fs::read_dir(shard.path()).map(|d| d.count()).unwrap_or(0))
+            .sum()
     }
 
     /// A counter from storage node `i`'s metrics.

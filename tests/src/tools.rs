@@ -252,3 +252,27 @@ pub fn daemon_rss(mountpoint: &Path) -> Result<u64> {
     }
     bail!("no bucketfs daemon for {needle}")
 }
+
+/// A small tmpfs mounted over a directory for the life of the value.
+pub struct TinyDisk(PathBuf);
+
+impl TinyDisk {
+    pub fn mount(dir: &std::path::Path, size: &str) -> Result<Self> {
+        fs::create_dir_all(dir)?;
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()?;
+        anyhow::ensure!(status.success(), "mount tmpfs failed");
+        Ok(Self(dir.to_path_buf()))
+    }
+}
+
+impl Drop for TinyDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}

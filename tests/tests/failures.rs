@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Result;
-use bucketfs_tests::tools::{random_file, sha256_file};
+use bucketfs_tests::tools::{random_file, sha256_file, TinyDisk};
 use bucketfs_tests::{wait_until, Cluster};
 
 fn put(cluster: &Cluster, file: &std::path::Path, key: &str) -> Result<String> {
@@ -191,16 +191,6 @@ fn postgres_restarts_under_the_routers() -> Result<()> {
     Ok(())
 }
 
-fn chunk_count(cluster: &Cluster, node: usize) -> usize {
-    let root = cluster.node_data_dir(node).join("chunks");
-    fs::read_dir(root)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|shard| fs::read_dir(shard.path()).map(|d| d.count()).unwrap_or(0))
-        .sum()
-}
-
 #[test]
 fn lost_replicas_are_repaired_and_garbage_is_collected() -> Result<()> {
     let mut cluster = Cluster::start_with_router_args(&[
@@ -234,10 +224,10 @@ fn lost_replicas_are_repaired_and_garbage_is_collected() -> Result<()> {
     cluster.kill9("storage-node-1")?;
     let new = cluster.add_node()?;
     wait_until("repair onto the new node", Duration::from_secs(60), || {
-        chunk_count(&cluster, new) == 3
+        cluster.chunk_file_count(new) == 3
     })?;
     assert_eq!(
-        chunk_count(&cluster, 2) + chunk_count(&cluster, 3) + chunk_count(&cluster, new),
+        cluster.chunk_file_count(2) + cluster.chunk_file_count(3) + cluster.chunk_file_count(new),
         9
     );
     // Reading needs only the survivors and the repaired copies.
@@ -247,7 +237,7 @@ fn lost_replicas_are_repaired_and_garbage_is_collected() -> Result<()> {
     // Deleting the only reference makes the chunks garbage; their files go.
     cluster.aws_ok(&["s3", "rm", "s3://bkt/repairme"])?;
     wait_until("garbage collection", Duration::from_secs(60), || {
-        chunk_count(&cluster, 3) == 0 && chunk_count(&cluster, new) == 0
+        cluster.chunk_file_count(3) == 0 && cluster.chunk_file_count(new) == 0
     })?;
     // The leader counts them once every replica delete was attempted,
     // including those to the node killed above (up to 5 s each).
@@ -265,30 +255,6 @@ fn lost_replicas_are_repaired_and_garbage_is_collected() -> Result<()> {
         .sum();
     assert_eq!(repaired, 3);
     Ok(())
-}
-
-/// A small tmpfs mounted over a directory for the life of the value.
-struct TinyDisk(PathBuf);
-
-impl TinyDisk {
-    fn mount(dir: &std::path::Path, size: &str) -> Result<Self> {
-        fs::create_dir_all(dir)?;
-        let status = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir)
-            .status()?;
-        anyhow::ensure!(status.success(), "mount tmpfs failed");
-        Ok(Self(dir.to_path_buf()))
-    }
-}
-
-impl Drop for TinyDisk {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.0)
-            .status();
-    }
 }
 
 #[test]

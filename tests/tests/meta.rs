@@ -49,7 +49,7 @@ fn metadata_statements_keep_their_promises() -> Result<()> {
         ));
         let nodes = ["n1".to_string(), "n2".to_string()];
         for (chunk, size) in [("c1", 100), ("c2", 50)] {
-            meta.record_chunk(chunk, size, 7, "h", &nodes).await?;
+            meta.record_chunk(chunk, size, (7, "h"), &nodes, 0.0).await?;
         }
 
         // A commit is read back with its metadata and its chunk map.
@@ -77,16 +77,22 @@ fn metadata_statements_keep_their_promises() -> Result<()> {
 
         // Unversioned: the replaced version is gone, so c1 is garbage; c2 is not.
         let garbage: Vec<String> = meta
-            .collect_garbage(0.0, 100)
+            .collect_garbage(100)
             .await?
             .into_iter()
             .map(|c| c.id)
             .collect();
         assert!(garbage.contains(&"c1".to_string()), "{garbage:?}");
         assert!(!garbage.contains(&"c2".to_string()));
+        // A chunk whose writer holds a lease is not garbage yet, however
+        // unreferenced; renewing finds it still there.
+        meta.record_chunk("leased", 10, (7, "h"), &nodes, 60.0).await?;
+        assert_eq!(meta.renew_leases(&["leased".to_string()], 60.0).await?, 1);
+        let garbage = meta.collect_garbage(100).await?;
+        assert!(garbage.iter().all(|c| c.id != "leased"), "{garbage:?}");
 
         // Renames move the current version; no_replace refuses an existing name.
-        meta.record_chunk("c3", 10, 7, "h", &nodes).await?;
+        meta.record_chunk("c3", 10, (7, "h"), &nodes, 0.0).await?;
         meta.commit_version(&bucket, new_version("d/x", "c3", 10, WritePrecondition::None))
             .await?;
         assert!(meta.rename(&bucket, "a", "d/x", false, true).await.is_err());
@@ -104,8 +110,8 @@ fn metadata_statements_keep_their_promises() -> Result<()> {
         // Versioned: a delete leaves a marker, and older versions stay readable.
         meta.set_versioning(&bucket, "Enabled").await?;
         let bucket = meta.bucket_uncached("m").await?;
-        meta.record_chunk("c4", 5, 7, "h", &nodes).await?;
-        meta.record_chunk("c5", 6, 7, "h", &nodes).await?;
+        meta.record_chunk("c4", 5, (7, "h"), &nodes, 0.0).await?;
+        meta.record_chunk("c5", 6, (7, "h"), &nodes, 0.0).await?;
         let v1 = meta
             .commit_version(&bucket, new_version("v", "c4", 5, WritePrecondition::None))
             .await?;
@@ -118,7 +124,7 @@ fn metadata_statements_keep_their_promises() -> Result<()> {
         let versions = meta.list_versions(&bucket, "", None, "v", 10).await?;
         assert_eq!(versions.len(), 3, "two versions and a marker");
         let garbage: Vec<String> = meta
-            .collect_garbage(0.0, 100)
+            .collect_garbage(100)
             .await?
             .into_iter()
             .map(|c| c.id)

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use bucketfs_common::membership::NodeInfo;
 use sqlx::Row;
 
 use super::*;
@@ -10,18 +11,21 @@ use crate::error::Result;
 
 impl Meta {
     /// Records a chunk durably stored on `replicas`, with its crc32c and
-    /// BLAKE3 `content_hash` (hex).
+    /// BLAKE3 `content_hash` (hex), leased to its writer for `lease_secs`.
     pub async fn record_chunk(
         &self,
         id: &str,
         size: i64,
-        crc: u32,
-        content_hash: &str,
+        sums: (u32, &str),
         replicas: &[String],
+        lease_secs: f64,
     ) -> Result<()> {
+        let (crc, content_hash) = sums;
         // One statement, so one round trip and atomic without BEGIN/COMMIT.
         sqlx::query(
-            "WITH chunk AS (INSERT INTO chunks (id, size, crc32c, content_hash) VALUES ($1, $2, $3, $4) RETURNING id)
+            "WITH chunk AS (
+                 INSERT INTO chunks (id, size, crc32c, content_hash, lease_until)
+                 VALUES ($1, $2, $3, $4, now() + make_interval(secs => $6)) RETURNING id)
              INSERT INTO chunk_replicas (chunk_id, node_id) SELECT chunk.id, unnest($5::text[]) FROM chunk",
         )
         .bind(id)
@@ -29,9 +33,24 @@ impl Meta {
         .bind(i64::from(crc))
         .bind(content_hash)
         .bind(replicas)
+        .bind(lease_secs)
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// Extends the leases of chunks a request wrote and has not committed
+    /// yet; returns how many of them still exist (fewer: the collector took
+    /// one whose lease had run out, and the commit will fail on its foreign key).
+    pub async fn renew_leases(&self, ids: &[String], lease_secs: f64) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE chunks SET lease_until = now() + make_interval(secs => $2) WHERE id = ANY($1)",
+        )
+        .bind(ids)
+        .bind(lease_secs)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
     }
 
     /// Records one more replica of a chunk that already exists.
@@ -92,23 +111,23 @@ impl Meta {
     }
 
     /// Deletes up to `limit` chunk rows that no version or upload part
-    /// references and that are older than `grace_secs`; returns them with the
-    /// nodes holding their replicas, whose files the caller then deletes.
+    /// references and whose lease has run out; returns them with the nodes
+    /// holding their replicas, whose files the caller then deletes.
     ///
     /// Safe against a concurrent commit: rows locked by a committing
     /// transaction (its foreign-key check) are skipped, and a commit that
     /// loses the race fails on its foreign key instead of referencing a
-    /// deleted chunk.
-    pub async fn collect_garbage(&self, grace_secs: f64, limit: i64) -> Result<Vec<ChunkReplicas>> {
+    /// deleted chunk. A write still streaming keeps renewing its chunks'
+    /// leases, so it does not lose that race.
+    pub async fn collect_garbage(&self, limit: i64) -> Result<Vec<ChunkReplicas>> {
         let mut tx = self.pool.begin().await?;
         let ids: Vec<String> = sqlx::query_scalar(
             "SELECT id FROM chunks c
-             WHERE c.created_at < now() - make_interval(secs => $1)
+             WHERE c.lease_until < now()
                AND NOT EXISTS (SELECT 1 FROM version_chunks v WHERE v.chunk_id = c.id)
                AND NOT EXISTS (SELECT 1 FROM part_chunks p WHERE p.chunk_id = c.id)
-             LIMIT $2 FOR UPDATE SKIP LOCKED",
+             LIMIT $1 FOR UPDATE SKIP LOCKED",
         )
-        .bind(grace_secs)
         .bind(limit)
         .fetch_all(&mut *tx)
         .await?;
@@ -134,15 +153,17 @@ impl Meta {
 
     // ---- nodes -------------------------------------------------------------
 
-    pub async fn upsert_node(&self, id: &str, addr: &str, capacity: u64, free: u64) -> Result<()> {
+    /// Mirrors a node's ZooKeeper record.
+    pub async fn upsert_node(&self, node: &NodeInfo) -> Result<()> {
         sqlx::query(
-            "INSERT INTO nodes (id, addr, capacity, free, last_seen) VALUES ($1, $2, $3, $4, now())
-             ON CONFLICT (id) DO UPDATE SET addr = $2, capacity = $3, free = $4, last_seen = now()",
+            "INSERT INTO nodes (id, addr, capacity, free, chunk_disk_bytes, last_seen) VALUES ($1, $2, $3, $4, $5, now())
+             ON CONFLICT (id) DO UPDATE SET addr = $2, capacity = $3, free = $4, chunk_disk_bytes = $5, last_seen = now()",
         )
-        .bind(id)
-        .bind(addr)
-        .bind(capacity as i64)
-        .bind(free as i64)
+        .bind(&node.id)
+        .bind(&node.addr)
+        .bind(node.capacity_bytes as i64)
+        .bind(node.free_bytes as i64)
+        .bind(node.chunk_disk_bytes as i64)
         .execute(&self.pool)
         .await?;
         Ok(())

@@ -20,12 +20,14 @@ mod chunks;
 mod lifecycle;
 mod locks;
 mod objects;
+mod space;
 mod sql;
 mod tagging;
 mod uploads;
 mod users;
 
 pub use locks::VersionLock;
+pub use space::Space;
 pub use users::{KeyListing, KeyOwner, User};
 
 pub const NULL_VERSION: &str = "null";

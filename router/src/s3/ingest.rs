@@ -21,6 +21,7 @@ use tokio::task::JoinHandle;
 use super::checksum::{Algorithm, Claim, Hasher};
 use crate::chunks::ChunkIo;
 use crate::error::{Error, Result};
+use crate::lease::Leases;
 use crate::meta::Piece;
 use crate::metrics::Metrics;
 
@@ -38,6 +39,9 @@ pub struct Ingested {
     pub md5: Option<[u8; 16]>,
     /// The verified flexible checksum, when the client sent one.
     pub checksum: Option<(Algorithm, String)>,
+    /// Keeps the pieces' chunks from the collector until this is dropped,
+    /// after the commit that names them.
+    pub leases: Leases,
 }
 
 impl Ingested {
@@ -110,6 +114,7 @@ pub async fn ingest(io: &ChunkIo, metrics: &Metrics, body: Body<'_>) -> Result<I
         io: io.clone(),
         pending: VecDeque::new(),
         done: Vec::new(),
+        leases: io.leases(),
     };
     if let Some(mut blob) = body.blob {
         while let Some(next) = blob.next().await {
@@ -182,11 +187,13 @@ pub async fn ingest(io: &ChunkIo, metrics: &Metrics, body: Body<'_>) -> Result<I
         }
         _ => None,
     };
+    let (pieces, leases) = writes.finish().await?;
     Ok(Ingested {
-        pieces: writes.finish().await?,
+        pieces,
         size,
         md5,
         checksum,
+        leases,
     })
 }
 
@@ -195,6 +202,7 @@ struct Writes {
     io: ChunkIo,
     pending: VecDeque<JoinHandle<Result<Piece>>>,
     done: Vec<Piece>,
+    leases: Leases,
 }
 
 impl Writes {
@@ -202,9 +210,14 @@ impl Writes {
         if self.pending.len() >= WRITES_IN_FLIGHT {
             self.wait_oldest().await?;
         }
-        let io = self.io.clone();
-        self.pending
-            .push_back(tokio::spawn(async move { io.write(data).await }));
+        let (io, leases) = (self.io.clone(), self.leases.clone());
+        self.pending.push_back(tokio::spawn(async move {
+            let piece = io.write(data).await?;
+            // Leased from the moment it is recorded, however long the rest
+            // of the body takes to arrive.
+            leases.hold(piece.chunk_id.clone());
+            Ok(piece)
+        }));
         Ok(())
     }
 
@@ -216,11 +229,11 @@ impl Writes {
         Ok(())
     }
 
-    async fn finish(mut self) -> Result<Vec<Piece>> {
+    async fn finish(mut self) -> Result<(Vec<Piece>, Leases)> {
         while !self.pending.is_empty() {
             self.wait_oldest().await?;
         }
-        Ok(self.done)
+        Ok((self.done, self.leases))
     }
 }
 

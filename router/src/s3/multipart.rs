@@ -123,6 +123,8 @@ impl Bucketfs {
         self.meta
             .put_part(&input.upload_id, input.part_number, &etag, &body.pieces)
             .await?;
+        // The part names the chunks now: their leases may end.
+        drop(body.leases);
         Ok(S3Response::new(UploadPartOutput {
             e_tag: Some(ETag::Strong(etag)),
             checksum_crc32: sums.crc32,

@@ -151,6 +151,8 @@ impl Bucketfs {
                 },
             )
             .await?;
+        // The version names the chunks now: their leases may end.
+        drop(body.leases);
         self.apply_settings(version.id, &settings).await?;
         tracing::debug!(
             ingest_ms = ingested.as_secs_f64() * 1e3,

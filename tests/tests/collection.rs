@@ -1,0 +1,158 @@
+//! Prompt garbage collection: garbage leaves the nodes' disks within the
+//! default grace, a nearly full node is collected at once, and a write
+//! still streaming keeps its chunks however short the grace.
+
+use std::fs;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use bucketfs_tests::tools::{random_file, sha256_file, TinyDisk};
+use bucketfs_tests::{wait_until, Cluster, STORAGE_NODES};
+
+fn chunk_files(cluster: &Cluster) -> usize {
+    (1..=STORAGE_NODES).map(|i| cluster.chunk_file_count(i)).sum()
+}
+
+/// `name=value` from `router space`'s output.
+fn figure(report: &str, name: &str) -> i64 {
+    report
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}=")))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {report}"))
+}
+
+#[test]
+fn garbage_leaves_the_disks_within_the_default_grace() -> Result<()> {
+    // The default grace (60 s); passes every 5 s instead of 30 to keep
+    // the test short.
+    let cluster = Cluster::start_with_router_args(&["--worker-interval-secs", "5"])?;
+    cluster.aws_ok(&["s3", "mb", "s3://bkt"])?;
+    let work = cluster.dir.join("work");
+    fs::create_dir_all(&work)?;
+    let (a, b) = (work.join("a.bin"), work.join("b.bin"));
+    random_file(&a, 20 << 20, 1)?;
+    random_file(&b, 12 << 20, 2)?;
+    let put = |file: &std::path::Path, key: &str| {
+        cluster.aws_ok(&[
+            "s3",
+            "cp",
+            "--no-progress",
+            file.to_str().unwrap(),
+            &format!("s3://bkt/{key}"),
+        ])
+    };
+    put(&a, "kept")?;
+    put(&b, "overwritten")?;
+    put(&a, "overwritten")?;
+    put(&b, "deleted")?;
+    cluster.aws_ok(&["s3", "rm", "s3://bkt/deleted"])?;
+    let started = Instant::now();
+    // Live: two 20 MiB objects of 3 chunks each, 3 replicas of each.
+    wait_until("garbage collected", Duration::from_secs(150), || {
+        chunk_files(&cluster) == 18
+    })?;
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(120), "collection took {took:?}");
+    let collected: u64 = (1..=2)
+        .filter_map(|i| cluster.router_metric(i, "bucketfs_router_chunks_collected_total"))
+        .sum();
+    assert_eq!(collected, 4, "the overwritten and the deleted object's chunks");
+
+    // The space report sees the same: 40 MiB live, 3 replicas of it, and
+    // (once the nodes have measured) files on disk about that size.
+    wait_until("nodes report their disk use", Duration::from_secs(60), || {
+        cluster
+            .router_admin("space", &[])
+            .is_ok_and(|r| figure(&r, "node_disk_bytes") < 3 * (41 << 20))
+    })?;
+    let report = cluster.router_admin("space", &[])?;
+    println!("{report}");
+    assert_eq!(figure(&report, "logical_current_bytes"), 40 << 20);
+    assert_eq!(figure(&report, "replica_bytes"), 3 * (40 << 20));
+    assert_eq!(figure(&report, "unreferenced_chunk_bytes"), 0);
+    assert!(figure(&report, "node_disk_bytes") >= 3 * (40 << 20), "{report}");
+    assert!(report.contains("bkt"), "{report}");
+    Ok(())
+}
+
+#[test]
+fn a_nearly_full_node_is_collected_at_once() -> Result<()> {
+    // Passes once an hour: only disk pressure can collect in this test.
+    let mut cluster = Cluster::start_with_router_args(&[
+        "--worker-interval-secs",
+        "3600",
+        "--gc-grace-secs",
+        "1",
+        "--gc-pressure-free-percent",
+        "50",
+    ])?;
+    cluster.aws_ok(&["s3", "mb", "s3://bkt"])?;
+    // storage-node-1 comes back on a 64 MiB disk: one copy of the object
+    // leaves it more than half free, two do not.
+    cluster.kill9("storage-node-1")?;
+    let data = cluster.node_data_dir(1);
+    fs::remove_dir_all(&data)?;
+    let _disk = TinyDisk::mount(&data, "64m")?;
+    cluster.start_node(1)?;
+    cluster.wait_live_nodes(1, STORAGE_NODES)?;
+    let file = cluster.dir.join("p.bin");
+    random_file(&file, 24 << 20, 3)?;
+    let sha = sha256_file(&file)?;
+    let put = |key: &str| {
+        cluster.aws_ok(&[
+            "s3",
+            "cp",
+            "--no-progress",
+            file.to_str().unwrap(),
+            &format!("s3://bkt/{key}"),
+        ])
+    };
+    put("x")?;
+    assert_eq!(cluster.chunk_file_count(1), 3);
+    // Overwriting makes the first copy garbage and fills the disk past
+    // half: the worker collects within seconds, not an hour.
+    put("x")?;
+    wait_until("collection under pressure", Duration::from_secs(60), || {
+        cluster.chunk_file_count(1) == 3
+    })?;
+    let runs: u64 = (1..=2)
+        .filter_map(|i| cluster.router_metric(i, "bucketfs_router_gc_pressure_runs_total"))
+        .sum();
+    assert!(runs >= 1);
+    let got = cluster.dir.join("p.got");
+    cluster.aws_ok(&["s3", "cp", "--no-progress", "s3://bkt/x", got.to_str().unwrap()])?;
+    assert_eq!(sha256_file(&got)?, sha);
+    Ok(())
+}
+
+#[test]
+fn a_slow_upload_keeps_its_chunks_past_the_grace() -> Result<()> {
+    // A grace of 1 s and a pass every 200 ms: without the upload renewing
+    // its leases, its first chunks would be collected long before it commits.
+    let cluster =
+        Cluster::start_with_router_args(&["--worker-interval-secs", "0.2", "--gc-grace-secs", "1"])?;
+    cluster.aws_ok(&["s3", "mb", "s3://bkt"])?;
+    let file = cluster.dir.join("slow.bin");
+    random_file(&file, 26 << 20, 4)?;
+    let sha = sha256_file(&file)?;
+    // About 6.5 s for 4 chunks: the first is recorded 2 s in.
+    let rate = (4 << 20).to_string();
+    cluster.run_script(
+        "slow_put.py",
+        &[&cluster.endpoint(), "bkt", "slow", file.to_str().unwrap(), &rate],
+    )?;
+    let got = cluster.dir.join("slow.got");
+    cluster.aws_ok(&[
+        "s3",
+        "cp",
+        "--no-progress",
+        "s3://bkt/slow",
+        got.to_str().unwrap(),
+    ])?;
+    assert_eq!(sha256_file(&got)?, sha);
+    // And nothing it wrote became garbage.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(chunk_files(&cluster), 12);
+    Ok(())
+}

@@ -33,6 +33,48 @@ pub const BATCH_MAX_OBJECTS: usize = 1000;
 /// Most bytes of objects in one batch: one chunk.
 pub const BATCH_MAX_BYTES: usize = CHUNK_SIZE;
 
+/// `POST /{bucket}/{key}?bucketfs-patch` makes a new version from the
+/// current one and a few changed byte ranges: the body is the ranges' new
+/// bytes back to back; the router composes the new chunk map from the
+/// base's and the new pieces in one transaction, so a small change costs
+/// its size, not its 8 MiB part. Metadata (`x-amz-meta-*`) and
+/// Content-Type replace the base's, as a PUT's would.
+pub const PATCH_QUERY: &str = "bucketfs-patch";
+/// The ETag the current version must have (else 412: someone else wrote).
+pub const PATCH_BASE_HEADER: &str = "x-bucketfs-patch-base";
+/// The new version's size: shorter cuts the base, longer must be covered
+/// by the ranges.
+pub const PATCH_SIZE_HEADER: &str = "x-bucketfs-patch-size";
+/// The ranges, `offset+length` comma-separated, ascending, disjoint.
+pub const PATCH_RANGES_HEADER: &str = "x-bucketfs-patch-ranges";
+/// Most ranges in one patch (the header stays a few KiB).
+pub const PATCH_MAX_RANGES: usize = 256;
+
+/// The ranges of a patch as its header carries them.
+pub fn format_patch_ranges(ranges: &[(u64, u64)]) -> String {
+    let items: Vec<String> = ranges.iter().map(|(o, l)| format!("{o}+{l}")).collect();
+    items.join(",")
+}
+
+/// Parses a patch's ranges, checking they are ascending, disjoint,
+/// non-empty and at most `PATCH_MAX_RANGES`.
+pub fn parse_patch_ranges(header: &str) -> Result<Vec<(u64, u64)>, String> {
+    let mut ranges = Vec::new();
+    let mut end = 0u64;
+    for item in header.split(',').filter(|s| !s.is_empty()) {
+        let (offset, len) = item
+            .split_once('+')
+            .and_then(|(o, l)| Some((o.trim().parse::<u64>().ok()?, l.trim().parse::<u64>().ok()?)))
+            .ok_or_else(|| format!("bad patch range {item:?}: want OFFSET+LENGTH"))?;
+        if len == 0 || offset < end || ranges.len() == PATCH_MAX_RANGES {
+            return Err("patch ranges must be non-empty, ascending, disjoint, and at most 256".into());
+        }
+        end = offset.checked_add(len).ok_or("patch range overflows")?;
+        ranges.push((offset, len));
+    }
+    Ok(ranges)
+}
+
 /// A PUT or part carrying `x-bucketfs-etag: chunks` (and no Content-MD5)
 /// gets an ETag made from its chunk ids instead of the MD5 of its bytes.
 pub const ETAG_HEADER: &str = "x-bucketfs-etag";
@@ -94,6 +136,26 @@ pub struct BatchFailure {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn patch_ranges_round_trip_and_bad_ones_are_refused() {
+        let ranges = [(0, 4096), (8192, 10), (1 << 40, 1)];
+        assert_eq!(parse_patch_ranges(&format_patch_ranges(&ranges)).unwrap(), ranges);
+        assert_eq!(parse_patch_ranges("").unwrap(), []);
+        for bad in [
+            "5",
+            "0+0",
+            "10+5,12+1",
+            "10+5,0+1",
+            "x+1",
+            "18446744073709551615+2",
+            "-1+2",
+        ] {
+            assert!(parse_patch_ranges(bad).is_err(), "{bad}");
+        }
+        let many: Vec<(u64, u64)> = (0..=PATCH_MAX_RANGES as u64).map(|i| (i * 10, 1)).collect();
+        assert!(parse_patch_ranges(&format_patch_ranges(&many)).is_err());
+    }
 
     #[test]
     fn batch_manifest_and_answer_round_trip() {

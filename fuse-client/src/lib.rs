@@ -10,6 +10,7 @@ pub(crate) mod batch;
 pub(crate) mod cache;
 pub(crate) mod deletes;
 pub(crate) mod dir_writes;
+pub(crate) mod dirty;
 pub mod error;
 pub mod fs;
 pub(crate) mod fuse;

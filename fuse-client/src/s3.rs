@@ -13,7 +13,8 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use bucketfs_common::extension::{
-    BATCH_QUERY, ETAG_FROM_CHUNKS, ETAG_HEADER, METADATA_HEADER, METADATA_ITEMS, NO_REPLACE_HEADER,
+    format_patch_ranges, BATCH_QUERY, ETAG_FROM_CHUNKS, ETAG_HEADER, METADATA_HEADER, METADATA_ITEMS,
+    NO_REPLACE_HEADER, PATCH_BASE_HEADER, PATCH_QUERY, PATCH_RANGES_HEADER, PATCH_SIZE_HEADER,
     RENAME_FROM_HEADER, RENAME_PREFIX_HEADER, RENAME_QUERY, RENAME_TO_HEADER,
 };
 use bytes::Bytes;
@@ -39,6 +40,8 @@ pub struct S3 {
     http: reqwest::Client,
     /// False once the server turned the rename extension down.
     server_renames: AtomicBool,
+    /// The server answered a patch as a stranger to it: upload whole objects.
+    server_patches: AtomicBool,
     /// False once the server turned the batch extension down.
     server_batches: AtomicBool,
     /// Small puts waiting for a batch call.
@@ -134,6 +137,7 @@ impl S3 {
             credentials: Credentials::new(access_key, secret_key),
             http,
             server_renames: AtomicBool::new(true),
+            server_patches: AtomicBool::new(true),
             server_batches: AtomicBool::new(true),
             batches: batch::Queue::default(),
         }))
@@ -514,6 +518,47 @@ impl ObjectStore for S3 {
         info.mtime = SystemTime::now();
         info.metadata = meta.clone();
         Ok(info)
+    }
+
+    /// The bucketfs patch extension; on another server, `NotSupported`
+    /// (remembered) so the writer uploads whole objects.
+    async fn patch(
+        &self,
+        base: &Source,
+        size: u64,
+        ranges: &[(u64, u64)],
+        body: Bytes,
+        meta: &Metadata,
+    ) -> Result<ObjectInfo, FsError> {
+        if !self.server_patches.load(Ordering::Relaxed) {
+            return Err(FsError::NotSupported);
+        }
+        let call = Call::new(Method::POST, Some(&base.key))
+            .query(PATCH_QUERY, "")
+            .header(PATCH_BASE_HEADER, base.etag.clone())
+            .header(PATCH_SIZE_HEADER, size.to_string())
+            .header(PATCH_RANGES_HEADER, format_patch_ranges(ranges))
+            .metadata(meta)
+            .data(body);
+        let resp = self.send(call).await?;
+        match resp.status() {
+            s if s.is_success() => {
+                let mut info = info_from_headers(resp.headers());
+                info.size = size;
+                info.mtime = SystemTime::now();
+                info.metadata = meta.clone();
+                Ok(info)
+            }
+            // Someone else wrote the key (or deleted it) since our base.
+            StatusCode::PRECONDITION_FAILED | StatusCode::NOT_FOUND => Err(FsError::Stale),
+            StatusCode::BAD_REQUEST | StatusCode::METHOD_NOT_ALLOWED | StatusCode::NOT_IMPLEMENTED => {
+                let error = error_of(resp).await;
+                tracing::info!(%error, "the server refused a patch; uploading whole objects from now on");
+                self.server_patches.store(false, Ordering::Relaxed);
+                Err(FsError::NotSupported)
+            }
+            _ => Err(error_of(resp).await),
+        }
     }
 
     /// Replaces the metadata of `source` by copying the object onto itself

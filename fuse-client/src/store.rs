@@ -123,6 +123,20 @@ pub trait ObjectStore: Send + Sync + 'static {
         self.put(key, body, meta).await
     }
 
+    /// Stores a new version of `base.key` made of the current version (which
+    /// must have `base.etag`, else `Stale`) with `ranges` (offset, length)
+    /// replaced by consecutive bytes of `body`, cut or extended to `size`,
+    /// with metadata `meta`. `Unsupported` when the store has no such call:
+    /// the caller then uploads the whole object.
+    async fn patch(
+        &self,
+        base: &Source,
+        size: u64,
+        ranges: &[(u64, u64)],
+        body: Bytes,
+        meta: &Metadata,
+    ) -> Result<ObjectInfo, FsError>;
+
     /// Replaces the metadata of `source` by copying the object onto itself
     /// (by reference); answers the new ETag.
     async fn set_metadata(&self, source: &Source, meta: &Metadata) -> Result<String, FsError>;

@@ -22,6 +22,9 @@ use std::path::Path;
 use bytes::Bytes;
 use tokio::task::JoinSet;
 
+use bucketfs_common::extension::PATCH_MAX_RANGES;
+
+use crate::dirty::Dirty;
 use crate::error::FsError;
 use crate::parts::PartBuf;
 use crate::staging::Staging;
@@ -34,6 +37,11 @@ pub const PART: u64 = bucketfs_common::extension::CHUNK_SIZE as u64;
 const MAX_PARTS: u64 = 10_000;
 /// Parts uploading in the background at once (each holds `PART` bytes).
 const IN_FLIGHT: usize = 4;
+/// Files smaller than this are committed whole (one small PUT, batched in
+/// write-back), never patched.
+const PATCH_MIN_SIZE: u64 = 128 << 10;
+/// A patch is sent when its bytes are at most 1/this of the file.
+const PATCH_MAX_SHARE: u64 = 4;
 
 #[derive(Debug, Clone, PartialEq)]
 enum Remote {
@@ -78,6 +86,8 @@ pub struct Writer {
     staging_copies: JoinSet<StagingCopy>,
     /// Metadata changed since the last commit.
     meta_changed: bool,
+    /// Bytes changed since the last commit, for a patch.
+    dirty: Dirty,
 }
 
 /// A background copy's offset, and its bytes back if it failed.
@@ -151,6 +161,7 @@ impl Writer {
             tail: None,
             staging_copies: JoinSet::new(),
             meta_changed: false,
+            dirty: Dirty::default(),
         })
     }
 
@@ -249,6 +260,7 @@ impl Writer {
         if end > MAX_PARTS * PART {
             return Err(FsError::TooBig);
         }
+        self.dirty.insert(offset, end);
         if self.append_to_tail(offset, data) {
             self.size = end;
             if self.tail.as_ref().is_some_and(|t| t.bytes.len() as u64 == PART) {
@@ -352,6 +364,7 @@ impl Writer {
         }
         self.settle().await?;
         if size < self.size {
+            self.dirty.truncate(size);
             self.staging.set_len(size)?;
             self.base_len = self.base_len.min(size);
             self.parts.truncate(part_count(size));
@@ -362,6 +375,7 @@ impl Writer {
                 }
             }
         } else if size > self.size {
+            self.dirty.insert(self.size, size);
             // The old last part gains bytes the base does not have.
             if !self.size.is_multiple_of(PART) {
                 let i = self.parts.len() - 1;
@@ -472,7 +486,9 @@ impl Writer {
                 tracing::warn!(key = %self.key, error = %e, "a part upload failed; the commit sends it again");
             }
         }
-        let mut info = if self.upload.is_none() && self.parts.len() <= 1 {
+        let mut info = if let Some(info) = self.try_patch(store, meta).await? {
+            info
+        } else if self.upload.is_none() && self.parts.len() <= 1 {
             if !self.parts.is_empty() {
                 self.load(store, 0).await?;
             }
@@ -507,7 +523,52 @@ impl Writer {
         self.base_len = self.size;
         self.base_size = self.size;
         self.meta_changed = false;
+        self.dirty.clear();
         Ok(info)
+    }
+
+    /// Commits the changed ranges alone, when they are few against the
+    /// file's size and its base is the current version: a few KiB changed
+    /// in a large file cost a few KiB, not their 8 MiB parts. `None` when
+    /// a whole upload is the better (or the only) way; a patch refused
+    /// because someone else wrote the key meanwhile also falls back to it,
+    /// which then succeeds only if this file's bytes are all here (last
+    /// writer wins, as with any PUT) and fails with `Stale` otherwise.
+    async fn try_patch(&mut self, store: &Store, meta: &Metadata) -> Result<Option<ObjectInfo>, FsError> {
+        let Some(base) = self.base.clone() else {
+            return Ok(None);
+        };
+        if self.upload.is_some() || base.etag.is_empty() || self.size < PATCH_MIN_SIZE {
+            return Ok(None);
+        }
+        let ranges = self.dirty.patch_ranges(self.size, PATCH_MAX_RANGES);
+        let bytes: u64 = ranges.iter().map(|r| r.1).sum();
+        if bytes.saturating_mul(PATCH_MAX_SHARE) > self.size {
+            return Ok(None);
+        }
+        let mut body = Vec::with_capacity(bytes as usize);
+        for &(offset, len) in &ranges {
+            let (first, last) = ((offset / PART) as usize, ((offset + len - 1) / PART) as usize);
+            if !(first..=last).all(|i| self.parts.get(i).is_some_and(|p| p.local)) {
+                tracing::warn!(key = %self.key, offset, "changed bytes not staged; uploading whole parts");
+                return Ok(None);
+            }
+            let at = body.len();
+            body.resize(at + len as usize, 0);
+            self.staging.read_exact_at(&mut body[at..], offset)?;
+        }
+        match store
+            .patch(&base, self.size, &ranges, Bytes::from(body), meta)
+            .await
+        {
+            Ok(info) => Ok(Some(info)),
+            Err(FsError::NotSupported) => Ok(None),
+            Err(FsError::Stale) => {
+                tracing::warn!(key = %self.key, "the object changed since it was opened; committing the whole file");
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     async fn commit_multipart(&mut self, store: &Store, meta: &Metadata) -> Result<ObjectInfo, FsError> {
@@ -672,31 +733,77 @@ mod tests {
         }
     }
 
+    /// A committed 3-part object "big" and its bytes.
+    async fn three_parts(dir: &Path, store: &Store, meta: &Metadata) -> (Source, Vec<u8>) {
+        let size = 3 * PART;
+        let mut writer = Writer::new(dir, "big", None, 0).unwrap();
+        let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+        for (i, piece) in data.chunks(MIB as usize).enumerate() {
+            writer.write(store, meta, i as u64 * MIB, piece).await.unwrap();
+        }
+        writer.commit(store, meta, false).await.unwrap();
+        (committed(store, "big", size).await, data)
+    }
+
     #[tokio::test]
-    async fn a_one_byte_change_uploads_one_part_and_copies_the_rest() {
+    async fn a_one_byte_change_is_patched_as_one_block() {
         let dir = tempfile::tempdir().unwrap();
         let (memory, store) = store();
         let meta = Metadata::new();
-        let size = 3 * PART;
-        let mut writer = Writer::new(dir.path(), "big", None, 0).unwrap();
-        let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
-        for (i, piece) in data.chunks(MIB as usize).enumerate() {
-            writer.write(&store, &meta, i as u64 * MIB, piece).await.unwrap();
-        }
-        writer.commit(&store, &meta, false).await.unwrap();
+        let (source, data) = three_parts(dir.path(), &store, &meta).await;
         assert_eq!(memory.contents("big").unwrap(), data);
-        let source = committed(&store, "big", size).await;
 
         let before = memory.bytes_in();
-        let mut writer = Writer::new(dir.path(), "big", Some(source), size).unwrap();
+        let mut writer = Writer::new(dir.path(), "big", Some(source), 3 * PART).unwrap();
         writer.write(&store, &meta, PART + 7, b"X").await.unwrap();
+        writer.write(&store, &meta, 3 * PART, b"tail").await.unwrap();
         assert!(writer.dirty());
         writer.commit(&store, &meta, false).await.unwrap();
-        assert_eq!(memory.bytes_in() - before, PART, "one part uploaded, two copied");
+        assert_eq!(
+            memory.bytes_in() - before,
+            4096 + 4,
+            "one block and the appended bytes"
+        );
         let mut want = data;
         want[(PART + 7) as usize] = b'X';
+        want.extend_from_slice(b"tail");
         assert_eq!(memory.contents("big").unwrap(), want);
         assert_eq!(memory.open_uploads(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_large_change_uploads_its_part_and_copies_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let (memory, store) = store();
+        let meta = Metadata::new();
+        let (source, mut want) = three_parts(dir.path(), &store, &meta).await;
+        let before = memory.bytes_in();
+        let mut writer = Writer::new(dir.path(), "big", Some(source), 3 * PART).unwrap();
+        let part = vec![b'Y'; PART as usize];
+        writer.write(&store, &meta, PART, &part).await.unwrap();
+        writer.commit(&store, &meta, false).await.unwrap();
+        assert_eq!(memory.bytes_in() - before, PART, "one part uploaded, two copied");
+        want[PART as usize..2 * PART as usize].copy_from_slice(&part);
+        assert_eq!(memory.contents("big").unwrap(), want);
+    }
+
+    #[tokio::test]
+    async fn a_patch_over_someone_elses_write_falls_back_to_the_whole_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (memory, store) = store();
+        let meta = Metadata::new();
+        let data = vec![1u8; 300 << 10];
+        store.put("f", Bytes::from(data.clone()), &meta).await.unwrap();
+        let source = committed(&store, "f", data.len() as u64).await;
+        let mut writer = Writer::new(dir.path(), "f", Some(source), data.len() as u64).unwrap();
+        writer.write(&store, &meta, 10, b"mine").await.unwrap();
+        store.put("f", Bytes::from(vec![2u8; 10]), &meta).await.unwrap();
+        // The whole file is staged (one part, loaded by the write), so the
+        // fallback's upload lands: the last writer wins, never a mix.
+        writer.commit(&store, &meta, false).await.unwrap();
+        let mut want = data;
+        want[10..14].copy_from_slice(b"mine");
+        assert_eq!(memory.contents("f").unwrap(), want);
     }
 
     #[tokio::test]

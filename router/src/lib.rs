@@ -4,6 +4,7 @@
 
 pub(crate) mod access;
 pub(crate) mod admin;
+pub(crate) mod chunk_map;
 pub(crate) mod chunks;
 pub(crate) mod cors;
 pub mod error;

@@ -1,9 +1,10 @@
 //! bucketfs's requests beyond S3, behind s3s's one custom route (SigV4-signed
 //! like any request): `POST /{bucket}?bucketfs-rename` (see `rename`),
-//! `POST /{bucket}?bucketfs-batch` (see `batch`) and ListObjectsV2 with
+//! `POST /{bucket}?bucketfs-batch` (see `batch`), `POST
+//! /{bucket}/{key}?bucketfs-patch` (see `patch`) and ListObjectsV2 with
 //! `metadata=true` (see `list::list_with_metadata`).
 
-use bucketfs_common::extension::{BATCH_QUERY, RENAME_QUERY};
+use bucketfs_common::extension::{BATCH_QUERY, PATCH_QUERY, RENAME_QUERY};
 use http::{Extensions, HeaderMap, Method, Uri};
 use s3s::route::S3Route;
 use s3s::{Body, S3Request, S3Response, S3Result};
@@ -30,6 +31,10 @@ fn is_batch(method: &Method, uri: &Uri) -> bool {
     method == Method::POST && has_param(uri, BATCH_QUERY)
 }
 
+fn is_patch(method: &Method, uri: &Uri) -> bool {
+    method == Method::POST && has_param(uri, PATCH_QUERY)
+}
+
 fn is_metadata_listing(method: &Method, uri: &Uri) -> bool {
     let query = uri.query().unwrap_or("");
     method == Method::GET
@@ -40,7 +45,10 @@ fn is_metadata_listing(method: &Method, uri: &Uri) -> bool {
 #[async_trait::async_trait]
 impl S3Route for ExtensionRoute {
     fn is_match(&self, method: &Method, uri: &Uri, _headers: &HeaderMap, _ext: &mut Extensions) -> bool {
-        is_rename(method, uri) || is_batch(method, uri) || is_metadata_listing(method, uri)
+        is_rename(method, uri)
+            || is_batch(method, uri)
+            || is_patch(method, uri)
+            || is_metadata_listing(method, uri)
     }
 
     /// Runs an extension once its signer may: each judges its own objects
@@ -61,6 +69,8 @@ impl S3Route for ExtensionRoute {
             self.fs.rename(&caller, req).await
         } else if is_batch(&req.method, &req.uri) {
             self.fs.put_batch(&caller, req).await
+        } else if is_patch(&req.method, &req.uri) {
+            self.fs.patch_object(&caller, req).await
         } else {
             let bucket = self.fs.meta.bucket(req.uri.path().trim_matches('/')).await?;
             let action = Action::of("ListObjectsV2", false, &req.method);
@@ -84,6 +94,8 @@ mod tests {
         assert!(is_batch(&Method::POST, &uri("/b?bucketfs-batch")));
         assert!(!is_batch(&Method::PUT, &uri("/b?bucketfs-batch")));
         assert!(!is_rename(&Method::POST, &uri("/b?bucketfs-batch")));
+        assert!(is_patch(&Method::POST, &uri("/b/k?bucketfs-patch")));
+        assert!(!is_patch(&Method::PUT, &uri("/b/k?bucketfs-patch")));
         assert!(is_metadata_listing(
             &Method::GET,
             &uri("/b?list-type=2&metadata=true&prefix=a")

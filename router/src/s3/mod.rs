@@ -16,6 +16,7 @@ mod locks;
 mod multipart;
 mod objects;
 pub(crate) mod part_layout;
+mod patch;
 mod rename;
 mod settings;
 pub(crate) mod tagging;

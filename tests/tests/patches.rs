@@ -1,0 +1,125 @@
+//! Small writes cost their size: a mounted file's small changes are
+//! committed as patches (the router's `bucketfs-patch` extension), which
+//! other clients read as ordinary objects.
+
+use std::fs;
+use std::os::unix::fs::FileExt;
+
+use anyhow::Result;
+use bucketfs_tests::tools::random_file;
+use bucketfs_tests::Cluster;
+use sha2::{Digest, Sha256};
+
+fn bytes_in(cluster: &Cluster) -> u64 {
+    (1..=2)
+        .filter_map(|i| cluster.router_metric(i, "bucketfs_router_bytes_in_total"))
+        .sum()
+}
+
+fn sha(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+#[test]
+fn a_thousand_small_patches_read_back_everywhere() -> Result<()> {
+    let cluster = Cluster::start()?;
+    cluster.aws_ok(&["s3", "mb", "s3://patch"])?;
+    let mnt = cluster.dir.join("mnt");
+    let _mount = cluster.mount("patch", &mnt)?;
+    let size = 64u64 << 20;
+    let source = cluster.dir.join("base.bin");
+    random_file(&source, size, 11)?;
+    fs::copy(&source, mnt.join("db.bin"))?;
+    let mut model = fs::read(&source)?;
+
+    // 1,000 commits of 100 bytes each, at random places, each fsynced.
+    let before = bytes_in(&cluster);
+    let file = fs::OpenOptions::new().write(true).open(mnt.join("db.bin"))?;
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for i in 0..1_000u64 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let offset = seed % (size - 100);
+        let data = [(i % 251) as u8; 100];
+        file.write_all_at(&data, offset)?;
+        model[offset as usize..offset as usize + 100].copy_from_slice(&data);
+        file.sync_data()?;
+    }
+    drop(file);
+    let sent = bytes_in(&cluster) - before;
+    println!("1,000 patches of 100 bytes sent {sent} bytes to the routers");
+    // Each commit sends its 4 KiB block or two, not its 8 MiB part.
+    assert!(sent <= 1_000 * 8192, "sent {sent} bytes");
+
+    // The AWS CLI reads an ordinary object with exactly those bytes.
+    let got = cluster.dir.join("got.bin");
+    cluster.aws_ok(&[
+        "s3",
+        "cp",
+        "--no-progress",
+        "s3://patch/db.bin",
+        got.to_str().unwrap(),
+    ])?;
+    assert_eq!(sha(&fs::read(&got)?), sha(&model));
+    // So does a second mount.
+    let other = cluster.dir.join("other");
+    let _second = cluster.mount("patch", &other)?;
+    assert_eq!(sha(&fs::read(other.join("db.bin"))?), sha(&model));
+    Ok(())
+}
+
+#[test]
+fn a_patch_over_a_concurrent_put_fails_cleanly() -> Result<()> {
+    let cluster = Cluster::start()?;
+    cluster.aws_ok(&["s3", "mb", "s3://race"])?;
+    let mnt = cluster.dir.join("mnt");
+    let _mount = cluster.mount("race", &mnt)?;
+    let (ours, theirs) = (cluster.dir.join("ours.bin"), cluster.dir.join("theirs.bin"));
+    random_file(&ours, 24 << 20, 1)?;
+    random_file(&theirs, 24 << 20, 2)?;
+    // Stored by S3, so no earlier handle of the mount can commit our
+    // change early (a release, which the kernel sends late, commits the
+    // inode's open state).
+    cluster.aws_ok(&[
+        "s3",
+        "cp",
+        "--no-progress",
+        ours.to_str().unwrap(),
+        "s3://race/f.bin",
+    ])?;
+
+    // Presigned now: while the file is open, no process may be spawned
+    // (the child's close-on-exec of the inherited descriptor is a FUSE
+    // flush, which commits).
+    let url = cluster.presigned("put_object", "race", "f.bin")?;
+    let file = fs::OpenOptions::new().write(true).open(mnt.join("f.bin"))?;
+    file.write_all_at(b"a small change", 12 << 20)?;
+    // Another client replaces the object before the change is committed.
+    let body = fs::read(&theirs)?;
+    let status = tokio::runtime::Runtime::new()?.block_on(async {
+        reqwest::Client::new()
+            .put(&url)
+            .body(body)
+            .send()
+            .await
+            .map(|r| r.status())
+    })?;
+    assert!(status.is_success(), "{status}");
+    // The patch is refused (its base is gone) and the whole file cannot be
+    // rebuilt from a base that no longer exists: fsync reports ESTALE.
+    let err = file.sync_data().expect_err("the commit cannot land");
+    assert_eq!(err.raw_os_error(), Some(nix::libc::ESTALE), "{err}");
+    drop(file);
+    // The object is the other client's, whole: never a mix.
+    let got = cluster.dir.join("got.bin");
+    cluster.aws_ok(&[
+        "s3",
+        "cp",
+        "--no-progress",
+        "s3://race/f.bin",
+        got.to_str().unwrap(),
+    ])?;
+    assert_eq!(sha(&fs::read(&got)?), sha(&fs::read(&theirs)?));
+    Ok(())
+}

@@ -26,6 +26,10 @@ pub struct Metrics {
     pub lifecycle_noncurrent_removed: AtomicU64,
     pub lifecycle_markers_removed: AtomicU64,
     pub lifecycle_uploads_aborted: AtomicU64,
+    /// Versions whose fragmented chunk maps were compacted, and the bytes
+    /// rewritten doing it.
+    pub versions_compacted: AtomicU64,
+    pub bytes_compacted: AtomicU64,
     /// Collections run at once because a node's disk was nearly full.
     pub gc_pressure_runs: AtomicU64,
     /// Space, as the elected worker last measured it (gauges; 0 on other
@@ -80,6 +84,11 @@ impl Metrics {
                 &self.lifecycle_uploads_aborted,
             ),
             ("bucketfs_router_gc_pressure_runs_total", &self.gc_pressure_runs),
+            (
+                "bucketfs_router_versions_compacted_total",
+                &self.versions_compacted,
+            ),
+            ("bucketfs_router_bytes_compacted_total", &self.bytes_compacted),
             (
                 "bucketfs_router_logical_current_bytes",
                 &self.logical_current_bytes,

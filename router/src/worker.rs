@@ -9,7 +9,8 @@
 //! A pass: (1) chunks with fewer than 3 replicas on counted nodes get copies
 //! from a verified replica onto the best-ranked nodes lacking one; (2) chunks
 //! referenced by no version and no upload part whose lease has run out
-//! (`crate::lease`) lose their rows first and then their files.
+//! (`crate::lease`) lose their rows first and then their files. Between
+//! the two, versions fragmented by patches are compacted (`crate::compaction`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -182,6 +183,10 @@ impl Worker {
         let day = Duration::from_secs_f64(self.config.lifecycle_day_secs.max(0.001));
         if let Err(e) = crate::lifecycle::apply_all(&self.meta, &self.metrics, day).await {
             tracing::warn!(error = %e, "lifecycle pass failed");
+        }
+        let lease = self.config.gc_grace_secs;
+        if let Err(e) = crate::compaction::pass(&self.meta, &self.io, &self.metrics, lease).await {
+            tracing::warn!(error = %e, "compaction pass failed");
         }
         self.collect().await?;
         self.measure_space().await

@@ -4,10 +4,11 @@
 
 use std::fs;
 use std::os::unix::fs::FileExt;
+use std::time::Duration;
 
 use anyhow::Result;
 use bucketfs_tests::tools::random_file;
-use bucketfs_tests::Cluster;
+use bucketfs_tests::{wait_until, Cluster};
 use sha2::{Digest, Sha256};
 
 fn bytes_in(cluster: &Cluster) -> u64 {
@@ -20,9 +21,29 @@ fn sha(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+/// The most pieces any 8 MiB part of `key`'s current chunk map has.
+fn most_pieces_per_part(cluster: &Cluster, bucket: &str, key: &str) -> Result<usize> {
+    let part = 8u64 << 20;
+    tokio::runtime::Runtime::new()?.block_on(async {
+        let meta = router::meta::Meta::connect_lazy(&cluster.database_url())?;
+        let bucket = meta.bucket_uncached(bucket).await?;
+        let version = meta.version(&bucket, key, None).await?;
+        let mut counts = std::collections::HashMap::<u64, usize>::new();
+        let mut at = 0u64;
+        for piece in meta.piece_refs(version.id).await? {
+            let end = at + piece.length as u64;
+            for p in at / part..=(end - 1) / part {
+                *counts.entry(p).or_default() += 1;
+            }
+            at = end;
+        }
+        Ok(counts.into_values().max().unwrap_or(0))
+    })
+}
+
 #[test]
 fn a_thousand_small_patches_read_back_everywhere() -> Result<()> {
-    let cluster = Cluster::start()?;
+    let cluster = Cluster::start_with_router_args(&["--worker-interval-secs", "1"])?;
     cluster.aws_ok(&["s3", "mb", "s3://patch"])?;
     let mnt = cluster.dir.join("mnt");
     let _mount = cluster.mount("patch", &mnt)?;
@@ -64,7 +85,28 @@ fn a_thousand_small_patches_read_back_everywhere() -> Result<()> {
     assert_eq!(sha(&fs::read(&got)?), sha(&model));
     // So does a second mount.
     let other = cluster.dir.join("other");
-    let _second = cluster.mount("patch", &other)?;
+    let second = cluster.mount("patch", &other)?;
+    assert_eq!(sha(&fs::read(other.join("db.bin"))?), sha(&model));
+    drop(second);
+
+    // Patches fragment the map; once the file is quiet the worker compacts
+    // it to at most 2 pieces per part, and the bytes stay the same.
+    let fragmented = most_pieces_per_part(&cluster, "patch", "db.bin")?;
+    println!("before compaction: up to {fragmented} pieces per 8 MiB part");
+    assert!(fragmented > 2);
+    wait_until("compaction", Duration::from_secs(60), || {
+        most_pieces_per_part(&cluster, "patch", "db.bin").is_ok_and(|n| n <= 2)
+    })?;
+    fs::remove_file(&got)?;
+    cluster.aws_ok(&[
+        "s3",
+        "cp",
+        "--no-progress",
+        "s3://patch/db.bin",
+        got.to_str().unwrap(),
+    ])?;
+    assert_eq!(sha(&fs::read(&got)?), sha(&model));
+    let _third = cluster.mount("patch", &other)?;
     assert_eq!(sha(&fs::read(other.join("db.bin"))?), sha(&model));
     Ok(())
 }

@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 
 mod access;
 mod chunks;
+mod compaction;
 mod lifecycle;
 mod locks;
 mod objects;

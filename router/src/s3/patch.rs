@@ -110,6 +110,7 @@ impl Bucketfs {
             md5.update(piece.length.to_le_bytes());
         }
         let etag = format!("{}-{}", hex::encode(md5.finalize()), pieces.len().max(1));
+        let fragmented = crate::compaction::fragmented(&pieces);
         let version = self
             .meta
             .commit_version(
@@ -127,6 +128,9 @@ impl Bucketfs {
             )
             .await?;
         drop(body.leases);
+        if fragmented {
+            self.meta.queue_compaction(version.id).await?;
+        }
         let lock = super::locks::new_version_lock(&bucket, None, None, None)?;
         self.apply_settings(version.id, &NewVersionSettings::new(None, lock, None))
             .await?;

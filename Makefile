@@ -4,7 +4,7 @@ CARGO ?= cargo
 CLUSTER_DIR ?= .cluster
 RELEASE_BIN := target/release
 
-.PHONY: deps build up down test lint bench bench-quick bench-s3 bench-idle fuzz clean
+.PHONY: deps build up down test lint bench bench-quick bench-s3 bench-idle bench-amp fuzz clean
 
 deps:
 	@scripts/install-deps.sh
@@ -68,6 +68,11 @@ bench-quick: build
 ## as ratios to the same client on an idle cluster (not part of `make test`).
 bench-idle: build
 	BUCKETFS_BIN_DIR=$(RELEASE_BIN) $(CARGO) run --release -p bucketfs-bench --bin bench-idle
+
+## Bytes uploaded and disk used per byte changed by small writes (SQLite,
+## 4 KiB random writes with fsync, fsx), bucketfs beside s3fs and rclone.
+bench-amp: build
+	BUCKETFS_BIN_DIR=$(RELEASE_BIN) $(CARGO) run --release -p bucketfs-bench --bin bench-amp -- $(ARGS)
 
 ## S3 throughput benchmark through HAProxy, beside raw disk speed (not part of `make test`).
 bench-s3: build

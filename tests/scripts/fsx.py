@@ -53,6 +53,7 @@ def main():
     model = bytearray()
     fd = os.open(a.file, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
     counts = {}
+    written = 0
     for _ in range(a.ops):
         op = rng.choice(["write", "write", "write", "read", "read", "truncate", "reopen", "fsync"])
         counts[op] = counts.get(op, 0) + 1
@@ -62,6 +63,7 @@ def main():
             length = min(length, MAX_LEN - offset)
             data = rng.randbytes(length)
             os.pwrite(fd, data, offset)
+            written += length
             if offset > len(model):
                 model.extend(bytes(offset - len(model)))
             model[offset:offset + length] = data
@@ -84,7 +86,7 @@ def main():
     fd = os.open(a.file, os.O_RDONLY)
     check(fd, model, 0, len(model))
     open(a.model, "wb").write(model)
-    print(f"{a.ops} ops {sorted(counts.items())}, final size {len(model)}: no mismatch")
+    print(f"{a.ops} ops {sorted(counts.items())}, final size {len(model)}, wrote {written}: no mismatch")
 
 
 if __name__ == "__main__":

@@ -32,6 +32,12 @@ impl Dirty {
         self.0.splice(first..last, [(lo, hi)]);
     }
 
+    /// Whether every byte of `start..end` is marked.
+    pub fn covers(&self, start: u64, end: u64) -> bool {
+        let i = self.0.partition_point(|r| r.1 <= start);
+        self.0.get(i).is_some_and(|r| r.0 <= start && r.1 >= end)
+    }
+
     /// Forgets everything at or past `size` (the file was cut).
     pub fn truncate(&mut self, size: u64) {
         self.0.retain(|r| r.0 < size);
@@ -81,6 +87,8 @@ mod tests {
         assert_eq!(d.0, [(5, 40), (60, 65)]);
         d.truncate(40);
         assert_eq!(d.0, [(5, 40)]);
+        assert!(d.covers(5, 40) && d.covers(10, 20));
+        assert!(!d.covers(4, 10) && !d.covers(30, 41) && !d.covers(40, 41));
     }
 
     #[test]

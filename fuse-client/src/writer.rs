@@ -284,9 +284,15 @@ impl Writer {
             self.change(i);
         }
         self.staging.write_all_at(data, offset)?;
-        // Parts the writer has moved past stream out now.
+        // Parts the writer has moved past, having rewritten them whole (a
+        // sequential write), stream out now. A random write that merely
+        // ends at a part's end does not: the part may still go as a patch.
         for i in first..=last {
-            if end >= (i as u64 + 1) * PART && self.parts.get(i).is_some_and(|p| p.remote == Remote::Stale) {
+            let (start, stop) = (i as u64 * PART, (i as u64 + 1) * PART);
+            if end >= stop
+                && self.parts.get(i).is_some_and(|p| p.remote == Remote::Stale)
+                && self.dirty.covers(start, stop)
+            {
                 self.start_upload(store, meta, i).await?;
             }
         }
@@ -756,16 +762,19 @@ mod tests {
         let before = memory.bytes_in();
         let mut writer = Writer::new(dir.path(), "big", Some(source), 3 * PART).unwrap();
         writer.write(&store, &meta, PART + 7, b"X").await.unwrap();
+        // A write that ends at a part's end does not send the part.
+        writer.write(&store, &meta, 2 * PART - 4, b"edge").await.unwrap();
         writer.write(&store, &meta, 3 * PART, b"tail").await.unwrap();
         assert!(writer.dirty());
         writer.commit(&store, &meta, false).await.unwrap();
         assert_eq!(
             memory.bytes_in() - before,
-            4096 + 4,
-            "one block and the appended bytes"
+            2 * 4096 + 4,
+            "two blocks and the appended bytes"
         );
         let mut want = data;
         want[(PART + 7) as usize] = b'X';
+        want[(2 * PART - 4) as usize..(2 * PART) as usize].copy_from_slice(b"edge");
         want.extend_from_slice(b"tail");
         assert_eq!(memory.contents("big").unwrap(), want);
         assert_eq!(memory.open_uploads(), 0);

@@ -1,4 +1,5 @@
-//! Helpers for tests that play an attacker (feature `testing`).
+//! Helpers for tests (feature `testing`): a forger of checksums for tests
+//! that play an attacker, and a seeded random source for randomized tests.
 
 /// `prefix` followed by four bytes chosen so that the whole has the crc32c
 /// `want`: crc32c is no defence against a forger, which is why chunks also
@@ -43,6 +44,23 @@ fn solve_gf2(columns: &[u32], target: u32) -> Option<u32> {
         }
     }
     (value == 0).then_some(input)
+}
+
+/// A seeded xorshift64 generator: randomized tests that replay exactly.
+pub struct Xorshift(u64);
+
+impl Xorshift {
+    pub fn new(seed: u64) -> Self {
+        Self(seed | 1)
+    }
+
+    /// A number in `0..n` (0 when `n` is 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n.max(1)
+    }
 }
 
 #[cfg(test)]

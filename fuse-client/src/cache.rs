@@ -685,13 +685,8 @@ mod tests {
     /// long enough run of sequential reads always asks for something.
     #[test]
     fn readahead_decisions_hold_their_invariants_for_random_reads() {
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        };
+        let mut rng = bucketfs_common::testing::Xorshift::new(0x9e37_79b9_7f4a_7c15u64);
+        let mut next = |n: u64| rng.below(n);
         for _ in 0..500 {
             let mut r = Readahead::default();
             let mut asked_to = 0u64;

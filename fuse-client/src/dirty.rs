@@ -105,13 +105,8 @@ mod tests {
 
     #[test]
     fn random_inserts_agree_with_a_bitmap() {
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut next = |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        };
+        let mut rng = bucketfs_common::testing::Xorshift::new(0x2545_f491_4f6c_dd1du64);
+        let mut next = |n: u64| rng.below(n);
         for _ in 0..200 {
             let mut d = Dirty::default();
             let mut bits = vec![false; 1000];

@@ -692,13 +692,8 @@ mod tests {
 
     #[test]
     fn plans_agree_with_a_naive_reading_for_random_parts() {
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut next = |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        };
+        let mut rng = bucketfs_common::testing::Xorshift::new(0x2545_f491_4f6c_dd1du64);
+        let mut next = |n: u64| rng.below(n);
         for _ in 0..2_000 {
             let count = 1 + next(6) as usize;
             let size = (count as u64 - 1) * PART + 1 + next(PART);

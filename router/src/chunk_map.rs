@@ -128,13 +128,8 @@ mod tests {
 
     #[test]
     fn a_patch_reads_as_the_bytes_it_describes() {
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n.max(1)
-        };
+        let mut rng = bucketfs_common::testing::Xorshift::new(0x9e37_79b9_7f4a_7c15u64);
+        let mut next = |n: u64| rng.below(n);
         let mut chunks = HashMap::new();
         let mut map: Vec<Piece> = Vec::new();
         let mut model: Vec<u8> = Vec::new();

@@ -84,6 +84,16 @@ impl Cluster {
         Ok(check(out, "presigning a URL")?.trim().to_string())
     }
 
+    /// `aws s3 cp --no-progress FROM TO` (a local path or an s3:// URL each).
+    pub fn s3_cp(
+        &self,
+        from: impl AsRef<std::ffi::OsStr>,
+        to: impl AsRef<std::ffi::OsStr>,
+    ) -> Result<String> {
+        let (from, to) = (from.as_ref().to_string_lossy(), to.as_ref().to_string_lossy());
+        self.aws_ok(&["s3", "cp", "--no-progress", &from, &to])
+    }
+
     /// Runs `tests/scripts/NAME` with `args`, as the cluster's user
     /// (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY); fails unless it exits 0
     /// having printed OK.

@@ -33,15 +33,7 @@ fn garbage_leaves_the_disks_within_the_default_grace() -> Result<()> {
     let (a, b) = (work.join("a.bin"), work.join("b.bin"));
     random_file(&a, 20 << 20, 1)?;
     random_file(&b, 12 << 20, 2)?;
-    let put = |file: &std::path::Path, key: &str| {
-        cluster.aws_ok(&[
-            "s3",
-            "cp",
-            "--no-progress",
-            file.to_str().unwrap(),
-            &format!("s3://bkt/{key}"),
-        ])
-    };
+    let put = |file: &std::path::Path, key: &str| cluster.s3_cp(&file, &format!("s3://bkt/{key}"));
     put(&a, "kept")?;
     put(&b, "overwritten")?;
     put(&a, "overwritten")?;
@@ -99,15 +91,7 @@ fn a_nearly_full_node_is_collected_at_once() -> Result<()> {
     let file = cluster.dir.join("p.bin");
     random_file(&file, 24 << 20, 3)?;
     let sha = sha256_file(&file)?;
-    let put = |key: &str| {
-        cluster.aws_ok(&[
-            "s3",
-            "cp",
-            "--no-progress",
-            file.to_str().unwrap(),
-            &format!("s3://bkt/{key}"),
-        ])
-    };
+    let put = |key: &str| cluster.s3_cp(&file, &format!("s3://bkt/{key}"));
     put("x")?;
     assert_eq!(cluster.chunk_file_count(1), 3);
     // Overwriting makes the first copy garbage and fills the disk past
@@ -121,7 +105,7 @@ fn a_nearly_full_node_is_collected_at_once() -> Result<()> {
         .sum();
     assert!(runs >= 1);
     let got = cluster.dir.join("p.got");
-    cluster.aws_ok(&["s3", "cp", "--no-progress", "s3://bkt/x", got.to_str().unwrap()])?;
+    cluster.s3_cp("s3://bkt/x", &got)?;
     assert_eq!(sha256_file(&got)?, sha);
     Ok(())
 }
@@ -147,7 +131,7 @@ fn a_slow_upload_keeps_its_chunks_past_the_grace() -> Result<()> {
         let busy = s.spawn(|| -> Result<()> {
             for i in 0..6 {
                 let key = format!("s3://bkt/other-{}", i % 2);
-                cluster.aws_ok(&["s3", "cp", "--no-progress", others.to_str().unwrap(), &key])?;
+                cluster.s3_cp(&others, &key)?;
             }
             Ok(())
         });
@@ -159,23 +143,11 @@ fn a_slow_upload_keeps_its_chunks_past_the_grace() -> Result<()> {
     })?;
     for i in 0..2 {
         let got = cluster.dir.join("other.got");
-        cluster.aws_ok(&[
-            "s3",
-            "cp",
-            "--no-progress",
-            &format!("s3://bkt/other-{i}"),
-            got.to_str().unwrap(),
-        ])?;
+        cluster.s3_cp(&format!("s3://bkt/other-{i}"), &got)?;
         assert_eq!(sha256_file(&got)?, others_sha);
     }
     let got = cluster.dir.join("slow.got");
-    cluster.aws_ok(&[
-        "s3",
-        "cp",
-        "--no-progress",
-        "s3://bkt/slow",
-        got.to_str().unwrap(),
-    ])?;
+    cluster.s3_cp("s3://bkt/slow", &got)?;
     assert_eq!(sha256_file(&got)?, sha);
     // Nothing a live version names was collected; the overwritten
     // copies were: 4 chunks of the slow object and 3 of each other one.

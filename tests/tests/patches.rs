@@ -56,12 +56,9 @@ fn a_thousand_small_patches_read_back_everywhere() -> Result<()> {
     // 1,000 commits of 100 bytes each, at random places, each fsynced.
     let before = bytes_in(&cluster);
     let file = fs::OpenOptions::new().write(true).open(mnt.join("db.bin"))?;
-    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut rng = bucketfs_common::testing::Xorshift::new(0x2545_f491_4f6c_dd1d);
     for i in 0..1_000u64 {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        let offset = seed % (size - 100);
+        let offset = rng.below(size - 100);
         let data = [(i % 251) as u8; 100];
         file.write_all_at(&data, offset)?;
         model[offset as usize..offset as usize + 100].copy_from_slice(&data);
@@ -75,13 +72,7 @@ fn a_thousand_small_patches_read_back_everywhere() -> Result<()> {
 
     // The AWS CLI reads an ordinary object with exactly those bytes.
     let got = cluster.dir.join("got.bin");
-    cluster.aws_ok(&[
-        "s3",
-        "cp",
-        "--no-progress",
-        "s3://patch/db.bin",
-        got.to_str().unwrap(),
-    ])?;
+    cluster.s3_cp("s3://patch/db.bin", &got)?;
     assert_eq!(sha(&fs::read(&got)?), sha(&model));
     // So does a second mount.
     let other = cluster.dir.join("other");
@@ -98,13 +89,7 @@ fn a_thousand_small_patches_read_back_everywhere() -> Result<()> {
         most_pieces_per_part(&cluster, "patch", "db.bin").is_ok_and(|n| n <= 2)
     })?;
     fs::remove_file(&got)?;
-    cluster.aws_ok(&[
-        "s3",
-        "cp",
-        "--no-progress",
-        "s3://patch/db.bin",
-        got.to_str().unwrap(),
-    ])?;
+    cluster.s3_cp("s3://patch/db.bin", &got)?;
     assert_eq!(sha(&fs::read(&got)?), sha(&model));
     let _third = cluster.mount("patch", &other)?;
     assert_eq!(sha(&fs::read(other.join("db.bin"))?), sha(&model));
@@ -123,13 +108,7 @@ fn a_patch_over_a_concurrent_put_fails_cleanly() -> Result<()> {
     // Stored by S3, so no earlier handle of the mount can commit our
     // change early (a release, which the kernel sends late, commits the
     // inode's open state).
-    cluster.aws_ok(&[
-        "s3",
-        "cp",
-        "--no-progress",
-        ours.to_str().unwrap(),
-        "s3://race/f.bin",
-    ])?;
+    cluster.s3_cp(&ours, "s3://race/f.bin")?;
 
     // Presigned now: while the file is open, no process may be spawned
     // (the child's close-on-exec of the inherited descriptor is a FUSE
@@ -155,13 +134,7 @@ fn a_patch_over_a_concurrent_put_fails_cleanly() -> Result<()> {
     drop(file);
     // The object is the other client's, whole: never a mix.
     let got = cluster.dir.join("got.bin");
-    cluster.aws_ok(&[
-        "s3",
-        "cp",
-        "--no-progress",
-        "s3://race/f.bin",
-        got.to_str().unwrap(),
-    ])?;
+    cluster.s3_cp("s3://race/f.bin", &got)?;
     assert_eq!(sha(&fs::read(&got)?), sha(&fs::read(&theirs)?));
     Ok(())
 }

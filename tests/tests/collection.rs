@@ -33,7 +33,7 @@ fn garbage_leaves_the_disks_within_the_default_grace() -> Result<()> {
     let (a, b) = (work.join("a.bin"), work.join("b.bin"));
     random_file(&a, 20 << 20, 1)?;
     random_file(&b, 12 << 20, 2)?;
-    let put = |file: &std::path::Path, key: &str| cluster.s3_cp(&file, &format!("s3://bkt/{key}"));
+    let put = |file: &std::path::Path, key: &str| cluster.s3_cp(file, format!("s3://bkt/{key}"));
     put(&a, "kept")?;
     put(&b, "overwritten")?;
     put(&a, "overwritten")?;
@@ -91,7 +91,7 @@ fn a_nearly_full_node_is_collected_at_once() -> Result<()> {
     let file = cluster.dir.join("p.bin");
     random_file(&file, 24 << 20, 3)?;
     let sha = sha256_file(&file)?;
-    let put = |key: &str| cluster.s3_cp(&file, &format!("s3://bkt/{key}"));
+    let put = |key: &str| cluster.s3_cp(&file, format!("s3://bkt/{key}"));
     put("x")?;
     assert_eq!(cluster.chunk_file_count(1), 3);
     // Overwriting makes the first copy garbage and fills the disk past
@@ -143,7 +143,7 @@ fn a_slow_upload_keeps_its_chunks_past_the_grace() -> Result<()> {
     })?;
     for i in 0..2 {
         let got = cluster.dir.join("other.got");
-        cluster.s3_cp(&format!("s3://bkt/other-{i}"), &got)?;
+        cluster.s3_cp(format!("s3://bkt/other-{i}"), &got)?;
         assert_eq!(sha256_file(&got)?, others_sha);
     }
     let got = cluster.dir.join("slow.got");

@@ -49,6 +49,20 @@ pub fn coalesce(map: Vec<Piece>) -> Vec<Piece> {
     out
 }
 
+/// Whether `ranges` (ascending, disjoint) can patch an object of
+/// `base_len` bytes into one of `size`: each inside the new size, and every
+/// byte past the old end covered. Checked before a patch's body is stored.
+pub fn fits(base_len: u64, ranges: &[(u64, u64)], size: u64) -> bool {
+    let mut covered = base_len.min(size);
+    for &(offset, length) in ranges {
+        match offset.checked_add(length) {
+            Some(end) if end <= size && offset <= covered => covered = covered.max(end),
+            _ => return false,
+        }
+    }
+    covered >= size
+}
+
 /// The map of `base` with `ranges` (object offset, length; ascending and
 /// disjoint) replaced by consecutive bytes of `body` (a map of the ranges'
 /// new bytes back to back), cut or extended to `size`. `None` when the
@@ -168,6 +182,7 @@ mod tests {
                     body.push(chunk(&mut chunks, part));
                 }
             }
+            assert!(fits(model.len() as u64, &ranges, size), "round {round}");
             let patched = patch(&map, &ranges, &body, size).expect("a valid patch");
             model.resize(size as usize, 0);
             let mut body_at = 0;
@@ -188,6 +203,9 @@ mod tests {
         let base = vec![chunk(&mut chunks, vec![1; 10])];
         let body = vec![chunk(&mut chunks, vec![2; 4])];
         assert!(patch(&base, &[(12, 4)], &body, 16).is_none(), "a hole at 10..12");
+        assert!(!fits(10, &[(12, 4)], 16) && !fits(10, &[(2, 4)], 20) && !fits(10, &[(8, 4)], 10));
+        assert!(fits(10, &[(2, 3)], 5) && fits(10, &[(10, 4)], 14) && fits(10, &[], 3));
+        assert!(!fits(10, &[(2, 4)], 5), "past a shortened size");
         assert!(patch(&base, &[(2, 4)], &body, 20).is_none(), "10..20 uncovered");
         assert!(patch(&base, &[(2, 3)], &body, 10).is_none(), "the body is longer");
         assert!(patch(&base, &[(8, 4)], &body, 10).is_none(), "past the new size");

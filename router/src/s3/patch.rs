@@ -85,10 +85,19 @@ impl Bucketfs {
         if base.etag != base_etag {
             return Err(Error::PreconditionFailed.into());
         }
-        let base_map = self.meta.piece_refs(base.id).await?;
         let declared = headers
             .get(http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.parse::<i64>().ok());
+        // Refused before the body is stored.
+        let sum: u64 = ranges.iter().map(|r| r.1).sum();
+        if !chunk_map::fits(base.size as u64, &ranges, size) || declared.is_some_and(|n| n as u64 != sum) {
+            return Err(bad(
+                "the ranges must lie inside the new size, cover every byte past the old end, and add up to the body's length"
+                    .into(),
+            )
+            .into());
+        }
+        let base_map = self.meta.piece_refs(base.id).await?;
         let body = ingest::Body {
             blob: Some(StreamingBlob::from(req.input)),
             declared,

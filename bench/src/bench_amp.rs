@@ -28,7 +28,7 @@ use anyhow::{Context, Result};
 use bucketfs_tests::tools::check;
 use bucketfs_tests::{Cluster, STORAGE_NODES};
 
-use bucketfs_bench::targets::{fio, Kind, Target};
+use bucketfs_bench::targets::{self, fio, Kind, Target};
 
 /// How long the collector needs by default to free garbage: its grace
 /// (60 s) plus a pass (30 s), plus slack.
@@ -55,20 +55,7 @@ fn settled_bytes_in(cluster: &Cluster) -> u64 {
 
 /// Bytes the nodes' chunk files take on disk.
 fn disk_bytes(cluster: &Cluster) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    let mut total = 0;
-    for i in 1..=STORAGE_NODES {
-        for shard in fs::read_dir(cluster.node_data_dir(i).join("chunks"))
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            for file in fs::read_dir(shard.path()).into_iter().flatten().flatten() {
-                total += file.metadata().map(|m| m.blocks() * 512).unwrap_or(0);
-            }
-        }
-    }
-    total
+    (1..=STORAGE_NODES).map(|i| cluster.chunk_disk_bytes(i)).sum()
 }
 
 /// `wrote N` from a script's output.
@@ -204,12 +191,7 @@ fn run(cluster: &Cluster, t: &Target, quick: bool, table: &mut String) -> Result
 }
 
 fn main() -> Result<()> {
-    let quick = std::env::args().any(|a| a == "--quick");
-    // Target names to run only some (`bench-amp --quick bucketfs-default`).
-    let only: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
+    let (quick, only) = targets::args();
     let cluster = Cluster::start()?;
     let work = cluster.dir.join("bench");
     fs::create_dir_all(&work)?;

@@ -25,7 +25,7 @@ use bucketfs_tests::tools::check;
 use bucketfs_tests::Cluster;
 
 use bucketfs_bench::fs_report::{chart, targets_met, Row, PEERS};
-use bucketfs_bench::targets::{fio, sh, timed, Kind, Target};
+use bucketfs_bench::targets::{self, fio, sh, timed, Kind, Target};
 
 const MIB: f64 = (1 << 20) as f64;
 
@@ -267,11 +267,7 @@ fn version(cmd: &str, args: &[&str]) -> String {
 }
 
 fn main() -> Result<()> {
-    let quick = std::env::args().any(|a| a == "--quick");
-    let only: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
+    let (quick, only) = targets::args();
     let sizes = if quick { &QUICK } else { &FULL };
     let cluster = Cluster::start()?;
     let work = cluster.dir.join("bench");

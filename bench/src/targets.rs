@@ -383,3 +383,14 @@ pub fn timed(f: impl FnOnce() -> Result<()>) -> Result<f64> {
 pub fn sh(script: &str) -> Result<()> {
     check(Command::new("bash").arg("-ec").arg(script).output()?, script).map(drop)
 }
+
+/// A benchmark's command line: `--quick`, and target names to run only
+/// those (none: all).
+pub fn args() -> (bool, Vec<String>) {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let only = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    (quick, only)
+}

@@ -33,6 +33,10 @@ pub const BATCH_MAX_OBJECTS: usize = 1000;
 /// Most bytes of objects in one batch: one chunk.
 pub const BATCH_MAX_BYTES: usize = CHUNK_SIZE;
 
+/// The prefix of user metadata headers (S3's), which the client writes and
+/// the patch extension reads.
+pub const META_PREFIX: &str = "x-amz-meta-";
+
 /// `POST /{bucket}/{key}?bucketfs-patch` makes a new version from the
 /// current one and a few changed byte ranges: the body is the ranges' new
 /// bytes back to back; the router composes the new chunk map from the

@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context;
 use bucketfs_common::extension::{
     format_patch_ranges, BATCH_QUERY, ETAG_FROM_CHUNKS, ETAG_HEADER, METADATA_HEADER, METADATA_ITEMS,
-    NO_REPLACE_HEADER, PATCH_BASE_HEADER, PATCH_QUERY, PATCH_RANGES_HEADER, PATCH_SIZE_HEADER,
+    META_PREFIX, NO_REPLACE_HEADER, PATCH_BASE_HEADER, PATCH_QUERY, PATCH_RANGES_HEADER, PATCH_SIZE_HEADER,
     RENAME_FROM_HEADER, RENAME_PREFIX_HEADER, RENAME_QUERY, RENAME_TO_HEADER,
 };
 use bytes::Bytes;
@@ -30,7 +30,6 @@ use crate::xml::{encode_path, parse_iso, unescape, url_decode, xml_blocks, xml_f
 
 const SIGNED_FOR: Duration = Duration::from_secs(3600);
 const ATTEMPTS: u32 = 8;
-const META_PREFIX: &str = "x-amz-meta-";
 
 pub struct S3 {
     /// This client, for the task that sends queued batches.

@@ -4,7 +4,7 @@
 
 pub(crate) mod access;
 pub(crate) mod admin;
-pub(crate) mod chunk_map;
+pub mod chunk_map;
 pub(crate) mod chunks;
 pub(crate) mod compaction;
 pub(crate) mod cors;

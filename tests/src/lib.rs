@@ -540,14 +540,25 @@ impl Cluster {
         metric(&text, name)
     }
 
-    /// How many chunk files storage node `i` holds.
-    pub fn chunk_file_count(&self, i: usize) -> usize {
-        let root = self.node_data_dir(i).join("chunks");
-        fs::read_dir(root)
+    /// The chunk files of storage node `i`.
+    fn chunk_files(&self, i: usize) -> impl Iterator<Item = fs::DirEntry> {
+        fs::read_dir(self.node_data_dir(i).join("chunks"))
             .into_iter()
             .flatten()
             .flatten()
-            .map(|shard| fs::read_dir(shard.path()).map(|d| d.count()).unwrap_or(0))
+            .flat_map(|shard| fs::read_dir(shard.path()).into_iter().flatten().flatten())
+    }
+
+    /// How many chunk files storage node `i` holds.
+    pub fn chunk_file_count(&self, i: usize) -> usize {
+        self.chunk_files(i).count()
+    }
+
+    /// Bytes storage node `i`'s chunk files take on disk (allocated blocks).
+    pub fn chunk_disk_bytes(&self, i: usize) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        self.chunk_files(i)
+            .map(|f| f.metadata().map(|m| m.blocks() * 512).unwrap_or(0))
             .sum()
     }
 

@@ -28,16 +28,8 @@ fn most_pieces_per_part(cluster: &Cluster, bucket: &str, key: &str) -> Result<us
         let meta = router::meta::Meta::connect_lazy(&cluster.database_url())?;
         let bucket = meta.bucket_uncached(bucket).await?;
         let version = meta.version(&bucket, key, None).await?;
-        let mut counts = std::collections::HashMap::<u64, usize>::new();
-        let mut at = 0u64;
-        for piece in meta.piece_refs(version.id).await? {
-            let end = at + piece.length as u64;
-            for p in at / part..=(end - 1) / part {
-                *counts.entry(p).or_default() += 1;
-            }
-            at = end;
-        }
-        Ok(counts.into_values().max().unwrap_or(0))
+        let map = meta.piece_refs(version.id).await?;
+        Ok(router::chunk_map::most_pieces_per_part(&map, part))
     })
 }
 

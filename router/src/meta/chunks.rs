@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use bucketfs_common::membership::NodeInfo;
 use sqlx::Row;
 
+use super::sql::UNREFERENCED_CHUNK;
 use super::*;
 use crate::error::Result;
 
@@ -121,16 +122,14 @@ impl Meta {
     /// leases, so it does not lose that race.
     pub async fn collect_garbage(&self, limit: i64) -> Result<Vec<ChunkReplicas>> {
         let mut tx = self.pool.begin().await?;
-        let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM chunks c
-             WHERE c.lease_until < now()
-               AND NOT EXISTS (SELECT 1 FROM version_chunks v WHERE v.chunk_id = c.id)
-               AND NOT EXISTS (SELECT 1 FROM part_chunks p WHERE p.chunk_id = c.id)
-             LIMIT $1 FOR UPDATE SKIP LOCKED",
-        )
-        .bind(limit)
-        .fetch_all(&mut *tx)
-        .await?;
+        let select = format!(
+            "SELECT id FROM chunks c WHERE c.lease_until < now() AND {UNREFERENCED_CHUNK}
+             LIMIT $1 FOR UPDATE SKIP LOCKED"
+        );
+        let ids: Vec<String> = sqlx::query_scalar(&select)
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await?;
         if ids.is_empty() {
             return Ok(Vec::new());
         }

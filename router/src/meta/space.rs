@@ -3,6 +3,7 @@
 //! (replicas, garbage awaiting collection, patches, file-system rounding)
 //! is visible.
 
+use super::sql::UNREFERENCED_CHUNK;
 use super::*;
 use crate::error::Result;
 
@@ -69,13 +70,10 @@ impl Meta {
         let unreferenced_bytes: i64 = match with_garbage {
             false => 0,
             true => {
-                sqlx::query_scalar(
-                    "SELECT COALESCE(sum(c.size), 0)::bigint FROM chunks c
-                     WHERE NOT EXISTS (SELECT 1 FROM version_chunks v WHERE v.chunk_id = c.id)
-                       AND NOT EXISTS (SELECT 1 FROM part_chunks p WHERE p.chunk_id = c.id)",
-                )
-                .fetch_one(&self.pool)
-                .await?
+                let sql = format!(
+                    "SELECT COALESCE(sum(c.size), 0)::bigint FROM chunks c WHERE {UNREFERENCED_CHUNK}"
+                );
+                sqlx::query_scalar(&sql).fetch_one(&self.pool).await?
             }
         };
         let node_disk_bytes: i64 = sqlx::query_scalar(

@@ -16,7 +16,7 @@ use s3s::dto::StreamingBlob;
 use s3s::{Body, S3Request, S3Response, S3Result};
 
 use bucketfs_common::extension::{
-    parse_patch_ranges, PATCH_BASE_HEADER, PATCH_RANGES_HEADER, PATCH_SIZE_HEADER,
+    parse_patch_ranges, META_PREFIX, PATCH_BASE_HEADER, PATCH_RANGES_HEADER, PATCH_SIZE_HEADER,
 };
 
 use super::ingest::{self, ingest, MAX_BODY_BYTES};
@@ -30,7 +30,6 @@ use crate::meta::{NewVersion, WritePrecondition};
 
 /// The largest object S3 allows (and so a patched one may be).
 const MAX_OBJECT_BYTES: u64 = 10_000 * MAX_BODY_BYTES;
-const META_PREFIX: &str = "x-amz-meta-";
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, Error> {
     headers

@@ -34,6 +34,9 @@ pub enum Fault {
     FailAfter(FsError),
     /// The call waits this long first.
     Delay(Duration),
+    /// The call takes effect, and its answer arrives this long after: a
+    /// listing that is already out of date when it is read.
+    Late(Duration),
 }
 
 #[derive(Debug, Clone)]
@@ -218,10 +221,12 @@ impl Faults {
             return None;
         }
         let error = FsError::Io("injected fault".into());
-        Some(match (roll >> 8) % 3 {
+        let pause = Duration::from_millis((roll >> 16) % 5);
+        Some(match (roll >> 8) % 4 {
             0 => Fault::Fail(error),
             1 => Fault::FailAfter(error),
-            _ => Fault::Delay(Duration::from_millis((roll >> 16) % 5)),
+            2 => Fault::Delay(pause),
+            _ => Fault::Late(pause),
         })
     }
 }
@@ -292,6 +297,10 @@ impl MemoryStore {
         let result = op(&mut self.state.lock().unwrap());
         match fault {
             Some(Fault::FailAfter(e)) => Err(e),
+            Some(Fault::Late(d)) => {
+                tokio::time::sleep(d).await;
+                result
+            }
             _ => result,
         }
     }

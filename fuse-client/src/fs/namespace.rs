@@ -93,17 +93,23 @@ impl Fs {
             }
             !node.local
         } else {
-            // Children unlinked a moment ago may still be on their way out
-            // of the store: they do not count, and the directory is hidden
-            // until they are gone (see `deletes.rs`).
-            let contents = self.dir_contents(&prefix).await?;
+            // Local children are looked at before the listing: one whose
+            // write-back commit lands between the two is then in the one
+            // or the other, never in neither.
             let local_child = {
                 let table = self.table.lock().unwrap();
                 known_children
                     .iter()
                     .any(|(_, i)| table.nodes.get(i).is_some_and(|n| n.local))
             };
-            if local_child || contents.children {
+            if local_child {
+                return Err(FsError::NotEmpty);
+            }
+            // Children unlinked a moment ago may still be on their way out
+            // of the store: they do not count, and the directory is hidden
+            // until they are gone (see `deletes.rs`).
+            let contents = self.dir_contents(&prefix).await?;
+            if contents.children {
                 return Err(FsError::NotEmpty);
             }
             contents.marker.is_some()

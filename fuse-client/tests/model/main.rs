@@ -11,6 +11,7 @@
 
 mod driver;
 mod faults;
+mod races;
 mod reference;
 mod rng;
 
@@ -76,4 +77,9 @@ fn injected_store_faults_lose_nothing_acknowledged() {
         let settings = Settings::random(&mut rng);
         runtime().block_on(async { faults::run(settings, seed, &mut rng, STEPS).await })
     });
+}
+
+#[test]
+fn rmdir_beside_a_landing_commit_is_refused() {
+    runtime().block_on(races::rmdir_beside_a_landing_commit_is_refused());
 }

@@ -110,28 +110,7 @@ impl Target {
                 )?);
                 return Ok(());
             }
-            Kind::S3fs => {
-                let passwd = cluster.dir.join("s3fs.passwd");
-                fs::write(
-                    &passwd,
-                    format!("{}:{}\n", cluster.access_key, cluster.secret_key),
-                )?;
-                use std::os::unix::fs::PermissionsExt;
-                fs::set_permissions(&passwd, fs::Permissions::from_mode(0o600))?;
-                check(
-                    Command::new("s3fs")
-                        .args([&self.bucket, &dir])
-                        .arg("-o")
-                        .arg(format!(
-                            "url={},use_path_request_style,endpoint=us-east-1",
-                            cluster.endpoint()
-                        ))
-                        .arg("-o")
-                        .arg(format!("passwd_file={}", passwd.display()))
-                        .output()?,
-                    "s3fs",
-                )?;
-            }
+            Kind::S3fs => self.mount = Some(cluster.mount_s3fs(&self.bucket, &self.dir)?),
             Kind::Rclone => {
                 let cache = cluster.dir.join("rclone-cache");
                 let log = fs::File::create(cluster.dir.join("logs/rclone-mount.log"))?;

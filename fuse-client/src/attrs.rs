@@ -5,6 +5,8 @@
 //! - `x-amz-meta-mode`: the whole `st_mode` in decimal, file type bits included
 //!   (that is how a symlink or a directory marker is told apart);
 //! - `x-amz-meta-uid`, `x-amz-meta-gid`: decimal ids;
+//! - `x-amz-meta-rdev`: the device number of a character or block device,
+//!   decimal (`makedev` encoding), written only when not 0;
 //! - `x-amz-meta-mtime`, `x-amz-meta-atime`, `x-amz-meta-ctime`: `SECONDS.NANOSECONDS`
 //!   (s3fs also reads plain seconds, and so do we);
 //! - `x-amz-meta-xattr`: extended attributes as percent-encoded JSON mapping
@@ -19,11 +21,16 @@ pub const S_IFMT: u32 = 0o170000;
 pub const S_IFREG: u32 = 0o100000;
 pub const S_IFDIR: u32 = 0o040000;
 pub const S_IFLNK: u32 = 0o120000;
+pub const S_IFIFO: u32 = 0o010000;
+pub const S_IFSOCK: u32 = 0o140000;
+pub const S_IFCHR: u32 = 0o020000;
+pub const S_IFBLK: u32 = 0o060000;
 
 /// Metadata keys (without `x-amz-meta-`) this module owns.
 const MODE: &str = "mode";
 const UID: &str = "uid";
 const GID: &str = "gid";
+const RDEV: &str = "rdev";
 const MTIME: &str = "mtime";
 const ATIME: &str = "atime";
 const CTIME: &str = "ctime";
@@ -32,13 +39,16 @@ const XATTR: &str = "xattr";
 /// Extended attributes of one file.
 pub type Xattrs = BTreeMap<String, Vec<u8>>;
 
-/// The owner, permissions and times of a file, directory or symlink.
+/// The owner, permissions and times of a file of any type, and the device
+/// number of a device.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Posix {
     /// Full `st_mode`: type bits and permission bits.
     pub mode: u32,
     pub uid: u32,
     pub gid: u32,
+    /// The device a character or block device stands for; else 0.
+    pub rdev: u32,
     pub mtime: SystemTime,
     /// Set by `utimensat` only: reads do not update it (as with `noatime`).
     pub atime: SystemTime,
@@ -54,6 +64,7 @@ impl Posix {
             mode: kind_bits | (perm & 0o7777),
             uid,
             gid,
+            rdev: 0,
             mtime: now,
             atime: now,
             ctime: now,
@@ -80,6 +91,7 @@ impl Posix {
             mode,
             uid: num(UID).unwrap_or(fallback.uid),
             gid: num(GID).unwrap_or(fallback.gid),
+            rdev: num(RDEV).unwrap_or(0),
             mtime,
             atime: time(ATIME).unwrap_or(mtime),
             ctime: time(CTIME).unwrap_or(mtime),
@@ -97,6 +109,9 @@ impl Posix {
             (ATIME.to_string(), format_time(self.atime)),
             (CTIME.to_string(), format_time(self.ctime)),
         ]);
+        if self.rdev != 0 {
+            meta.insert(RDEV.to_string(), self.rdev.to_string());
+        }
         if !self.xattrs.is_empty() {
             meta.insert(XATTR.to_string(), encode_xattrs(&self.xattrs));
         }
@@ -158,6 +173,17 @@ mod tests {
         p.xattrs.insert("user.a b".into(), vec![0, 1, 255]);
         let back = Posix::from_metadata(&p.to_metadata(), &Posix::new(S_IFREG, 0o644, 0, 0));
         assert_eq!(back, p);
+        let mut device = Posix::new(S_IFBLK, 0o600, 0, 6);
+        device.rdev = 0x0803; // 8:3, /dev/sda3
+        let meta = device.to_metadata();
+        assert_eq!((meta["mode"].as_str(), meta["rdev"].as_str()), ("25008", "2051"));
+        assert_eq!(
+            Posix::from_metadata(&meta, &Posix::new(S_IFREG, 0o644, 0, 0)),
+            device
+        );
+        assert!(!Posix::new(S_IFIFO, 0o644, 0, 0)
+            .to_metadata()
+            .contains_key("rdev"));
         assert_eq!(p.to_metadata()["mtime"], "1700000000.123456789");
     }
 

@@ -47,6 +47,10 @@ fn file_type(kind: Kind) -> FileType {
         Kind::Dir => FileType::Directory,
         Kind::File => FileType::RegularFile,
         Kind::Symlink => FileType::Symlink,
+        Kind::Fifo => FileType::NamedPipe,
+        Kind::Socket => FileType::Socket,
+        Kind::CharDevice => FileType::CharDevice,
+        Kind::BlockDevice => FileType::BlockDevice,
     }
 }
 
@@ -65,7 +69,7 @@ fn file_attr(a: &Attr) -> FileAttr {
         nlink: a.nlink,
         uid: p.uid,
         gid: p.gid,
-        rdev: 0,
+        rdev: p.rdev,
         blksize: 4096,
         flags: 0,
     }
@@ -252,20 +256,18 @@ impl Filesystem for Adapter {
         name: &OsStr,
         mode: u32,
         umask: u32,
-        _rdev: u32,
+        rdev: u32,
         reply: ReplyEntry,
     ) {
-        // Only regular files: objects cannot be devices, fifos or sockets.
-        if mode & crate::attrs::S_IFMT != S_IFREG {
-            return reply.error(Errno::EPERM);
-        }
         let (fs, name, uid, gid) = (self.fs.clone(), name_of(name), req.uid(), req.gid());
+        let mode = mode & !(umask & 0o7777);
         self.run(
             reply,
             async move {
-                let (attr, fh) = fs
-                    .create(parent.0, &name?, mode & !umask, uid, gid, libc::O_EXCL)
-                    .await?;
+                if !matches!(mode & crate::attrs::S_IFMT, 0 | S_IFREG) {
+                    return fs.mknod(parent.0, &name?, mode, rdev, uid, gid).await;
+                }
+                let (attr, fh) = fs.create(parent.0, &name?, mode, uid, gid, libc::O_EXCL).await?;
                 fs.release(fh).await?;
                 Ok(attr)
             },

@@ -231,6 +231,33 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// s3fs (path-style, through HAProxy) mounting `bucket` at `dir`, for
+    /// what another S3 filesystem makes of bucketfs's objects.
+    pub fn mount_s3fs(&self, bucket: &str, dir: &Path) -> Result<Mount> {
+        use std::os::unix::fs::PermissionsExt;
+        fs::create_dir_all(dir)?;
+        let passwd = self.dir.join("s3fs.passwd");
+        fs::write(&passwd, format!("{}:{}\n", self.access_key, self.secret_key))?;
+        fs::set_permissions(&passwd, fs::Permissions::from_mode(0o600))?;
+        let out = Command::new("s3fs")
+            .arg(bucket)
+            .arg(dir)
+            .arg("-o")
+            .arg(format!(
+                "url={},use_path_request_style,endpoint=us-east-1",
+                self.endpoint()
+            ))
+            .arg("-o")
+            .arg(format!("passwd_file={}", passwd.display()))
+            .output()?;
+        check(out, "s3fs")?;
+        Ok(Mount {
+            dir: dir.to_path_buf(),
+        })
+    }
+}
+
 impl Drop for Mount {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(&self.dir).status();

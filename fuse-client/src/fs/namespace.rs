@@ -1,5 +1,5 @@
 //! The namespace: making, removing and renaming names (files, directories,
-//! symlinks), and the directory times they change.
+//! symlinks, fifos, sockets and devices), and the directory times they change.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,7 +9,7 @@ use bytes::Bytes;
 
 use super::table::Node;
 use super::{Attr, Fs, Kind};
-use crate::attrs::{S_IFDIR, S_IFLNK};
+use crate::attrs::{Posix, S_IFDIR, S_IFLNK, S_IFMT};
 use crate::error::FsError;
 use crate::names::{check_name, dir_prefix, join, MAX_KEY};
 
@@ -179,6 +179,34 @@ impl Fs {
         uid: u32,
         gid: u32,
     ) -> Result<Attr, FsError> {
+        let posix = self.new_posix(S_IFLNK, 0o777, uid, gid);
+        let body = Bytes::copy_from_slice(target.as_bytes());
+        self.make_object(parent, name, posix, body).await
+    }
+
+    /// A fifo, unix socket or device (`mode`'s type bits say which): an
+    /// empty object with its mode and `rdev` in metadata, as s3fs makes them.
+    pub async fn mknod(
+        &self,
+        parent: u64,
+        name: &str,
+        mode: u32,
+        rdev: u32,
+        uid: u32,
+        gid: u32,
+    ) -> Result<Attr, FsError> {
+        if !Kind::of_mode(mode).is_special() {
+            return Err(FsError::Invalid);
+        }
+        let mut posix = self.new_posix(mode & S_IFMT, mode, uid, gid);
+        if matches!(Kind::of_mode(mode), Kind::CharDevice | Kind::BlockDevice) {
+            posix.rdev = rdev;
+        }
+        self.make_object(parent, name, posix, Bytes::new()).await
+    }
+
+    /// Makes `name` in `parent` at once: an object of `body` with `posix`.
+    async fn make_object(&self, parent: u64, name: &str, posix: Posix, body: Bytes) -> Result<Attr, FsError> {
         self.writable()?;
         check_name(name)?;
         let dir = self.dir(parent)?;
@@ -189,8 +217,6 @@ impl Fs {
         if self.lookup(parent, name).await.is_ok() {
             return Err(FsError::Exists);
         }
-        let posix = self.new_posix(S_IFLNK, 0o777, uid, gid);
-        let body = Bytes::copy_from_slice(target.as_bytes());
         self.deletes.settled(&path).await;
         let info = self.store.put(&path, body, &posix.to_metadata()).await?;
         self.touch_dir(parent);

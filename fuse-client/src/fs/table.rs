@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::time::Instant;
 
-use crate::attrs::{Posix, S_IFDIR, S_IFLNK, S_IFMT};
+use crate::attrs::{Posix, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFSOCK};
 use crate::names::dir_prefix;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,6 +13,12 @@ pub enum Kind {
     Dir,
     File,
     Symlink,
+    /// A named pipe, a unix socket or a device: an empty object whose mode
+    /// (and `rdev`) say what it is; the kernel gives it its behaviour.
+    Fifo,
+    Socket,
+    CharDevice,
+    BlockDevice,
 }
 
 impl Kind {
@@ -20,8 +26,20 @@ impl Kind {
         match mode & S_IFMT {
             S_IFDIR => Kind::Dir,
             S_IFLNK => Kind::Symlink,
+            S_IFIFO => Kind::Fifo,
+            S_IFSOCK => Kind::Socket,
+            S_IFCHR => Kind::CharDevice,
+            S_IFBLK => Kind::BlockDevice,
             _ => Kind::File,
         }
+    }
+
+    /// Made by `mknod`: no content, no writer.
+    pub fn is_special(self) -> bool {
+        matches!(
+            self,
+            Kind::Fifo | Kind::Socket | Kind::CharDevice | Kind::BlockDevice
+        )
     }
 }
 

@@ -183,13 +183,26 @@ impl Writer {
     }
 
     /// The file was renamed to `key`: commits go there, and the base object
-    /// moved with it (a new version there, with the same ETag).
-    pub fn renamed(&mut self, key: &str) {
-        self.key = key.to_string();
+    /// moved with it (a new version there, with the same ETag). A pending
+    /// multipart upload belongs to the old key and cannot complete under
+    /// the new one: its parts are sent again (their bytes are all in the
+    /// staging file), and the old key and upload id are answered, for the
+    /// caller to abort.
+    pub fn renamed(&mut self, key: &str) -> Option<(String, String)> {
+        let old = std::mem::replace(&mut self.key, key.to_string());
         if let Some(base) = &mut self.base {
             base.key = key.to_string();
             base.version_id = None;
         }
+        let (upload, _) = self.upload.take()?;
+        for part in &mut self.parts {
+            if matches!(part.remote, Remote::Uploaded(_) | Remote::Uploading) {
+                part.remote = Remote::Stale;
+                // Uploads still in flight land in the old upload: ignored.
+                part.generation += 1;
+            }
+        }
+        Some((old, upload))
     }
 
     fn range(&self, i: usize) -> (u64, u64) {
@@ -440,7 +453,11 @@ impl Writer {
         body: Bytes,
     ) -> Result<(), FsError> {
         while self.uploads.len() >= IN_FLIGHT {
-            self.reap_one().await?;
+            // A failed part is stale again and the commit sends it: the
+            // write that only made room for this one need not fail.
+            if let Err(e) = self.reap_one().await {
+                tracing::warn!(key = %self.key, error = %e, "a part upload failed; the commit sends it again");
+            }
         }
         let upload = self.ensure_upload(store, meta).await?;
         let generation = self.parts[i].generation;

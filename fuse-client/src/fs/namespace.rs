@@ -368,16 +368,17 @@ impl Fs {
             }
             renamed
         };
+        let mut abandoned = Vec::new();
         for (path, ino) in moved {
             if let Some(file) = held.get_mut(&ino) {
-                if let Some(writer) = file.writer.as_mut() {
-                    writer.renamed(&path);
-                }
+                abandoned.extend(file.writer.as_mut().and_then(|w| w.renamed(&path)));
             } else if let Some(state) = self.open_file(ino) {
-                if let Some(writer) = state.lock().await.writer.as_mut() {
-                    writer.renamed(&path);
-                }
+                abandoned.extend(state.lock().await.writer.as_mut().and_then(|w| w.renamed(&path)));
             }
+        }
+        drop(held);
+        for (key, upload) in abandoned {
+            self.store.abort_upload(&key, &upload).await;
         }
         self.touch_dir(parent);
         self.touch_dir(new_parent);

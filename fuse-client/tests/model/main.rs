@@ -83,3 +83,8 @@ fn injected_store_faults_lose_nothing_acknowledged() {
 fn rmdir_beside_a_landing_commit_is_refused() {
     runtime().block_on(races::rmdir_beside_a_landing_commit_is_refused());
 }
+
+#[test]
+fn a_directory_rename_under_a_streaming_upload_commits_under_the_new_name() {
+    runtime().block_on(races::a_directory_rename_under_a_streaming_upload_commits_under_the_new_name());
+}

@@ -45,3 +45,42 @@ pub async fn rmdir_beside_a_landing_commit_is_refused() {
     fs.sync_all().await.expect("sync");
     assert_eq!(store.contents("d/f").as_deref(), Some(&b"bytes"[..]));
 }
+
+/// A file streaming out as a multipart upload when its directory is
+/// renamed: the upload belongs to the old key, so the commit sends the
+/// parts again under the new one, and the old upload is aborted.
+pub async fn a_directory_rename_under_a_streaming_upload_commits_under_the_new_name() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let store = Arc::new(MemoryStore::new(false));
+    let config = config(
+        Settings {
+            write_back: 0,
+            versioned: false,
+        },
+        dir.path(),
+    );
+    let fs = Arc::new(Fs::new(store.clone(), config).expect("an Fs"));
+
+    let parent = fs.mkdir(ROOT, "d", 0o755, 0, 0).await.expect("mkdir d");
+    let (attr, fh) = fs
+        .create(parent.ino, "f", 0o644, 0, 0, libc::O_RDWR)
+        .await
+        .expect("create d/f");
+    let part = bucketfs_common::extension::CHUNK_SIZE;
+    let data: Vec<u8> = (0..part * 2 + 100).map(|i| (i % 251) as u8).collect();
+    for (i, chunk) in data.chunks(1 << 20).enumerate() {
+        fs.write(fh, (i << 20) as u64, chunk).await.expect("write d/f");
+    }
+    assert_eq!(store.open_uploads(), 1, "the first parts stream out as they fill");
+
+    fs.rename(ROOT, "d", ROOT, "e", false).await.expect("rename d e");
+    fs.flush(fh).await.expect("close e/f");
+    fs.release(fh).await.expect("release e/f");
+    assert_eq!(store.contents("e/f").as_deref(), Some(&data[..]));
+    assert_eq!(store.contents("d/f"), None);
+    assert_eq!(store.open_uploads(), 0, "the old key's upload is aborted");
+    assert_eq!(
+        fs.getattr(attr.ino).await.expect("getattr").size,
+        data.len() as u64
+    );
+}

@@ -468,12 +468,12 @@ impl ObjectStore for MemoryStore {
         .await
     }
 
-    async fn set_metadata(&self, source: &Source, meta: &Metadata) -> Result<String, FsError> {
+    async fn copy(&self, source: &Source, key: &str, meta: &Metadata) -> Result<String, FsError> {
         let versioned = self.versioned;
         self.call(|s| {
             let data = s.resolve(source)?.data.clone();
             let version = s.new_version(data, meta.clone(), None);
-            Ok(s.store(versioned, &source.key, version).etag)
+            Ok(s.store(versioned, key, version).etag)
         })
         .await
     }

@@ -562,8 +562,8 @@ impl ObjectStore for S3 {
 
     /// Replaces the metadata of `source` by copying the object onto itself
     /// (by reference on bucketfs: no data moves).
-    async fn set_metadata(&self, source: &Source, meta: &Metadata) -> Result<String, FsError> {
-        let call = Call::new(Method::PUT, Some(&source.key))
+    async fn copy(&self, source: &Source, key: &str, meta: &Metadata) -> Result<String, FsError> {
+        let call = Call::new(Method::PUT, Some(key))
             .header("x-amz-copy-source", self.copy_source(source))
             .header("x-amz-metadata-directive", "REPLACE")
             .metadata(meta);

@@ -137,9 +137,15 @@ pub trait ObjectStore: Send + Sync + 'static {
         meta: &Metadata,
     ) -> Result<ObjectInfo, FsError>;
 
-    /// Replaces the metadata of `source` by copying the object onto itself
-    /// (by reference); answers the new ETag.
-    async fn set_metadata(&self, source: &Source, meta: &Metadata) -> Result<String, FsError>;
+    /// Copies `source` to `key` with `meta` (CopyObject, by reference on
+    /// bucketfs: no bytes move); answers the new ETag.
+    async fn copy(&self, source: &Source, key: &str, meta: &Metadata) -> Result<String, FsError>;
+
+    /// Replaces the metadata of `source` by copying the object onto itself;
+    /// answers the new ETag.
+    async fn set_metadata(&self, source: &Source, meta: &Metadata) -> Result<String, FsError> {
+        self.copy(source, &source.key, meta).await
+    }
 
     /// Deletes `key`; a key that is not there is not an error.
     async fn delete(&self, key: &str) -> Result<(), FsError>;

@@ -319,6 +319,8 @@ impl Fs {
 
     /// The writer of an open file, created over its committed object.
     pub(super) fn writer<'f>(&self, file: &'f mut OpenFile, node: &Node) -> Result<&'f mut Writer, FsError> {
+        // Whoever asks for the writer changes the file: no longer a copy.
+        file.copy_of = None;
         if file.writer.is_none() {
             let base = (!node.local).then(|| Self::source_of(node));
             file.writer = Some(Writer::new(&self.config.cache_dir, &node.path, base, node.size)?);

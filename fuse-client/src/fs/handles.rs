@@ -4,6 +4,7 @@
 use std::sync::{Arc, Mutex};
 
 use crate::cache::Readahead;
+use crate::store::Source;
 use crate::writer::Writer;
 
 /// State shared by every handle of one open file.
@@ -14,6 +15,9 @@ pub(super) struct OpenFile {
     pub(super) orphan: bool,
     /// A write-back commit is queued and has not started yet.
     pub(super) queued: bool,
+    /// The object this file was made a copy of by `copy_file_range` (see
+    /// `copy.rs`), while nothing has been written to it since.
+    pub(super) copy_of: Option<Source>,
 }
 
 /// An open file in the table: its state and how many handles use it,

@@ -9,6 +9,7 @@
 //! shared block cache and write through a `Writer`; flush, fsync and close
 //! commit a new object version (close-to-open consistency).
 mod attributes;
+mod copy;
 mod files;
 mod handles;
 mod listing;

@@ -195,7 +195,8 @@ impl Harness {
         match rng.below(100) {
             0..=11 => self.create(rng).await,
             12..=19 => self.open(rng).await,
-            20..=37 => self.write(rng).await,
+            20..=35 => self.write(rng).await,
+            36..=37 => self.copy(rng).await,
             38..=45 => self.read(rng).await,
             46..=50 => self.truncate(rng).await,
             51..=55 => self.fsync(rng).await,
@@ -305,6 +306,61 @@ impl Harness {
                 return Err(format!("{what}: wrote {n}"));
             }
             self.model.write(open.ino, at, &data);
+        }
+        Ok(())
+    }
+
+    /// `copy_file_range` between two open files at one offset: mostly a
+    /// whole file (the copy by reference), else any range. Where the mount
+    /// answers "not supported" the kernel would copy through reads and
+    /// writes, and so does this.
+    async fn copy(&mut self, rng: &mut Rng) -> Result<(), String> {
+        let (Some(from), Some(to)) = (self.pick_open(rng, false), self.pick_open(rng, true)) else {
+            return Ok(());
+        };
+        if from.ino == to.ino || to.append {
+            return Ok(());
+        }
+        let size = self.size_of(from.ino);
+        let (offset, len) = match rng.below(4) {
+            0..=1 => (0, size + rng.below(2)),
+            _ => (rng.below(size + 100), 1 + rng.below(PART + 5000)),
+        };
+        let what = format!("copy {} -> {} at {offset} len {len}", from.path, to.path);
+        let copied = match self.fs.copy_file_range(from.fh, offset, to.fh, offset, len).await {
+            Err(FsError::NotSupported) => {
+                let mut done = 0;
+                while done < len {
+                    let n = (len - done).min(1 << 20) as u32;
+                    let bytes = self.fs.read(from.fh, offset + done, n).await;
+                    let bytes = bytes.map_err(|e| format!("{what}: the kernel's read: {e}"))?;
+                    if bytes.is_empty() {
+                        break;
+                    }
+                    let wrote = self.fs.write(to.fh, offset + done, &bytes).await;
+                    wrote.map_err(|e| format!("{what}: the kernel's write: {e}"))?;
+                    done += bytes.len() as u64;
+                }
+                self.note(format!("{what}: copied by the kernel"));
+                Ok(done)
+            }
+            other => other,
+        };
+        let Some(copied) = self.expect(&what, copied, Ok(()))? else {
+            return Ok(());
+        };
+        let want = len.min(size.saturating_sub(offset));
+        if copied != want {
+            return Err(format!(
+                "{what}: copied {copied}, the model has {want} bytes there"
+            ));
+        }
+        let Body::File(data) = &self.model.inodes[&from.ino].body else {
+            return Err(format!("{what}: the model's source is not a file"));
+        };
+        if copied > 0 {
+            let bytes = data[offset as usize..(offset + copied) as usize].to_vec();
+            self.model.write(to.ino, offset, &bytes);
         }
         Ok(())
     }

@@ -425,6 +425,24 @@ impl Filesystem for Adapter {
         self.run(reply, async move { fs.flush(fh.0).await }, empty);
     }
 
+    fn fallocate(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        let fs = self.fs.clone();
+        self.run(
+            reply,
+            async move { fs.fallocate(fh.0, offset, length, mode).await },
+            empty,
+        );
+    }
+
     fn copy_file_range(
         &self,
         _req: &Request,

@@ -8,6 +8,7 @@
 //! live in s3fs-style metadata (`attrs.rs`). Open files read through the
 //! shared block cache and write through a `Writer`; flush, fsync and close
 //! commit a new object version (close-to-open consistency).
+mod allocate;
 mod attributes;
 mod copy;
 mod files;

@@ -198,7 +198,8 @@ impl Harness {
             20..=35 => self.write(rng).await,
             36..=37 => self.copy(rng).await,
             38..=45 => self.read(rng).await,
-            46..=50 => self.truncate(rng).await,
+            46..=48 => self.truncate(rng).await,
+            49..=50 => self.fallocate(rng).await,
             51..=55 => self.fsync(rng).await,
             56..=63 => self.close(rng).await,
             64..=70 => self.rename(rng).await,
@@ -361,6 +362,47 @@ impl Harness {
         if copied > 0 {
             let bytes = data[offset as usize..(offset + copied) as usize].to_vec();
             self.model.write(to.ino, offset, &bytes);
+        }
+        Ok(())
+    }
+
+    /// fallocate in the modes the kernel passes on: plain (extends), keep
+    /// size (nothing), punch hole and zero range (zeros).
+    async fn fallocate(&mut self, rng: &mut Rng) -> Result<(), String> {
+        let Some(open) = self.pick_open(rng, true) else {
+            return Ok(());
+        };
+        let size = self.size_of(open.ino);
+        let mode = [
+            0,
+            libc::FALLOC_FL_KEEP_SIZE,
+            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+            libc::FALLOC_FL_ZERO_RANGE,
+            libc::FALLOC_FL_ZERO_RANGE | libc::FALLOC_FL_KEEP_SIZE,
+        ][rng.below(5) as usize];
+        let offset = rng.below(size + 3000);
+        let most = if rng.chance(20) { 2 * PART } else { 20_000 };
+        let len = 1 + rng.below(most);
+        let got = self.fs.fallocate(open.fh, offset, len, mode).await;
+        let what = format!(
+            "fallocate fh {} ({}) mode {mode:#x} at {offset} len {len}",
+            open.fh, open.path
+        );
+        if self.expect(&what, got, Ok(()))?.is_some() {
+            let keep = mode & libc::FALLOC_FL_KEEP_SIZE != 0;
+            let end = if keep {
+                (offset + len).min(size)
+            } else {
+                offset + len
+            };
+            if mode & (libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_ZERO_RANGE) != 0 && offset < end {
+                self.model
+                    .write(open.ino, offset, &vec![0; (end - offset) as usize]);
+            }
+            if !keep && offset + len > size {
+                self.model
+                    .truncate(open.ino, (offset + len).max(self.size_of(open.ino)));
+            }
         }
         Ok(())
     }

@@ -1,0 +1,60 @@
+//! `fallocate(2)`. An object store reserves nothing ahead of a write, so
+//! the plain mode only extends the file (with zeros) and `KEEP_SIZE` alone
+//! changes nothing; objects have no holes, so `PUNCH_HOLE` and `ZERO_RANGE`
+//! write zeros. Collapsing or inserting ranges is not supported.
+
+use std::time::SystemTime;
+
+use super::Fs;
+use crate::error::FsError;
+
+/// Zeros are written in pieces of this size.
+const ZERO_PIECE: u64 = 1 << 20;
+
+impl Fs {
+    pub async fn fallocate(&self, fh: u64, offset: u64, len: u64, mode: i32) -> Result<(), FsError> {
+        let keep_size = mode & libc::FALLOC_FL_KEEP_SIZE != 0;
+        let punch = mode & libc::FALLOC_FL_PUNCH_HOLE != 0;
+        let zero = punch || mode & libc::FALLOC_FL_ZERO_RANGE != 0;
+        let known = libc::FALLOC_FL_KEEP_SIZE | libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_ZERO_RANGE;
+        if mode & !known != 0 {
+            return Err(FsError::NotSupported);
+        }
+        if punch && !keep_size {
+            return Err(FsError::Invalid);
+        }
+        let handle = self.handle(fh)?;
+        if !handle.writable {
+            return Err(FsError::BadHandle);
+        }
+        self.writable()?;
+        let end = offset.checked_add(len).ok_or(FsError::TooBig)?;
+        let mut file = handle.state.lock().await;
+        let node = self.node(handle.ino)?;
+        let meta = node.posix.to_metadata();
+        let writer = self.writer(&mut file, &node)?;
+        let size = writer.size();
+        let zero_end = if keep_size { end.min(size) } else { end };
+        if zero && offset < zero_end {
+            let zeros = vec![0u8; ZERO_PIECE.min(zero_end - offset) as usize];
+            let mut at = offset;
+            while at < zero_end {
+                let n = (zero_end - at).min(ZERO_PIECE) as usize;
+                writer.write(&self.store, &meta, at, &zeros[..n]).await?;
+                at += n as u64;
+            }
+        }
+        if !keep_size && end > writer.size() {
+            writer.resize(&self.store, end).await?;
+        }
+        let (new_size, changed) = (writer.size(), zero || writer.size() != size);
+        if changed {
+            self.update(handle.ino, |n| {
+                n.size = new_size;
+                n.posix.mtime = SystemTime::now();
+                n.posix.ctime = n.posix.mtime;
+            });
+        }
+        Ok(())
+    }
+}

@@ -60,7 +60,9 @@ struct Part {
     /// The staging file holds this part's bytes.
     local: bool,
     remote: Remote,
-    /// Bumped by every change, so a background upload of older bytes is ignored.
+    /// Set anew (from the writer's counter) by every change, so a
+    /// background upload of older bytes is ignored, even one of a part
+    /// that a truncation dropped and a later write made again.
     generation: u64,
 }
 
@@ -79,6 +81,9 @@ pub struct Writer {
     /// The pending multipart upload and the metadata it was created with.
     upload: Option<(String, Metadata)>,
     uploads: JoinSet<(usize, u64, Result<String, FsError>)>,
+    /// The part of each upload in `uploads`: a part is never uploaded twice
+    /// at once, or the older bytes could land last and replace the newer.
+    uploading: Vec<usize>,
     /// The part being appended to, not yet in the staging file.
     tail: Option<Tail>,
     /// Full parts being copied to the staging file: a failed copy hands its
@@ -88,6 +93,8 @@ pub struct Writer {
     meta_changed: bool,
     /// Bytes changed since the last commit, for a patch.
     dirty: Dirty,
+    /// The last generation handed to a part.
+    generations: u64,
 }
 
 /// A background copy's offset, and its bytes back if it failed.
@@ -158,10 +165,12 @@ impl Writer {
             base_size: base_len,
             upload: None,
             uploads: JoinSet::new(),
+            uploading: Vec::new(),
             tail: None,
             staging_copies: JoinSet::new(),
             meta_changed: false,
             dirty: Dirty::default(),
+            generations: 0,
         })
     }
 
@@ -195,11 +204,10 @@ impl Writer {
             base.version_id = None;
         }
         let (upload, _) = self.upload.take()?;
-        for part in &mut self.parts {
-            if matches!(part.remote, Remote::Uploaded(_) | Remote::Uploading) {
-                part.remote = Remote::Stale;
+        for i in 0..self.parts.len() {
+            if matches!(self.parts[i].remote, Remote::Uploaded(_) | Remote::Uploading) {
                 // Uploads still in flight land in the old upload: ignored.
-                part.generation += 1;
+                self.change(i);
             }
         }
         Some((old, upload))
@@ -231,9 +239,15 @@ impl Writer {
     }
 
     fn change(&mut self, i: usize) {
+        let generation = self.next_generation();
         let part = &mut self.parts[i];
         part.remote = Remote::Stale;
-        part.generation += 1;
+        part.generation = generation;
+    }
+
+    fn next_generation(&mut self) -> u64 {
+        self.generations += 1;
+        self.generations
     }
 
     /// Reads `len` bytes at `offset`: `Ok(None)` for each span the caller
@@ -326,10 +340,11 @@ impl Writer {
                 let mut bytes = PartBuf::new();
                 bytes.extend_from_slice(data);
                 self.tail = Some(Tail { part: i, bytes });
+                let generation = self.next_generation();
                 self.parts.push(Part {
                     local: true,
                     remote: Remote::Stale,
-                    generation: 0,
+                    generation,
                 });
             }
             _ => return false,
@@ -406,7 +421,7 @@ impl Writer {
             let fresh = Part {
                 local: true,
                 remote: Remote::Stale,
-                generation: 1,
+                generation: self.next_generation(),
             };
             self.parts.resize(part_count(size), fresh);
         }
@@ -452,7 +467,8 @@ impl Writer {
         i: usize,
         body: Bytes,
     ) -> Result<(), FsError> {
-        while self.uploads.len() >= IN_FLIGHT {
+        let busy = |w: &Self| w.uploads.len() >= IN_FLIGHT || w.uploading.contains(&i);
+        while busy(self) && !self.uploads.is_empty() {
             // A failed part is stale again and the commit sends it: the
             // write that only made room for this one need not fail.
             if let Err(e) = self.reap_one().await {
@@ -462,6 +478,7 @@ impl Writer {
         let upload = self.ensure_upload(store, meta).await?;
         let generation = self.parts[i].generation;
         self.parts[i].remote = Remote::Uploading;
+        self.uploading.push(i);
         let (store, key) = (store.clone(), self.key.clone());
         self.uploads.spawn(async move {
             let result = store.upload_part(&key, &upload, i as u32 + 1, body).await;
@@ -476,6 +493,9 @@ impl Writer {
             return Ok(());
         };
         let (i, generation, result) = joined.map_err(|e| FsError::Io(e.to_string()))?;
+        if let Some(at) = self.uploading.iter().position(|&j| j == i) {
+            self.uploading.swap_remove(at);
+        }
         let Some(part) = self.parts.get_mut(i) else {
             return Ok(());
         };
@@ -657,6 +677,7 @@ impl Writer {
     /// daemon gives up on it).
     pub async fn abandon(&mut self, store: &Store) {
         self.uploads.abort_all();
+        self.uploading.clear();
         self.tail = None;
         if let Some((id, _)) = self.upload.take() {
             store.abort_upload(&self.key, &id).await;
@@ -880,5 +901,27 @@ mod tests {
         }
         writer.commit(&store, &meta, false).await.unwrap();
         assert_eq!(memory.contents("k").unwrap(), data);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_upload_of_a_part_truncated_away_is_not_taken_for_its_successor() {
+        use crate::memory::Fault;
+        let dir = tempfile::tempdir().unwrap();
+        let (memory, store) = store();
+        let meta = Metadata::new();
+        let mut writer = Writer::new(dir.path(), "k", None, 0).unwrap();
+        // Part 0 of the first bytes streams out slowly (create the upload,
+        // then the part: the second call from now).
+        memory.fault_at(2, Fault::Delay(std::time::Duration::from_secs(5)));
+        let old = vec![1u8; (PART + 10) as usize];
+        writer.write(&store, &meta, 0, &old).await.unwrap();
+        // Truncated to nothing and written again: part 0 is a new part, its
+        // upload in flight beside the old one, which lands last.
+        writer.resize(&store, 0).await.unwrap();
+        memory.fault_at(1, Fault::Delay(std::time::Duration::from_secs(1)));
+        let new = vec![2u8; (PART + 10) as usize];
+        writer.write(&store, &meta, 0, &new).await.unwrap();
+        writer.commit(&store, &meta, false).await.unwrap();
+        assert_eq!(memory.contents("k").unwrap(), new);
     }
 }

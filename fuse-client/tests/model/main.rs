@@ -37,6 +37,13 @@ fn seeds(base: u64, cases: u64) -> Vec<u64> {
 /// Runs `case` for every seed on one paused-clock runtime (write-back
 /// delays and retry backoffs pass at once), and reports the first failure.
 fn run_all(base: u64, cases: u64, case: impl Fn(u64) -> Result<(), String>) {
+    // RUST_LOG=warn shows what the core logged while replaying a seed.
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
     let mut failures = Vec::new();
     for seed in seeds(base, cases) {
         if let Err(report) = case(seed) {

@@ -176,7 +176,7 @@ mod tests {
         let mut device = Posix::new(S_IFBLK, 0o600, 0, 6);
         device.rdev = 0x0803; // 8:3, /dev/sda3
         let meta = device.to_metadata();
-        assert_eq!((meta["mode"].as_str(), meta["rdev"].as_str()), ("25008", "2051"));
+        assert_eq!((meta["mode"].as_str(), meta["rdev"].as_str()), ("24960", "2051"));
         assert_eq!(
             Posix::from_metadata(&meta, &Posix::new(S_IFREG, 0o644, 0, 0)),
             device

@@ -3,8 +3,7 @@
 //! ranged GETs of whole blocks.
 
 use std::collections::HashMap;
-use std::num::NonZeroUsize;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
@@ -12,6 +11,7 @@ use tokio::sync::Notify;
 use bytes::{Bytes, BytesMut};
 use lru::LruCache;
 
+use crate::disk_cache::{DiskTier, Lifetime};
 use crate::error::FsError;
 use crate::store::{Source, Store};
 
@@ -54,171 +54,6 @@ const PREFETCH_PIECE: u64 = 4 * BLOCK;
 /// Pieces fetched at once by a background fill.
 const FILL_WINDOW: u64 = 4;
 
-/// Blocks kept as files in a directory, least recently used evicted first.
-/// The crc32c of each 4 KiB segment of a block is kept in memory and
-/// checked when it is read back, so a damaged cache file is refetched,
-/// never served; a small read reads and checks only its segments.
-struct DiskTier {
-    dir: PathBuf,
-    capacity: u64,
-    index: Mutex<DiskIndex>,
-    /// Block files kept open for reads, by file name: an open and a close
-    /// per 4 KiB read were a fifth of the daemon's CPU in steady random
-    /// reads.
-    open: Mutex<LruCache<String, Arc<std::fs::File>>>,
-}
-
-/// How many block files the disk tier keeps open: a quarter of the
-/// process's file limit, at most 2,048 (2 GiB of blocks).
-fn open_files_bound() -> NonZeroUsize {
-    let soft = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
-        .map_or(1024, |(soft, _)| soft);
-    NonZeroUsize::new((soft / 4).clamp(16, 2048) as usize).expect("at least 16")
-}
-
-/// The unit of checksums in the disk tier.
-const SEGMENT: usize = 4 << 10;
-
-struct DiskBlock {
-    file: String,
-    len: usize,
-    /// crc32c of each SEGMENT of the block.
-    crcs: Vec<u32>,
-}
-
-fn segment_crcs(data: &[u8]) -> Vec<u32> {
-    data.chunks(SEGMENT).map(crc32c::crc32c).collect()
-}
-
-struct DiskIndex {
-    blocks: LruCache<(Source, u64), Arc<DiskBlock>>,
-    bytes: u64,
-    next: u64,
-}
-
-impl Drop for DiskTier {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-impl DiskTier {
-    fn get(&self, key: &(Source, u64)) -> Option<Bytes> {
-        let block = self.index.lock().unwrap().blocks.get(key).cloned()?;
-        self.read_checked(key, &block, 0, block.crcs.len())
-    }
-
-    /// Bytes `from..to` of a cached block, reading and checking only the
-    /// segments that hold them.
-    fn get_range(&self, key: &(Source, u64), from: usize, to: usize) -> Option<Bytes> {
-        let block = self.index.lock().unwrap().blocks.get(key).cloned()?;
-        let to = to.min(block.len);
-        if from >= to {
-            return Some(Bytes::new());
-        }
-        let first = from / SEGMENT;
-        let data = self.read_checked(key, &block, first, to.div_ceil(SEGMENT))?;
-        Some(data.slice(from - first * SEGMENT..to - first * SEGMENT))
-    }
-
-    /// Segments `first..last` of `block`, or `None` (and the block dropped)
-    /// when its file is unreadable or damaged.
-    fn read_checked(
-        &self,
-        key: &(Source, u64),
-        block: &DiskBlock,
-        first: usize,
-        last: usize,
-    ) -> Option<Bytes> {
-        use std::os::unix::fs::FileExt;
-        let start = first * SEGMENT;
-        let end = (last * SEGMENT).min(block.len);
-        let mut data = vec![0u8; end - start];
-        let read = self
-            .open_file(&block.file)
-            .and_then(|f| f.read_exact_at(&mut data, start as u64));
-        let intact = read.is_ok()
-            && data
-                .chunks(SEGMENT)
-                .zip(&block.crcs[first..last])
-                .all(|(segment, crc)| crc32c::crc32c(segment) == *crc);
-        if !intact {
-            tracing::warn!(file = %block.file, "disk cache block unreadable or damaged; refetching");
-            self.remove(key);
-            return None;
-        }
-        Some(Bytes::from(data))
-    }
-
-    /// The block file `name`, opened once while reads keep coming.
-    fn open_file(&self, name: &str) -> std::io::Result<Arc<std::fs::File>> {
-        if let Some(file) = self.open.lock().unwrap().get(name) {
-            return Ok(file.clone());
-        }
-        let file = Arc::new(std::fs::File::open(self.dir.join(name))?);
-        self.open.lock().unwrap().put(name.to_string(), file.clone());
-        Ok(file)
-    }
-
-    /// Deletes a block's file (and closes it, so its space is freed).
-    fn delete_file(&self, name: &str) {
-        self.open.lock().unwrap().pop(name);
-        let _ = std::fs::remove_file(self.dir.join(name));
-    }
-
-    fn remove(&self, key: &(Source, u64)) {
-        let removed = {
-            let mut index = self.index.lock().unwrap();
-            let removed = index.blocks.pop(key);
-            if let Some(block) = &removed {
-                index.bytes -= block.len as u64;
-            }
-            removed
-        };
-        if let Some(block) = removed {
-            self.delete_file(&block.file);
-        }
-    }
-
-    fn put(&self, key: (Source, u64), data: &Bytes) {
-        let name = {
-            let mut index = self.index.lock().unwrap();
-            if index.blocks.contains(&key) {
-                return;
-            }
-            index.next += 1;
-            format!("{:016x}", index.next)
-        };
-        if let Err(e) = std::fs::write(self.dir.join(&name), data) {
-            tracing::warn!(error = %e, "could not write to the disk cache");
-            return;
-        }
-        let block = DiskBlock {
-            file: name,
-            len: data.len(),
-            crcs: segment_crcs(data),
-        };
-        let mut evicted = Vec::new();
-        {
-            let mut index = self.index.lock().unwrap();
-            index.bytes += data.len() as u64;
-            index.blocks.put(key, Arc::new(block));
-            while index.bytes > self.capacity {
-                match index.blocks.pop_lru() {
-                    Some((_, old)) => {
-                        index.bytes -= old.len as u64;
-                        evicted.push(old);
-                    }
-                    None => break,
-                }
-            }
-        }
-        for old in evicted {
-            self.delete_file(&old.file);
-        }
-    }
-}
-
 struct Inner {
     blocks: LruCache<(Source, u64), Bytes>,
     bytes: usize,
@@ -240,23 +75,11 @@ impl BlockCache {
         }
     }
 
-    /// Adds a disk tier of at most `capacity` bytes in `dir`, emptied first
-    /// (what it held is not trusted across runs: the index lives in memory).
-    pub fn with_disk(mut self, dir: &Path, capacity: u64) -> std::io::Result<Self> {
-        if dir.exists() {
-            std::fs::remove_dir_all(dir)?;
-        }
-        std::fs::create_dir_all(dir)?;
-        self.disk = Some(DiskTier {
-            dir: dir.to_path_buf(),
-            capacity,
-            index: Mutex::new(DiskIndex {
-                blocks: LruCache::unbounded(),
-                bytes: 0,
-                next: 0,
-            }),
-            open: Mutex::new(LruCache::new(open_files_bound())),
-        });
+    /// Adds a disk tier of at most `capacity` bytes in `dir`: emptied first
+    /// and removed at the end (`Lifetime::Private`), or read back and kept
+    /// for the next mount (`Lifetime::Persistent`; see `disk_cache.rs`).
+    pub fn with_disk(mut self, dir: &Path, capacity: u64, lifetime: Lifetime) -> std::io::Result<Self> {
+        self.disk = Some(DiskTier::open(dir, capacity, lifetime)?);
         Ok(self)
     }
 
@@ -273,10 +96,7 @@ impl BlockCache {
     fn contains(&self, source: &Source, block: u64) -> bool {
         let key = (source.clone(), block);
         self.inner.lock().unwrap().blocks.contains(&key)
-            || self
-                .disk
-                .as_ref()
-                .is_some_and(|d| d.index.lock().unwrap().blocks.contains(&key))
+            || self.disk.as_ref().is_some_and(|d| d.contains(&key))
     }
 
     fn insert(&self, source: &Source, block: u64, data: Bytes, keep: Keep) {
@@ -678,6 +498,7 @@ impl Readahead {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::disk_cache::SEGMENT;
 
     /// Random read patterns: whatever the reads, a prefetch starts at or
     /// past the read that asked for it, never repeats a range already asked
@@ -800,7 +621,7 @@ mod tests {
     fn the_disk_tier_serves_evicted_blocks_and_refuses_damaged_ones() {
         let dir = tempfile::tempdir().unwrap();
         let cache = BlockCache::new(BLOCK as usize)
-            .with_disk(&dir.path().join("blocks"), 2 * BLOCK)
+            .with_disk(&dir.path().join("blocks"), 2 * BLOCK, Lifetime::Private)
             .unwrap();
         let source = Source::default();
         for i in 0..3 {
@@ -811,17 +632,9 @@ mod tests {
         assert_eq!(cache.get(&source, 1).unwrap()[0], 1);
         // A flipped byte in a cache file: the block is dropped, not served.
         let disk = cache.disk.as_ref().unwrap();
-        let name = disk
-            .index
-            .lock()
-            .unwrap()
-            .blocks
-            .peek(&(source.clone(), 2))
-            .map(|b| b.file.clone())
-            .unwrap();
-        let path = dir.path().join("blocks").join(name);
+        let (path, offset) = disk.file_of(&(source.clone(), 2)).unwrap();
         let mut data = std::fs::read(&path).unwrap();
-        data[10] ^= 1;
+        data[offset as usize + 10] ^= 1;
         std::fs::write(&path, data).unwrap();
         assert!(disk.get(&(source.clone(), 2)).is_none());
         assert!(!path.exists());
@@ -831,7 +644,7 @@ mod tests {
     fn small_reads_from_the_disk_tier_check_only_their_segments() {
         let dir = tempfile::tempdir().unwrap();
         let cache = BlockCache::new(0)
-            .with_disk(&dir.path().join("blocks"), 4 * BLOCK)
+            .with_disk(&dir.path().join("blocks"), 4 * BLOCK, Lifetime::Private)
             .unwrap();
         let source = Source::default();
         let block: Vec<u8> = (0..BLOCK as usize).map(|i| (i / 7) as u8).collect();
@@ -845,17 +658,9 @@ mod tests {
         assert_eq!(disk.get_range(&key, end - 10, end).unwrap(), block[end - 10..]);
         // Damage in the fourth segment: reads elsewhere are still served,
         // a read touching it is refused and the block dropped.
-        let name = disk
-            .index
-            .lock()
-            .unwrap()
-            .blocks
-            .peek(&key)
-            .map(|b| b.file.clone())
-            .unwrap();
-        let path = dir.path().join("blocks").join(name);
+        let (path, offset) = disk.file_of(&key).unwrap();
         let mut data = std::fs::read(&path).unwrap();
-        data[3 * SEGMENT + 5] ^= 1;
+        data[offset as usize + 3 * SEGMENT + 5] ^= 1;
         std::fs::write(&path, data).unwrap();
         assert_eq!(disk.get_range(&key, 0, 4096).unwrap(), block[..4096]);
         assert!(disk.get_range(&key, 3 * SEGMENT, 3 * SEGMENT + 4096).is_none());

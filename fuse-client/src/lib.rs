@@ -11,6 +11,7 @@ pub(crate) mod cache;
 pub(crate) mod deletes;
 pub(crate) mod dir_writes;
 pub(crate) mod dirty;
+pub(crate) mod disk_cache;
 pub mod error;
 pub mod fs;
 pub(crate) mod fuse;
@@ -111,6 +112,13 @@ pub struct MountArgs {
     pub allow_other: bool,
 }
 
+/// The disk cache a mount of `bucket` at `endpoint` keeps for the next one.
+fn disk_cache_name(endpoint: &str, bucket: &str) -> String {
+    use md5::Digest;
+    let digest = md5::Md5::digest(format!("{endpoint}\n{bucket}").as_bytes());
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
 pub fn main(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Mount(args) => mount(*args),
@@ -181,6 +189,7 @@ fn mount(args: MountArgs) -> Result<()> {
             .disk_cache_size
             .unwrap_or_else(|| default_disk_cache_mib(&args.cache_dir))
             << 20,
+        disk_cache_name: Some(disk_cache_name(&creds.endpoint, &args.bucket)),
         attr_ttl: Duration::from_secs_f64(args.attr_ttl),
         dir_ttl: Duration::from_secs_f64(args.dir_ttl),
         uid: nix::unistd::getuid().as_raw(),

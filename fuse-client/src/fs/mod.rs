@@ -29,6 +29,7 @@ use crate::attrs::{Posix, S_IFDIR, S_IFREG};
 use crate::cache::BlockCache;
 use crate::deletes::Deletes;
 use crate::dir_writes::DirWrites;
+use crate::disk_cache::Lifetime;
 use crate::error::FsError;
 use crate::scan::Scans;
 use crate::store::{ObjectInfo, Source, Store};
@@ -68,6 +69,9 @@ pub struct Config {
     pub cache_bytes: usize,
     /// Bytes of object blocks kept on disk under `cache_dir` (0: none).
     pub disk_cache_bytes: u64,
+    /// Names the disk cache kept across mounts (one per endpoint and
+    /// bucket); `None`: a private one, emptied at the end.
+    pub disk_cache_name: Option<String>,
     /// Attributes older than this are fetched again.
     pub attr_ttl: Duration,
     /// A directory listing this mount holds is trusted this long (see `absence.rs`).
@@ -144,10 +148,13 @@ impl Fs {
         table.by_path.insert(String::new(), ROOT);
         let mut cache = BlockCache::new(config.cache_bytes);
         if config.disk_cache_bytes > 0 {
-            let dir = config
-                .cache_dir
-                .join(format!("bucketfs-blocks-{}", std::process::id()));
-            cache = cache.with_disk(&dir, config.disk_cache_bytes)?;
+            // Kept for the next mount of the same bucket when it has a name.
+            let (name, lifetime) = match &config.disk_cache_name {
+                Some(name) => (name.clone(), Lifetime::Persistent),
+                None => (std::process::id().to_string(), Lifetime::Private),
+            };
+            let dir = config.cache_dir.join(format!("bucketfs-blocks-{name}"));
+            cache = cache.with_disk(&dir, config.disk_cache_bytes, lifetime)?;
         }
         let write_back =
             (config.write_back > 0).then(|| Arc::new(tokio::sync::Semaphore::new(config.write_back)));

@@ -64,6 +64,7 @@ pub fn config(settings: Settings, dir: &std::path::Path) -> Config {
         cache_dir: dir.to_path_buf(),
         cache_bytes: 16 << 20,
         disk_cache_bytes: 0,
+        disk_cache_name: None,
         attr_ttl: Duration::from_secs(1),
         dir_ttl: Duration::from_secs(60),
         uid: 0,

@@ -282,14 +282,20 @@ impl DiskTier {
             crcs: segment_crcs(data),
         };
         let header = serde_json::to_vec(&header).expect("a header serializes");
-        let mut file = Vec::with_capacity(MAGIC.len() + 4 + header.len() + data.len());
-        file.extend_from_slice(MAGIC);
-        file.extend_from_slice(&(header.len() as u32).to_le_bytes());
-        file.extend_from_slice(&header);
-        let offset = file.len() as u64;
-        file.extend_from_slice(data);
-        if let Err(e) = std::fs::write(self.dir.join(&name), &file) {
+        let mut prefix = Vec::with_capacity(MAGIC.len() + 4 + header.len());
+        prefix.extend_from_slice(MAGIC);
+        prefix.extend_from_slice(&(header.len() as u32).to_le_bytes());
+        prefix.extend_from_slice(&header);
+        let offset = prefix.len() as u64;
+        // Two writes rather than a copy of the block behind its header.
+        let written = File::create(self.dir.join(&name)).and_then(|mut f| {
+            use std::io::Write;
+            f.write_all(&prefix)?;
+            f.write_all(data)
+        });
+        if let Err(e) = written {
             tracing::warn!(error = %e, "could not write to the disk cache");
+            self.delete_file(&name);
             return;
         }
         let block = DiskBlock {

@@ -273,19 +273,20 @@ impl DiskTier {
             index.next += 1;
             format!("{:016x}", index.next)
         };
+        let crcs = segment_crcs(data);
         let header = Header {
             key: key.0.key.clone(),
             version_id: key.0.version_id.clone(),
             etag: key.0.etag.clone(),
             block: key.1,
             len: data.len(),
-            crcs: segment_crcs(data),
+            crcs,
         };
-        let header = serde_json::to_vec(&header).expect("a header serializes");
-        let mut prefix = Vec::with_capacity(MAGIC.len() + 4 + header.len());
+        let encoded = serde_json::to_vec(&header).expect("a header serializes");
+        let mut prefix = Vec::with_capacity(MAGIC.len() + 4 + encoded.len());
         prefix.extend_from_slice(MAGIC);
-        prefix.extend_from_slice(&(header.len() as u32).to_le_bytes());
-        prefix.extend_from_slice(&header);
+        prefix.extend_from_slice(&(encoded.len() as u32).to_le_bytes());
+        prefix.extend_from_slice(&encoded);
         let offset = prefix.len() as u64;
         // Two writes rather than a copy of the block behind its header.
         let written = File::create(self.dir.join(&name)).and_then(|mut f| {
@@ -302,7 +303,7 @@ impl DiskTier {
             file: name,
             offset,
             len: data.len(),
-            crcs: segment_crcs(data),
+            crcs: header.crcs,
         };
         self.add(key, block);
     }

@@ -34,18 +34,15 @@ use bucketfs_bench::targets::{self, fio, Kind, Target};
 /// (60 s) plus a pass (30 s), plus slack.
 const GC_WAIT: Duration = Duration::from_secs(100);
 
-fn bytes_in(cluster: &Cluster) -> u64 {
-    (1..=2)
-        .filter_map(|i| cluster.router_metric(i, "bucketfs_router_bytes_in_total"))
-        .sum()
-}
-
 /// `bytes_in` once it has not moved for 5 s (uploads after close settle).
 fn settled_bytes_in(cluster: &Cluster) -> u64 {
-    let mut last = (bytes_in(cluster), Instant::now());
+    let mut last = (
+        cluster.routers_metric("bucketfs_router_bytes_in_total"),
+        Instant::now(),
+    );
     while last.1.elapsed() < Duration::from_secs(5) {
         std::thread::sleep(Duration::from_millis(500));
-        let now = bytes_in(cluster);
+        let now = cluster.routers_metric("bucketfs_router_bytes_in_total");
         if now != last.0 {
             last = (now, Instant::now());
         }

@@ -34,7 +34,7 @@ def expected():
     falloc = bytearray(pattern(100_000, 3))
     falloc[4096:12288] = bytes(8192)  # punched
     falloc[50_000:60_000] = bytes(10_000)  # zeroed
-    falloc += bytes(150_000 - len(falloc))  # extended by the plain mode
+    falloc += bytes(150_000 - len(falloc))  # extended by posix_fallocate
     sparse = bytes(1 << 20) + b"tail"
     return {
         "direct": bytes(direct),
@@ -68,8 +68,9 @@ def write(d):
     m.close()
     os.close(fd)
 
-    # fallocate: keep-size changes nothing, punch and zero write zeros,
-    # the plain mode extends.
+    # fallocate: keep-size changes nothing, punch and zero write zeros; a
+    # mode that would grow the file is refused, and glibc's posix_fallocate
+    # then writes the zeros itself.
     with open(f"{d}/falloc", "wb") as f:
         f.write(pattern(100_000, 3))
     fd = os.open(f"{d}/falloc", os.O_RDWR)
@@ -77,7 +78,14 @@ def write(d):
     assert os.fstat(fd).st_size == 100_000
     fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 4096, 8192)
     fallocate(fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, 50_000, 10_000)
-    fallocate(fd, 0, 0, 150_000)
+    fallocate(fd, 0, 0, 100_000)
+    try:
+        fallocate(fd, 0, 0, 150_000)
+        raise AssertionError("fallocate grew the file")
+    except OSError as e:
+        assert e.errno == 95, e
+    assert os.fstat(fd).st_size == 100_000, os.fstat(fd).st_size
+    os.posix_fallocate(fd, 0, 150_000)
     assert os.fstat(fd).st_size == 150_000, os.fstat(fd).st_size
     try:
         fallocate(fd, FALLOC_FL_PUNCH_HOLE, 0, 10)

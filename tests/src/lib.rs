@@ -540,6 +540,14 @@ impl Cluster {
         metric(&text, name)
     }
 
+    /// A counter summed over the cluster's routers (a router that does not
+    /// answer counts 0).
+    pub fn routers_metric(&self, name: &str) -> u64 {
+        (1..=self.ports.routers.len())
+            .filter_map(|i| self.router_metric(i, name))
+            .sum()
+    }
+
     /// The chunk files of storage node `i`.
     fn chunk_files(&self, i: usize) -> impl Iterator<Item = fs::DirEntry> {
         fs::read_dir(self.node_data_dir(i).join("chunks"))

@@ -88,12 +88,6 @@ fn unmodified_tools_on_a_mounted_bucket() -> Result<()> {
     Ok(())
 }
 
-fn bytes_out(cluster: &Cluster) -> u64 {
-    (1..=2)
-        .filter_map(|i| cluster.router_metric(i, "bucketfs_router_bytes_out_total"))
-        .sum()
-}
-
 /// The pid of the bucketfs daemon serving `mountpoint`.
 fn daemon_pid(mountpoint: &std::path::Path) -> Option<i32> {
     let needle = mountpoint.to_string_lossy().into_owned();
@@ -124,9 +118,13 @@ fn the_disk_cache_serves_rereads_and_a_killed_daemon_leaves_no_mount() -> Result
     // read comes from the disk cache (the file is within a quarter of it,
     // so not read as a stream): the routers send nothing.
     fs::write("/proc/sys/vm/drop_caches", "3")?;
-    let before = bytes_out(&cluster);
+    let before = cluster.routers_metric("bucketfs_router_bytes_out_total");
     assert_eq!(sha256_file(&mnt.join("src.bin"))?, sha);
-    assert_eq!(bytes_out(&cluster), before, "the reread went to the store");
+    assert_eq!(
+        cluster.routers_metric("bucketfs_router_bytes_out_total"),
+        before,
+        "the reread went to the store"
+    );
     // Small reads at random offsets: from the disk cache's checked
     // segments, still exact, still without the store.
     fs::write("/proc/sys/vm/drop_caches", "3")?;
@@ -146,7 +144,11 @@ fn the_disk_cache_serves_rereads_and_a_killed_daemon_leaves_no_mount() -> Result
             "{len} bytes at {offset} differ"
         );
     }
-    assert_eq!(bytes_out(&cluster), before, "a small reread went to the store");
+    assert_eq!(
+        cluster.routers_metric("bucketfs_router_bytes_out_total"),
+        before,
+        "a small reread went to the store"
+    );
 
     // kill -9 of the daemon: auto_unmount removes the mount. (One CI run
     // on a loaded machine missed a 10 s limit; say what was left if so.)
@@ -202,11 +204,8 @@ fn write_back_uploads_after_close_and_sync_waits_for_it() -> Result<()> {
         "tar into the mount",
     )?;
     fs::create_dir(mnt.join("small"))?;
-    let batched = |cluster: &Cluster| -> u64 {
-        (1..=2)
-            .filter_map(|i| cluster.router_metric(i, "bucketfs_router_objects_batched_total"))
-            .sum()
-    };
+    let batched =
+        |cluster: &Cluster| -> u64 { cluster.routers_metric("bucketfs_router_objects_batched_total") };
     let batched_before = batched(&cluster);
     for i in 0..200 {
         fs::write(
@@ -622,11 +621,7 @@ fn a_tree_walk_lists_a_small_tree_once() -> Result<()> {
             }
         }
     }
-    let listings = |cluster: &Cluster| -> u64 {
-        (1..=2)
-            .filter_map(|i| cluster.router_metric(i, "bucketfs_router_listings_total"))
-            .sum()
-    };
+    let listings = |cluster: &Cluster| -> u64 { cluster.routers_metric("bucketfs_router_listings_total") };
     // A fresh mount knows nothing; a long TTL keeps the test about counts.
     let b = cluster.dir.join("b");
     let _mb = cluster.mount_with("walk", &b, &["--attr-ttl", "30"])?;

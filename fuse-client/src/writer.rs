@@ -469,11 +469,7 @@ impl Writer {
     ) -> Result<(), FsError> {
         let busy = |w: &Self| w.uploads.len() >= IN_FLIGHT || w.uploading.contains(&i);
         while busy(self) && !self.uploads.is_empty() {
-            // A failed part is stale again and the commit sends it: the
-            // write that only made room for this one need not fail.
-            if let Err(e) = self.reap_one().await {
-                tracing::warn!(key = %self.key, error = %e, "a part upload failed; the commit sends it again");
-            }
+            self.reap_one().await;
         }
         let upload = self.ensure_upload(store, meta).await?;
         let generation = self.parts[i].generation;
@@ -487,29 +483,33 @@ impl Writer {
         Ok(())
     }
 
-    /// Waits for one background upload and records it.
-    async fn reap_one(&mut self) -> Result<(), FsError> {
+    /// Waits for one background upload and records it. A part whose
+    /// upload failed is stale again, and the commit sends it itself: no
+    /// caller fails for it (the store's own retries are spent by then).
+    async fn reap_one(&mut self) {
         let Some(joined) = self.uploads.join_next().await else {
-            return Ok(());
+            return;
         };
-        let (i, generation, result) = joined.map_err(|e| FsError::Io(e.to_string()))?;
+        let (i, generation, result) = match joined {
+            Ok(done) => done,
+            Err(e) => {
+                tracing::warn!(key = %self.key, error = %e, "a part upload task ended; the commit sends its part");
+                return;
+            }
+        };
         if let Some(at) = self.uploading.iter().position(|&j| j == i) {
             self.uploading.swap_remove(at);
         }
-        let Some(part) = self.parts.get_mut(i) else {
-            return Ok(());
+        let Some(part) = self.parts.get_mut(i).filter(|p| p.generation == generation) else {
+            return;
         };
-        if part.generation != generation {
-            return Ok(());
-        }
         match result {
             Ok(etag) => part.remote = Remote::Uploaded(etag),
             Err(e) => {
                 part.remote = Remote::Stale;
-                return Err(e);
+                tracing::warn!(key = %self.key, error = %e, "a part upload failed; the commit sends it again");
             }
         }
-        Ok(())
     }
 
     /// Commits the file as a new version of its object with `meta`; a
@@ -522,12 +522,7 @@ impl Writer {
     ) -> Result<ObjectInfo, FsError> {
         self.settle().await?;
         while !self.uploads.is_empty() {
-            // A part whose background upload failed is stale again: this
-            // commit uploads it itself, so a commit after a failed one can
-            // land (the store's own retries are spent by then).
-            if let Err(e) = self.reap_one().await {
-                tracing::warn!(key = %self.key, error = %e, "a part upload failed; the commit sends it again");
-            }
+            self.reap_one().await;
         }
         let mut info = if let Some(info) = self.try_patch(store, meta).await? {
             info

@@ -39,14 +39,19 @@ impl Fs {
         let end = offset.checked_add(len).ok_or(FsError::TooBig)?;
         let mut file = handle.state.lock().await;
         let node = self.node(handle.ino)?;
-        let meta = node.posix.to_metadata();
-        let writer = self.writer(&mut file, &node)?;
-        let size = writer.size();
+        // An open file's node follows its writer's size.
+        let size = node.size;
         if !keep_size && end > size {
             return Err(FsError::NotSupported);
         }
+        if !zero {
+            // Nothing to reserve: no writer needed.
+            return Ok(());
+        }
+        let meta = node.posix.to_metadata();
+        let writer = self.writer(&mut file, &node)?;
         let zero_end = end.min(size);
-        if zero && offset < zero_end {
+        if offset < zero_end {
             let zeros = vec![0u8; ZERO_PIECE.min(zero_end - offset) as usize];
             let mut at = offset;
             while at < zero_end {
@@ -55,12 +60,10 @@ impl Fs {
                 at += n as u64;
             }
         }
-        if zero {
-            self.update(handle.ino, |n| {
-                n.posix.mtime = SystemTime::now();
-                n.posix.ctime = n.posix.mtime;
-            });
-        }
+        self.update(handle.ino, |n| {
+            n.posix.mtime = SystemTime::now();
+            n.posix.ctime = n.posix.mtime;
+        });
         Ok(())
     }
 }

@@ -195,11 +195,12 @@ impl Fs {
         uid: u32,
         gid: u32,
     ) -> Result<Attr, FsError> {
-        if !Kind::of_mode(mode).is_special() {
+        let kind = Kind::of_mode(mode);
+        if !kind.is_special() {
             return Err(FsError::Invalid);
         }
         let mut posix = self.new_posix(mode & S_IFMT, mode, uid, gid);
-        if matches!(Kind::of_mode(mode), Kind::CharDevice | Kind::BlockDevice) {
+        if matches!(kind, Kind::CharDevice | Kind::BlockDevice) {
             posix.rdev = rdev;
         }
         self.make_object(parent, name, posix, Bytes::new()).await

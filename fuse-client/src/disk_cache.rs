@@ -287,6 +287,7 @@ impl DiskTier {
         prefix.extend_from_slice(MAGIC);
         prefix.extend_from_slice(&(encoded.len() as u32).to_le_bytes());
         prefix.extend_from_slice(&encoded);
+        prefix.resize(data_offset(encoded.len()) as usize, 0);
         let offset = prefix.len() as u64;
         // Two writes rather than a copy of the block behind its header.
         let written = File::create(self.dir.join(&name)).and_then(|mut f| {
@@ -343,6 +344,12 @@ impl DiskTier {
     }
 }
 
+/// Where a block's bytes start behind a header of `len` bytes: on a segment
+/// boundary, so a segment read is one page of the file, not two halves.
+fn data_offset(len: usize) -> u64 {
+    (MAGIC.len() + 4 + len).next_multiple_of(SEGMENT) as u64
+}
+
 /// A block file's header and where its bytes start, if it is one of ours
 /// and as long as it says.
 fn read_header(path: &Path) -> Option<(Header, u64)> {
@@ -359,7 +366,7 @@ fn read_header(path: &Path) -> Option<(Header, u64)> {
     let mut header = vec![0u8; len];
     file.read_exact_at(&mut header, 12).ok()?;
     let header: Header = serde_json::from_slice(&header).ok()?;
-    let offset = 12 + len as u64;
+    let offset = data_offset(len);
     let whole = file.metadata().ok()?.len() == offset + header.len as u64;
     // Named by neither ETag nor version, a block could be of any content.
     let named = !header.etag.is_empty() || header.version_id.is_some();

@@ -1,7 +1,7 @@
 //! The bucketfs extensions of S3 that the FUSE client speaks to the router,
-//! written once for both: the rename and batch calls, the listing with
-//! metadata, ETags from chunk ids, and the chunk size that multipart parts
-//! follow.
+//! written once for both: the rename, batch, patch and link calls, the
+//! listing with metadata, ETags from chunk ids, and the chunk size that
+//! multipart parts follow.
 
 use std::collections::HashMap;
 
@@ -79,6 +79,36 @@ pub fn parse_patch_ranges(header: &str) -> Result<Vec<(u64, u64)>, String> {
     Ok(ranges)
 }
 
+/// Hard links (migration 0013 in the router): names that share an inode
+/// are a link group. `POST /{bucket}?bucketfs-link` makes the key in
+/// `x-bucketfs-link-to` (percent-encoded) a name of the group of the key in
+/// `x-bucketfs-link-from`, with the source's content; `x-amz-meta-*`
+/// headers, when sent, replace the group's user metadata. Answers 200 with
+/// the ETag and `x-bucketfs-links`; 404 when the source is missing, 412
+/// when the new name exists.
+pub const LINK_QUERY: &str = "bucketfs-link";
+pub const LINK_FROM_HEADER: &str = "x-bucketfs-link-from";
+pub const LINK_TO_HEADER: &str = "x-bucketfs-link-to";
+/// `true` on a PUT, CopyObject or CompleteMultipartUpload (the patch and
+/// batch calls always do it): the new version goes to every name of the
+/// key's link group, a write through a hard link. Without it the key
+/// leaves its group, so an S3 client's PUT never changes another key.
+pub const FOLLOW_LINKS_HEADER: &str = "x-bucketfs-follow-links";
+/// On HEAD and GET answers of a key in a link group, `GROUP COUNT`: the
+/// group's id and its number of names; `<Links>` in a metadata listing.
+pub const LINKS_HEADER: &str = "x-bucketfs-links";
+
+/// A key's link group and count as `LINKS_HEADER` carries them.
+pub fn format_links(group: u64, count: u32) -> String {
+    format!("{group} {count}")
+}
+
+/// The (group, count) of a `LINKS_HEADER` value.
+pub fn parse_links(value: &str) -> Option<(u64, u32)> {
+    let (group, count) = value.trim().split_once(' ')?;
+    Some((group.parse().ok()?, count.parse().ok()?))
+}
+
 /// A PUT or part carrying `x-bucketfs-etag: chunks` (and no Content-MD5)
 /// gets an ETag made from its chunk ids instead of the MD5 of its bytes.
 pub const ETAG_HEADER: &str = "x-bucketfs-etag";
@@ -140,6 +170,13 @@ pub struct BatchFailure {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn links_round_trip() {
+        assert_eq!(parse_links(&format_links(42, 3)), Some((42, 3)));
+        assert_eq!(parse_links("7"), None);
+        assert_eq!(parse_links("a 1"), None);
+    }
 
     #[test]
     fn patch_ranges_round_trip_and_bad_ones_are_refused() {

@@ -329,9 +329,13 @@ impl Filesystem for Adapter {
         );
     }
 
-    /// Hard links are not supported: an object has exactly one key.
-    fn link(&self, _req: &Request, _ino: INodeNo, _newparent: INodeNo, _newname: &OsStr, reply: ReplyEntry) {
-        reply.error(Errno::EPERM);
+    fn link(&self, _req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
+        let (fs, name) = (self.fs.clone(), name_of(newname));
+        self.run(
+            reply,
+            async move { fs.link(ino.0, newparent.0, &name?).await },
+            self.entry(),
+        );
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {

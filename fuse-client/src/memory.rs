@@ -57,6 +57,7 @@ impl Version {
             version_id: versioned.then(|| self.id.clone()),
             mtime: self.mtime,
             metadata: self.meta.clone(),
+            links: None,
         }
     }
 }
@@ -74,6 +75,8 @@ struct State {
     keys: BTreeMap<String, Vec<Version>>,
     uploads: HashMap<String, Upload>,
     next_id: u64,
+    /// Hard links as the router keeps them: each linked key's group.
+    links: HashMap<String, u64>,
 }
 
 impl State {
@@ -108,17 +111,50 @@ impl State {
         }
     }
 
+    /// `info` with the key's link group and count, if it has a group.
+    fn with_links(&self, key: &str, mut info: ObjectInfo) -> ObjectInfo {
+        info.links = self.links.get(key).map(|&group| {
+            let count = self.links.values().filter(|&&g| g == group).count();
+            (group, count as u32)
+        });
+        info
+    }
+
+    /// Other keys of `key`'s link group.
+    fn other_links(&self, key: &str) -> Vec<String> {
+        let Some(&group) = self.links.get(key) else {
+            return Vec::new();
+        };
+        let mut keys: Vec<String> = self
+            .links
+            .iter()
+            .filter(|(k, &g)| g == group && k.as_str() != key)
+            .map(|(k, _)| k.clone())
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    /// Stores `version` as `key`'s current one and, as the mount's writes
+    /// follow links, as every other name's of its link group.
     fn store(&mut self, versioned: bool, key: &str, mut version: Version) -> ObjectInfo {
         if !versioned {
             version.id = "null".into();
         }
+        for other in self.other_links(key) {
+            self.store_one(versioned, &other, version.clone());
+        }
+        self.store_one(versioned, key, version)
+    }
+
+    fn store_one(&mut self, versioned: bool, key: &str, version: Version) -> ObjectInfo {
         let info = version.info(versioned);
         let versions = self.keys.entry(key.to_string()).or_default();
         if !versioned {
             versions.clear();
         }
         versions.push(version);
-        info
+        self.with_links(key, info)
     }
 
     /// Part `number` of `upload` (of `key`) is now `body`; answers its ETag.
@@ -143,6 +179,7 @@ impl State {
     }
 
     fn delete(&mut self, versioned: bool, key: &str) {
+        self.links.remove(key);
         if !versioned {
             self.keys.remove(key);
             return;
@@ -352,7 +389,8 @@ impl MemoryStore {
                 }
                 None => {
                     last = Some(format!("k{key}"));
-                    listing.objects.push((key.clone(), version.info(self.versioned)));
+                    let info = state.with_links(key, version.info(self.versioned));
+                    listing.objects.push((key.clone(), info));
                 }
             }
         }
@@ -376,7 +414,7 @@ impl ObjectStore for MemoryStore {
                 etag: String::new(),
             };
             match s.resolve(&source) {
-                Ok(v) => Ok(Some(v.info(versioned))),
+                Ok(v) => Ok(Some(s.with_links(key, v.info(versioned)))),
                 Err(FsError::NotFound) => Ok(None),
                 Err(e) => Err(e),
             }
@@ -675,206 +713,45 @@ impl ObjectStore for MemoryStore {
                     continue;
                 }
                 let moved = s.new_version(v.data, v.meta, Some(v.etag));
+                s.links.remove(&dest(&key));
                 s.store(versioned, &dest(&key), moved);
+                let group = s.links.get(&key).copied();
                 s.delete(versioned, &key);
+                if let Some(group) = group {
+                    s.links.insert(dest(&key), group);
+                }
             }
             Ok(())
+        })
+        .await
+    }
+
+    async fn link(&self, from: &str, to: &str, meta: &Metadata) -> Result<ObjectInfo, FsError> {
+        let versioned = self.versioned;
+        self.call(|s| {
+            if s.current(to).is_some() || from == to {
+                return Err(FsError::Exists);
+            }
+            let source = s.current(from).ok_or(FsError::NotFound)?;
+            let (data, etag) = (source.data.clone(), source.etag.clone());
+            let group = match s.links.get(from) {
+                Some(&g) => g,
+                None => {
+                    s.next_id += 1;
+                    s.links.insert(from.to_string(), s.next_id);
+                    s.next_id
+                }
+            };
+            s.links.insert(to.to_string(), group);
+            let version = s.new_version(data, meta.clone(), Some(etag));
+            s.store(versioned, from, version);
+            let to_version = s.current(to).expect("stored for every name").clone();
+            Ok(s.with_links(to, to_version.info(versioned)))
         })
         .await
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn meta() -> Metadata {
-        Metadata::new()
-    }
-
-    fn source(key: &str, etag: &str) -> Source {
-        Source {
-            key: key.into(),
-            version_id: None,
-            etag: etag.into(),
-        }
-    }
-
-    #[tokio::test]
-    async fn reads_insist_on_the_etag_or_version_they_name() {
-        let store = MemoryStore::new(true);
-        let first = store.put("k", Bytes::from("one"), &meta()).await.unwrap();
-        let second = store.put("k", Bytes::from("two"), &meta()).await.unwrap();
-        assert_ne!(first.etag, second.etag);
-        let stale = store.get_range(&source("k", &first.etag), 0, 10).await;
-        assert!(matches!(stale, Err(FsError::Stale)));
-        let old = Source {
-            version_id: first.version_id.clone(),
-            ..source("k", "")
-        };
-        assert_eq!(store.get_range(&old, 0, 10).await.unwrap(), "one");
-        assert_eq!(
-            store.get_range(&source("k", &second.etag), 1, 10).await.unwrap(),
-            "wo"
-        );
-        store.delete("k").await.unwrap();
-        assert!(store.head("k", None).await.unwrap().is_none());
-        assert_eq!(store.get_range(&old, 0, 3).await.unwrap(), "one");
-        let versions = store.list_versions("", None).await.unwrap().versions;
-        assert_eq!(versions.len(), 3);
-        assert!(versions[0].delete_marker, "newest first");
-    }
-
-    #[tokio::test]
-    async fn unversioned_writes_replace_the_only_version() {
-        let store = MemoryStore::new(false);
-        let info = store.put("k", Bytes::from("one"), &meta()).await.unwrap();
-        assert_eq!(info.version_id, None);
-        store.put("k", Bytes::from("two"), &meta()).await.unwrap();
-        assert_eq!(store.list_versions("", None).await.unwrap().versions.len(), 1);
-        store.delete("k").await.unwrap();
-        assert!(store.keys().is_empty());
-    }
-
-    #[tokio::test]
-    async fn listings_fold_page_and_tell_markers() {
-        let store = MemoryStore::new(false);
-        for key in ["a", "d/", "d/x", "d/y/z", "e/f", "g"] {
-            store.put(key, Bytes::new(), &meta()).await.unwrap();
-        }
-        let top = store.list("", None, 1000).await.unwrap();
-        let keys: Vec<&str> = top.objects.iter().map(|(k, _)| k.as_str()).collect();
-        assert_eq!(keys, ["a", "g"]);
-        assert_eq!(top.prefixes, ["d/", "e/"]);
-        assert!(top.markers["d/"].is_some() && top.markers["e/"].is_none());
-        // One entry a page: a, d/, e/, g.
-        let mut token = None;
-        let mut seen = Vec::new();
-        loop {
-            let page = store.list("", token.as_deref(), 1).await.unwrap();
-            seen.extend(page.objects.iter().map(|(k, _)| k.clone()));
-            seen.extend(page.prefixes.iter().cloned());
-            match page.next {
-                Some(t) => token = Some(t),
-                None => break,
-            }
-        }
-        assert_eq!(seen, ["a", "d/", "e/", "g"]);
-        // Started inside `d/`: its marker cannot be told.
-        let inside = store.list_after("", "d/x", 10).await.unwrap();
-        assert_eq!(inside.prefixes, ["d/", "e/"]);
-        assert!(!inside.markers.contains_key("d/"));
-        let tree = store.list_tree("d/", 2).await.unwrap();
-        assert_eq!(tree.objects.len(), 2);
-        assert!(tree.next.is_some());
-    }
-
-    /// Paging through a listing with any page size, by continuation token
-    /// or by start-after, shows exactly the folded listing a naive reading
-    /// of the keys gives.
-    #[tokio::test]
-    async fn pages_of_any_size_add_up_to_the_whole_listing() {
-        let store = MemoryStore::new(false);
-        let mut keys = Vec::new();
-        for a in ["a", "b", "c/", "d"] {
-            for b in ["", "x", "y/", "y/z", "0/1"] {
-                keys.push(format!("{a}{b}"));
-            }
-        }
-        for key in &keys {
-            store.put(key, Bytes::new(), &meta()).await.unwrap();
-        }
-        for prefix in ["", "c/", "by/", "a"] {
-            let mut want: Vec<String> = Vec::new();
-            for key in keys.iter().filter(|k| k.starts_with(prefix)) {
-                let entry = match key[prefix.len()..].find('/') {
-                    Some(i) => key[..prefix.len() + i + 1].to_string(),
-                    None => key.clone(),
-                };
-                if !want.contains(&entry) {
-                    want.push(entry);
-                }
-            }
-            want.sort();
-            for page in 1..8 {
-                let mut seen = Vec::new();
-                let mut token: Option<String> = None;
-                loop {
-                    let listing = store.list(prefix, token.as_deref(), page).await.unwrap();
-                    assert!(listing.objects.len() + listing.prefixes.len() <= page);
-                    let mut entries: Vec<String> = listing.objects.iter().map(|(k, _)| k.clone()).collect();
-                    entries.extend(listing.prefixes.iter().cloned());
-                    entries.sort();
-                    seen.extend(entries);
-                    match listing.next {
-                        Some(t) => token = Some(t),
-                        None => break,
-                    }
-                }
-                assert_eq!(seen, want, "prefix {prefix:?}, pages of {page}");
-            }
-        }
-    }
-
-    #[tokio::test]
-    async fn renames_move_keys_or_prefixes_whole() {
-        let store = MemoryStore::new(false);
-        for key in ["d/", "d/a", "d/b/c", "e"] {
-            store
-                .put(key, Bytes::from(key.to_string()), &meta())
-                .await
-                .unwrap();
-        }
-        let refused = store.rename("d/", "e/", true, false).await;
-        assert!(refused.is_ok());
-        assert_eq!(store.keys(), ["e", "e/", "e/a", "e/b/c"]);
-        assert!(matches!(
-            store.rename("x", "y", false, false).await,
-            Err(FsError::NotFound)
-        ));
-        assert!(matches!(
-            store.rename("e/a", "e", false, true).await,
-            Err(FsError::Exists)
-        ));
-        assert!(matches!(
-            store.rename("e/", "e/b/", true, false).await,
-            Err(FsError::Invalid)
-        ));
-        assert_eq!(store.contents("e/b/c").unwrap(), "d/b/c");
-    }
-
-    #[tokio::test]
-    async fn multipart_completes_from_parts_and_copies() {
-        let store = MemoryStore::new(false);
-        let base = store.put("k", Bytes::from("abcdef"), &meta()).await.unwrap();
-        let up = store.create_upload("k", &meta()).await.unwrap();
-        let p1 = store
-            .upload_part_copy("k", &up, 1, &source("k", &base.etag), 0, 3)
-            .await
-            .unwrap();
-        let p2 = store.upload_part("k", &up, 2, Bytes::from("XYZ")).await.unwrap();
-        let wrong = store.complete_upload("k", &up, &[p2.clone(), p1.clone()]).await;
-        assert!(matches!(wrong, Err(FsError::Invalid)));
-        store.complete_upload("k", &up, &[p1, p2]).await.unwrap();
-        assert_eq!(store.contents("k").unwrap(), "abcXYZ");
-        assert_eq!(store.open_uploads(), 0);
-    }
-
-    #[tokio::test]
-    async fn faults_hit_the_planned_call() {
-        let store = MemoryStore::new(false);
-        store.fault_at(1, Fault::Fail(FsError::Io("boom".into())));
-        store.fault_at(2, Fault::FailAfter(FsError::Io("lost answer".into())));
-        assert!(store.put("a", Bytes::from("1"), &meta()).await.is_err());
-        assert!(store.contents("a").is_none(), "failed before taking effect");
-        assert!(store.put("b", Bytes::from("2"), &meta()).await.is_err());
-        assert_eq!(store.contents("b").unwrap(), "2", "took effect, answer lost");
-        assert!(store.put("c", Bytes::from("3"), &meta()).await.is_ok());
-        store.random_faults(7, 1_000_000);
-        let mut failed = 0;
-        for _ in 0..30 {
-            failed += store.head("c", None).await.is_err() as u32;
-        }
-        assert!(failed > 0 && failed < 30, "about two thirds fail: {failed}");
-    }
-}
+#[path = "memory_tests.rs"]
+mod tests;

@@ -15,7 +15,8 @@ use anyhow::Context;
 use bucketfs_common::extension::{
     format_patch_ranges, BATCH_QUERY, ETAG_FROM_CHUNKS, ETAG_HEADER, METADATA_HEADER, METADATA_ITEMS,
     META_PREFIX, NO_REPLACE_HEADER, PATCH_BASE_HEADER, PATCH_QUERY, PATCH_RANGES_HEADER, PATCH_SIZE_HEADER,
-    RENAME_FROM_HEADER, RENAME_PREFIX_HEADER, RENAME_QUERY, RENAME_TO_HEADER,
+    RENAME_FROM_HEADER, RENAME_PREFIX_HEADER, RENAME_QUERY, RENAME_TO_HEADER, FOLLOW_LINKS_HEADER, LINKS_HEADER,
+    LINK_FROM_HEADER, LINK_QUERY, LINK_TO_HEADER, parse_links,
 };
 use bytes::Bytes;
 use reqwest::{Method, StatusCode};
@@ -504,13 +505,17 @@ impl ObjectStore for S3 {
             version_id,
             mtime: SystemTime::now(),
             metadata: meta.clone(),
+            links: None,
         })
     }
 
     /// Stores `body` as the new version of `key` (one PutObject call).
     async fn put(&self, key: &str, body: Bytes, meta: &Metadata) -> Result<ObjectInfo, FsError> {
         let size = body.len() as u64;
-        let call = Call::new(Method::PUT, Some(key)).metadata(meta).data(body);
+        let call = Call::new(Method::PUT, Some(key))
+            .header(FOLLOW_LINKS_HEADER, "true")
+            .metadata(meta)
+            .data(body);
         let resp = self.send_ok(call).await?;
         let mut info = info_from_headers(resp.headers());
         info.size = size;
@@ -566,6 +571,7 @@ impl ObjectStore for S3 {
         let call = Call::new(Method::PUT, Some(key))
             .header("x-amz-copy-source", self.copy_source(source))
             .header("x-amz-metadata-directive", "REPLACE")
+            .header(FOLLOW_LINKS_HEADER, "true")
             .metadata(meta);
         let call = match source.etag.is_empty() {
             true => call,
@@ -679,6 +685,7 @@ impl ObjectStore for S3 {
         xml.push_str("</CompleteMultipartUpload>");
         let call = Call::new(Method::POST, Some(key))
             .query("uploadId", upload)
+            .header(FOLLOW_LINKS_HEADER, "true")
             .body(Bytes::from(xml));
         let resp = self.send_ok(call).await?;
         let version_id = resp
@@ -754,6 +761,7 @@ impl ObjectStore for S3 {
                 version_id: xml_field(block, "VersionId"),
                 mtime: xml_field(block, "LastModified").map_or(SystemTime::UNIX_EPOCH, |t| parse_iso(&t)),
                 metadata: HashMap::new(),
+                links: None,
             },
         };
         let mut versions: Vec<VersionEntry> = xml_blocks(&text, "Version").map(|b| entry(b, false)).collect();
@@ -805,6 +813,30 @@ impl ObjectStore for S3 {
         }
         self.rename_by_copy(from, to, prefix).await
     }
+
+    /// The bucketfs link extension; `NotSupported` on other servers.
+    async fn link(&self, from: &str, to: &str, meta: &Metadata) -> Result<ObjectInfo, FsError> {
+        let call = Call::new(Method::POST, None)
+            .query(LINK_QUERY, "")
+            .header(LINK_FROM_HEADER, encode_path(from))
+            .header(LINK_TO_HEADER, encode_path(to))
+            .metadata(meta);
+        let resp = self.send(call).await?;
+        match resp.status() {
+            s if s.is_success() => {
+                let mut info = info_from_headers(resp.headers());
+                info.mtime = SystemTime::now();
+                info.metadata = meta.clone();
+                Ok(info)
+            }
+            StatusCode::PRECONDITION_FAILED => Err(FsError::Exists),
+            StatusCode::NOT_FOUND => Err(FsError::NotFound),
+            StatusCode::BAD_REQUEST | StatusCode::METHOD_NOT_ALLOWED | StatusCode::NOT_IMPLEMENTED => {
+                Err(FsError::NotSupported)
+            }
+            _ => Err(error_of(resp).await),
+        }
+    }
 }
 
 /// Server errors worth another try: not "not implemented" nor "disk full".
@@ -838,6 +870,7 @@ fn info_from_headers(headers: &reqwest::header::HeaderMap) -> ObjectInfo {
             .map(|z| SystemTime::from(z.timestamp()))
             .unwrap_or(SystemTime::UNIX_EPOCH),
         metadata,
+        links: parse_links(header(headers, LINKS_HEADER)),
     }
 }
 
@@ -876,6 +909,7 @@ fn listed_info(block: &str, attributes: bool) -> ObjectInfo {
         info.metadata = xml_blocks(block, "Item")
             .filter_map(|item| Some((xml_field(item, "Key")?, xml_field(item, "Value")?)))
             .collect();
+        info.links = xml_field(block, "Links").and_then(|l| parse_links(&l));
     }
     info
 }

@@ -44,6 +44,9 @@ pub struct ObjectInfo {
     pub mtime: SystemTime,
     /// User metadata, keys without `x-amz-meta-`.
     pub metadata: Metadata,
+    /// The key's hard-link group and its number of names, when it is in one
+    /// (a bucketfs router's HEAD and listings tell; see `link`).
+    pub links: Option<(u64, u32)>,
 }
 
 impl Default for ObjectInfo {
@@ -54,6 +57,7 @@ impl Default for ObjectInfo {
             version_id: None,
             mtime: SystemTime::UNIX_EPOCH,
             metadata: HashMap::new(),
+            links: None,
         }
     }
 }
@@ -199,4 +203,12 @@ pub trait ObjectStore: Send + Sync + 'static {
     /// `NotFound` when nothing matches; `Exists` when `no_replace` and a
     /// destination exists.
     async fn rename(&self, from: &str, to: &str, prefix: bool, no_replace: bool) -> Result<(), FsError>;
+
+    /// Makes `to` a hard link of `from`: both names then share one link
+    /// group, and every write through any name (each commit above) gives
+    /// all of them its version. `meta` replaces the group's metadata (a
+    /// link changes ctime). Answers `to`'s info with its link count;
+    /// `Exists` when `to` exists, `NotFound` without `from`,
+    /// `NotSupported` on a store without links.
+    async fn link(&self, from: &str, to: &str, meta: &Metadata) -> Result<ObjectInfo, FsError>;
 }

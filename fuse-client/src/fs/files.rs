@@ -58,6 +58,8 @@ impl Fs {
             local: true,
             unlinked: false,
             cached_etag: String::new(),
+            group: None,
+            links: 1,
         });
         let node = self.node(attr.ino)?;
         let state = self.acquire(attr.ino);
@@ -262,7 +264,7 @@ impl Fs {
                 writer.abandon(&self.store).await;
             }
             if file.orphan {
-                self.table.lock().unwrap().nodes.remove(&ino);
+                self.table.lock().unwrap().drop_node(ino);
             }
         }
         result

@@ -336,9 +336,10 @@ impl Fs {
                         .is_some_and(|n| !n.local && n.fetched < started)
             })
             .collect();
-        for (path, ino) in gone {
-            table.by_path.remove(&path);
-            table.nodes.remove(&ino);
+        for (path, _) in gone {
+            if let Some((ino, false)) = table.unbind(&path) {
+                table.drop_node(ino);
+            }
         }
     }
 

@@ -13,6 +13,7 @@ mod attributes;
 mod copy;
 mod files;
 mod handles;
+mod links;
 mod listing;
 mod namespace;
 mod table;
@@ -47,8 +48,9 @@ pub struct Attr {
     pub kind: Kind,
     pub size: u64,
     pub posix: Posix,
-    /// 0 once unlinked (still open), else 1; 2 for directories (subdirectories
-    /// are not counted: that would take a listing per stat).
+    /// 0 once unlinked (still open), else its number of names (hard links);
+    /// 2 for directories (subdirectories are not counted: that would take a
+    /// listing per stat).
     pub nlink: u32,
 }
 
@@ -143,6 +145,8 @@ impl Fs {
             local: false,
             unlinked: false,
             cached_etag: String::new(),
+            group: None,
+            links: 1,
         };
         table.nodes.insert(ROOT, root);
         table.by_path.insert(String::new(), ROOT);
@@ -221,21 +225,39 @@ impl Fs {
         self.files.lock().unwrap().contains_key(&ino)
     }
 
-    /// Records `node` at its path, reusing the inode already known for it.
-    /// What an open file or a fuller earlier fetch knows is kept.
+    /// Records `node` at its path, reusing the inode already known for it,
+    /// or for its link group (one inode for all names of a hard-linked
+    /// file). What an open file or a fuller earlier fetch knows is kept.
     fn remember(&self, node: Node) -> Attr {
         self.absence.present(&node.path);
-        let ino = self.table.lock().unwrap().by_path.get(&node.path).copied();
-        let open = ino.is_some_and(|ino| self.is_open(ino) || self.dir_writes.is_pending(ino));
-        let mut table = self.table.lock().unwrap();
-        let ino = match table.by_path.get(&node.path) {
-            Some(&ino) => ino,
-            None => {
-                let ino = self.next_ino.fetch_add(1, Ordering::Relaxed);
-                table.by_path.insert(node.path.clone(), ino);
-                ino
-            }
+        let target = {
+            let table = self.table.lock().unwrap();
+            let known = table.by_path.get(&node.path).copied();
+            table.of_group(node.group).or(known)
         };
+        let open = target.is_some_and(|ino| self.is_open(ino) || self.dir_writes.is_pending(ino));
+        let mut table = self.table.lock().unwrap();
+        let known = table.by_path.get(&node.path).copied();
+        // A name that left its link group is a file of its own again.
+        let left = known.is_some_and(|ino| {
+            table
+                .nodes
+                .get(&ino)
+                .is_some_and(|n| n.group.is_some() && n.group != node.group)
+        });
+        let ino = match (table.of_group(node.group), known) {
+            (Some(ino), _) => ino,
+            (None, Some(ino)) if !left => ino,
+            (None, Some(ino)) => match table.unbind(&node.path) {
+                Some((_, true)) => self.next_ino.fetch_add(1, Ordering::Relaxed),
+                _ => ino,
+            },
+            (None, None) => self.next_ino.fetch_add(1, Ordering::Relaxed),
+        };
+        if table.by_path.get(&node.path) != Some(&ino) {
+            table.unbind(&node.path);
+            table.by_path.insert(node.path.clone(), ino);
+        }
         let keep = table
             .nodes
             .get(&ino)
@@ -254,6 +276,8 @@ impl Fs {
             }
             table.nodes.insert(ino, node);
         }
+        let path = table.nodes[&ino].path.clone();
+        table.bind(&path, ino);
         Self::attr_of(ino, &table.nodes[&ino])
     }
 
@@ -261,8 +285,15 @@ impl Fs {
     fn forget_path(&self, path: &str) {
         {
             let mut table = self.table.lock().unwrap();
-            if let Some(ino) = table.by_path.remove(path) {
-                table.nodes.remove(&ino);
+            match table.unbind(path) {
+                // One name of a hard-linked file: it lives on under the others.
+                Some((ino, true)) => {
+                    if let Some(n) = table.nodes.get_mut(&ino) {
+                        n.links = n.links.saturating_sub(1).max(1);
+                    }
+                }
+                Some((ino, false)) => table.drop_node(ino),
+                None => {}
             }
         }
         self.absence.drop_tree(path);
@@ -278,7 +309,7 @@ impl Fs {
             nlink: match (node.kind, node.unlinked) {
                 (Kind::Dir, _) => 2,
                 (_, true) => 0,
-                (_, false) => 1,
+                (_, false) => node.links.max(1),
             },
         }
     }
@@ -294,6 +325,10 @@ impl Fs {
 
     fn object_node(&self, path: &str, info: ObjectInfo, loaded: bool) -> Node {
         let posix = Posix::from_metadata(&info.metadata, &self.default_posix(S_IFREG, info.mtime));
+        let (group, links) = match info.links {
+            Some((group, count)) => (Some(group), count.max(1)),
+            None => (None, 1),
+        };
         Node {
             path: path.to_string(),
             kind: Kind::of_mode(posix.mode),
@@ -306,6 +341,8 @@ impl Fs {
             local: false,
             unlinked: false,
             cached_etag: String::new(),
+            group,
+            links,
         }
     }
 
@@ -331,6 +368,8 @@ impl Fs {
             local: false,
             unlinked: false,
             cached_etag: String::new(),
+            group: None,
+            links: 1,
         }
     }
 

@@ -132,11 +132,17 @@ impl Fs {
         if attr.kind == Kind::Dir {
             return Err(FsError::IsDir);
         }
+        let path = join(&self.dir(parent)?.path, name);
+        if self.has_other_name(attr.ino, &path) {
+            return self.unlink_name(parent, attr.ino, &path).await;
+        }
         self.orphan(attr.ino).await?;
         // A commit (a write-back one, say) may have landed meanwhile.
         let node = self.node(attr.ino)?;
         if !node.local {
-            if self.write_back.is_some() && !self.is_open(attr.ino) {
+            // A name of a linked file goes at once, so that the others'
+            // link count is right when they are next fetched.
+            if self.write_back.is_some() && !self.is_open(attr.ino) && node.links <= 1 {
                 self.deletes.delete(node.path.clone());
             } else {
                 self.store.delete(&node.path).await?;
@@ -255,15 +261,19 @@ impl Fs {
         check_name(new_name)?;
         let attr = self.lookup(parent, name).await?;
         let from = self.node(attr.ino)?;
+        // The name moved (a hard-linked file's key may be another name).
+        let from_path = join(&self.dir(parent)?.path, name);
         let to_dir = self.dir(new_parent)?;
         let to = join(&to_dir.path, new_name);
         if to.len() + 1 >= MAX_KEY {
             return Err(FsError::NameTooLong);
         }
-        if from.kind == Kind::Dir && (to == from.path || to.starts_with(&dir_prefix(&from.path))) {
+        if from.kind == Kind::Dir && (to == from_path || to.starts_with(&dir_prefix(&from_path))) {
             return Err(FsError::Invalid);
         }
         let mut replaced = None;
+        // A hard-linked file replaced: it keeps its other names.
+        let mut relinked = None;
         if let Ok(existing) = self.lookup(new_parent, new_name).await {
             if no_replace {
                 return Err(FsError::Exists);
@@ -275,6 +285,8 @@ impl Fs {
                 (false, true) => return Err(FsError::IsDir),
                 (true, false) => return Err(FsError::NotDir),
                 (true, true) => self.rmdir(new_parent, new_name).await?,
+                // A hard-linked file replaced lives on under its other names.
+                (false, false) if self.has_other_name(existing.ino, &to) => relinked = Some(existing.ino),
                 (false, false) => {
                     // The file replaced must not commit over its successor
                     // (a chmod of it may have queued a write-back commit).
@@ -294,9 +306,10 @@ impl Fs {
         // for those in flight, and hold them until they know the new name.
         let mut held = HashMap::new();
         if from.kind == Kind::Dir {
-            let inos: Vec<u64> = {
+            // Once each: names of one hard-linked file are one inode.
+            let inos: std::collections::BTreeSet<u64> = {
                 let table = self.table.lock().unwrap();
-                table.below(&from.path).into_iter().map(|(_, ino)| ino).collect()
+                table.below(&from_path).into_iter().map(|(_, ino)| ino).collect()
             };
             for ino in inos {
                 if let Some(state) = self.open_file(ino) {
@@ -304,13 +317,19 @@ impl Fs {
                 }
             }
         }
+        // Nor one of the replaced linked file under the name it loses.
+        if let Some(ino) = relinked.filter(|ino| !held.contains_key(ino)) {
+            if let Some(state) = self.open_file(ino) {
+                held.insert(ino, state.lock_owned().await);
+            }
+        }
         match from.kind {
             Kind::Dir => {
-                self.deletes.settled_under(&dir_prefix(&from.path)).await;
+                self.deletes.settled_under(&dir_prefix(&from_path)).await;
                 self.deletes.settled_under(&dir_prefix(&to)).await;
                 let moved = self
                     .store
-                    .rename(&dir_prefix(&from.path), &dir_prefix(&to), true, no_replace)
+                    .rename(&dir_prefix(&from_path), &dir_prefix(&to), true, no_replace)
                     .await;
                 match moved {
                     // Made here, its marker still queued: nothing stored yet.
@@ -322,42 +341,51 @@ impl Fs {
                 self.flush_inode(attr.ino).await?;
                 let local = self.node(attr.ino)?.local;
                 if !local {
-                    self.store.rename(&from.path, &to, false, no_replace).await?;
+                    self.store.rename(&from_path, &to, false, no_replace).await?;
                 }
             }
         }
         // Listings below the old name no longer describe anything.
-        self.absence.drop_tree(&from.path);
+        self.absence.drop_tree(&from_path);
         self.absence.present(&to);
         // Re-path every known node under the old name.
         let moved: Vec<(String, u64)> = {
             let mut table = self.table.lock().unwrap();
-            let mut moved = table.below(&from.path);
-            if let Some(&ino) = table.by_path.get(&from.path) {
-                moved.push((from.path.clone(), ino));
+            let mut moved = table.below(&from_path);
+            if let Some(&ino) = table.by_path.get(&from_path) {
+                moved.push((from_path.clone(), ino));
             }
-            if let Some(old) = table.by_path.remove(&to) {
-                match replaced {
-                    // Open: it lives on for its handles, under no name.
-                    Some(ino) if ino == old => {
-                        if let Some(n) = table.nodes.get_mut(&old) {
-                            n.unlinked = true;
-                            n.posix.ctime = SystemTime::now();
-                        }
-                    }
-                    _ => {
-                        table.nodes.remove(&old);
+            let mut renamed = Vec::new();
+            match table.unbind(&to) {
+                // Linked: it lives on under its other names, its writes
+                // going to one of them.
+                Some((old, true)) => {
+                    if let Some(n) = table.nodes.get_mut(&old) {
+                        n.links = n.links.saturating_sub(1).max(1);
+                        n.posix.ctime = SystemTime::now();
+                        renamed.push((n.path.clone(), old));
                     }
                 }
+                // Open: it lives on for its handles, under no name.
+                Some((old, false)) if replaced == Some(old) => {
+                    if let Some(n) = table.nodes.get_mut(&old) {
+                        n.unlinked = true;
+                        n.posix.ctime = SystemTime::now();
+                    }
+                }
+                Some((old, false)) => table.drop_node(old),
+                None => {}
             }
             let now = SystemTime::now();
-            let mut renamed = Vec::new();
             for (old_path, ino) in moved {
-                let new_path = format!("{to}{}", &old_path[from.path.len()..]);
-                table.by_path.remove(&old_path);
-                table.by_path.insert(new_path.clone(), ino);
+                let new_path = format!("{to}{}", &old_path[from_path.len()..]);
+                // The key of a linked file may be another of its names.
+                let was_key = table.nodes.get(&ino).is_some_and(|n| n.path == old_path);
+                table.unbind(&old_path);
                 if let Some(n) = table.nodes.get_mut(&ino) {
-                    n.path = new_path.clone();
+                    if was_key {
+                        n.path = new_path.clone();
+                    }
                     // The moved object is a new version of the new key with
                     // the same ETag: read it by key and ETag from now on.
                     n.version_id = None;
@@ -365,7 +393,9 @@ impl Fs {
                         n.posix.ctime = now;
                     }
                 }
-                renamed.push((new_path, ino));
+                table.bind(&new_path, ino);
+                let key = table.nodes.get(&ino).map_or(new_path, |n| n.path.clone());
+                renamed.push((key, ino));
             }
             renamed
         };

@@ -1,7 +1,7 @@
 //! The inode table: what this mount knows of each path, by inode number
 //! and by path. No I/O: `Fs` fills it from the store and reads it back.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
 use std::time::Instant;
 
@@ -61,6 +61,10 @@ pub(super) struct Node {
     pub(super) unlinked: bool,
     /// The ETag whose pages the kernel may keep cached across opens.
     pub(super) cached_etag: String,
+    /// Hard links: the store's link group of the name and its number of
+    /// names (`links` 1 and no group for most files).
+    pub(super) group: Option<u64>,
+    pub(super) links: u32,
 }
 
 #[derive(Default)]
@@ -69,9 +73,70 @@ pub(super) struct Table {
     /// Ordered, so that a directory's entries and everything below it are
     /// range scans, not scans of every known path.
     pub(super) by_path: BTreeMap<String, u64>,
+    /// Hard links: each link group's inode here (a group is one inode, with
+    /// a path per name in `by_path`), and the names known of each linked
+    /// inode. `Node::path`, the key its reads and writes use, is one of them.
+    pub(super) by_group: HashMap<u64, u64>,
+    pub(super) names: HashMap<u64, BTreeSet<String>>,
 }
 
 impl Table {
+    /// Maps `path` to `ino`, as one of its names when it is linked.
+    pub(super) fn bind(&mut self, path: &str, ino: u64) {
+        self.by_path.insert(path.to_string(), ino);
+        let Some(node) = self.nodes.get(&ino) else {
+            return;
+        };
+        if let Some(group) = node.group {
+            let key = node.path.clone();
+            self.by_group.insert(group, ino);
+            let names = self.names.entry(ino).or_default();
+            if self.by_path.get(&key) == Some(&ino) {
+                names.insert(key);
+            }
+            names.insert(path.to_string());
+        }
+    }
+
+    /// `path` names nothing any more. Answers its inode and whether that
+    /// keeps another known name: then the node stays, its key moved to
+    /// another name when it was `path`.
+    pub(super) fn unbind(&mut self, path: &str) -> Option<(u64, bool)> {
+        let ino = self.by_path.remove(path)?;
+        let Some(names) = self.names.get_mut(&ino) else {
+            return Some((ino, false));
+        };
+        names.remove(path);
+        let Some(other) = names.iter().next().cloned() else {
+            self.names.remove(&ino);
+            return Some((ino, false));
+        };
+        if let Some(node) = self.nodes.get_mut(&ino) {
+            if node.path == path {
+                node.path = other;
+                node.version_id = None;
+            }
+        }
+        Some((ino, true))
+    }
+
+    /// Drops inode `ino` (not the paths that still map to it).
+    pub(super) fn drop_node(&mut self, ino: u64) {
+        if let Some(group) = self.nodes.remove(&ino).and_then(|n| n.group) {
+            if self.by_group.get(&group) == Some(&ino) {
+                self.by_group.remove(&group);
+            }
+        }
+        self.names.remove(&ino);
+    }
+
+    /// The inode of link group `group` here, if known.
+    pub(super) fn of_group(&self, group: Option<u64>) -> Option<u64> {
+        let ino = *self.by_group.get(&group?)?;
+        let node = self.nodes.get(&ino)?;
+        (node.group == group).then_some(ino)
+    }
+
     /// Known paths from `from` (inclusive) in byte order.
     pub(super) fn from(&self, from: &str) -> impl Iterator<Item = (&String, &u64)> {
         self.by_path

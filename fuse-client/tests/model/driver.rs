@@ -208,7 +208,8 @@ impl Harness {
             76..=79 => self.rmdir(rng).await,
             80..=85 => self.mkdir(rng).await,
             86..=89 => self.chmod(rng).await,
-            90..=93 => self.symlink(rng).await,
+            90..=91 => self.symlink(rng).await,
+            92..=93 => self.link(rng).await,
             94..=95 => self.readlink(rng).await,
             96..=97 => self.readdir(rng).await,
             _ => self.remount().await,
@@ -587,6 +588,20 @@ impl Harness {
         Ok(())
     }
 
+    async fn link(&mut self, rng: &mut Rng) -> Result<(), String> {
+        let Some(from) = self.pick_kind(rng, |b| *b != Body::Dir) else {
+            return Ok(());
+        };
+        let to = self.new_path(rng);
+        let attr = self.resolve(&from).await.map_err(|e| format!("{from}: {e}"))?;
+        let parent = self.parent_ino(&to).await?;
+        let name = to.rsplit('/').next().unwrap_or_default();
+        let got = self.fs.link(attr.ino, parent, name).await;
+        let want = self.model.link(&from, &to);
+        self.expect(&format!("link {from} {to}"), got, want)?;
+        Ok(())
+    }
+
     async fn readlink(&mut self, rng: &mut Rng) -> Result<(), String> {
         let Some(path) = self.pick_kind(rng, |b| matches!(b, Body::Symlink(_))) else {
             return Ok(());
@@ -655,6 +670,10 @@ impl Harness {
                 "stat {path}: {:?} size {} mode {perm:o}; the model has {kind:?} size {size} mode {:o}",
                 attr.kind, attr.size, node.perm
             ));
+        }
+        let links = self.model.links(path);
+        if kind != Kind::Dir && attr.nlink != links {
+            return Err(format!("stat {path}: nlink {}; the model has {links}", attr.nlink));
         }
         Ok(())
     }

@@ -26,6 +26,7 @@ pub const ENOTEMPTY: i32 = libc::ENOTEMPTY;
 pub const ENOTDIR: i32 = libc::ENOTDIR;
 pub const EISDIR: i32 = libc::EISDIR;
 pub const EINVAL: i32 = libc::EINVAL;
+pub const EPERM: i32 = libc::EPERM;
 
 #[derive(Debug, Default, Clone)]
 pub struct Model {
@@ -120,6 +121,25 @@ impl Model {
         self.creatable(path)?;
         self.add(path, Body::Symlink(target.to_string()), 0o777);
         Ok(())
+    }
+
+    /// link(2): `to` becomes another name of `from`'s inode.
+    pub fn link(&mut self, from: &str, to: &str) -> Result<(), i32> {
+        let Some(&ino) = self.paths.get(from) else {
+            return Err(ENOENT);
+        };
+        if self.inodes[&ino].body == Body::Dir {
+            return Err(EPERM);
+        }
+        self.creatable(to)?;
+        self.paths.insert(to.to_string(), ino);
+        Ok(())
+    }
+
+    /// How many names `path`'s inode has.
+    pub fn links(&self, path: &str) -> u32 {
+        let ino = self.paths.get(path);
+        self.paths.values().filter(|i| Some(*i) == ino).count() as u32
     }
 
     pub fn unlink(&mut self, path: &str) -> Result<(), i32> {

@@ -82,6 +82,12 @@ pub struct Version {
     /// How many tags the version has (read by `Meta::version` only).
     #[sqlx(default)]
     pub tag_count: i32,
+    /// The key's link group and its number of names, when it has one
+    /// (read for current versions by `Meta::version` and `list_current`).
+    #[sqlx(default)]
+    pub link_group: Option<i64>,
+    #[sqlx(default)]
+    pub link_count: Option<i64>,
 }
 
 impl Version {
@@ -142,6 +148,9 @@ pub struct NewVersion {
     pub parts_count: Option<i32>,
     pub pieces: Vec<Piece>,
     pub precondition: WritePrecondition,
+    /// Commit the version to every name of the key's link group (the
+    /// mount's writes); otherwise the key leaves its group (migration 0013).
+    pub follow_links: bool,
 }
 
 /// A condition checked under the key lock just before a version is committed.

@@ -44,14 +44,15 @@ impl Meta {
         } else {
             sqlx::query_as(
                 "SELECT v.* FROM unnest($2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[],
-                    $7::jsonb[], $8::text[], $9::text[], $10::text[], $11::integer[], $12::integer[])
-                    WITH ORDINALITY AS b(key, vid, size, etag, ctype, md, pre, pre_etag, chunk, off, len, n)
+                    $7::jsonb[], $8::text[], $9::text[], $10::text[], $11::integer[], $12::integer[],
+                    $13::boolean[])
+                    WITH ORDINALITY AS b(key, vid, size, etag, ctype, md, pre, pre_etag, chunk, off, len, follow, n)
                  CROSS JOIN LATERAL commit_version($1, b.key, b.vid, b.size, b.etag, b.ctype, b.md, NULL,
                     b.pre, b.pre_etag,
                     CASE WHEN b.chunk IS NULL THEN '{}'::bigint[] ELSE ARRAY[0::bigint] END,
                     CASE WHEN b.chunk IS NULL THEN '{}'::text[] ELSE ARRAY[b.chunk] END,
                     CASE WHEN b.chunk IS NULL THEN '{}'::integer[] ELSE ARRAY[b.off] END,
-                    CASE WHEN b.chunk IS NULL THEN '{}'::integer[] ELSE ARRAY[b.len] END) v
+                    CASE WHEN b.chunk IS NULL THEN '{}'::integer[] ELSE ARRAY[b.len] END, b.follow) v
                  ORDER BY b.n",
             )
             .bind(bucket.id)
@@ -91,6 +92,7 @@ impl Meta {
                     .map(|n| piece(n).map_or(0, |p| p.length as i32))
                     .collect::<Vec<_>>(),
             )
+            .bind(sorted.iter().map(|n| n.follow_links).collect::<Vec<_>>())
             .fetch_all(&self.pool)
             .await
             .map_err(commit_error)
@@ -213,8 +215,16 @@ impl Meta {
             .iter()
             .map(piece_from_row)
             .collect();
+            // A renamed name stays in its link group, under its new name.
+            lock_key(&mut tx, bucket.id, &source.key).await?;
+            let group: Option<i64> =
+                sqlx::query_scalar("SELECT grp FROM links WHERE bucket_id = $1 AND key = $2")
+                    .bind(bucket.id)
+                    .bind(&source.key)
+                    .fetch_optional(&mut *tx)
+                    .await?;
             let new = NewVersion {
-                key: dest,
+                key: dest.clone(),
                 size: source.size,
                 etag: source.etag.clone(),
                 content_type: source.content_type.clone(),
@@ -226,12 +236,42 @@ impl Meta {
                 } else {
                     WritePrecondition::None
                 },
+                follow_links: false,
             };
             commit_in(&mut *tx, bucket, new).await?;
             delete_in(&mut *tx, bucket, &source.key).await?;
+            if let Some(group) = group {
+                sqlx::query("INSERT INTO links (bucket_id, key, grp) VALUES ($1, $2, $3)")
+                    .bind(bucket.id)
+                    .bind(&dest)
+                    .bind(group)
+                    .execute(&mut *tx)
+                    .await?;
+            }
         }
         tx.commit().await?;
         Ok(sources.len() as u64)
+    }
+
+    /// `ln from to`: `to` joins `from`'s link group with a new version of
+    /// `from`'s content (`metadata` replacing its user metadata, when given)
+    /// that every name of the group gets (`link_key`, migration 0013).
+    pub async fn link(
+        &self,
+        bucket: &Bucket,
+        from: &str,
+        to: &str,
+        metadata: Option<&HashMap<String, String>>,
+    ) -> Result<Version> {
+        sqlx::query_as("SELECT * FROM link_key($1, $2, $3, $4, $5)")
+            .bind(bucket.id)
+            .bind(from)
+            .bind(to)
+            .bind(new_version_id())
+            .bind(metadata.map(|m| serde_json::to_value(m).expect("metadata serialises")))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(commit_error)
     }
 
     /// Permanently removes one version; the newest remaining one becomes
@@ -262,6 +302,11 @@ impl Meta {
             });
         };
         super::locks::unlock_for_delete(&mut tx, id, bypass).await?;
+        sqlx::query("SELECT leave_link_group($1, $2)")
+            .bind(bucket.id)
+            .bind(key)
+            .execute(&mut *tx)
+            .await?;
         set_current(&mut tx, bucket.id, key, None).await?;
         sqlx::query("DELETE FROM versions WHERE id = $1")
             .bind(id)
@@ -309,8 +354,8 @@ impl Meta {
         match version_id {
             None => {
                 let current: Option<Version> = sqlx::query_as(&format!(
-                    "SELECT {cols} FROM current_versions c JOIN versions v ON v.id = c.version
-                     WHERE c.bucket_id = $1 AND c.key = $2"
+                    "SELECT {cols}, {LINK_COLUMNS} FROM current_versions c JOIN versions v ON v.id = c.version
+                     {LINK_JOIN} WHERE c.bucket_id = $1 AND c.key = $2"
                 ))
                 .bind(bucket.id)
                 .bind(key)
@@ -395,8 +440,8 @@ impl Meta {
         };
         Ok(sqlx::query_as(&format!(
             "SELECT v.id, v.key, v.version_id, v.delete_marker, v.size, v.etag, v.content_type, v.metadata,
-                    v.parts_count, v.created_at
-             FROM current_versions c JOIN versions v ON v.id = c.version
+                    v.parts_count, v.created_at, {LINK_COLUMNS}
+             FROM current_versions c JOIN versions v ON v.id = c.version {LINK_JOIN}
              WHERE c.bucket_id = $1 AND c.key {op} $2 AND c.key >= $3 {below}
              ORDER BY c.key LIMIT $4"
         ))

@@ -42,7 +42,7 @@ pub(super) async fn delete_in<'e>(
 }
 
 /// Commits `new` as the key's current version with one call of the
-/// `commit_version` function (migration 0002).
+/// `commit_version` function (migrations 0002 and 0013).
 pub(super) async fn commit_in<'e>(
     db: impl sqlx::PgExecutor<'e>,
     bucket: &Bucket,
@@ -63,7 +63,7 @@ pub(super) async fn commit_in<'e>(
     let chunk_offsets: Vec<i32> = new.pieces.iter().map(|p| p.chunk_offset as i32).collect();
     let lengths: Vec<i32> = new.pieces.iter().map(|p| p.length as i32).collect();
     sqlx::query_as(
-        "SELECT * FROM commit_version($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+        "SELECT * FROM commit_version($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
     )
     .bind(bucket.id)
     .bind(&new.key)
@@ -79,12 +79,14 @@ pub(super) async fn commit_in<'e>(
     .bind(&chunk_ids)
     .bind(&chunk_offsets)
     .bind(&lengths)
+    .bind(new.follow_links)
     .fetch_one(db)
     .await
     .map_err(commit_error)
 }
 
-/// The error of a `commit_version` call (it raises BF4xx for failed checks).
+/// The error of a `commit_version` or `link_key` call (they raise BF4xx
+/// for failed checks).
 pub(super) fn commit_error(e: sqlx::Error) -> Error {
     match e.as_database_error().and_then(|d| d.code()).as_deref() {
         Some("BF412") => Error::PreconditionFailed,
@@ -93,6 +95,14 @@ pub(super) fn commit_error(e: sqlx::Error) -> Error {
         _ => e.into(),
     }
 }
+
+/// The columns of a current version `v` (of `current_versions c`) with its
+/// link group and link count.
+pub(super) const LINK_COLUMNS: &str = "l.grp AS link_group,
+    (SELECT count(*) FROM links n WHERE n.bucket_id = l.bucket_id AND n.grp = l.grp) AS link_count";
+
+/// Joins a current version's `links` row as `l`, if it has one.
+pub(super) const LINK_JOIN: &str = "LEFT JOIN links l ON l.bucket_id = c.bucket_id AND l.key = c.key";
 
 pub(super) fn piece_from_row(r: &sqlx::postgres::PgRow) -> Piece {
     Piece {

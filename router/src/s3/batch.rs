@@ -188,6 +188,8 @@ impl Bucketfs {
                         (_, Some(etag)) => WritePrecondition::EtagIs(etag.trim_matches('"').to_string()),
                         _ => WritePrecondition::None,
                     },
+                    // Only the mount sends batches: its writes go through links.
+                    follow_links: true,
                 })
             })
             .collect();

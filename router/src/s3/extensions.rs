@@ -1,10 +1,11 @@
 //! bucketfs's requests beyond S3, behind s3s's one custom route (SigV4-signed
 //! like any request): `POST /{bucket}?bucketfs-rename` (see `rename`),
 //! `POST /{bucket}?bucketfs-batch` (see `batch`), `POST
-//! /{bucket}/{key}?bucketfs-patch` (see `patch`) and ListObjectsV2 with
+//! /{bucket}/{key}?bucketfs-patch` (see `patch`), `POST
+//! /{bucket}?bucketfs-link` (see `link`) and ListObjectsV2 with
 //! `metadata=true` (see `list::list_with_metadata`).
 
-use bucketfs_common::extension::{BATCH_QUERY, PATCH_QUERY, RENAME_QUERY};
+use bucketfs_common::extension::{BATCH_QUERY, LINK_QUERY, PATCH_QUERY, RENAME_QUERY};
 use http::{Extensions, HeaderMap, Method, Uri};
 use s3s::route::S3Route;
 use s3s::{Body, S3Request, S3Response, S3Result};
@@ -35,6 +36,10 @@ fn is_patch(method: &Method, uri: &Uri) -> bool {
     method == Method::POST && has_param(uri, PATCH_QUERY)
 }
 
+fn is_link(method: &Method, uri: &Uri) -> bool {
+    method == Method::POST && has_param(uri, LINK_QUERY)
+}
+
 fn is_metadata_listing(method: &Method, uri: &Uri) -> bool {
     let query = uri.query().unwrap_or("");
     method == Method::GET
@@ -48,6 +53,7 @@ impl S3Route for ExtensionRoute {
         is_rename(method, uri)
             || is_batch(method, uri)
             || is_patch(method, uri)
+            || is_link(method, uri)
             || is_metadata_listing(method, uri)
     }
 
@@ -71,6 +77,8 @@ impl S3Route for ExtensionRoute {
             self.fs.put_batch(&caller, req).await
         } else if is_patch(&req.method, &req.uri) {
             self.fs.patch_object(&caller, req).await
+        } else if is_link(&req.method, &req.uri) {
+            self.fs.link(&caller, req).await
         } else {
             let bucket = self.fs.meta.bucket(req.uri.path().trim_matches('/')).await?;
             let action = Action::of("ListObjectsV2", false, &req.method);

@@ -565,6 +565,9 @@ fn push_version(xml: &mut String, v: &Version) {
         xml.push_str("</Item>");
     }
     xml.push_str("</UserMetadata>");
+    if let Some(links) = super::links_of(v) {
+        push_element(xml, "Links", &links);
+    }
 }
 
 fn push_element(xml: &mut String, tag: &str, escaped: &str) {

@@ -11,6 +11,7 @@ mod extensions;
 pub(crate) mod headers;
 mod ingest;
 mod lifecycle_ops;
+mod link;
 pub(crate) mod list;
 mod locks;
 mod multipart;
@@ -136,6 +137,28 @@ fn timestamp(t: time::OffsetDateTime) -> Timestamp {
 
 fn visible_version_id(v: &Version) -> Option<String> {
     (v.version_id != NULL_VERSION).then(|| v.version_id.clone())
+}
+
+/// Whether a write asks to go through the key's hard links (the mount's).
+fn follows_links(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(bucketfs_common::extension::FOLLOW_LINKS_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+}
+
+/// A current version's link group and count (`LINKS_HEADER`'s value), if
+/// its key has a group.
+fn links_of(v: &Version) -> Option<String> {
+    let (group, count) = (v.link_group?, v.link_count?);
+    Some(bucketfs_common::extension::format_links(group as u64, count as u32))
+}
+
+/// Adds `LINKS_HEADER` to an answer about `v`, if its key has a link group.
+fn add_links_header(headers: &mut http::HeaderMap, v: &Version) {
+    if let Some(value) = links_of(v).and_then(|s| http::HeaderValue::from_str(&s).ok()) {
+        headers.insert(bucketfs_common::extension::LINKS_HEADER, value);
+    }
 }
 
 macro_rules! delegate {

@@ -240,6 +240,7 @@ impl Bucketfs {
                     parts_count: Some(requested.len() as i32),
                     pieces,
                     precondition: WritePrecondition::None,
+                    follow_links: super::follows_links(&req.headers),
                 },
             )
             .await?;

@@ -19,7 +19,9 @@ use super::locks::set_lock_fields;
 use super::part_layout;
 use super::settings::{lock_of_input, NewVersionSettings};
 use super::tagging::Tags;
-use super::{check_key, check_metadata, etag_of, timestamp, visible_version_id, Bucketfs};
+use super::{
+    add_links_header, check_key, check_metadata, etag_of, follows_links, timestamp, visible_version_id, Bucketfs,
+};
 use crate::access::{Action, PublicAccessBlock};
 use crate::error::{Error, Result};
 use crate::meta::{Bucket, NewVersion, Version, WritePrecondition};
@@ -148,6 +150,7 @@ impl Bucketfs {
                     parts_count: None,
                     pieces: body.pieces,
                     precondition: write_precondition(input.if_none_match.as_ref(), input.if_match.as_ref()),
+                    follow_links: follows_links(&headers),
                 },
             )
             .await?;
@@ -349,7 +352,9 @@ impl Bucketfs {
         set_lock_fields!(output, lock);
         // A part is partial content, on HEAD as on GET; s3s drops a HEAD's
         // status, so `crate::request_span` sets 206 from the Content-Range.
-        Ok(S3Response::new(output))
+        let mut resp = S3Response::new(output);
+        add_links_header(&mut resp.headers, &version);
+        Ok(resp)
     }
 
     /// GetObjectAttributes: the attributes asked for, with no body.
@@ -573,6 +578,7 @@ impl Bucketfs {
                     parts_count: source.parts_count,
                     pieces,
                     precondition: WritePrecondition::None,
+                    follow_links: follows_links(&req.headers),
                 },
             )
             .await?;

@@ -68,6 +68,8 @@ mod tests {
             parts_count: sizes.map(|s| s.len() as i32),
             created_at: time::OffsetDateTime::UNIX_EPOCH,
             tag_count: 0,
+            link_group: None,
+            link_count: None,
         }
     }
 

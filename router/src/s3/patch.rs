@@ -132,6 +132,8 @@ impl Bucketfs {
                     parts_count: None,
                     pieces,
                     precondition: WritePrecondition::EtagIs(base_etag),
+                    // Only the mount patches: its writes go through links.
+                    follow_links: true,
                 },
             )
             .await?;

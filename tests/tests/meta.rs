@@ -24,6 +24,15 @@ fn new_version(key: &str, chunk: &str, size: i64, precondition: WritePreconditio
             length: size,
         }],
         precondition,
+        follow_links: false,
+    }
+}
+
+/// A commit through the mount: it goes to every name of the key's link group.
+fn followed(key: &str, chunk: &str, size: i64) -> NewVersion {
+    NewVersion {
+        follow_links: true,
+        ..new_version(key, chunk, size, WritePrecondition::None)
     }
 }
 
@@ -134,5 +143,91 @@ fn metadata_statements_keep_their_promises() -> Result<()> {
             "an old version still holds c4"
         );
         Ok::<_, anyhow::Error>(())
+    })
+}
+
+#[test]
+fn link_groups_move_together_and_names_leave_them() -> Result<()> {
+    let cluster = Cluster::start()?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let meta = Meta::connect_lazy(&cluster.database_url())?;
+        let owner = meta.ensure_user("links-test").await?;
+        meta.create_bucket("l", &owner.id, &serde_json::json!([])).await?;
+        let bucket = meta.bucket_uncached("l").await?;
+        let nodes = ["n1".to_string(), "n2".to_string()];
+        for (chunk, size) in [("k1", 10), ("k2", 20), ("k3", 30), ("k4", 40)] {
+            meta.record_chunk(chunk, size, (7, "h"), &nodes, 0.0).await?;
+        }
+        let links = |v: &router::meta::Version| (v.link_group, v.link_count);
+
+        // link: both names in one group of two, the source's bytes under both.
+        meta.commit_version(&bucket, followed("a", "k1", 10)).await?;
+        assert_eq!(links(&meta.version(&bucket, "a", None).await?), (None, None));
+        let ctime = HashMap::from([("ctime".to_string(), "5".to_string())]);
+        meta.link(&bucket, "a", "b", Some(&ctime)).await?;
+        let (a, b) = (meta.version(&bucket, "a", None).await?, meta.version(&bucket, "b", None).await?);
+        assert!(a.link_group.is_some());
+        assert_eq!((links(&a), a.etag.as_str()), (links(&b), b.etag.as_str()));
+        assert_eq!(a.link_count, Some(2));
+        assert_eq!(b.user_metadata()["ctime"], "5");
+        assert_eq!(meta.piece_refs(b.id).await?[0].chunk_id, "k1");
+        assert!(matches!(
+            meta.link(&bucket, "a", "b", None).await,
+            Err(router::error::Error::PreconditionFailed)
+        ));
+        assert!(matches!(
+            meta.link(&bucket, "missing", "z", None).await,
+            Err(router::error::Error::NoSuchKey)
+        ));
+
+        // A followed commit to either name is every name's.
+        meta.link(&bucket, "b", "c", None).await?;
+        meta.commit_version(&bucket, followed("c", "k2", 20)).await?;
+        for key in ["a", "b", "c"] {
+            let v = meta.version(&bucket, key, None).await?;
+            assert_eq!((v.size, v.link_count), (20, Some(3)), "{key}");
+        }
+        // Listings tell each name's group and count.
+        let listed = meta.list_current(&bucket, "", true, "", None, 10).await?;
+        assert!(listed.iter().all(|v| v.link_count == Some(3)), "{listed:?}");
+
+        // A plain commit (an S3 client's PUT) takes the name out.
+        meta.commit_version(&bucket, new_version("c", "k3", 30, WritePrecondition::None))
+            .await?;
+        let (a, c) = (meta.version(&bucket, "a", None).await?, meta.version(&bucket, "c", None).await?);
+        assert_eq!((a.size, a.link_count), (20, Some(2)));
+        assert_eq!((c.size, c.link_group), (30, None));
+
+        // A rename keeps the name in its group; a delete takes it out.
+        meta.rename(&bucket, "b", "d/b", false, false).await?;
+        let moved = meta.version(&bucket, "d/b", None).await?;
+        assert_eq!((moved.link_group, moved.link_count), (a.link_group, Some(2)));
+        meta.commit_version(&bucket, followed("a", "k4", 40)).await?;
+        assert_eq!(meta.version(&bucket, "d/b", None).await?.size, 40);
+        meta.delete_object(&bucket, "a").await?;
+        assert_eq!(meta.version(&bucket, "d/b", None).await?.link_count, Some(1));
+        meta.delete_objects(&bucket, &["d/b".to_string()]).await?;
+
+        // Followed commits to two names at once never deadlock for good,
+        // and leave both names with one version.
+        meta.commit_version(&bucket, followed("x", "k1", 10)).await?;
+        meta.link(&bucket, "x", "y", None).await?;
+        let mut tasks = Vec::new();
+        for i in 0..40 {
+            let (meta, bucket) = (meta.clone(), bucket.clone());
+            let key = if i % 2 == 0 { "x" } else { "y" };
+            tasks.push(tokio::spawn(async move {
+                let chunk = ["k1", "k2", "k3", "k4"][i % 4];
+                let size = [10, 20, 30, 40][i % 4];
+                meta.commit_version(&bucket, followed(key, chunk, size)).await
+            }));
+        }
+        for task in tasks {
+            task.await??;
+        }
+        let (x, y) = (meta.version(&bucket, "x", None).await?, meta.version(&bucket, "y", None).await?);
+        assert_eq!((x.etag, x.size), (y.etag, y.size));
+        anyhow::Ok(())
     })
 }

@@ -98,8 +98,8 @@ pub(super) fn commit_error(e: sqlx::Error) -> Error {
 
 /// The columns of a current version `v` (of `current_versions c`) with its
 /// link group and link count.
-pub(super) const LINK_COLUMNS: &str = "l.grp AS link_group,
-    (SELECT count(*) FROM links n WHERE n.bucket_id = l.bucket_id AND n.grp = l.grp) AS link_count";
+pub(super) const LINK_COLUMNS: &str = "l.grp AS link_group, CASE WHEN l.grp IS NOT NULL THEN
+    (SELECT count(*) FROM links n WHERE n.bucket_id = l.bucket_id AND n.grp = l.grp) END AS link_count";
 
 /// Joins a current version's `links` row as `l`, if it has one.
 pub(super) const LINK_JOIN: &str = "LEFT JOIN links l ON l.bucket_id = c.bucket_id AND l.key = c.key";

@@ -86,6 +86,9 @@ pub fn parse_patch_ranges(header: &str) -> Result<Vec<(u64, u64)>, String> {
 /// headers, when sent, replace the group's user metadata. Answers 200 with
 /// the ETag and `x-bucketfs-links`; 404 when the source is missing, 412
 /// when the new name exists.
+/// `GET /{bucket}?bucketfs-link` with `x-bucketfs-link-from` answers the
+/// names of that key's link group as JSON, `{"names": [...]}` (the key
+/// alone when it has no group; 404 when it does not exist).
 pub const LINK_QUERY: &str = "bucketfs-link";
 pub const LINK_FROM_HEADER: &str = "x-bucketfs-link-from";
 pub const LINK_TO_HEADER: &str = "x-bucketfs-link-to";

@@ -726,6 +726,17 @@ impl ObjectStore for MemoryStore {
         .await
     }
 
+    async fn link_names(&self, key: &str) -> Result<Vec<String>, FsError> {
+        self.call(|s| {
+            s.current(key).ok_or(FsError::NotFound)?;
+            let mut names = s.other_links(key);
+            names.push(key.to_string());
+            names.sort();
+            Ok(names)
+        })
+        .await
+    }
+
     async fn link(&self, from: &str, to: &str, meta: &Metadata) -> Result<ObjectInfo, FsError> {
         let versioned = self.versioned;
         self.call(|s| {

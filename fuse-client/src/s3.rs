@@ -13,10 +13,10 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use bucketfs_common::extension::{
-    format_patch_ranges, BATCH_QUERY, ETAG_FROM_CHUNKS, ETAG_HEADER, METADATA_HEADER, METADATA_ITEMS,
-    META_PREFIX, NO_REPLACE_HEADER, PATCH_BASE_HEADER, PATCH_QUERY, PATCH_RANGES_HEADER, PATCH_SIZE_HEADER,
-    RENAME_FROM_HEADER, RENAME_PREFIX_HEADER, RENAME_QUERY, RENAME_TO_HEADER, FOLLOW_LINKS_HEADER, LINKS_HEADER,
-    LINK_FROM_HEADER, LINK_QUERY, LINK_TO_HEADER, parse_links,
+    format_patch_ranges, parse_links, BATCH_QUERY, ETAG_FROM_CHUNKS, ETAG_HEADER, FOLLOW_LINKS_HEADER,
+    LINKS_HEADER, LINK_FROM_HEADER, LINK_QUERY, LINK_TO_HEADER, METADATA_HEADER, METADATA_ITEMS, META_PREFIX,
+    NO_REPLACE_HEADER, PATCH_BASE_HEADER, PATCH_QUERY, PATCH_RANGES_HEADER, PATCH_SIZE_HEADER,
+    RENAME_FROM_HEADER, RENAME_PREFIX_HEADER, RENAME_QUERY, RENAME_TO_HEADER,
 };
 use bytes::Bytes;
 use reqwest::{Method, StatusCode};
@@ -812,6 +812,28 @@ impl ObjectStore for S3 {
             }
         }
         self.rename_by_copy(from, to, prefix).await
+    }
+
+    async fn link_names(&self, key: &str) -> Result<Vec<String>, FsError> {
+        let call = Call::new(Method::GET, None)
+            .query(LINK_QUERY, "")
+            .header(LINK_FROM_HEADER, encode_path(key));
+        let resp = self.send(call).await?;
+        match resp.status() {
+            s if s.is_success() => {
+                #[derive(serde::Deserialize)]
+                struct Names {
+                    names: Vec<String>,
+                }
+                let names: Names = resp.json().await.map_err(|e| FsError::Io(e.to_string()))?;
+                Ok(names.names)
+            }
+            StatusCode::NOT_FOUND => Err(FsError::NotFound),
+            StatusCode::BAD_REQUEST | StatusCode::METHOD_NOT_ALLOWED | StatusCode::NOT_IMPLEMENTED => {
+                Err(FsError::NotSupported)
+            }
+            _ => Err(error_of(resp).await),
+        }
     }
 
     /// The bucketfs link extension; `NotSupported` on other servers.

@@ -211,4 +211,7 @@ pub trait ObjectStore: Send + Sync + 'static {
     /// `Exists` when `to` exists, `NotFound` without `from`,
     /// `NotSupported` on a store without links.
     async fn link(&self, from: &str, to: &str, meta: &Metadata) -> Result<ObjectInfo, FsError>;
+
+    /// Every name of `key`'s link group (`key` alone without one).
+    async fn link_names(&self, key: &str) -> Result<Vec<String>, FsError>;
 }

@@ -115,10 +115,16 @@ fn hard_links_share_one_file_across_names_mounts_and_clients() -> Result<()> {
     assert_eq!(ino_links(&mnt.join("copy/sub/small"))?.1, 2);
     let one = du_total(&[&tree])?;
     let both = du_total(&[&tree, &mnt.join("copy")])?;
-    ensure!(both == one, "du counts linked bytes twice: {one} for one tree, {both} for both");
+    ensure!(
+        both == one,
+        "du counts linked bytes twice: {one} for one tree, {both} for both"
+    );
     ensure!(one >= big.len() as u64, "du of the tree: {one}");
 
-    run(Command::new("rsync").arg("-a").arg(format!("{}/", tree.display())).arg(mnt.join("backup1")))?;
+    run(Command::new("rsync")
+        .arg("-a")
+        .arg(format!("{}/", tree.display()))
+        .arg(mnt.join("backup1")))?;
     fs::write(tree.join("sub/small"), b"changed since the first backup\n")?;
     run(Command::new("rsync")
         .arg("-a")
@@ -131,7 +137,10 @@ fn hard_links_share_one_file_across_names_mounts_and_clients() -> Result<()> {
         "an unchanged file is a link to the first backup"
     );
     assert_eq!(fs::read(mnt.join("backup2/big"))?, big);
-    assert_eq!(fs::read(mnt.join("backup2/sub/small"))?, b"changed since the first backup\n");
+    assert_eq!(
+        fs::read(mnt.join("backup2/sub/small"))?,
+        b"changed since the first backup\n"
+    );
     assert_eq!(fs::read(mnt.join("backup1/sub/small"))?, b"small file\n");
 
     drop(second);

@@ -166,7 +166,10 @@ fn link_groups_move_together_and_names_leave_them() -> Result<()> {
         assert_eq!(links(&meta.version(&bucket, "a", None).await?), (None, None));
         let ctime = HashMap::from([("ctime".to_string(), "5".to_string())]);
         meta.link(&bucket, "a", "b", Some(&ctime)).await?;
-        let (a, b) = (meta.version(&bucket, "a", None).await?, meta.version(&bucket, "b", None).await?);
+        let (a, b) = (
+            meta.version(&bucket, "a", None).await?,
+            meta.version(&bucket, "b", None).await?,
+        );
         assert!(a.link_group.is_some());
         assert_eq!((links(&a), a.etag.as_str()), (links(&b), b.etag.as_str()));
         assert_eq!(a.link_count, Some(2));
@@ -195,7 +198,10 @@ fn link_groups_move_together_and_names_leave_them() -> Result<()> {
         // A plain commit (an S3 client's PUT) takes the name out.
         meta.commit_version(&bucket, new_version("c", "k3", 30, WritePrecondition::None))
             .await?;
-        let (a, c) = (meta.version(&bucket, "a", None).await?, meta.version(&bucket, "c", None).await?);
+        let (a, c) = (
+            meta.version(&bucket, "a", None).await?,
+            meta.version(&bucket, "c", None).await?,
+        );
         assert_eq!((a.size, a.link_count), (20, Some(2)));
         assert_eq!((c.size, c.link_group), (30, None));
 
@@ -226,7 +232,10 @@ fn link_groups_move_together_and_names_leave_them() -> Result<()> {
         for task in tasks {
             task.await??;
         }
-        let (x, y) = (meta.version(&bucket, "x", None).await?, meta.version(&bucket, "y", None).await?);
+        let (x, y) = (
+            meta.version(&bucket, "x", None).await?,
+            meta.version(&bucket, "y", None).await?,
+        );
         assert_eq!((x.etag, x.size), (y.etag, y.size));
         anyhow::Ok(())
     })

@@ -63,6 +63,22 @@ impl Fs {
         self.known_attr(ino)
     }
 
+    /// Learns every name of linked file `ino` from the store.
+    pub(super) async fn learn_names(&self, ino: u64) -> Result<(), FsError> {
+        let key = self.node(ino)?.path;
+        let names = match self.store.link_names(&key).await {
+            Err(FsError::NotSupported) => return Ok(()),
+            names => names?,
+        };
+        let mut table = self.table.lock().unwrap();
+        for name in names {
+            if !table.by_path.contains_key(&name) {
+                table.bind(&name, ino);
+            }
+        }
+        Ok(())
+    }
+
     /// Whether `ino` is a linked file with a known name besides `path`.
     pub(super) fn has_other_name(&self, ino: u64, path: &str) -> bool {
         let table = self.table.lock().unwrap();

@@ -262,6 +262,7 @@ impl Fs {
             .nodes
             .get(&ino)
             .is_some_and(|old| open || old.local || (!node.loaded && old.loaded && old.etag == node.etag));
+        let name = node.path.clone();
         if !keep {
             let mut node = node;
             if let Some(old) = table.nodes.get(&ino) {
@@ -276,8 +277,11 @@ impl Fs {
             }
             table.nodes.insert(ino, node);
         }
-        let path = table.nodes[&ino].path.clone();
-        table.bind(&path, ino);
+        // Both the name remembered and the node's key, when they differ
+        // (names of one hard-linked file).
+        let key = table.nodes[&ino].path.clone();
+        table.bind(&key, ino);
+        table.bind(&name, ino);
         Self::attr_of(ino, &table.nodes[&ino])
     }
 

@@ -133,6 +133,10 @@ impl Fs {
             return Err(FsError::IsDir);
         }
         let path = join(&self.dir(parent)?.path, name);
+        if self.is_open(attr.ino) && self.node(attr.ino)?.links > 1 && !self.has_other_name(attr.ino, &path) {
+            // Its later writes must go to another name: learn them.
+            self.learn_names(attr.ino).await?;
+        }
         if self.has_other_name(attr.ino, &path) {
             return self.unlink_name(parent, attr.ino, &path).await;
         }

@@ -673,7 +673,10 @@ impl Harness {
         }
         let links = self.model.links(path);
         if kind != Kind::Dir && attr.nlink != links {
-            return Err(format!("stat {path}: nlink {}; the model has {links}", attr.nlink));
+            return Err(format!(
+                "stat {path}: nlink {}; the model has {links}",
+                attr.nlink
+            ));
         }
         Ok(())
     }

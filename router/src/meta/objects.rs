@@ -274,6 +274,25 @@ impl Meta {
             .map_err(commit_error)
     }
 
+    /// Every name of `key`'s link group (`key` alone without a group);
+    /// `NoSuchKey` when it has no current version.
+    pub async fn link_names(&self, bucket: &Bucket, key: &str) -> Result<Vec<String>> {
+        let names: Vec<String> = sqlx::query_scalar(
+            "SELECT n.key FROM links l JOIN links n ON n.bucket_id = l.bucket_id AND n.grp = l.grp
+             JOIN current_versions c ON c.bucket_id = n.bucket_id AND c.key = n.key
+             WHERE l.bucket_id = $1 AND l.key = $2 ORDER BY n.key",
+        )
+        .bind(bucket.id)
+        .bind(key)
+        .fetch_all(&self.pool)
+        .await?;
+        if !names.is_empty() {
+            return Ok(names);
+        }
+        self.version(bucket, key, None).await?;
+        Ok(vec![key.to_string()])
+    }
+
     /// Permanently removes one version; the newest remaining one becomes
     /// current. A locked version stays (`ObjectLocked`) unless its lock
     /// has run out, or is a governance retention and `bypass` is set.

@@ -37,7 +37,7 @@ fn is_patch(method: &Method, uri: &Uri) -> bool {
 }
 
 fn is_link(method: &Method, uri: &Uri) -> bool {
-    method == Method::POST && has_param(uri, LINK_QUERY)
+    (method == Method::POST || method == Method::GET) && has_param(uri, LINK_QUERY)
 }
 
 fn is_metadata_listing(method: &Method, uri: &Uri) -> bool {
@@ -77,6 +77,8 @@ impl S3Route for ExtensionRoute {
             self.fs.put_batch(&caller, req).await
         } else if is_patch(&req.method, &req.uri) {
             self.fs.patch_object(&caller, req).await
+        } else if is_link(&req.method, &req.uri) && req.method == Method::GET {
+            self.fs.link_names(&caller, req).await
         } else if is_link(&req.method, &req.uri) {
             self.fs.link(&caller, req).await
         } else {

@@ -6,7 +6,9 @@
 //!
 //! Answers 200 with the ETag, the version id on versioned buckets and
 //! `x-bucketfs-links`; 404 when the source has no current version, 412
-//! when the new name has one.
+//! when the new name has one. `GET /{bucket}?bucketfs-link` answers the
+//! names of a key's group (a mount unlinking the only name it knows of an
+//! open file learns where the file's later writes go).
 
 use std::collections::HashMap;
 
@@ -15,6 +17,7 @@ use s3s::{Body, S3Request, S3Response, S3Result};
 
 use bucketfs_common::extension::{LINK_FROM_HEADER, LINK_TO_HEADER, META_PREFIX};
 
+use super::wire::json_response;
 use super::{add_links_header, check_key, check_metadata, visible_version_id, Bucketfs};
 use crate::access::{Action, Caller};
 use crate::error::Error;
@@ -76,5 +79,34 @@ impl Bucketfs {
         }
         add_links_header(&mut resp.headers, &version);
         Ok(resp)
+    }
+
+    /// The names of a key's link group, if the signer may read the key and
+    /// list the bucket.
+    pub(super) async fn link_names(
+        &self,
+        caller: &Caller,
+        req: S3Request<Body>,
+    ) -> S3Result<S3Response<Body>> {
+        let bad = |what: &str| Error::InvalidArgument(format!("link names: {what}"));
+        let bucket = req.uri.path().trim_matches('/');
+        if bucket.is_empty() || bucket.contains('/') {
+            return Err(bad("the path must be /BUCKET").into());
+        }
+        let key = req
+            .headers
+            .get(LINK_FROM_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(percent_decode)
+            .ok_or_else(|| bad(&format!("missing or malformed {LINK_FROM_HEADER}")))?;
+        check_key(&key)?;
+        let bucket = self.meta.bucket(bucket).await?;
+        self.authorize(caller, Action::GET_OBJECT, &bucket, Some(&key), None)
+            .await?;
+        let list = Action::of("ListObjectsV2", false, &http::Method::GET);
+        self.authorize(caller, list, &bucket, None, None).await?;
+        let names = self.meta.link_names(&bucket, &key).await?;
+        let json = serde_json::json!({ "names": names }).to_string();
+        Ok(json_response(json))
     }
 }

@@ -151,7 +151,10 @@ fn follows_links(headers: &http::HeaderMap) -> bool {
 /// its key has a group.
 fn links_of(v: &Version) -> Option<String> {
     let (group, count) = (v.link_group?, v.link_count?);
-    Some(bucketfs_common::extension::format_links(group as u64, count as u32))
+    Some(bucketfs_common::extension::format_links(
+        group as u64,
+        count as u32,
+    ))
 }
 
 /// Adds `LINKS_HEADER` to an answer about `v`, if its key has a link group.

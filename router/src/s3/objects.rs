@@ -20,7 +20,8 @@ use super::part_layout;
 use super::settings::{lock_of_input, NewVersionSettings};
 use super::tagging::Tags;
 use super::{
-    add_links_header, check_key, check_metadata, etag_of, follows_links, timestamp, visible_version_id, Bucketfs,
+    add_links_header, check_key, check_metadata, etag_of, follows_links, timestamp, visible_version_id,
+    Bucketfs,
 };
 use crate::access::{Action, PublicAccessBlock};
 use crate::error::{Error, Result};

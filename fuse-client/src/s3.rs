@@ -32,6 +32,9 @@ use crate::xml::{encode_path, parse_iso, unescape, url_decode, xml_blocks, xml_f
 const SIGNED_FOR: Duration = Duration::from_secs(3600);
 const ATTEMPTS: u32 = 8;
 
+#[path = "s3_ext.rs"]
+mod ext;
+
 pub struct S3 {
     /// This client, for the task that sends queued batches.
     me: Weak<S3>,
@@ -785,79 +788,16 @@ impl ObjectStore for S3 {
         })
     }
 
-    /// Moves a key, or every key under a prefix. On a bucketfs router this is
-    /// one transaction and moves no data; elsewhere it is copy then delete.
     async fn rename(&self, from: &str, to: &str, prefix: bool, no_replace: bool) -> Result<(), FsError> {
-        if self.server_renames.load(Ordering::Relaxed) {
-            let mut call = Call::new(Method::POST, None)
-                .query(RENAME_QUERY, "")
-                .header(RENAME_FROM_HEADER, encode_path(from))
-                .header(RENAME_TO_HEADER, encode_path(to));
-            if prefix {
-                call = call.header(RENAME_PREFIX_HEADER, "true");
-            }
-            if no_replace {
-                call = call.header(NO_REPLACE_HEADER, "true");
-            }
-            let resp = self.send(call).await?;
-            match resp.status() {
-                s if s.is_success() => return Ok(()),
-                StatusCode::PRECONDITION_FAILED => return Err(FsError::Exists),
-                StatusCode::NOT_FOUND => return Err(FsError::NotFound),
-                StatusCode::BAD_REQUEST | StatusCode::METHOD_NOT_ALLOWED | StatusCode::NOT_IMPLEMENTED => {
-                    tracing::info!("the server has no rename extension; renaming by copy and delete");
-                    self.server_renames.store(false, Ordering::Relaxed);
-                }
-                _ => return Err(error_of(resp).await),
-            }
-        }
-        self.rename_by_copy(from, to, prefix).await
+        self.rename_keys(from, to, prefix, no_replace).await
     }
 
     async fn link_names(&self, key: &str) -> Result<Vec<String>, FsError> {
-        let call = Call::new(Method::GET, None)
-            .query(LINK_QUERY, "")
-            .header(LINK_FROM_HEADER, encode_path(key));
-        let resp = self.send(call).await?;
-        match resp.status() {
-            s if s.is_success() => {
-                #[derive(serde::Deserialize)]
-                struct Names {
-                    names: Vec<String>,
-                }
-                let names: Names = resp.json().await.map_err(|e| FsError::Io(e.to_string()))?;
-                Ok(names.names)
-            }
-            StatusCode::NOT_FOUND => Err(FsError::NotFound),
-            StatusCode::BAD_REQUEST | StatusCode::METHOD_NOT_ALLOWED | StatusCode::NOT_IMPLEMENTED => {
-                Err(FsError::NotSupported)
-            }
-            _ => Err(error_of(resp).await),
-        }
+        self.names_of_group(key).await
     }
 
-    /// The bucketfs link extension; `NotSupported` on other servers.
     async fn link(&self, from: &str, to: &str, meta: &Metadata) -> Result<ObjectInfo, FsError> {
-        let call = Call::new(Method::POST, None)
-            .query(LINK_QUERY, "")
-            .header(LINK_FROM_HEADER, encode_path(from))
-            .header(LINK_TO_HEADER, encode_path(to))
-            .metadata(meta);
-        let resp = self.send(call).await?;
-        match resp.status() {
-            s if s.is_success() => {
-                let mut info = info_from_headers(resp.headers());
-                info.mtime = SystemTime::now();
-                info.metadata = meta.clone();
-                Ok(info)
-            }
-            StatusCode::PRECONDITION_FAILED => Err(FsError::Exists),
-            StatusCode::NOT_FOUND => Err(FsError::NotFound),
-            StatusCode::BAD_REQUEST | StatusCode::METHOD_NOT_ALLOWED | StatusCode::NOT_IMPLEMENTED => {
-                Err(FsError::NotSupported)
-            }
-            _ => Err(error_of(resp).await),
-        }
+        self.link_key(from, to, meta).await
     }
 }
 

@@ -2,7 +2,7 @@
 //! the on-disk block checksum layout, rendezvous placement and the ZooKeeper
 //! membership record, the chunk API between router and node (`chunk_api`) and the router's
 //! client for it (`chunk_client`),
-//! the S3 extensions between client and router (`extension`); the
+//! the S3 extensions between client and router (`extension`, `file_locks`); the
 //! allocator setting every bucketfs process starts with, and the runner of
 //! every process's background loops (`background`).
 
@@ -12,6 +12,7 @@ pub mod chunk_api;
 pub mod chunk_client;
 pub mod chunk_id;
 pub mod extension;
+pub mod file_locks;
 pub mod fsync;
 pub mod membership;
 pub mod memory;

@@ -39,6 +39,12 @@ pub enum FsError {
     Stale,
     #[error("file too large")]
     TooBig,
+    #[error("the lock is held by another owner")]
+    WouldBlock,
+    #[error("interrupted while waiting for a lock")]
+    Interrupted,
+    #[error("the store keeps no locks")]
+    NoLocks,
     #[error("i/o error: {0}")]
     Io(String),
 }
@@ -77,6 +83,9 @@ impl FsError {
             FsError::NoSpace => libc::ENOSPC,
             FsError::Stale => libc::ESTALE,
             FsError::TooBig => libc::EFBIG,
+            FsError::WouldBlock => libc::EAGAIN,
+            FsError::Interrupted => libc::EINTR,
+            FsError::NoLocks => libc::ENOLCK,
             FsError::Io(_) => libc::EIO,
         }
     }

@@ -11,12 +11,15 @@ use std::time::{Duration, SystemTime};
 use fuser::{
     CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
     LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus,
-    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    ReplyEmpty, ReplyEntry, ReplyLock, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow,
+    WriteFlags,
 };
 
 use crate::attrs::S_IFREG;
 use crate::error::FsError;
 use crate::fs::{Attr, DirEntry, Fs, Kind, SetAttr};
+use crate::store::{LockKind, LockRange};
+use bucketfs_common::file_locks::LOCK_END;
 
 pub struct Adapter {
     pub fs: Arc<Fs>,
@@ -84,6 +87,7 @@ macro_rules! fail_by_error {
     ($($t:ty),*) => { $(impl Fail for $t { fn fail(self, e: Errno) { self.error(e) } })* };
 }
 fail_by_error!(
+    ReplyLock,
     ReplyEntry,
     ReplyAttr,
     ReplyEmpty,
@@ -160,6 +164,37 @@ fn numbered<'a>(
         .map(|(i, (name, attr))| (i as u64 + 1, name, attr))
 }
 
+/// A lock request's range as the store takes it.
+fn lock_range(typ: i32, start: u64, end: u64, pid: u32) -> Result<LockRange, FsError> {
+    let kind = match typ {
+        libc::F_RDLCK => LockKind::Read,
+        libc::F_WRLCK => LockKind::Write,
+        libc::F_UNLCK => LockKind::Unlock,
+        _ => return Err(FsError::Invalid),
+    };
+    if start > end {
+        return Err(FsError::Invalid);
+    }
+    Ok(LockRange {
+        kind,
+        start,
+        end: end.min(LOCK_END),
+        pid,
+    })
+}
+
+/// The kernel's caches, as the core drops them.
+pub struct Notifier(pub fuser::Notifier);
+
+impl crate::fs::KernelCache for Notifier {
+    fn invalidate_inode(&self, ino: u64) {
+        // ENOENT: the kernel holds nothing of it.
+        if let Err(e) = self.0.inval_inode(INodeNo(ino), 0, 0) {
+            tracing::debug!(ino, error = %e, "the kernel refused an invalidation");
+        }
+    }
+}
+
 fn empty(r: ReplyEmpty, _: ()) {
     r.ok()
 }
@@ -194,6 +229,9 @@ impl Filesystem for Adapter {
             fuser::InitFlags::FUSE_CACHE_SYMLINKS,
             fuser::InitFlags::FUSE_DO_READDIRPLUS,
             fuser::InitFlags::FUSE_READDIRPLUS_AUTO,
+            // Locks go to the store, so they hold between mounts.
+            fuser::InitFlags::FUSE_POSIX_LOCKS,
+            fuser::InitFlags::FUSE_FLOCK_LOCKS,
         ] {
             let _ = config.add_capabilities(flag);
         }
@@ -417,16 +455,18 @@ impl Filesystem for Adapter {
         );
     }
 
-    fn flush(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
-        _lock_owner: LockOwner,
-        reply: ReplyEmpty,
-    ) {
+    /// A close: the writes are committed, and the closing process's
+    /// POSIX locks of the file end.
+    fn flush(&self, _req: &Request, ino: INodeNo, fh: FileHandle, lock_owner: LockOwner, reply: ReplyEmpty) {
         let fs = self.fs.clone();
-        self.run(reply, async move { fs.flush(fh.0).await }, empty);
+        self.run(
+            reply,
+            async move {
+                fs.flush(fh.0).await?;
+                fs.unlock_all(ino.0, lock_owner.0).await
+            },
+            empty,
+        );
     }
 
     fn fallocate(
@@ -478,18 +518,79 @@ impl Filesystem for Adapter {
         self.run(reply, async move { fs.fsync(fh.0).await }, empty);
     }
 
+    /// `lock_owner` comes with the last close of a file that held a flock,
+    /// which ends with it.
     fn release(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
-        _lock_owner: Option<LockOwner>,
+        lock_owner: Option<LockOwner>,
         _flush: bool,
         reply: ReplyEmpty,
     ) {
         let fs = self.fs.clone();
-        self.run(reply, async move { fs.release(fh.0).await }, empty);
+        self.run(
+            reply,
+            async move {
+                if let Some(owner) = lock_owner {
+                    fs.unlock_all(ino.0, owner.0).await?;
+                }
+                fs.release(fh.0).await
+            },
+            empty,
+        );
+    }
+
+    fn getlk(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        lock_owner: LockOwner,
+        start: u64,
+        end: u64,
+        typ: i32,
+        pid: u32,
+        reply: ReplyLock,
+    ) {
+        let fs = self.fs.clone();
+        let want = lock_range(typ, start, end, pid);
+        self.run(
+            reply,
+            async move { fs.getlk(ino.0, lock_owner.0, want?).await },
+            |r, lock| {
+                let typ = match lock.kind {
+                    LockKind::Read => libc::F_RDLCK,
+                    LockKind::Write => libc::F_WRLCK,
+                    LockKind::Unlock => libc::F_UNLCK,
+                };
+                r.locked(lock.start, lock.end, typ, lock.pid)
+            },
+        );
+    }
+
+    fn setlk(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        lock_owner: LockOwner,
+        start: u64,
+        end: u64,
+        typ: i32,
+        pid: u32,
+        sleep: bool,
+        reply: ReplyEmpty,
+    ) {
+        let fs = self.fs.clone();
+        let change = lock_range(typ, start, end, pid);
+        self.run(
+            reply,
+            async move { fs.setlk(ino.0, lock_owner.0, change?, sleep).await },
+            empty,
+        );
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {

@@ -13,6 +13,7 @@ pub(crate) mod dir_writes;
 pub(crate) mod dirty;
 pub(crate) mod disk_cache;
 pub mod error;
+pub(crate) mod file_locks;
 pub mod fs;
 pub(crate) mod fuse;
 pub mod memory;
@@ -235,7 +236,13 @@ fn mount(args: MountArgs) -> Result<()> {
         move || raise_readahead(&dir)
     });
     tracing::info!(bucket = %args.bucket, mountpoint = %args.mountpoint.display(), "mounting");
-    let mounted = fuser::mount(adapter, &args.mountpoint, &config).context("mounting");
+    let mounted = fuser::Session::new(adapter, &args.mountpoint, &config)
+        .and_then(|session| {
+            fs.set_kernel_cache(Arc::new(fuse::Notifier(session.notifier())));
+            session.run()
+        })
+        .context("mounting");
+    runtime.block_on(fs.release_locks());
     // Unmounted: files closed in write-back mode still upload before exit.
     if let Err(e) = runtime.block_on(fs.sync_all()) {
         tracing::error!(error = %e, "unmounted with changes lost");

@@ -17,9 +17,11 @@ use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 
+use bucketfs_common::file_locks::{apply, conflict, HeldLock};
+
 use crate::error::FsError;
 use crate::store::{
-    BlockBuffer, Listing, Metadata, ObjectInfo, ObjectStore, Source, VersionEntry, VersionListing,
+    BlockBuffer, Listing, LockRange, Metadata, ObjectInfo, ObjectStore, Source, VersionEntry, VersionListing,
 };
 
 /// ListObjectVersions' page size.
@@ -77,6 +79,8 @@ struct State {
     next_id: u64,
     /// Hard links as the router keeps them: each linked key's group.
     links: HashMap<String, u64>,
+    /// Locks between mounts, by key (they never expire here).
+    file_locks: HashMap<String, Vec<HeldLock>>,
 }
 
 impl State {
@@ -719,6 +723,57 @@ impl ObjectStore for MemoryStore {
                 s.delete(versioned, &key);
                 if let Some(group) = group {
                     s.links.insert(dest(&key), group);
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn lock(
+        &self,
+        key: &str,
+        session: &str,
+        owner: u64,
+        change: &LockRange,
+    ) -> Result<Option<LockRange>, FsError> {
+        self.call(|s| {
+            let held = s.file_locks.entry(key.to_string()).or_default();
+            if let Some(blocking) = conflict(held, session, owner, change) {
+                return Ok(Some(blocking.range));
+            }
+            let mine = |h: &HeldLock| h.session == session && h.owner == owner;
+            let ranges: Vec<LockRange> = held.iter().filter(|h| mine(h)).map(|h| h.range).collect();
+            held.retain(|h| !mine(h));
+            held.extend(apply(&ranges, change).into_iter().map(|range| HeldLock {
+                session: session.to_string(),
+                owner,
+                range,
+            }));
+            Ok(None)
+        })
+        .await
+    }
+
+    async fn test_lock(
+        &self,
+        key: &str,
+        session: &str,
+        owner: u64,
+        want: &LockRange,
+    ) -> Result<Option<LockRange>, FsError> {
+        self.call(|s| {
+            let held = s.file_locks.get(key).map(Vec::as_slice).unwrap_or_default();
+            Ok(conflict(held, session, owner, want).map(|h| h.range))
+        })
+        .await
+    }
+
+    async fn renew_locks(&self, session: &str, release: bool) -> Result<(), FsError> {
+        self.call(|s| {
+            if release {
+                for held in s.file_locks.values_mut() {
+                    held.retain(|h| h.session != session);
                 }
             }
             Ok(())

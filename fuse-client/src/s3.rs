@@ -25,7 +25,7 @@ use rusty_s3::{Bucket, Credentials, UrlStyle};
 use crate::batch;
 use crate::error::FsError;
 use crate::store::{
-    BlockBuffer, Listing, Metadata, ObjectInfo, ObjectStore, Source, VersionEntry, VersionListing,
+    BlockBuffer, Listing, LockRange, Metadata, ObjectInfo, ObjectStore, Source, VersionEntry, VersionListing,
 };
 use crate::xml::{encode_path, parse_iso, unescape, url_decode, xml_blocks, xml_field};
 
@@ -527,8 +527,6 @@ impl ObjectStore for S3 {
         Ok(info)
     }
 
-    /// The bucketfs patch extension; on another server, `NotSupported`
-    /// (remembered) so the writer uploads whole objects.
     async fn patch(
         &self,
         base: &Source,
@@ -537,35 +535,7 @@ impl ObjectStore for S3 {
         body: Bytes,
         meta: &Metadata,
     ) -> Result<ObjectInfo, FsError> {
-        if !self.server_patches.load(Ordering::Relaxed) {
-            return Err(FsError::NotSupported);
-        }
-        let call = Call::new(Method::POST, Some(&base.key))
-            .query(PATCH_QUERY, "")
-            .header(PATCH_BASE_HEADER, base.etag.clone())
-            .header(PATCH_SIZE_HEADER, size.to_string())
-            .header(PATCH_RANGES_HEADER, format_patch_ranges(ranges))
-            .metadata(meta)
-            .data(body);
-        let resp = self.send(call).await?;
-        match resp.status() {
-            s if s.is_success() => {
-                let mut info = info_from_headers(resp.headers());
-                info.size = size;
-                info.mtime = SystemTime::now();
-                info.metadata = meta.clone();
-                Ok(info)
-            }
-            // Someone else wrote the key (or deleted it) since our base.
-            StatusCode::PRECONDITION_FAILED | StatusCode::NOT_FOUND => Err(FsError::Stale),
-            StatusCode::BAD_REQUEST | StatusCode::METHOD_NOT_ALLOWED | StatusCode::NOT_IMPLEMENTED => {
-                let error = error_of(resp).await;
-                tracing::info!(%error, "the server refused a patch; uploading whole objects from now on");
-                self.server_patches.store(false, Ordering::Relaxed);
-                Err(FsError::NotSupported)
-            }
-            _ => Err(error_of(resp).await),
-        }
+        self.patch_call(base, size, ranges, body, meta).await
     }
 
     /// Replaces the metadata of `source` by copying the object onto itself
@@ -798,6 +768,30 @@ impl ObjectStore for S3 {
 
     async fn link(&self, from: &str, to: &str, meta: &Metadata) -> Result<ObjectInfo, FsError> {
         self.link_key(from, to, meta).await
+    }
+
+    async fn lock(
+        &self,
+        key: &str,
+        session: &str,
+        owner: u64,
+        change: &LockRange,
+    ) -> Result<Option<LockRange>, FsError> {
+        self.lock_call(Method::POST, key, session, owner, change).await
+    }
+
+    async fn test_lock(
+        &self,
+        key: &str,
+        session: &str,
+        owner: u64,
+        want: &LockRange,
+    ) -> Result<Option<LockRange>, FsError> {
+        self.lock_call(Method::GET, key, session, owner, want).await
+    }
+
+    async fn renew_locks(&self, session: &str, release: bool) -> Result<(), FsError> {
+        self.renew_call(session, release).await
     }
 }
 

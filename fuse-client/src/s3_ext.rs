@@ -1,9 +1,55 @@
-//! The router's extensions for renames and hard links (and what else a
-//! mount shares with other mounts through it), as calls of the S3 store.
+//! The router's extensions for patches, renames, hard links and locks, as
+//! calls of the S3 store.
+
+use bucketfs_common::file_locks::{
+    LOCK_HEADER, LOCK_OWNER_HEADER, LOCK_QUERY, LOCK_RELEASE_HEADER, LOCK_RENEW_QUERY, LOCK_SESSION_HEADER,
+};
 
 use super::*;
+use crate::store::LockKind;
 
 impl S3 {
+    /// The bucketfs patch extension; on another server, `NotSupported`
+    /// (remembered) so the writer uploads whole objects.
+    pub(super) async fn patch_call(
+        &self,
+        base: &Source,
+        size: u64,
+        ranges: &[(u64, u64)],
+        body: Bytes,
+        meta: &Metadata,
+    ) -> Result<ObjectInfo, FsError> {
+        if !self.server_patches.load(Ordering::Relaxed) {
+            return Err(FsError::NotSupported);
+        }
+        let call = Call::new(Method::POST, Some(&base.key))
+            .query(PATCH_QUERY, "")
+            .header(PATCH_BASE_HEADER, base.etag.clone())
+            .header(PATCH_SIZE_HEADER, size.to_string())
+            .header(PATCH_RANGES_HEADER, format_patch_ranges(ranges))
+            .metadata(meta)
+            .data(body);
+        let resp = self.send(call).await?;
+        match resp.status() {
+            s if s.is_success() => {
+                let mut info = info_from_headers(resp.headers());
+                info.size = size;
+                info.mtime = SystemTime::now();
+                info.metadata = meta.clone();
+                Ok(info)
+            }
+            // Someone else wrote the key (or deleted it) since our base.
+            StatusCode::PRECONDITION_FAILED | StatusCode::NOT_FOUND => Err(FsError::Stale),
+            StatusCode::BAD_REQUEST | StatusCode::METHOD_NOT_ALLOWED | StatusCode::NOT_IMPLEMENTED => {
+                let error = error_of(resp).await;
+                tracing::info!(%error, "the server refused a patch; uploading whole objects from now on");
+                self.server_patches.store(false, Ordering::Relaxed);
+                Err(FsError::NotSupported)
+            }
+            _ => Err(error_of(resp).await),
+        }
+    }
+
     /// Moves a key, or every key under a prefix. On a bucketfs router this is
     /// one transaction and moves no data; elsewhere it is copy then delete.
     pub(super) async fn rename_keys(
@@ -84,6 +130,62 @@ impl S3 {
                 Ok(names.names)
             }
             StatusCode::NOT_FOUND => Err(FsError::NotFound),
+            StatusCode::BAD_REQUEST | StatusCode::METHOD_NOT_ALLOWED | StatusCode::NOT_IMPLEMENTED => {
+                Err(FsError::NotSupported)
+            }
+            _ => Err(error_of(resp).await),
+        }
+    }
+}
+
+impl S3 {
+    /// Takes or releases (POST) or tests (GET) a lock; answers the lock in
+    /// the way, if any.
+    pub(super) async fn lock_call(
+        &self,
+        method: Method,
+        key: &str,
+        session: &str,
+        owner: u64,
+        range: &LockRange,
+    ) -> Result<Option<LockRange>, FsError> {
+        let call = Call::new(method, Some(key))
+            .query(LOCK_QUERY, "")
+            .header(LOCK_SESSION_HEADER, session)
+            .header(LOCK_OWNER_HEADER, owner.to_string())
+            .header(LOCK_HEADER, range.format());
+        let resp = self.send(call).await?;
+        let status = resp.status();
+        let answered = || {
+            resp.headers()
+                .get(LOCK_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(LockRange::parse)
+                .ok_or_else(|| FsError::Io(format!("a lock answer without a valid {LOCK_HEADER}")))
+        };
+        match status {
+            StatusCode::OK => {
+                let lock = answered()?;
+                Ok((lock.kind != LockKind::Unlock).then_some(lock))
+            }
+            StatusCode::CONFLICT => Ok(Some(answered()?)),
+            StatusCode::BAD_REQUEST | StatusCode::METHOD_NOT_ALLOWED | StatusCode::NOT_IMPLEMENTED => {
+                Err(FsError::NotSupported)
+            }
+            _ => Err(error_of(resp).await),
+        }
+    }
+
+    pub(super) async fn renew_call(&self, session: &str, release: bool) -> Result<(), FsError> {
+        let mut call = Call::new(Method::POST, None)
+            .query(LOCK_RENEW_QUERY, "")
+            .header(LOCK_SESSION_HEADER, session);
+        if release {
+            call = call.header(LOCK_RELEASE_HEADER, "true");
+        }
+        let resp = self.send(call).await?;
+        match resp.status() {
+            s if s.is_success() => Ok(()),
             StatusCode::BAD_REQUEST | StatusCode::METHOD_NOT_ALLOWED | StatusCode::NOT_IMPLEMENTED => {
                 Err(FsError::NotSupported)
             }

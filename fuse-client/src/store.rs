@@ -13,6 +13,8 @@ use std::time::SystemTime;
 
 use bytes::{Bytes, BytesMut};
 
+pub use bucketfs_common::file_locks::{LockKind, LockRange};
+
 use crate::error::FsError;
 
 /// The store as the core holds it.
@@ -214,4 +216,29 @@ pub trait ObjectStore: Send + Sync + 'static {
 
     /// Every name of `key`'s link group (`key` alone without one).
     async fn link_names(&self, key: &str) -> Result<Vec<String>, FsError>;
+
+    /// Takes or releases (`change`) a lock of `key` for `owner` of
+    /// `session` (a mount), held while the session is renewed; answers the
+    /// other owner's lock in the way instead, changing nothing.
+    /// `NotSupported` on a store without locks.
+    async fn lock(
+        &self,
+        key: &str,
+        session: &str,
+        owner: u64,
+        change: &LockRange,
+    ) -> Result<Option<LockRange>, FsError>;
+
+    /// The lock taking `want` would meet (F_GETLK), if any.
+    async fn test_lock(
+        &self,
+        key: &str,
+        session: &str,
+        owner: u64,
+        want: &LockRange,
+    ) -> Result<Option<LockRange>, FsError>;
+
+    /// Renews every lock of `session` for another lease, or drops them
+    /// (`release`).
+    async fn renew_locks(&self, session: &str, release: bool) -> Result<(), FsError>;
 }

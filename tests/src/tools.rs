@@ -266,6 +266,19 @@ impl Drop for Mount {
 
 /// Resident memory of the bucketfs daemon serving `mountpoint`, in bytes.
 pub fn daemon_rss(mountpoint: &Path) -> Result<u64> {
+    let pid = daemon_pid(mountpoint)?;
+    let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .context("no VmRSS")?;
+    Ok(kib * 1024)
+}
+
+/// The process id of the bucketfs daemon serving `mountpoint`.
+pub fn daemon_pid(mountpoint: &Path) -> Result<u32> {
     let needle = mountpoint.to_string_lossy().into_owned();
     for entry in fs::read_dir("/proc")? {
         let dir = entry?.path();
@@ -277,14 +290,9 @@ pub fn daemon_rss(mountpoint: &Path) -> Result<u64> {
             .map(|a| String::from_utf8_lossy(a).into_owned())
             .collect();
         if args.first().is_some_and(|a| a.ends_with("bucketfs")) && args.contains(&needle) {
-            let status = fs::read_to_string(dir.join("status"))?;
-            let kib: u64 = status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.split_whitespace().next())
-                .and_then(|v| v.parse().ok())
-                .context("no VmRSS")?;
-            return Ok(kib * 1024);
+            if let Some(pid) = dir.file_name().and_then(|n| n.to_str()?.parse().ok()) {
+                return Ok(pid);
+            }
         }
     }
     bail!("no bucketfs daemon for {needle}")

@@ -15,6 +15,7 @@ mod files;
 mod handles;
 mod links;
 mod listing;
+mod locks;
 mod namespace;
 mod table;
 mod write_back;
@@ -117,6 +118,16 @@ pub struct Fs {
     /// Held for reading by a directory attribute write, for writing by a
     /// directory rename or removal (see `dir_writes.rs`).
     dir_moves: tokio::sync::RwLock<()>,
+    /// This mount's locks between mounts.
+    locks: Arc<crate::file_locks::Locks>,
+    /// The kernel's caches, once the FUSE session runs.
+    kernel: std::sync::OnceLock<Arc<dyn KernelCache>>,
+}
+
+/// What the core asks of the kernel's caches (the FUSE adapter's notifier).
+pub trait KernelCache: Send + Sync {
+    /// Drops an inode's cached attributes and pages.
+    fn invalidate_inode(&self, ino: u64);
 }
 
 /// Attribute changes asked by `setattr`.
@@ -182,7 +193,29 @@ impl Fs {
             lost: Mutex::new(Vec::new()),
             dir_writes: DirWrites::default(),
             dir_moves: tokio::sync::RwLock::new(()),
+            locks: Arc::default(),
+            kernel: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Connects the core to the kernel's caches.
+    pub fn set_kernel_cache(&self, kernel: Arc<dyn KernelCache>) {
+        let _ = self.kernel.set(kernel);
+    }
+
+    /// Drops what the kernel caches of `ino` (off this thread: the kernel
+    /// may wait for reads this daemon is serving).
+    async fn invalidate_kernel(&self, ino: u64) {
+        if let Some(kernel) = self.kernel.get().cloned() {
+            let _ = tokio::task::spawn_blocking(move || kernel.invalidate_inode(ino)).await;
+        }
+    }
+
+    /// Gives this mount's locks up (at unmount); failures are only logged.
+    pub async fn release_locks(&self) {
+        if let Err(e) = self.store.renew_locks(&self.locks.session, true).await {
+            tracing::debug!(error = %e, "could not release this mount's locks; their lease ends them");
+        }
     }
 
     fn writable(&self) -> Result<(), FsError> {

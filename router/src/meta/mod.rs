@@ -18,6 +18,7 @@ use crate::error::{Error, Result};
 mod access;
 mod chunks;
 mod compaction;
+mod file_locks;
 mod lifecycle;
 mod locks;
 mod objects;
@@ -27,6 +28,7 @@ mod tagging;
 mod uploads;
 mod users;
 
+pub use file_locks::LockOwner;
 pub use locks::VersionLock;
 pub use space::Space;
 pub use users::{KeyListing, KeyOwner, User};

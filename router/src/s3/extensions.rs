@@ -2,10 +2,12 @@
 //! like any request): `POST /{bucket}?bucketfs-rename` (see `rename`),
 //! `POST /{bucket}?bucketfs-batch` (see `batch`), `POST
 //! /{bucket}/{key}?bucketfs-patch` (see `patch`), `POST
-//! /{bucket}?bucketfs-link` (see `link`) and ListObjectsV2 with
+//! /{bucket}?bucketfs-link` (see `link`), the lock calls (see `file_locks`)
+//! and ListObjectsV2 with
 //! `metadata=true` (see `list::list_with_metadata`).
 
 use bucketfs_common::extension::{BATCH_QUERY, LINK_QUERY, PATCH_QUERY, RENAME_QUERY};
+use bucketfs_common::file_locks::{LOCK_QUERY, LOCK_RENEW_QUERY};
 use http::{Extensions, HeaderMap, Method, Uri};
 use s3s::route::S3Route;
 use s3s::{Body, S3Request, S3Response, S3Result};
@@ -40,6 +42,14 @@ fn is_link(method: &Method, uri: &Uri) -> bool {
     (method == Method::POST || method == Method::GET) && has_param(uri, LINK_QUERY)
 }
 
+fn is_lock(method: &Method, uri: &Uri) -> bool {
+    (method == Method::POST || method == Method::GET) && has_param(uri, LOCK_QUERY)
+}
+
+fn is_lock_renewal(method: &Method, uri: &Uri) -> bool {
+    method == Method::POST && has_param(uri, LOCK_RENEW_QUERY)
+}
+
 fn is_metadata_listing(method: &Method, uri: &Uri) -> bool {
     let query = uri.query().unwrap_or("");
     method == Method::GET
@@ -54,6 +64,8 @@ impl S3Route for ExtensionRoute {
             || is_batch(method, uri)
             || is_patch(method, uri)
             || is_link(method, uri)
+            || is_lock(method, uri)
+            || is_lock_renewal(method, uri)
             || is_metadata_listing(method, uri)
     }
 
@@ -77,6 +89,10 @@ impl S3Route for ExtensionRoute {
             self.fs.put_batch(&caller, req).await
         } else if is_patch(&req.method, &req.uri) {
             self.fs.patch_object(&caller, req).await
+        } else if is_lock(&req.method, &req.uri) {
+            self.fs.file_lock(&caller, req).await
+        } else if is_lock_renewal(&req.method, &req.uri) {
+            self.fs.renew_file_locks(&caller, req).await
         } else if is_link(&req.method, &req.uri) && req.method == Method::GET {
             self.fs.link_names(&caller, req).await
         } else if is_link(&req.method, &req.uri) {

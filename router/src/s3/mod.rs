@@ -8,6 +8,7 @@ mod buckets;
 mod checksum;
 mod cors_ops;
 mod extensions;
+mod file_locks;
 pub(crate) mod headers;
 mod ingest;
 mod lifecycle_ops;

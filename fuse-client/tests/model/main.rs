@@ -14,6 +14,7 @@ mod faults;
 mod races;
 mod reference;
 mod rng;
+mod two_mounts;
 
 use driver::{Harness, Settings};
 use rng::Rng;
@@ -94,4 +95,9 @@ fn rmdir_beside_a_landing_commit_is_refused() {
 #[test]
 fn a_directory_rename_under_a_streaming_upload_commits_under_the_new_name() {
     runtime().block_on(races::a_directory_rename_under_a_streaming_upload_commits_under_the_new_name());
+}
+
+#[test]
+fn locks_order_two_mounts_and_show_the_holders_writes() {
+    runtime().block_on(two_mounts::locks_order_two_mounts_and_show_the_holders_writes());
 }

@@ -7,7 +7,8 @@
 //!
 //! `POST /{bucket}/{key}?bucketfs-lock` takes or releases a range for
 //! (`x-bucketfs-lock-session`, `x-bucketfs-lock-owner`) as `x-bucketfs-lock`
-//! says (`LockRange::format`): 200 when done, 409 with the conflicting lock
+//! says (`LockRange::format`): 200 when done (with the key's ETag when a
+//! lock was taken, so the taker revalidates without a HEAD), 409 with the conflicting lock
 //! in `x-bucketfs-lock` when another owner's lock is in the way (nothing
 //! changes). `GET` the same asks without taking (F_GETLK): 200 with the
 //! conflicting lock, or an unlock when there is none. `POST

@@ -21,7 +21,8 @@ use bucketfs_common::file_locks::{apply, conflict, HeldLock};
 
 use crate::error::FsError;
 use crate::store::{
-    BlockBuffer, Listing, LockRange, Metadata, ObjectInfo, ObjectStore, Source, VersionEntry, VersionListing,
+    BlockBuffer, Listing, LockAnswer, LockKind, LockRange, Metadata, ObjectInfo, ObjectStore, Source,
+    VersionEntry, VersionListing,
 };
 
 /// ListObjectVersions' page size.
@@ -736,11 +737,11 @@ impl ObjectStore for MemoryStore {
         session: &str,
         owner: u64,
         change: &LockRange,
-    ) -> Result<Option<LockRange>, FsError> {
+    ) -> Result<LockAnswer, FsError> {
         self.call(|s| {
             let held = s.file_locks.entry(key.to_string()).or_default();
             if let Some(blocking) = conflict(held, session, owner, change) {
-                return Ok(Some(blocking.range));
+                return Ok(LockAnswer::Blocked(blocking.range));
             }
             let mine = |h: &HeldLock| h.session == session && h.owner == owner;
             let ranges: Vec<LockRange> = held.iter().filter(|h| mine(h)).map(|h| h.range).collect();
@@ -750,7 +751,10 @@ impl ObjectStore for MemoryStore {
                 owner,
                 range,
             }));
-            Ok(None)
+            let etag = s.current(key).map(|v| v.etag.clone());
+            Ok(LockAnswer::Granted(
+                etag.filter(|_| change.kind != LockKind::Unlock),
+            ))
         })
         .await
     }

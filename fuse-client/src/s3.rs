@@ -25,7 +25,8 @@ use rusty_s3::{Bucket, Credentials, UrlStyle};
 use crate::batch;
 use crate::error::FsError;
 use crate::store::{
-    BlockBuffer, Listing, LockRange, Metadata, ObjectInfo, ObjectStore, Source, VersionEntry, VersionListing,
+    BlockBuffer, Listing, LockAnswer, LockRange, Metadata, ObjectInfo, ObjectStore, Source, VersionEntry,
+    VersionListing,
 };
 use crate::xml::{encode_path, parse_iso, unescape, url_decode, xml_blocks, xml_field};
 
@@ -776,8 +777,8 @@ impl ObjectStore for S3 {
         session: &str,
         owner: u64,
         change: &LockRange,
-    ) -> Result<Option<LockRange>, FsError> {
-        self.lock_call(Method::POST, key, session, owner, change).await
+    ) -> Result<LockAnswer, FsError> {
+        self.change_lock_call(key, session, owner, change).await
     }
 
     async fn test_lock(
@@ -787,7 +788,7 @@ impl ObjectStore for S3 {
         owner: u64,
         want: &LockRange,
     ) -> Result<Option<LockRange>, FsError> {
-        self.lock_call(Method::GET, key, session, owner, want).await
+        self.test_lock_call(key, session, owner, want).await
     }
 
     async fn renew_locks(&self, session: &str, release: bool) -> Result<(), FsError> {

@@ -6,7 +6,7 @@ use bucketfs_common::file_locks::{
 };
 
 use super::*;
-use crate::store::LockKind;
+use crate::store::{LockAnswer, LockKind};
 
 impl S3 {
     /// The bucketfs patch extension; on another server, `NotSupported`
@@ -139,17 +139,15 @@ impl S3 {
 }
 
 impl S3 {
-    /// Takes or releases (POST) or tests (GET) a lock; answers the lock in
-    /// the way, if any.
-    pub(super) async fn lock_call(
+    /// Tests a lock (GET): answers the lock in the way, if any.
+    pub(super) async fn test_lock_call(
         &self,
-        method: Method,
         key: &str,
         session: &str,
         owner: u64,
         range: &LockRange,
     ) -> Result<Option<LockRange>, FsError> {
-        let call = Call::new(method, Some(key))
+        let call = Call::new(Method::GET, Some(key))
             .query(LOCK_QUERY, "")
             .header(LOCK_SESSION_HEADER, session)
             .header(LOCK_OWNER_HEADER, owner.to_string())
@@ -168,7 +166,45 @@ impl S3 {
                 let lock = answered()?;
                 Ok((lock.kind != LockKind::Unlock).then_some(lock))
             }
-            StatusCode::CONFLICT => Ok(Some(answered()?)),
+            StatusCode::BAD_REQUEST | StatusCode::METHOD_NOT_ALLOWED | StatusCode::NOT_IMPLEMENTED => {
+                Err(FsError::NotSupported)
+            }
+            _ => Err(error_of(resp).await),
+        }
+    }
+
+    /// Takes or releases a lock (POST); a taken one comes with the key's ETag.
+    pub(super) async fn change_lock_call(
+        &self,
+        key: &str,
+        session: &str,
+        owner: u64,
+        change: &LockRange,
+    ) -> Result<LockAnswer, FsError> {
+        let call = Call::new(Method::POST, Some(key))
+            .query(LOCK_QUERY, "")
+            .header(LOCK_SESSION_HEADER, session)
+            .header(LOCK_OWNER_HEADER, owner.to_string())
+            .header(LOCK_HEADER, change.format());
+        let resp = self.send(call).await?;
+        match resp.status() {
+            StatusCode::OK => {
+                let etag = resp
+                    .headers()
+                    .get("etag")
+                    .and_then(|v| v.to_str().ok())
+                    .map(|e| e.trim_matches('"').to_string());
+                Ok(LockAnswer::Granted(etag))
+            }
+            StatusCode::CONFLICT => {
+                let lock = resp
+                    .headers()
+                    .get(LOCK_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(LockRange::parse)
+                    .ok_or_else(|| FsError::Io(format!("a lock answer without a valid {LOCK_HEADER}")))?;
+                Ok(LockAnswer::Blocked(lock))
+            }
             StatusCode::BAD_REQUEST | StatusCode::METHOD_NOT_ALLOWED | StatusCode::NOT_IMPLEMENTED => {
                 Err(FsError::NotSupported)
             }

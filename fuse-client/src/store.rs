@@ -37,6 +37,16 @@ pub struct Source {
     pub etag: String,
 }
 
+/// The answer to a lock request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LockAnswer {
+    /// Done; a taken lock comes with the key's current ETag when the store
+    /// tells it (none: the key has no object, or the store did not say).
+    Granted(Option<String>),
+    /// Another owner's lock is in the way.
+    Blocked(LockRange),
+}
+
 /// What a HEAD or a listing tells about an object.
 #[derive(Debug, Clone)]
 pub struct ObjectInfo {
@@ -218,16 +228,16 @@ pub trait ObjectStore: Send + Sync + 'static {
     async fn link_names(&self, key: &str) -> Result<Vec<String>, FsError>;
 
     /// Takes or releases (`change`) a lock of `key` for `owner` of
-    /// `session` (a mount), held while the session is renewed; answers the
-    /// other owner's lock in the way instead, changing nothing.
-    /// `NotSupported` on a store without locks.
+    /// `session` (a mount), held while the session is renewed; or answers
+    /// the other owner's lock in the way, changing nothing. `NotSupported`
+    /// on a store without locks.
     async fn lock(
         &self,
         key: &str,
         session: &str,
         owner: u64,
         change: &LockRange,
-    ) -> Result<Option<LockRange>, FsError>;
+    ) -> Result<LockAnswer, FsError>;
 
     /// The lock taking `want` would meet (F_GETLK), if any.
     async fn test_lock(

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::{Fs, Kind};
 use crate::error::FsError;
 use crate::names::dir_prefix;
-use crate::store::{LockKind, LockRange};
+use crate::store::{LockAnswer, LockKind, LockRange};
 use bucketfs_common::file_locks::LOCK_END;
 
 /// The longest pause between tries of a blocked F_SETLKW.
@@ -62,9 +62,9 @@ impl Fs {
         let mut pause = Duration::from_millis(5);
         let granted = loop {
             match self.change_lock(&key, owner, &change).await {
-                Ok(None) => break Ok(()),
-                Ok(Some(_)) if woken.is_none() => break Err(FsError::WouldBlock),
-                Ok(Some(_)) => {}
+                Ok(LockAnswer::Granted(etag)) => break Ok(etag),
+                Ok(LockAnswer::Blocked(_)) if woken.is_none() => break Err(FsError::WouldBlock),
+                Ok(LockAnswer::Blocked(_)) => {}
                 Err(e) => break Err(e),
             }
             let woken = woken.as_ref().expect("waiting");
@@ -77,8 +77,8 @@ impl Fs {
         if wait {
             self.locks.done_waiting(ino, owner);
         }
-        granted?;
-        self.revalidate(ino).await
+        let etag = granted?;
+        self.revalidate(ino, etag).await
     }
 
     /// Releases every lock `owner` holds on `ino`: a close ends its
@@ -101,16 +101,11 @@ impl Fs {
         }
     }
 
-    async fn change_lock(
-        &self,
-        key: &str,
-        owner: u64,
-        change: &LockRange,
-    ) -> Result<Option<LockRange>, FsError> {
+    async fn change_lock(&self, key: &str, owner: u64, change: &LockRange) -> Result<LockAnswer, FsError> {
         match self.store.lock(key, &self.locks.session, owner, change).await {
-            Ok(None) => {
+            Ok(LockAnswer::Granted(etag)) => {
                 self.locks.granted(&self.store, key, owner, change);
-                Ok(None)
+                Ok(LockAnswer::Granted(etag))
             }
             Err(FsError::NotSupported) => Err(FsError::NoLocks),
             other => other,
@@ -119,11 +114,16 @@ impl Fs {
 
     /// After a lock is taken: this mount's view of the file (attributes,
     /// the version an open file reads, the kernel's pages) becomes the
-    /// store's, unless this mount has unsaved writes to it.
-    async fn revalidate(&self, ino: u64) -> Result<(), FsError> {
+    /// store's, unless this mount has unsaved writes to it. `etag`, the
+    /// store's when the lock was granted, spares a HEAD when unchanged.
+    async fn revalidate(&self, ino: u64, etag: Option<String>) -> Result<(), FsError> {
         self.flush_inode(ino).await?;
         let node = self.node(ino)?;
         if node.local || node.kind != Kind::File {
+            return Ok(());
+        }
+        if etag.is_some_and(|e| e == node.etag) {
+            self.update(ino, |n| n.fetched = Instant::now());
             return Ok(());
         }
         let Some(info) = self.store.head(&node.path, None).await? else {

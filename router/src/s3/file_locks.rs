@@ -84,7 +84,18 @@ impl Bucketfs {
             .change_lock(&bucket, &key, &who, &range, LOCK_LEASE_SECS)
             .await?
         {
-            None => lock_answer(http::StatusCode::OK, None),
+            None => {
+                let mut resp = lock_answer(http::StatusCode::OK, None)?;
+                // The taker revalidates its copy of the file against this.
+                if range.kind != LockKind::Unlock {
+                    if let Ok(version) = self.meta.version(&bucket, &key, None).await {
+                        let etag = HeaderValue::from_str(&format!("\"{}\"", version.etag))
+                            .map_err(|e| Error::Internal(e.to_string()))?;
+                        resp.headers.insert(http::header::ETAG, etag);
+                    }
+                }
+                Ok(resp)
+            }
             Some(blocking) => lock_answer(http::StatusCode::CONFLICT, Some(blocking)),
         }
     }

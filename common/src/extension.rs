@@ -112,6 +112,36 @@ pub fn parse_links(value: &str) -> Option<(u64, u32)> {
     Some((group.parse().ok()?, count.parse().ok()?))
 }
 
+/// `GET /{bucket}?bucketfs-changes&after=SEQ`: the bucket's changes after
+/// sequence number SEQ, as JSON `ChangePage`, waiting up to
+/// `CHANGES_WAIT_SECS` for one; without `after`, at once, with none and
+/// `next` where the feed stands (a mount starts following from there).
+pub const CHANGES_QUERY: &str = "bucketfs-changes";
+pub const CHANGES_WAIT_SECS: u64 = 20;
+
+/// A page of the change feed.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct ChangePage {
+    pub changes: Vec<ChangeEntry>,
+    /// Ask for changes after this next: every change up to it is in this
+    /// page or an earlier one (a newer one may already be here, and will
+    /// come again).
+    pub next: u64,
+    /// Changes after `after` were trimmed before the mount asked: it must
+    /// assume anything changed.
+    #[serde(default)]
+    pub reset: bool,
+}
+
+/// One change of a key's current version.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ChangeEntry {
+    pub seq: u64,
+    pub key: String,
+    /// The new current version's ETag; `None`: the key is gone.
+    pub etag: Option<String>,
+}
+
 /// A PUT or part carrying `x-bucketfs-etag: chunks` (and no Content-MD5)
 /// gets an ETag made from its chunk ids instead of the MD5 of its bytes.
 pub const ETAG_HEADER: &str = "x-bucketfs-etag";

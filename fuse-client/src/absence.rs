@@ -105,6 +105,12 @@ impl Absence {
             .is_some_and(|at| at.elapsed() < within)
     }
 
+    /// Someone else changed a name in `dir`: its listing is no longer whole.
+    pub fn changed_in(&self, dir: &str) {
+        self.listed.lock().unwrap().remove(dir);
+        self.tails.lock().unwrap().remove(dir);
+    }
+
     /// `dir` and everything below it is gone or has moved.
     pub fn drop_tree(&self, dir: &str) {
         remove_tree(&mut self.listed.lock().unwrap(), dir);

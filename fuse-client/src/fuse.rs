@@ -193,6 +193,12 @@ impl crate::fs::KernelCache for Notifier {
             tracing::debug!(ino, error = %e, "the kernel refused an invalidation");
         }
     }
+
+    fn invalidate_entry(&self, parent: u64, name: &str) {
+        if let Err(e) = self.0.inval_entry(INodeNo(parent), OsStr::new(name)) {
+            tracing::debug!(parent, name, error = %e, "the kernel refused an invalidation");
+        }
+    }
 }
 
 fn empty(r: ReplyEmpty, _: ()) {

@@ -221,6 +221,10 @@ fn mount(args: MountArgs) -> Result<()> {
         fuser::SessionACL::RootAndOwner
     };
     config.n_threads = Some(4);
+    // Other clients' changes show within the feed's delay, not the TTL's.
+    if args.at.is_none() {
+        runtime.spawn(fs.clone().follow_changes());
+    }
     let mountpoint = args.mountpoint.clone();
     runtime.spawn(async move {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).unwrap();

@@ -773,6 +773,11 @@ impl ObjectStore for MemoryStore {
         .await
     }
 
+    /// No feed here: the core's tests see other clients' changes by TTL.
+    async fn changes(&self, _after: Option<u64>) -> Result<crate::store::ChangePage, FsError> {
+        Err(FsError::NotSupported)
+    }
+
     async fn renew_locks(&self, session: &str, release: bool) -> Result<(), FsError> {
         self.call(|s| {
             if release {

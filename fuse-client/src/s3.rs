@@ -791,6 +791,10 @@ impl ObjectStore for S3 {
         self.test_lock_call(key, session, owner, want).await
     }
 
+    async fn changes(&self, after: Option<u64>) -> Result<crate::store::ChangePage, FsError> {
+        self.changes_call(after).await
+    }
+
     async fn renew_locks(&self, session: &str, release: bool) -> Result<(), FsError> {
         self.renew_call(session, release).await
     }

@@ -5,6 +5,8 @@ use bucketfs_common::file_locks::{
     LOCK_HEADER, LOCK_OWNER_HEADER, LOCK_QUERY, LOCK_RELEASE_HEADER, LOCK_RENEW_QUERY, LOCK_SESSION_HEADER,
 };
 
+use bucketfs_common::extension::CHANGES_QUERY;
+
 use super::*;
 use crate::store::{LockAnswer, LockKind};
 
@@ -205,6 +207,22 @@ impl S3 {
                     .ok_or_else(|| FsError::Io(format!("a lock answer without a valid {LOCK_HEADER}")))?;
                 Ok(LockAnswer::Blocked(lock))
             }
+            StatusCode::BAD_REQUEST | StatusCode::METHOD_NOT_ALLOWED | StatusCode::NOT_IMPLEMENTED => {
+                Err(FsError::NotSupported)
+            }
+            _ => Err(error_of(resp).await),
+        }
+    }
+
+    /// A page of the change feed (long-polled by the router).
+    pub(super) async fn changes_call(&self, after: Option<u64>) -> Result<crate::store::ChangePage, FsError> {
+        let mut call = Call::new(Method::GET, None).query(CHANGES_QUERY, "");
+        if let Some(after) = after {
+            call = call.query("after", after.to_string());
+        }
+        let resp = self.send(call).await?;
+        match resp.status() {
+            s if s.is_success() => resp.json().await.map_err(|e| FsError::Io(e.to_string())),
             StatusCode::BAD_REQUEST | StatusCode::METHOD_NOT_ALLOWED | StatusCode::NOT_IMPLEMENTED => {
                 Err(FsError::NotSupported)
             }

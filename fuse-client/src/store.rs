@@ -13,6 +13,7 @@ use std::time::SystemTime;
 
 use bytes::{Bytes, BytesMut};
 
+pub use bucketfs_common::extension::{ChangeEntry, ChangePage};
 pub use bucketfs_common::file_locks::{LockKind, LockRange};
 
 use crate::error::FsError;
@@ -247,6 +248,11 @@ pub trait ObjectStore: Send + Sync + 'static {
         owner: u64,
         want: &LockRange,
     ) -> Result<Option<LockRange>, FsError>;
+
+    /// The change feed: changes of the bucket after `after` (waiting a
+    /// while for one), or with none, where the feed stands.
+    /// `NotSupported` on a store without one.
+    async fn changes(&self, after: Option<u64>) -> Result<ChangePage, FsError>;
 
     /// Renews every lock of `session` for another lease, or drops them
     /// (`release`).

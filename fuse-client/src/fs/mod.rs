@@ -10,6 +10,7 @@
 //! commit a new object version (close-to-open consistency).
 mod allocate;
 mod attributes;
+mod changes;
 mod copy;
 mod files;
 mod handles;
@@ -128,6 +129,8 @@ pub struct Fs {
 pub trait KernelCache: Send + Sync {
     /// Drops an inode's cached attributes and pages.
     fn invalidate_inode(&self, ino: u64);
+    /// Drops the kernel's entry (or negative entry) for `name` in `parent`.
+    fn invalidate_entry(&self, parent: u64, name: &str);
 }
 
 /// Attribute changes asked by `setattr`.

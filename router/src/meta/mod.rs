@@ -16,6 +16,7 @@ use time::OffsetDateTime;
 use crate::error::{Error, Result};
 
 mod access;
+mod changes;
 mod chunks;
 mod compaction;
 mod file_locks;
@@ -28,6 +29,7 @@ mod tagging;
 mod uploads;
 mod users;
 
+pub use changes::Change;
 pub use file_locks::LockOwner;
 pub use locks::VersionLock;
 pub use space::Space;

@@ -2,11 +2,11 @@
 //! like any request): `POST /{bucket}?bucketfs-rename` (see `rename`),
 //! `POST /{bucket}?bucketfs-batch` (see `batch`), `POST
 //! /{bucket}/{key}?bucketfs-patch` (see `patch`), `POST
-//! /{bucket}?bucketfs-link` (see `link`), the lock calls (see `file_locks`)
-//! and ListObjectsV2 with
+//! /{bucket}?bucketfs-link` (see `link`), the lock calls (see `file_locks`),
+//! the change feed (see `changes`) and ListObjectsV2 with
 //! `metadata=true` (see `list::list_with_metadata`).
 
-use bucketfs_common::extension::{BATCH_QUERY, LINK_QUERY, PATCH_QUERY, RENAME_QUERY};
+use bucketfs_common::extension::{BATCH_QUERY, CHANGES_QUERY, LINK_QUERY, PATCH_QUERY, RENAME_QUERY};
 use bucketfs_common::file_locks::{LOCK_QUERY, LOCK_RENEW_QUERY};
 use http::{Extensions, HeaderMap, Method, Uri};
 use s3s::route::S3Route;
@@ -46,6 +46,10 @@ fn is_lock(method: &Method, uri: &Uri) -> bool {
     (method == Method::POST || method == Method::GET) && has_param(uri, LOCK_QUERY)
 }
 
+fn is_change_feed(method: &Method, uri: &Uri) -> bool {
+    method == Method::GET && has_param(uri, CHANGES_QUERY)
+}
+
 fn is_lock_renewal(method: &Method, uri: &Uri) -> bool {
     method == Method::POST && has_param(uri, LOCK_RENEW_QUERY)
 }
@@ -66,6 +70,7 @@ impl S3Route for ExtensionRoute {
             || is_link(method, uri)
             || is_lock(method, uri)
             || is_lock_renewal(method, uri)
+            || is_change_feed(method, uri)
             || is_metadata_listing(method, uri)
     }
 
@@ -91,6 +96,8 @@ impl S3Route for ExtensionRoute {
             self.fs.patch_object(&caller, req).await
         } else if is_lock(&req.method, &req.uri) {
             self.fs.file_lock(&caller, req).await
+        } else if is_change_feed(&req.method, &req.uri) {
+            self.fs.changes(&caller, req).await
         } else if is_lock_renewal(&req.method, &req.uri) {
             self.fs.renew_file_locks(&caller, req).await
         } else if is_link(&req.method, &req.uri) && req.method == Method::GET {

@@ -5,6 +5,7 @@
 mod access_ops;
 pub(crate) mod batch;
 mod buckets;
+mod changes;
 mod checksum;
 mod cors_ops;
 mod extensions;

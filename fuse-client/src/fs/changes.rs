@@ -1,0 +1,106 @@
+//! Following the store's change feed (`CHANGES_QUERY` on a bucketfs
+//! router): each change of a key another client made drops what this mount
+//! and the kernel hold of it, so another mount's close shows here within
+//! the feed's delay instead of after `--attr-ttl`. Without a feed (another
+//! S3 server), or while it cannot be reached, the TTLs bound staleness as
+//! before; a mount that loses the feed for a while catches up from the last
+//! sequence number it saw, or, when the router no longer has it, starts
+//! over from what it holds.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::Fs;
+use crate::error::FsError;
+use crate::names::{dir_prefix, parent_of};
+
+impl Fs {
+    /// Follows the feed for the life of the mount.
+    pub async fn follow_changes(self: Arc<Self>) {
+        let mut after = None;
+        let mut failures = 0u32;
+        loop {
+            match self.store.changes(after).await {
+                Ok(page) => {
+                    failures = 0;
+                    if page.reset {
+                        tracing::info!("the change feed moved past this mount; trusting nothing cached");
+                        self.distrust_everything();
+                    }
+                    for change in &page.changes {
+                        self.changed(&change.key, change.etag.as_deref()).await;
+                    }
+                    let stuck = after == Some(page.next) && !page.changes.is_empty();
+                    after = Some(page.next);
+                    if stuck {
+                        // A gap in the sequence the router waits out.
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+                Err(FsError::NotSupported) => {
+                    tracing::info!(
+                        "the store has no change feed: other clients' changes show after --attr-ttl"
+                    );
+                    return;
+                }
+                Err(e) => {
+                    if failures == 0 {
+                        tracing::warn!(error = %e, "lost the change feed; retrying (other clients' changes show after --attr-ttl meanwhile)");
+                    }
+                    failures += 1;
+                    let pause = Duration::from_millis(100 << failures.min(6));
+                    tokio::time::sleep(pause).await;
+                }
+            }
+        }
+    }
+
+    /// `key` now has the version with `etag` (`None`: it is gone).
+    async fn changed(&self, key: &str, etag: Option<&str>) {
+        let path = key.strip_suffix('/').unwrap_or(key);
+        if path.is_empty() {
+            return;
+        }
+        let dir = parent_of(path);
+        let name = &path[dir_prefix(dir).len()..];
+        let (node, parent) = {
+            let table = self.table.lock().unwrap();
+            let node = table
+                .by_path
+                .get(path)
+                .and_then(|ino| Some((*ino, table.nodes.get(ino)?.etag.clone())));
+            (node, table.by_path.get(dir).copied())
+        };
+        match (node, etag) {
+            // This mount's own change, or one it has already seen.
+            (Some((_, known)), Some(etag)) if known == etag => return,
+            (None, None) if self.absence.is_absent(dir, path) => return,
+            (Some((ino, _)), _) => {
+                self.update(ino, |n| n.loaded = false);
+                self.invalidate_kernel(ino).await;
+            }
+            (None, _) => {}
+        }
+        if etag.is_some() {
+            self.absence.present(path);
+        }
+        self.absence.changed_in(dir);
+        if let (Some(parent), Some(kernel)) = (parent, self.kernel.get().cloned()) {
+            let name = name.to_string();
+            let _ = tokio::task::spawn_blocking(move || kernel.invalidate_entry(parent, &name)).await;
+        }
+    }
+
+    /// Everything cached may be out of date: fetch it again before use.
+    fn distrust_everything(&self) {
+        let mut table = self.table.lock().unwrap();
+        let dirs: Vec<String> = table.nodes.values().map(|n| n.path.clone()).collect();
+        for node in table.nodes.values_mut() {
+            node.loaded = false;
+        }
+        drop(table);
+        for dir in dirs {
+            self.absence.changed_in(&dir);
+        }
+    }
+}

@@ -65,17 +65,20 @@ impl Fs {
         let name = &path[dir_prefix(dir).len()..];
         let (node, parent) = {
             let table = self.table.lock().unwrap();
-            let node = table
-                .by_path
-                .get(path)
-                .and_then(|ino| Some((*ino, table.nodes.get(ino)?.etag.clone())));
+            let node = table.by_path.get(path).and_then(|ino| {
+                let n = table.nodes.get(ino)?;
+                Some((*ino, n.etag.clone(), n.local))
+            });
             (node, table.by_path.get(dir).copied())
         };
         match (node, etag) {
             // This mount's own change, or one it has already seen.
-            (Some((_, known)), Some(etag)) if known == etag => return,
+            (Some((_, known, _)), Some(etag)) if known == etag => return,
             (None, None) if self.absence.is_absent(dir, path) => return,
-            (Some((ino, _)), _) => {
+            // Made or open here: this mount's commit is on its way (a file
+            // open here shows its own version until closed anyway).
+            (Some((ino, _, local)), _) if local || self.is_open(ino) => return,
+            (Some((ino, _, _)), _) => {
                 self.update(ino, |n| n.loaded = false);
                 self.invalidate_kernel(ino).await;
             }

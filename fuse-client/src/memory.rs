@@ -308,6 +308,15 @@ impl MemoryStore {
         self.bytes_in.load(Ordering::SeqCst)
     }
 
+    /// Another S3 client's PUT of `key`: unlike the mount's writes it does
+    /// not follow hard links; the key leaves its link group, as on the router.
+    pub fn put_plain(&self, key: &str, body: &[u8]) {
+        let mut state = self.state.lock().unwrap();
+        state.links.remove(key);
+        let version = state.new_version(Bytes::copy_from_slice(body), Metadata::new(), None);
+        state.store(self.versioned, key, version);
+    }
+
     /// The current bytes of `key`, if any (for tests to compare).
     pub fn contents(&self, key: &str) -> Option<Bytes> {
         self.state.lock().unwrap().current(key).map(|v| v.data.clone())

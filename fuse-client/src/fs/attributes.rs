@@ -49,7 +49,13 @@ impl Fs {
                 .and_then(|ino| table.nodes.get(ino).map(|n| (*ino, n.clone())))
         };
         match &known {
-            Some((ino, node)) if node.local || self.is_open(*ino) || self.dir_writes.is_pending(*ino) => {
+            // An open file's own name shows its open state; a hard-linked
+            // one's other names are asked about (one may have left the group).
+            Some((ino, node))
+                if node.local
+                    || (self.is_open(*ino) && (node.group.is_none() || node.path == path))
+                    || self.dir_writes.is_pending(*ino) =>
+            {
                 return Ok(Self::attr_of(*ino, node));
             }
             // Fetched as recently as the kernel's own cache would trust it:

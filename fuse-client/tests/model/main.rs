@@ -101,3 +101,8 @@ fn a_directory_rename_under_a_streaming_upload_commits_under_the_new_name() {
 fn locks_order_two_mounts_and_show_the_holders_writes() {
     runtime().block_on(two_mounts::locks_order_two_mounts_and_show_the_holders_writes());
 }
+
+#[test]
+fn a_name_leaving_its_link_group_is_its_own_file_though_the_group_is_open() {
+    runtime().block_on(races::a_name_leaving_its_link_group_is_its_own_file_though_the_group_is_open());
+}

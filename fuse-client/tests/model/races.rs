@@ -84,3 +84,39 @@ pub async fn a_directory_rename_under_a_streaming_upload_commits_under_the_new_n
         data.len() as u64
     );
 }
+
+/// A name that another client took out of its link group (a plain PUT)
+/// shows its own object, though its former inode is open here under its
+/// other name.
+pub async fn a_name_leaving_its_link_group_is_its_own_file_though_the_group_is_open() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let store = Arc::new(MemoryStore::new(false));
+    let mut config = config(
+        Settings {
+            write_back: 0,
+            versioned: false,
+        },
+        dir.path(),
+    );
+    config.attr_ttl = Duration::ZERO;
+    let fs = Arc::new(Fs::new(store.clone(), config).expect("an Fs"));
+    let (a, fh) = fs
+        .create(ROOT, "a", 0o644, 0, 0, libc::O_RDWR)
+        .await
+        .expect("create a");
+    fs.write(fh, 0, b"shared").await.expect("write a");
+    fs.flush(fh).await.expect("flush a");
+    let b = fs.link(a.ino, ROOT, "b").await.expect("ln a b");
+    assert_eq!((b.ino, b.nlink), (a.ino, 2));
+
+    store.put_plain("b", b"another client's b");
+    let b = fs.lookup(ROOT, "b").await.expect("lookup b");
+    assert_ne!(b.ino, a.ino, "b is still a's inode");
+    assert_eq!((b.size, b.nlink), (18, 1));
+    let (fh_b, _) = fs.open(b.ino, libc::O_RDONLY).await.expect("open b");
+    assert_eq!(
+        &fs.read(fh_b, 0, 64).await.expect("read b")[..],
+        b"another client's b"
+    );
+    assert_eq!(&fs.read(fh, 0, 64).await.expect("read a")[..], b"shared");
+}

@@ -15,7 +15,7 @@ use s3s::{Body, S3Request, S3Response, S3Result};
 
 use bucketfs_common::extension::{ChangeEntry, ChangePage, CHANGES_WAIT_SECS};
 
-use super::wire::json_response;
+use super::wire::{bucket_of_path, json_response};
 use super::Bucketfs;
 use crate::access::{Action, Caller};
 use crate::error::Error;
@@ -47,10 +47,7 @@ fn next_after(after: i64, changes: &[Change]) -> i64 {
 
 impl Bucketfs {
     pub(super) async fn changes(&self, caller: &Caller, req: S3Request<Body>) -> S3Result<S3Response<Body>> {
-        let bucket = req.uri.path().trim_matches('/');
-        if bucket.is_empty() || bucket.contains('/') {
-            return Err(Error::InvalidArgument("changes: the path must be /BUCKET".into()).into());
-        }
+        let bucket = bucket_of_path(&req.uri, "changes")?;
         let after: Option<i64> = req
             .uri
             .query()

@@ -9,11 +9,10 @@ use bucketfs_common::file_locks::{
     LOCK_RELEASE_HEADER, LOCK_SESSION_HEADER,
 };
 
-use super::wire::json_response;
+use super::wire::{json_response, object_of_path};
 use super::{check_key, Bucketfs};
 use crate::access::{Action, Caller};
 use crate::error::Error;
-use crate::escape::percent_decode;
 use crate::meta::LockOwner;
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, Error> {
@@ -57,11 +56,7 @@ impl Bucketfs {
         req: S3Request<Body>,
     ) -> S3Result<S3Response<Body>> {
         let bad = |what: String| Error::InvalidArgument(format!("lock: {what}"));
-        let path = req.uri.path().trim_start_matches('/');
-        let (bucket, key) = path
-            .split_once('/')
-            .and_then(|(b, k)| Some((b, percent_decode(k)?)))
-            .ok_or_else(|| bad("the path must be /BUCKET/KEY".into()))?;
+        let (bucket, key) = object_of_path(&req.uri, "lock")?;
         check_key(&key)?;
         let headers = &req.headers;
         let who = LockOwner {

@@ -10,14 +10,12 @@
 //! names of a key's group (a mount unlinking the only name it knows of an
 //! open file learns where the file's later writes go).
 
-use std::collections::HashMap;
-
 use http::HeaderValue;
 use s3s::{Body, S3Request, S3Response, S3Result};
 
-use bucketfs_common::extension::{LINK_FROM_HEADER, LINK_TO_HEADER, META_PREFIX};
+use bucketfs_common::extension::{LINK_FROM_HEADER, LINK_TO_HEADER};
 
-use super::wire::json_response;
+use super::wire::{bucket_of_path, json_response, metadata_headers};
 use super::{add_links_header, check_key, check_metadata, visible_version_id, Bucketfs};
 use crate::access::{Action, Caller};
 use crate::error::Error;
@@ -28,10 +26,7 @@ impl Bucketfs {
     /// write both names (every name of the group gets a new version).
     pub(super) async fn link(&self, caller: &Caller, req: S3Request<Body>) -> S3Result<S3Response<Body>> {
         let bad = |what: &str| Error::InvalidArgument(format!("link: {what}"));
-        let bucket = req.uri.path().trim_matches('/');
-        if bucket.is_empty() || bucket.contains('/') {
-            return Err(bad("the path must be /BUCKET").into());
-        }
+        let bucket = bucket_of_path(&req.uri, "link")?;
         let key_of = |name: &str| {
             req.headers
                 .get(name)
@@ -45,16 +40,7 @@ impl Bucketfs {
         if from == to {
             return Err(Error::PreconditionFailed.into());
         }
-        let metadata: HashMap<String, String> = req
-            .headers
-            .iter()
-            .filter_map(|(k, v)| {
-                Some((
-                    k.as_str().strip_prefix(META_PREFIX)?.to_string(),
-                    v.to_str().ok()?.to_string(),
-                ))
-            })
-            .collect();
+        let metadata = metadata_headers(&req.headers);
         check_metadata(&metadata, None)?;
         let bucket = self.meta.bucket(bucket).await?;
         for (action, key) in [
@@ -89,10 +75,7 @@ impl Bucketfs {
         req: S3Request<Body>,
     ) -> S3Result<S3Response<Body>> {
         let bad = |what: &str| Error::InvalidArgument(format!("link names: {what}"));
-        let bucket = req.uri.path().trim_matches('/');
-        if bucket.is_empty() || bucket.contains('/') {
-            return Err(bad("the path must be /BUCKET").into());
-        }
+        let bucket = bucket_of_path(&req.uri, "link")?;
         let key = req
             .headers
             .get(LINK_FROM_HEADER)

@@ -16,16 +16,16 @@ use s3s::dto::StreamingBlob;
 use s3s::{Body, S3Request, S3Response, S3Result};
 
 use bucketfs_common::extension::{
-    parse_patch_ranges, META_PREFIX, PATCH_BASE_HEADER, PATCH_RANGES_HEADER, PATCH_SIZE_HEADER,
+    parse_patch_ranges, PATCH_BASE_HEADER, PATCH_RANGES_HEADER, PATCH_SIZE_HEADER,
 };
 
 use super::ingest::{self, ingest, MAX_BODY_BYTES};
 use super::settings::NewVersionSettings;
+use super::wire::{metadata_headers, object_of_path};
 use super::{check_key, check_metadata, visible_version_id, Bucketfs};
 use crate::access::{Action, Caller};
 use crate::chunk_map;
 use crate::error::Error;
-use crate::escape::percent_decode;
 use crate::meta::{NewVersion, WritePrecondition};
 
 /// The largest object S3 allows (and so a patched one may be).
@@ -46,11 +46,7 @@ impl Bucketfs {
         req: S3Request<Body>,
     ) -> S3Result<S3Response<Body>> {
         let bad = |what: String| Error::InvalidArgument(format!("patch: {what}"));
-        let path = req.uri.path().trim_start_matches('/');
-        let (bucket, key) = path
-            .split_once('/')
-            .and_then(|(b, k)| Some((b, percent_decode(k)?)))
-            .ok_or_else(|| bad("the path must be /BUCKET/KEY".into()))?;
+        let (bucket, key) = object_of_path(&req.uri, "patch")?;
         check_key(&key)?;
         let headers = &req.headers;
         let base_etag = header(headers, PATCH_BASE_HEADER)?.trim_matches('"').to_string();
@@ -65,15 +61,7 @@ impl Bucketfs {
             .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let metadata: std::collections::HashMap<String, String> = headers
-            .iter()
-            .filter_map(|(k, v)| {
-                Some((
-                    k.as_str().strip_prefix(META_PREFIX)?.to_string(),
-                    v.to_str().ok()?.to_string(),
-                ))
-            })
-            .collect();
+        let metadata = metadata_headers(headers);
         check_metadata(&metadata, content_type.as_deref())?;
 
         let bucket = self.meta.bucket(bucket).await?;

@@ -19,7 +19,7 @@ use bucketfs_common::extension::{
     NO_REPLACE_HEADER, RENAME_FROM_HEADER, RENAME_PREFIX_HEADER, RENAME_TO_HEADER,
 };
 
-use super::wire::json_response;
+use super::wire::{bucket_of_path, json_response};
 use super::{check_key, Bucketfs};
 use crate::access::{Action, Caller};
 use crate::error::Error;
@@ -40,10 +40,7 @@ impl Bucketfs {
     pub(super) async fn rename(&self, caller: &Caller, req: S3Request<Body>) -> S3Result<S3Response<Body>> {
         let meta = &self.meta;
         let bad = |what: &str| Error::InvalidArgument(format!("rename: {what}"));
-        let bucket = req.uri.path().trim_matches('/');
-        if bucket.is_empty() || bucket.contains('/') {
-            return Err(bad("the path must be /BUCKET").into());
-        }
+        let bucket = bucket_of_path(&req.uri, "rename")?;
         let from = header(&req.headers, RENAME_FROM_HEADER)
             .and_then(percent_decode)
             .ok_or_else(|| bad(&format!("missing or malformed {RENAME_FROM_HEADER}")))?;

@@ -57,6 +57,11 @@ impl Locks {
         self.held.lock().unwrap().contains(&(key.to_string(), owner))
     }
 
+    /// Whether this mount may hold any lock at all.
+    pub fn any_held(&self) -> bool {
+        !self.held.lock().unwrap().is_empty()
+    }
+
     /// A blocked lock call of `owner` on `ino` starts waiting: the
     /// `Notify` wakes it to give up.
     pub fn wait(&self, ino: u64, owner: u64) -> Arc<tokio::sync::Notify> {

@@ -86,7 +86,8 @@ impl Fs {
     /// is lost when the process was killed; its flush is not) and, at the
     /// last close, a flock. Free when `owner` took no lock of it.
     pub async fn unlock_all(&self, ino: u64, owner: u64) -> Result<(), FsError> {
-        if !self.locks.may_hold(&self.lock_key(ino)?, owner) {
+        // Every close comes here: no node lookup unless this mount locks.
+        if !self.locks.any_held() || !self.locks.may_hold(&self.lock_key(ino)?, owner) {
             return Ok(());
         }
         let everything = LockRange {

@@ -64,9 +64,13 @@ fn another_mounts_changes_show_within_a_second() -> Result<()> {
         "propagation of a close from mount A to a stat on mount B over 200 changes: p50 {p50:?}, p99 {p99:?}"
     );
 
-    // A removal.
+    // A removal, seen in B's stat and in its listing of the directory.
     fs::remove_file(&on_a)?;
     let took = time_until(limit, || !on_b.exists());
     ensure!(took.is_some(), "a file removed on A stayed on B");
+    let names: Vec<String> = fs::read_dir(&b_dir)?
+        .map(|e| Ok(e?.file_name().to_string_lossy().into_owned()))
+        .collect::<Result<_>>()?;
+    assert_eq!(names, ["new"], "B lists what A left");
     Ok(())
 }

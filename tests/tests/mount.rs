@@ -669,9 +669,9 @@ fn a_tree_walk_lists_a_small_tree_once() -> Result<()> {
     let before = listings(&cluster);
     run(Command::new("rm").arg("-rf").arg(b.join("t")), "rm -rf")?;
     let removed = listings(&cluster) - before;
-    // 3 before the change feed; 4 to 7 since (seen here): to be found out
-    // (see the session-30 note), still far from one per directory.
-    assert!(removed <= 8, "rm -rf of 41 directories took {removed} listings");
+    // One: t/d03/sub, which the feed said changed (2 seen under load). The
+    // echoes of b's own deletes keep its listings whole.
+    assert!(removed <= 3, "rm -rf of 41 directories took {removed} listings");
     let left = cluster.aws_ok(&["s3", "ls", "--recursive", "s3://walk/"])?;
     assert_eq!(left.trim(), "", "rm -rf left keys behind");
     Ok(())

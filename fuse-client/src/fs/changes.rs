@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::Fs;
+use super::{Fs, Kind};
 use crate::error::FsError;
 use crate::names::{dir_prefix, parent_of};
 
@@ -67,27 +67,35 @@ impl Fs {
             let table = self.table.lock().unwrap();
             let node = table.by_path.get(path).and_then(|ino| {
                 let n = table.nodes.get(ino)?;
-                Some((*ino, n.etag.clone(), n.local))
+                Some((*ino, n.etag.clone(), n.local, n.kind == Kind::Dir))
             });
             (node, table.by_path.get(dir).copied())
         };
+        tracing::debug!(%key, ?etag, known = node.is_some(), "change from the feed");
         match (node, etag) {
             // This mount's own change, or one it has already seen.
-            (Some((_, known, _)), Some(etag)) if known == etag => return,
+            (Some((_, known, _, _)), Some(etag)) if known == etag => return,
             (None, None) if self.absence.is_absent(dir, path) => return,
             // Made or open here: this mount's commit is on its way (a file
             // open here shows its own version until closed anyway).
-            (Some((ino, _, local)), _) if local || self.is_open(ino) => return,
-            (Some((ino, _, _)), _) => {
-                self.update(ino, |n| n.loaded = false);
+            (Some((ino, _, local, _)), _) if local || self.is_open(ino) => return,
+            // A file gone (this mount's own unlink among them, when its echo
+            // overtakes the unlink's end): its name leaves the table, whose
+            // listing of the directory stays whole.
+            (Some((ino, _, _, false)), None) => {
+                self.forget_path(path);
                 self.invalidate_kernel(ino).await;
             }
-            (None, _) => {}
+            (Some((ino, _, _, _)), _) => {
+                self.update(ino, |n| n.loaded = false);
+                self.invalidate_kernel(ino).await;
+                self.absence.changed_in(dir);
+            }
+            (None, _) => self.absence.changed_in(dir),
         }
         if etag.is_some() {
             self.absence.present(path);
         }
-        self.absence.changed_in(dir);
         if let (Some(parent), Some(kernel)) = (parent, self.kernel.get().cloned()) {
             let name = name.to_string();
             let _ = tokio::task::spawn_blocking(move || kernel.invalidate_entry(parent, &name)).await;

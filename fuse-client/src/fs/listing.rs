@@ -56,6 +56,7 @@ impl Fs {
         if self.deletes.is_removed(prefix) {
             return Ok(contents);
         }
+        tracing::debug!(%prefix, "listing what a directory holds");
         let page = (2 + self.deletes.pending_under(prefix)).min(LIST_PAGE);
         let reading = self.deletes.reading();
         let mut token = None;
@@ -193,6 +194,7 @@ impl Fs {
             return Ok(self.known_entries(&dir.path));
         }
         let prefix = dir_prefix(&dir.path);
+        tracing::debug!(dir = %dir.path, "listing a directory");
         let started = Instant::now();
         let mut names = std::collections::HashSet::new();
         let Listing {
@@ -274,6 +276,7 @@ impl Fs {
         {
             return Ok(false);
         }
+        tracing::debug!(%dir, "listing a tree");
         let started = Instant::now();
         let reading = self.deletes.reading();
         let mut page = self.store.list_tree(&dir_prefix(dir), TREE_PAGE).await?;

@@ -16,14 +16,14 @@ use crate::store::Source;
 impl Fs {
     /// `ino`'s attributes as this mount knows them, without asking the store.
     pub fn known_attr(&self, ino: u64) -> Result<Attr, FsError> {
-        Ok(Self::attr_of(ino, &self.node(ino)?))
+        Ok(self.attr_of(ino, &self.node(ino)?))
     }
 
     pub async fn getattr(&self, ino: u64) -> Result<Attr, FsError> {
         let node = self.node(ino)?;
         let stale = !node.loaded || node.fetched.elapsed() >= self.config.attr_ttl;
         if ino == ROOT || node.local || !stale || self.is_open(ino) || self.dir_writes.is_pending(ino) {
-            return Ok(Self::attr_of(ino, &node));
+            return Ok(self.attr_of(ino, &node));
         }
         match self.fetch_missed(&node.path).await? {
             Some(fresh) => Ok(self.remember(fresh)),
@@ -56,12 +56,12 @@ impl Fs {
                     || (self.is_open(*ino) && (node.group.is_none() || node.path == path))
                     || self.dir_writes.is_pending(*ino) =>
             {
-                return Ok(Self::attr_of(*ino, node));
+                return Ok(self.attr_of(*ino, node));
             }
             // Fetched as recently as the kernel's own cache would trust it:
             // unlink, rename and create right after the kernel's lookup.
             Some((ino, node)) if node.loaded && node.fetched.elapsed() < self.config.attr_ttl => {
-                return Ok(Self::attr_of(*ino, node));
+                return Ok(self.attr_of(*ino, node));
             }
             None if self.absence.is_absent(&dir.path, &path) || self.deletes.is_deleting(&path) => {
                 return Err(FsError::NotFound)
@@ -98,7 +98,7 @@ impl Fs {
         }
         posix.ctime = now;
         if posix == node.posix && change.size.is_none() {
-            return Ok(Self::attr_of(ino, &node));
+            return Ok(self.attr_of(ino, &node));
         }
         self.writable()?;
         if let Some(size) = change.size {
@@ -122,10 +122,10 @@ impl Fs {
             .await;
             let put = self.put_file(ino, &mut file).await;
             result.and(put)?;
-            return Ok(Self::attr_of(ino, &self.node(ino)?));
+            return Ok(self.attr_of(ino, &self.node(ino)?));
         }
         self.store_posix(ino, &mut node, posix).await?;
-        Ok(Self::attr_of(ino, &node))
+        Ok(self.attr_of(ino, &node))
     }
 
     /// Makes `posix` the attributes of `ino`: in its writer if it has one,

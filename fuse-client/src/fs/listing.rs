@@ -261,7 +261,7 @@ impl Fs {
                 let node = table.nodes.get(&ino).filter(|n| !n.unlinked)?;
                 Some(DirEntry {
                     name: path[skip..].to_string(),
-                    attr: Self::attr_of(ino, node),
+                    attr: Self::attr_in(&table, ino, node),
                 })
             })
             .collect()

@@ -318,7 +318,7 @@ impl Fs {
         let key = table.nodes[&ino].path.clone();
         table.bind(&key, ino);
         table.bind(&name, ino);
-        Self::attr_of(ino, &table.nodes[&ino])
+        Self::attr_in(&table, ino, &table.nodes[&ino])
     }
 
     /// `path` is gone (the store said so, or this mount removed it).
@@ -340,14 +340,22 @@ impl Fs {
         self.absence.missing(path);
     }
 
-    fn attr_of(ino: u64, node: &Node) -> Attr {
+    /// `ino`'s attributes (see `attr_in`).
+    fn attr_of(&self, ino: u64, node: &Node) -> Attr {
+        Self::attr_in(&self.table.lock().unwrap(), ino, node)
+    }
+
+    /// `ino`'s attributes, the table held. A directory's link count is 2
+    /// and one per subdirectory known here: all of them once listed (or
+    /// made) here, a lower bound before.
+    fn attr_in(table: &Table, ino: u64, node: &Node) -> Attr {
         Attr {
             ino,
             kind: node.kind,
             size: node.size,
             posix: node.posix.clone(),
             nlink: match (node.kind, node.unlinked) {
-                (Kind::Dir, _) => 2,
+                (Kind::Dir, _) => 2 + table.subdirs(&node.path),
                 (_, true) => 0,
                 (_, false) => node.links.max(1),
             },

@@ -78,6 +78,9 @@ pub(super) struct Table {
     /// inode. `Node::path`, the key its reads and writes use, is one of them.
     pub(super) by_group: HashMap<u64, u64>,
     pub(super) names: HashMap<u64, BTreeSet<String>>,
+    /// The paths of `by_path` that are directories, ordered: a directory's
+    /// known subdirectories (its link count) are a range scan.
+    dirs: BTreeSet<String>,
 }
 
 impl Table {
@@ -85,8 +88,14 @@ impl Table {
     pub(super) fn bind(&mut self, path: &str, ino: u64) {
         self.by_path.insert(path.to_string(), ino);
         let Some(node) = self.nodes.get(&ino) else {
+            self.dirs.remove(path);
             return;
         };
+        if node.kind == Kind::Dir {
+            self.dirs.insert(path.to_string());
+        } else {
+            self.dirs.remove(path);
+        }
         if let Some(group) = node.group {
             let key = node.path.clone();
             self.by_group.insert(group, ino);
@@ -103,6 +112,7 @@ impl Table {
     /// another name when it was `path`.
     pub(super) fn unbind(&mut self, path: &str) -> Option<(u64, bool)> {
         let ino = self.by_path.remove(path)?;
+        self.dirs.remove(path);
         let Some(names) = self.names.get_mut(&ino) else {
             return Some((ino, false));
         };
@@ -141,6 +151,37 @@ impl Table {
     pub(super) fn from(&self, from: &str) -> impl Iterator<Item = (&String, &u64)> {
         self.by_path
             .range::<str, _>((Bound::Included(from), Bound::Unbounded))
+    }
+
+    /// How many subdirectories of `dir` are known: a range scan of the
+    /// known directories that steps over each one's own subdirectories.
+    pub(super) fn subdirs(&self, dir: &str) -> u32 {
+        let prefix = dir_prefix(dir);
+        let mut count = 0;
+        let mut from = prefix.clone();
+        loop {
+            let mut skip_to = None;
+            for path in self
+                .dirs
+                .range::<str, _>((Bound::Included(from.as_str()), Bound::Unbounded))
+            {
+                let Some(rest) = path.strip_prefix(&prefix) else {
+                    return count;
+                };
+                match rest.find('/') {
+                    None if rest.is_empty() => {} // the root itself
+                    None => count += 1,
+                    Some(i) => {
+                        skip_to = Some(format!("{prefix}{}0", &rest[..i]));
+                        break;
+                    }
+                }
+            }
+            match skip_to {
+                Some(next) => from = next,
+                None => return count,
+            }
+        }
     }
 
     /// Every known path below directory `dir` (not `dir` itself).
@@ -186,7 +227,57 @@ impl Table {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::attrs::{Posix, S_IFREG};
     use crate::names::parent_of;
+
+    fn node(path: &str, kind: Kind) -> Node {
+        Node {
+            path: path.to_string(),
+            kind,
+            size: 0,
+            posix: Posix::new(if kind == Kind::Dir { S_IFDIR } else { S_IFREG }, 0o755, 0, 0),
+            loaded: true,
+            etag: String::new(),
+            version_id: None,
+            fetched: Instant::now(),
+            local: false,
+            unlinked: false,
+            cached_etag: String::new(),
+            group: None,
+            links: 1,
+        }
+    }
+
+    #[test]
+    fn a_directory_counts_its_known_subdirectories() {
+        let mut table = Table::default();
+        let entries = [
+            ("a", Kind::Dir),
+            ("a/b", Kind::Dir),
+            ("a/b/c", Kind::Dir),
+            ("a/b.x", Kind::Dir),
+            ("a/f", Kind::File),
+            ("a/z", Kind::Dir),
+            ("ab", Kind::Dir),
+        ];
+        for (i, (path, kind)) in entries.iter().enumerate() {
+            let ino = i as u64 + 2;
+            table.nodes.insert(ino, node(path, *kind));
+            table.bind(path, ino);
+        }
+        assert_eq!(table.subdirs(""), 2, "a and ab");
+        assert_eq!(table.subdirs("a"), 3, "a/b, a/b.x and a/z; not a/b/c or the file");
+        assert_eq!(table.subdirs("a/b"), 1);
+        assert_eq!(table.subdirs("a/f"), 0);
+        // A rename moves a subdirectory from one parent to another.
+        let ino = table.unbind("a/z").unwrap().0;
+        table.bind("ab/z", ino);
+        assert_eq!((table.subdirs("a"), table.subdirs("ab")), (2, 1));
+        // A path that becomes a file stops counting.
+        table.nodes.insert(4, node("a/b/c", Kind::File));
+        table.bind("a/b/c", 4);
+        assert_eq!(table.subdirs("a/b"), 0);
+    }
 
     #[test]
     fn table_scans_agree_with_parent_of() {

@@ -143,6 +143,17 @@ fn hard_links_share_one_file_across_names_mounts_and_clients() -> Result<()> {
     );
     assert_eq!(fs::read(mnt.join("backup1/sub/small"))?, b"small file\n");
 
+    // A directory's link count counts its subdirectories, here and, once
+    // listed, on another mount.
+    let nlink = |p: &Path| -> Result<u64> { Ok(fs::metadata(p)?.nlink()) };
+    assert_eq!(nlink(&tree)?, 3, "tree and tree/sub");
+    fs::create_dir(tree.join("sub2"))?;
+    assert_eq!(nlink(&tree)?, 4, "after mkdir tree/sub2");
+    fs::rename(tree.join("sub2"), mnt.join("copy/sub2"))?;
+    assert_eq!((nlink(&tree)?, nlink(&mnt.join("copy"))?), (3, 4), "after mv");
+    assert_eq!(fs::read_dir(other.join("copy"))?.count(), 3);
+    assert_eq!(nlink(&other.join("copy"))?, 4, "copy on the second mount");
+
     drop(second);
     drop(mount);
     Ok(())

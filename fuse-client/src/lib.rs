@@ -151,6 +151,8 @@ fn mount(args: MountArgs) -> Result<()> {
     if !args.mountpoint.is_dir() {
         bail!("{} is not a directory", args.mountpoint.display());
     }
+    // Before daemonizing, so a mount that cannot work fails with the reason.
+    check_bucket(&args)?;
     if !args.foreground {
         // The parent returns once the child's mount is visible.
         match unsafe_free_fork()? {
@@ -164,21 +166,8 @@ fn mount(args: MountArgs) -> Result<()> {
         .worker_threads(4)
         .enable_all()
         .build()?;
-    let creds = aws_config::resolve(
-        &args.profile,
-        args.endpoint.clone(),
-        args.access_key.clone(),
-        args.secret_key.clone(),
-        args.region.clone(),
-    )?;
-    let s3 = s3::S3::new(
-        &creds.endpoint,
-        &args.bucket,
-        &creds.access_key,
-        &creds.secret_key,
-        &creds.region,
-        args.ca_file.as_deref(),
-    )?;
+    let creds = credentials(&args)?;
+    let s3 = s3_client(&args, &creds)?;
     std::fs::create_dir_all(&args.cache_dir)
         .with_context(|| format!("creating {}", args.cache_dir.display()))?;
     let read_only = args.read_only || args.at.is_some();
@@ -253,6 +242,36 @@ fn mount(args: MountArgs) -> Result<()> {
     }
     mounted?;
     Ok(())
+}
+
+fn credentials(args: &MountArgs) -> Result<aws_config::Resolved> {
+    aws_config::resolve(
+        &args.profile,
+        args.endpoint.clone(),
+        args.access_key.clone(),
+        args.secret_key.clone(),
+        args.region.clone(),
+    )
+}
+
+fn s3_client(args: &MountArgs, creds: &aws_config::Resolved) -> Result<Arc<s3::S3>> {
+    s3::S3::new(
+        &creds.endpoint,
+        &args.bucket,
+        &creds.access_key,
+        &creds.secret_key,
+        &creds.region,
+        args.ca_file.as_deref(),
+    )
+}
+
+/// Fails unless the mount can list its bucket (see `s3_check.rs`).
+fn check_bucket(args: &MountArgs) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let s3 = s3_client(args, &credentials(args)?)?;
+    runtime.block_on(s3.check_bucket()).map_err(anyhow::Error::msg)
 }
 
 /// Kernel readahead on a FUSE mount starts at 128 KiB and the mount

@@ -33,6 +33,8 @@ use crate::xml::{encode_path, parse_iso, unescape, url_decode, xml_blocks, xml_f
 const SIGNED_FOR: Duration = Duration::from_secs(3600);
 const ATTEMPTS: u32 = 8;
 
+#[path = "s3_check.rs"]
+mod check;
 #[path = "s3_ext.rs"]
 mod ext;
 
@@ -59,6 +61,7 @@ struct Call<'a> {
     query: Vec<(&'a str, String)>,
     headers: Vec<(String, String)>,
     body: Bytes,
+    attempts: u32,
 }
 
 impl<'a> Call<'a> {
@@ -69,6 +72,7 @@ impl<'a> Call<'a> {
             query: Vec::new(),
             headers: Vec::new(),
             body: Bytes::new(),
+            attempts: ATTEMPTS,
         }
     }
 
@@ -176,7 +180,7 @@ impl S3 {
         );
         let mut delay = Duration::from_millis(100);
         let mut last = String::new();
-        for attempt in 0..ATTEMPTS {
+        for attempt in 0..call.attempts {
             if attempt > 0 {
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(5));
@@ -201,9 +205,11 @@ impl S3 {
                     );
                     return Ok(resp);
                 }
-                Err(e) => last = format!("{e:#}"),
+                Err(e) => last = causes(&e.without_url()),
             }
-            tracing::warn!(attempt, error = %last, "S3 request failed; retrying");
+            if attempt + 1 < call.attempts {
+                tracing::warn!(attempt, error = %last, "S3 request failed; retrying");
+            }
         }
         Err(FsError::Io(last))
     }
@@ -833,6 +839,18 @@ fn info_from_headers(headers: &reqwest::header::HeaderMap) -> ObjectInfo {
         metadata,
         links: parse_links(header(headers, LINKS_HEADER)),
     }
+}
+
+/// `e` and its causes, outermost first ("connection refused" is a cause).
+fn causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 /// The error a failed answer stands for, with the server's code in the log.

@@ -3,7 +3,8 @@
 //! `aws:SecureTransport` and `aws:SourceIp` believe forwarded headers only
 //! from trusted proxies; a router drops a client that does not finish its
 //! headers, or sits idle, past its header deadline; the FUSE client
-//! mounts over HTTPS with `--ca-file`.
+//! mounts over HTTPS with `--ca-file`, and a mount that cannot use its
+//! bucket fails at once with the reason.
 
 use anyhow::Result;
 use bucketfs_tests::Cluster;
@@ -52,13 +53,35 @@ fn https_serves_s3_and_forwarded_headers_are_believed_only_from_proxies() -> Res
     drop(mount);
     let back = cluster.aws_ok(&["s3", "cp", "s3://secure/written", "-"])?;
     assert_eq!(back, "through a TLS mount");
-    // Without the CA, the server is not trusted: nothing is read (EIO
-    // once the client's retries give up).
-    let untrusted = cluster.dir.join("mnt-untrusted");
-    let _mount = cluster.mount_at(&cluster.https_endpoint(), "secure", &untrusted, &[])?;
-    assert!(
-        std::fs::read(untrusted.join("k")).is_err(),
-        "read over TLS without trusting the server's certificate"
-    );
+    // A mount that cannot use its bucket fails at once, saying why: an
+    // untrusted certificate, no such bucket, refused credentials, nothing
+    // listening.
+    let refused = |endpoint: &str, bucket: &str, secret: &str| -> Result<String> {
+        let dir = cluster.dir.join("mnt-refused");
+        std::fs::create_dir_all(&dir)?;
+        let started = std::time::Instant::now();
+        let out = std::process::Command::new(bucketfs_tests::bin_dir().join("bucketfs"))
+            .args(["mount", bucket])
+            .arg(&dir)
+            .args(["--endpoint", endpoint])
+            .env("AWS_ACCESS_KEY_ID", &cluster.access_key)
+            .env("AWS_SECRET_ACCESS_KEY", secret)
+            .output()?;
+        let took = started.elapsed();
+        anyhow::ensure!(!out.status.success(), "mounted {bucket} at {endpoint}");
+        anyhow::ensure!(!bucketfs_tests::is_mounted(&dir), "a mount was left behind");
+        anyhow::ensure!(took.as_secs() < 10, "failing took {took:?}");
+        Ok(String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (https, http) = (cluster.https_endpoint(), cluster.endpoint());
+    let secret = cluster.secret_key.clone();
+    let err = refused(&https, "secure", &secret)?;
+    assert!(err.contains("--ca-file"), "untrusted certificate: {err}");
+    let err = refused(&http, "nosuch", &secret)?;
+    assert!(err.contains("there is no bucket nosuch"), "no bucket: {err}");
+    let err = refused(&http, "secure", "not-the-secret")?;
+    assert!(err.contains("refused these credentials"), "bad secret: {err}");
+    let err = refused("http://127.0.0.1:1", "secure", &secret)?;
+    assert!(err.contains("cannot reach the store"), "nothing listening: {err}");
     Ok(())
 }

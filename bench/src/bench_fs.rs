@@ -7,7 +7,8 @@
 //! local cluster, and MooseFS (one master, three chunkservers, goal 3) in a
 //! network namespace of its own (`moosefs.sh`). Workloads: fio sequential write and cold read, 4k random
 //! reads (1 and 4 jobs) and writes, 4 KiB files created/statted/deleted, a
-//! source tree untarred/`du`ed/removed, and a `git clone`.
+//! source tree untarred/`du`ed/removed, a `git clone`, and how soon a
+//! second mount's stat shows a close (bucketfs, s3fs and MooseFS).
 //!
 //! `bench-fs --quick` shrinks every size for a run of a few minutes.
 //! Results: `bench/results/<date>-<host>-fs.{md,json,png}`.
@@ -236,7 +237,45 @@ fn run_target(
     })?;
     suite.record("git clone (s)", "s", false, name, secs);
     sh(&format!("rm -rf {}", t.dir.join("clone").display()))?;
+
+    // Last: a peer that never sees the change fails here, its other rows kept.
+    if let Some(observer) = t.observer(cluster)? {
+        let (p50, p99) = propagation(&t.dir.join("seen"), &observer.dir.join("seen"), PROPAGATIONS)?;
+        suite.record("close → other mount's stat, p50 (ms)", "ms", false, name, p50);
+        suite.record("close → other mount's stat, p99 (ms)", "ms", false, name, p99);
+        fs::remove_file(t.dir.join("seen")).ok();
+    }
     Ok(())
+}
+
+/// Changes timed from one mount to another.
+const PROPAGATIONS: u64 = 200;
+
+/// Rewrites `on_a` `n` times, each one byte longer, and times how long a
+/// stat of `on_b` (another mount's name of the file) takes to show each:
+/// p50 and p99 in milliseconds.
+fn propagation(on_a: &Path, on_b: &Path, n: u64) -> Result<(f64, f64)> {
+    let limit = Duration::from_secs(5);
+    let seen = |len: u64| -> Result<Duration> {
+        let started = std::time::Instant::now();
+        while started.elapsed() < limit {
+            if fs::metadata(on_b).is_ok_and(|m| m.len() == len) {
+                return Ok(started.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        bail!("a close was not seen on a second mount within {limit:?}")
+    };
+    fs::write(on_a, b"0")?;
+    seen(1)?;
+    let mut times = Vec::new();
+    for len in 2..n + 2 {
+        fs::write(on_a, vec![b'x'; len as usize])?;
+        times.push(seen(len)?.as_secs_f64() * 1000.0);
+    }
+    times.sort_by(f64::total_cmp);
+    let at = |q: usize| times[(times.len() * q / 100).min(times.len() - 1)];
+    Ok((at(50), at(99)))
 }
 
 /// Peak RSS of the bucketfs daemon while `running` holds.

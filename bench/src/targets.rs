@@ -141,6 +141,29 @@ impl Target {
         bucketfs_tests::wait_until("mounted", Duration::from_secs(20), || is_mounted(&self.dir))
     }
 
+    /// A second client of the same store, mounted beside this one, to see
+    /// its changes from: bucketfs with `--attr-ttl 60` (the change feed
+    /// tells it), s3fs and MooseFS with their defaults. None for the others
+    /// (one directory, or rclone's single remote-control port).
+    pub fn observer(&self, cluster: &Cluster) -> Result<Option<Mount>> {
+        let dir = self.dir.with_file_name(format!("t-{}-observer", self.name));
+        fs::create_dir_all(&dir)?;
+        let mount = match self.kind {
+            Kind::Bucketfs | Kind::BucketfsDefault => {
+                cluster.mount_with(&self.bucket, &dir, &["--attr-ttl", "60"])?
+            }
+            Kind::S3fs => cluster.mount_s3fs(&self.bucket, &dir)?,
+            Kind::Moosefs => {
+                let work = self.source.to_str().context("path")?;
+                moosefs(&["mount", work, dir.to_str().context("path")?])?;
+                Mount { dir }
+            }
+            Kind::Local | Kind::Bindfs | Kind::Rclone => return Ok(None),
+        };
+        bucketfs_tests::wait_until("mounted", Duration::from_secs(20), || is_mounted(&mount.dir))?;
+        Ok(Some(mount))
+    }
+
     pub fn unmount(&mut self) -> Result<()> {
         if self.kind == Kind::Local {
             return Ok(());

@@ -9,7 +9,8 @@ use std::time::{Instant, SystemTime};
 use super::{Fs, Kind};
 use crate::error::FsError;
 
-/// S3's limit on a CopyObject source; past it, the kernel copies.
+/// S3's limit on a CopyObject source. bucketfs's router has none (a copy
+/// is by reference), so a larger copy is tried; refused, the kernel copies.
 const COPY_OBJECT_MAX: u64 = 5 << 30;
 
 impl Fs {
@@ -55,7 +56,7 @@ impl Fs {
             return Ok(copied);
         }
         let empty = target.size == 0 && file.writer.as_ref().is_none_or(|w| w.size() == 0);
-        if offset_in != 0 || !empty || file.orphan || size > COPY_OBJECT_MAX {
+        if offset_in != 0 || !empty || file.orphan {
             return Err(FsError::NotSupported);
         }
         self.writable()?;
@@ -63,10 +64,13 @@ impl Fs {
         posix.mtime = SystemTime::now();
         posix.ctime = posix.mtime;
         self.deletes.settled(&target.path).await;
-        let etag = self
-            .store
-            .copy(&source, &target.path, &posix.to_metadata())
-            .await?;
+        let etag = match self.store.copy(&source, &target.path, &posix.to_metadata()).await {
+            Err(e) if size > COPY_OBJECT_MAX && !matches!(e, FsError::Stale) => {
+                tracing::debug!(error = %e, size, "the store refused a large CopyObject; the kernel copies");
+                return Err(FsError::NotSupported);
+            }
+            copied => copied?,
+        };
         // The target is that new object now: drop what its writer held.
         if let Some(mut writer) = file.writer.take() {
             writer.abandon(&self.store).await;

@@ -114,9 +114,11 @@ pub fn parse_links(value: &str) -> Option<(u64, u32)> {
 
 /// `GET /{bucket}?bucketfs-changes&after=SEQ`: the bucket's changes after
 /// sequence number SEQ, as JSON `ChangePage`, waiting up to
-/// `CHANGES_WAIT_SECS` for one; without `after`, at once, with none and
-/// `next` where the feed stands (a mount starts following from there).
+/// `CHANGES_WAIT_SECS` for one (at once with `&now`, `CHANGES_NOW_QUERY`);
+/// without `after`, at once, with none and `next` where the feed stands (a
+/// mount starts following from there).
 pub const CHANGES_QUERY: &str = "bucketfs-changes";
+pub const CHANGES_NOW_QUERY: &str = "now";
 pub const CHANGES_WAIT_SECS: u64 = 20;
 
 /// A page of the change feed.

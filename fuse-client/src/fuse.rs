@@ -30,6 +30,8 @@ pub struct Adapter {
 fn errno(e: &FsError) -> Errno {
     if matches!(e, FsError::Io(_)) {
         tracing::warn!(error = %e, "request failed");
+    } else {
+        tracing::debug!(error = %e, "request answered an error");
     }
     Errno::from_i32(e.errno())
 }

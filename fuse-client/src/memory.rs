@@ -783,7 +783,7 @@ impl ObjectStore for MemoryStore {
     }
 
     /// No feed here: the core's tests see other clients' changes by TTL.
-    async fn changes(&self, _after: Option<u64>) -> Result<crate::store::ChangePage, FsError> {
+    async fn changes(&self, _after: Option<u64>, _wait: bool) -> Result<crate::store::ChangePage, FsError> {
         Err(FsError::NotSupported)
     }
 

@@ -797,8 +797,8 @@ impl ObjectStore for S3 {
         self.test_lock_call(key, session, owner, want).await
     }
 
-    async fn changes(&self, after: Option<u64>) -> Result<crate::store::ChangePage, FsError> {
-        self.changes_call(after).await
+    async fn changes(&self, after: Option<u64>, wait: bool) -> Result<crate::store::ChangePage, FsError> {
+        self.changes_call(after, wait).await
     }
 
     async fn renew_locks(&self, session: &str, release: bool) -> Result<(), FsError> {

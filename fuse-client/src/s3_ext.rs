@@ -5,7 +5,7 @@ use bucketfs_common::file_locks::{
     LOCK_HEADER, LOCK_OWNER_HEADER, LOCK_QUERY, LOCK_RELEASE_HEADER, LOCK_RENEW_QUERY, LOCK_SESSION_HEADER,
 };
 
-use bucketfs_common::extension::CHANGES_QUERY;
+use bucketfs_common::extension::{CHANGES_NOW_QUERY, CHANGES_QUERY};
 
 use super::*;
 use crate::store::{LockAnswer, LockKind};
@@ -215,10 +215,17 @@ impl S3 {
     }
 
     /// A page of the change feed (long-polled by the router).
-    pub(super) async fn changes_call(&self, after: Option<u64>) -> Result<crate::store::ChangePage, FsError> {
+    pub(super) async fn changes_call(
+        &self,
+        after: Option<u64>,
+        wait: bool,
+    ) -> Result<crate::store::ChangePage, FsError> {
         let mut call = Call::new(Method::GET, None).query(CHANGES_QUERY, "");
         if let Some(after) = after {
             call = call.query("after", after.to_string());
+        }
+        if !wait {
+            call = call.query(CHANGES_NOW_QUERY, "");
         }
         let resp = self.send(call).await?;
         match resp.status() {

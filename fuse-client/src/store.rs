@@ -249,10 +249,10 @@ pub trait ObjectStore: Send + Sync + 'static {
         want: &LockRange,
     ) -> Result<Option<LockRange>, FsError>;
 
-    /// The change feed: changes of the bucket after `after` (waiting a
-    /// while for one), or with none, where the feed stands.
+    /// The change feed: changes of the bucket after `after` (with `wait`,
+    /// waiting a while for one), or with none, where the feed stands.
     /// `NotSupported` on a store without one.
-    async fn changes(&self, after: Option<u64>) -> Result<ChangePage, FsError>;
+    async fn changes(&self, after: Option<u64>, wait: bool) -> Result<ChangePage, FsError>;
 
     /// Renews every lock of `session` for another lease, or drops them
     /// (`release`).

@@ -57,10 +57,13 @@ def main():
     if mode == "sqlite":
         db = sqlite3.connect(path, timeout=120, isolation_level=None)
         for _ in range(int(sys.argv[3])):
-            db.execute("BEGIN IMMEDIATE")
-            (n,) = db.execute("SELECT n FROM counter").fetchone()
-            db.execute("UPDATE counter SET n = ?", (n + 1,))
-            db.execute("COMMIT")
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                (n,) = db.execute("SELECT n FROM counter").fetchone()
+                db.execute("UPDATE counter SET n = ?", (n + 1,))
+                db.execute("COMMIT")
+            except sqlite3.Error as e:
+                raise SystemExit(f"{e} ({getattr(e, 'sqlite_errorname', '?')})")
         db.close()
         say("OK")
         return

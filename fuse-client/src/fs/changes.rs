@@ -7,31 +7,40 @@
 //! sequence number it saw, or, when the router no longer has it, starts
 //! over from what it holds.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Fs, Kind};
 use crate::error::FsError;
 use crate::names::{dir_prefix, parent_of};
+use crate::store::ChangePage;
+
+/// Where a mount stands in the feed, shared by its follower and by a lock
+/// taker catching up at once (`catch_up`).
+#[derive(Default)]
+pub(crate) struct FeedCursor {
+    /// Every change up to here is applied (`None`: not following).
+    after: Option<u64>,
+    /// Changes past `after` applied already (sent early, past a gap, or
+    /// seen by both the follower and a catch-up): never applied twice, so
+    /// a key's changes apply in order.
+    applied: BTreeSet<u64>,
+}
 
 impl Fs {
     /// Follows the feed for the life of the mount.
     pub async fn follow_changes(self: Arc<Self>) {
-        let mut after = None;
         let mut failures = 0u32;
         loop {
-            match self.store.changes(after).await {
+            let asked = self.feed.lock().await.after;
+            match self.store.changes(asked, true).await {
                 Ok(page) => {
                     failures = 0;
-                    if page.reset {
-                        tracing::info!("the change feed moved past this mount; trusting nothing cached");
-                        self.distrust_everything();
-                    }
-                    for change in &page.changes {
-                        self.changed(&change.key, change.etag.as_deref()).await;
-                    }
-                    let stuck = after == Some(page.next) && !page.changes.is_empty();
-                    after = Some(page.next);
+                    let stuck = asked == Some(page.next) && !page.changes.is_empty();
+                    let mut feed = self.feed.lock().await;
+                    self.apply_changes(&mut feed, page).await;
+                    drop(feed);
                     if stuck {
                         // A gap in the sequence the router waits out.
                         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -53,6 +62,41 @@ impl Fs {
                 }
             }
         }
+    }
+
+    /// Applies every change the feed holds now, without waiting: called when
+    /// a lock is taken, so that what its last holder changed on another
+    /// mount (a journal it deleted, say) shows here before this mount's
+    /// program looks, not a feed delay later.
+    pub(super) async fn catch_up(&self) {
+        let mut feed = self.feed.lock().await;
+        if feed.after.is_none() {
+            return;
+        }
+        match self.store.changes(feed.after, false).await {
+            Ok(page) => {
+                tracing::debug!(after = ?feed.after, changes = page.changes.len(), "catching up with the change feed");
+                self.apply_changes(&mut feed, page).await
+            }
+            Err(e) => tracing::debug!(error = %e, "could not catch up with the change feed"),
+        }
+    }
+
+    async fn apply_changes(&self, feed: &mut FeedCursor, page: ChangePage) {
+        if page.reset {
+            tracing::info!("the change feed moved past this mount; trusting nothing cached");
+            self.distrust_everything();
+        }
+        let from = feed.after;
+        for change in &page.changes {
+            if from.is_some_and(|after| change.seq <= after) || !feed.applied.insert(change.seq) {
+                continue;
+            }
+            self.changed(&change.key, change.etag.as_deref()).await;
+        }
+        let after = from.map_or(page.next, |a| a.max(page.next));
+        feed.after = Some(after);
+        feed.applied = feed.applied.split_off(&(after + 1));
     }
 
     /// `key` now has the version with `etag` (`None`: it is gone).

@@ -1,8 +1,10 @@
 //! Locks between mounts (`crate::file_locks`; the store holds them): F_GETLK,
 //! F_SETLK and F_SETLKW, OFD locks and flock, on the file's key. Taking a
-//! lock revalidates the file and releasing one commits its writes first
-//! (the NFS rule), so programs that lock before they read and write (SQLite,
-//! say) see each other's writes across mounts.
+//! lock revalidates the file and applies the change feed up to that moment
+//! (names another mount made or removed under the lock, such as SQLite's
+//! journal), and releasing one commits its writes first (the NFS rule), so
+//! programs that lock before they read and write see each other's changes
+//! across mounts with the default TTLs.
 
 use std::time::{Duration, Instant};
 
@@ -78,6 +80,7 @@ impl Fs {
             self.locks.done_waiting(ino, owner);
         }
         let etag = granted?;
+        self.catch_up().await;
         self.revalidate(ino, etag).await
     }
 

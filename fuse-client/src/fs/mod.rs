@@ -121,6 +121,8 @@ pub struct Fs {
     dir_moves: tokio::sync::RwLock<()>,
     /// This mount's locks between mounts.
     locks: Arc<crate::file_locks::Locks>,
+    /// Where this mount stands in the store's change feed.
+    feed: tokio::sync::Mutex<changes::FeedCursor>,
     /// The kernel's caches, once the FUSE session runs.
     kernel: std::sync::OnceLock<Arc<dyn KernelCache>>,
 }
@@ -197,6 +199,7 @@ impl Fs {
             dir_writes: DirWrites::default(),
             dir_moves: tokio::sync::RwLock::new(()),
             locks: Arc::default(),
+            feed: Default::default(),
             kernel: std::sync::OnceLock::new(),
         })
     }

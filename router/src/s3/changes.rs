@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use s3s::{Body, S3Request, S3Response, S3Result};
 
-use bucketfs_common::extension::{ChangeEntry, ChangePage, CHANGES_WAIT_SECS};
+use bucketfs_common::extension::{ChangeEntry, ChangePage, CHANGES_NOW_QUERY, CHANGES_WAIT_SECS};
 
 use super::wire::{bucket_of_path, json_response};
 use super::Bucketfs;
@@ -48,10 +48,11 @@ fn next_after(after: i64, changes: &[Change]) -> i64 {
 impl Bucketfs {
     pub(super) async fn changes(&self, caller: &Caller, req: S3Request<Body>) -> S3Result<S3Response<Body>> {
         let bucket = bucket_of_path(&req.uri, "changes")?;
-        let after: Option<i64> = req
-            .uri
-            .query()
-            .unwrap_or("")
+        let query = req.uri.query().unwrap_or("");
+        let now = query
+            .split('&')
+            .any(|p| p.split('=').next() == Some(CHANGES_NOW_QUERY));
+        let after: Option<i64> = query
             .split('&')
             .find_map(|p| p.strip_prefix("after="))
             .map(|v| {
@@ -71,7 +72,8 @@ impl Bucketfs {
             }));
         };
         let reset = after + 1 < oldest;
-        let deadline = Instant::now() + Duration::from_secs(CHANGES_WAIT_SECS);
+        let wait = if now { 0 } else { CHANGES_WAIT_SECS };
+        let deadline = Instant::now() + Duration::from_secs(wait);
         loop {
             let changes = self.meta.changes_after(&bucket, after, PAGE).await?;
             if !changes.is_empty() || reset || Instant::now() >= deadline {

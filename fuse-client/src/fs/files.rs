@@ -47,19 +47,8 @@ impl Fs {
             return Ok((self.getattr(existing.ino).await?, fh));
         }
         let attr = self.remember(Node {
-            path: path.clone(),
-            kind: Kind::File,
-            size: 0,
-            posix: self.new_posix(S_IFREG, mode, uid, gid),
-            loaded: true,
-            etag: String::new(),
-            version_id: None,
-            fetched: Instant::now(),
             local: true,
-            unlinked: false,
-            cached_etag: String::new(),
-            group: None,
-            links: 1,
+            ..Node::new(path.clone(), Kind::File, self.new_posix(S_IFREG, mode, uid, gid))
         });
         let node = self.node(attr.ino)?;
         let state = self.acquire(attr.ino);

@@ -25,7 +25,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use crate::absence::Absence;
 use crate::attrs::{Posix, S_IFDIR, S_IFREG};
@@ -149,21 +149,11 @@ pub struct SetAttr {
 impl Fs {
     pub fn new(store: Store, config: Config) -> std::io::Result<Self> {
         let mut table = Table::default();
-        let root = Node {
-            path: String::new(),
-            kind: Kind::Dir,
-            size: 0,
-            posix: Posix::new(S_IFDIR, 0o755, config.uid, config.gid),
-            loaded: true,
-            etag: String::new(),
-            version_id: None,
-            fetched: Instant::now(),
-            local: false,
-            unlinked: false,
-            cached_etag: String::new(),
-            group: None,
-            links: 1,
-        };
+        let root = Node::new(
+            String::new(),
+            Kind::Dir,
+            Posix::new(S_IFDIR, 0o755, config.uid, config.gid),
+        );
         table.nodes.insert(ROOT, root);
         table.by_path.insert(String::new(), ROOT);
         let mut cache = BlockCache::new(config.cache_bytes);
@@ -381,19 +371,13 @@ impl Fs {
             None => (None, 1),
         };
         Node {
-            path: path.to_string(),
-            kind: Kind::of_mode(posix.mode),
             size: info.size,
-            posix,
             loaded,
             etag: info.etag,
             version_id: info.version_id,
-            fetched: Instant::now(),
-            local: false,
-            unlinked: false,
-            cached_etag: String::new(),
             group,
             links,
+            ..Node::new(path.to_string(), Kind::of_mode(posix.mode), posix)
         }
     }
 
@@ -408,19 +392,8 @@ impl Fs {
             None => fallback,
         };
         Node {
-            path: path.to_string(),
-            kind: Kind::Dir,
-            size: 0,
-            posix,
-            loaded: true,
             etag: marker.map(|m| m.etag).unwrap_or_default(),
-            version_id: None,
-            fetched: Instant::now(),
-            local: false,
-            unlinked: false,
-            cached_etag: String::new(),
-            group: None,
-            links: 1,
+            ..Node::new(path.to_string(), Kind::Dir, posix)
         }
     }
 

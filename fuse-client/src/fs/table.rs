@@ -67,6 +67,27 @@ pub(super) struct Node {
     pub(super) links: u32,
 }
 
+impl Node {
+    /// A node of `kind` at `path`, fetched now, with nothing else known.
+    pub(super) fn new(path: String, kind: Kind, posix: Posix) -> Node {
+        Node {
+            path,
+            kind,
+            size: 0,
+            posix,
+            loaded: true,
+            etag: String::new(),
+            version_id: None,
+            fetched: Instant::now(),
+            local: false,
+            unlinked: false,
+            cached_etag: String::new(),
+            group: None,
+            links: 1,
+        }
+    }
+}
+
 #[derive(Default)]
 pub(super) struct Table {
     pub(super) nodes: HashMap<u64, Node>,
@@ -80,7 +101,7 @@ pub(super) struct Table {
     pub(super) names: HashMap<u64, BTreeSet<String>>,
     /// The paths of `by_path` that are directories, ordered: a directory's
     /// known subdirectories (its link count) are a range scan.
-    dirs: BTreeSet<String>,
+    dirs: BTreeMap<String, ()>,
 }
 
 impl Table {
@@ -92,7 +113,7 @@ impl Table {
             return;
         };
         if node.kind == Kind::Dir {
-            self.dirs.insert(path.to_string());
+            self.dirs.insert(path.to_string(), ());
         } else {
             self.dirs.remove(path);
         }
@@ -154,34 +175,9 @@ impl Table {
     }
 
     /// How many subdirectories of `dir` are known: a range scan of the
-    /// known directories that steps over each one's own subdirectories.
+    /// known directories only.
     pub(super) fn subdirs(&self, dir: &str) -> u32 {
-        let prefix = dir_prefix(dir);
-        let mut count = 0;
-        let mut from = prefix.clone();
-        loop {
-            let mut skip_to = None;
-            for path in self
-                .dirs
-                .range::<str, _>((Bound::Included(from.as_str()), Bound::Unbounded))
-            {
-                let Some(rest) = path.strip_prefix(&prefix) else {
-                    return count;
-                };
-                match rest.find('/') {
-                    None if rest.is_empty() => {} // the root itself
-                    None => count += 1,
-                    Some(i) => {
-                        skip_to = Some(format!("{prefix}{}0", &rest[..i]));
-                        break;
-                    }
-                }
-            }
-            match skip_to {
-                Some(next) => from = next,
-                None => return count,
-            }
-        }
+        direct_entries(&self.dirs, &dir_prefix(dir)).len() as u32
     }
 
     /// Every known path below directory `dir` (not `dir` itself).
@@ -194,32 +190,39 @@ impl Table {
             .collect()
     }
 
-    /// The known entries of directory `dir`: a range scan that steps over
-    /// each subdirectory's own entries.
+    /// The known entries of directory `dir`.
     pub(super) fn children(&self, dir: &str) -> Vec<(String, u64)> {
-        let prefix = dir_prefix(dir);
-        let mut found = Vec::new();
-        let mut from = prefix.clone();
-        loop {
-            let mut skip_to = None;
-            for (path, ino) in self.from(&from) {
-                let Some(rest) = path.strip_prefix(&prefix) else {
-                    return found;
-                };
-                match rest.find('/') {
-                    None if rest.is_empty() => {} // the root itself
-                    None => found.push((path.clone(), *ino)),
-                    // `0` follows `/`: past everything under that entry.
-                    Some(i) => {
-                        skip_to = Some(format!("{prefix}{}0", &rest[..i]));
-                        break;
-                    }
+        direct_entries(&self.by_path, &dir_prefix(dir))
+            .into_iter()
+            .map(|(path, ino)| (path.clone(), *ino))
+            .collect()
+    }
+}
+
+/// The entries of `map` (keyed by path) directly under `prefix`: a range
+/// scan that steps over each entry's own subtree.
+fn direct_entries<'a, V>(map: &'a BTreeMap<String, V>, prefix: &str) -> Vec<(&'a String, &'a V)> {
+    let mut found = Vec::new();
+    let mut from = prefix.to_string();
+    loop {
+        let mut skip_to = None;
+        for (path, value) in map.range::<str, _>((Bound::Included(from.as_str()), Bound::Unbounded)) {
+            let Some(rest) = path.strip_prefix(prefix) else {
+                return found;
+            };
+            match rest.find('/') {
+                None if rest.is_empty() => {} // the directory itself
+                None => found.push((path, value)),
+                // `0` follows `/`: past everything under that entry.
+                Some(i) => {
+                    skip_to = Some(format!("{prefix}{}0", &rest[..i]));
+                    break;
                 }
             }
-            match skip_to {
-                Some(next) => from = next,
-                None => return found,
-            }
+        }
+        match skip_to {
+            Some(next) => from = next,
+            None => return found,
         }
     }
 }
@@ -231,21 +234,8 @@ mod tests {
     use crate::names::parent_of;
 
     fn node(path: &str, kind: Kind) -> Node {
-        Node {
-            path: path.to_string(),
-            kind,
-            size: 0,
-            posix: Posix::new(if kind == Kind::Dir { S_IFDIR } else { S_IFREG }, 0o755, 0, 0),
-            loaded: true,
-            etag: String::new(),
-            version_id: None,
-            fetched: Instant::now(),
-            local: false,
-            unlinked: false,
-            cached_etag: String::new(),
-            group: None,
-            links: 1,
-        }
+        let bits = if kind == Kind::Dir { S_IFDIR } else { S_IFREG };
+        Node::new(path.to_string(), kind, Posix::new(bits, 0o755, 0, 0))
     }
 
     #[test]

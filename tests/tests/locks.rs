@@ -74,6 +74,9 @@ fn locks_hold_between_mounts_and_end_with_their_holder() -> Result<()> {
         // A holds the lock: B can neither take it nor, for fcntl, miss it.
         let mut holder = Running::start(&["hold", on_a, "2", how])?;
         assert_eq!(holder.line()?, "locked");
+        // A lets go 2 s after it said so; the clock starts here, not after
+        // the checks below (each a process of its own, slow under load).
+        let held = Instant::now();
         assert_eq!(locks(&["try", on_b, how])?, "busy", "{how}: B took A's lock");
         if how == "fcntl" {
             let seen = locks(&["getlk", on_b])?;
@@ -83,14 +86,13 @@ fn locks_hold_between_mounts_and_end_with_their_holder() -> Result<()> {
             );
         }
         // A blocked lock on B is granted once A lets go, not before.
-        let started = Instant::now();
         let mut waiter = Running::start(&["wait", on_b, how])?;
         assert_eq!(waiter.line()?, "got");
-        let waited = started.elapsed();
+        let waited = held.elapsed();
         assert_eq!(holder.line()?, "released", "{how}");
         ensure!(
             waited >= Duration::from_millis(1500),
-            "{how}: B's blocked lock was granted after {waited:?}, while A held it"
+            "{how}: B's blocked lock was granted {waited:?} after A took it for 2 s"
         );
         drop(waiter);
         assert_eq!(locks(&["try", on_a, how])?, "got", "{how}: the lock stayed held");

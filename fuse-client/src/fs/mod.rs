@@ -333,22 +333,34 @@ impl Fs {
         self.absence.missing(path);
     }
 
-    /// `ino`'s attributes (see `attr_in`).
+    /// `ino`'s attributes (see `attr_in`); only a directory's need the table.
     fn attr_of(&self, ino: u64, node: &Node) -> Attr {
-        Self::attr_in(&self.table.lock().unwrap(), ino, node)
+        let subdirs = match node.kind {
+            Kind::Dir => self.table.lock().unwrap().subdirs(&node.path),
+            _ => 0,
+        };
+        Self::attr_with(ino, node, subdirs)
     }
 
     /// `ino`'s attributes, the table held. A directory's link count is 2
     /// and one per subdirectory known here: all of them once listed (or
     /// made) here, a lower bound before.
     fn attr_in(table: &Table, ino: u64, node: &Node) -> Attr {
+        let subdirs = match node.kind {
+            Kind::Dir => table.subdirs(&node.path),
+            _ => 0,
+        };
+        Self::attr_with(ino, node, subdirs)
+    }
+
+    fn attr_with(ino: u64, node: &Node, subdirs: u32) -> Attr {
         Attr {
             ino,
             kind: node.kind,
             size: node.size,
             posix: node.posix.clone(),
             nlink: match (node.kind, node.unlinked) {
-                (Kind::Dir, _) => 2 + table.subdirs(&node.path),
+                (Kind::Dir, _) => 2 + subdirs,
                 (_, true) => 0,
                 (_, false) => node.links.max(1),
             },

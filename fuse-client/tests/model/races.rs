@@ -11,22 +11,29 @@ use bucketfs::memory::{Fault, MemoryStore};
 
 use crate::driver::{config, Settings};
 
+/// An `Fs` over a new unversioned memory store that trusts nothing cached
+/// (`--attr-ttl 0`), with `write_back` files uploading after close.
+fn uncached_fs(write_back: usize, dir: &std::path::Path) -> (Arc<MemoryStore>, Arc<Fs>) {
+    let store = Arc::new(MemoryStore::new(false));
+    let mut config = config(
+        Settings {
+            write_back,
+            versioned: false,
+        },
+        dir,
+    );
+    config.attr_ttl = Duration::ZERO;
+    let fs = Arc::new(Fs::new(store.clone(), config).expect("an Fs"));
+    (store, fs)
+}
+
 /// A directory whose only child is being committed in the background is
 /// not empty, even when the listing rmdir reads was made before the
 /// commit landed and the commit lands before rmdir looks at what is local.
 pub async fn rmdir_beside_a_landing_commit_is_refused() {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let store = Arc::new(MemoryStore::new(false));
-    let mut config = config(
-        Settings {
-            write_back: 4,
-            versioned: false,
-        },
-        dir.path(),
-    );
     // Nothing trusted from the table: rmdir asks the store, as with --attr-ttl 0.
-    config.attr_ttl = Duration::ZERO;
-    let fs = Arc::new(Fs::new(store.clone(), config).expect("an Fs"));
+    let (store, fs) = uncached_fs(4, dir.path());
 
     let parent = fs.mkdir(ROOT, "d", 0o755, 0, 0).await.expect("mkdir d");
     let (_, fh) = fs
@@ -90,16 +97,7 @@ pub async fn a_directory_rename_under_a_streaming_upload_commits_under_the_new_n
 /// other name.
 pub async fn a_name_leaving_its_link_group_is_its_own_file_though_the_group_is_open() {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let store = Arc::new(MemoryStore::new(false));
-    let mut config = config(
-        Settings {
-            write_back: 0,
-            versioned: false,
-        },
-        dir.path(),
-    );
-    config.attr_ttl = Duration::ZERO;
-    let fs = Arc::new(Fs::new(store.clone(), config).expect("an Fs"));
+    let (store, fs) = uncached_fs(0, dir.path());
     let (a, fh) = fs
         .create(ROOT, "a", 0o644, 0, 0, libc::O_RDWR)
         .await

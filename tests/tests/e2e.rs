@@ -1,0 +1,31 @@
+//! The end-to-end tests, one module per capability, in one test binary so
+//! that libtest runs them two at a time across the whole suite (separate
+//! binaries ran one after another, mostly waiting on the cluster) and the
+//! harness is linked once. Each test starts its own cluster on free ports.
+//! One module: `cargo test -p bucketfs-tests --test e2e MODULE::`.
+
+mod access;
+mod change_feed;
+mod collection;
+mod copies;
+mod disk_cache;
+mod extensions;
+mod failures;
+mod hard_links;
+mod hostile;
+mod lifecycle;
+mod locks;
+mod meta;
+mod mount;
+mod mount_scale;
+mod mount_tools;
+mod object_lock;
+mod patches;
+mod peer_auth;
+mod pjdfstest;
+mod posix_io;
+mod s3_clients;
+mod semantics;
+mod special_files;
+mod surface;
+mod tls;

@@ -118,6 +118,12 @@ fn idle_and_stalled_connections_are_cut_off_while_others_are_served() -> Result<
     let hard = raise_fd_limit()?;
     let cluster = Cluster::start()?;
     cluster.aws_ok(&["s3", "mb", "s3://bkt"])?;
+    // The latency an honest client sees, idle and then beside the hostile
+    // connections: GETs of a small object over fresh connections, as a
+    // browser's presigned link would be fetched.
+    cluster.aws_ok(&["s3api", "put-object", "--bucket", "bkt", "--key", "probe"])?;
+    let probe = get_signed(&cluster, "bkt", "probe")?;
+    let idle_latency = median_get_latency(&cluster, &probe)?;
     // 5,000 connections that never send a request, and one that stops in
     // the middle of a PUT's body.
     // 5,000, unless this machine's descriptor limit cannot hold them
@@ -141,6 +147,12 @@ fn idle_and_stalled_connections_are_cut_off_while_others_are_served() -> Result<
         .as_bytes(),
     )?;
     // An honest client works beside them.
+    let busy_latency = median_get_latency(&cluster, &probe)?;
+    println!(
+        "median GET beside {count} idle connections and a stalled PUT: {busy_latency:?}, \
+         idle: {idle_latency:?} ({:.2}x)",
+        busy_latency.as_secs_f64() / idle_latency.as_secs_f64()
+    );
     let started = Instant::now();
     for i in 0..5 {
         cluster.aws_ok(&[
@@ -184,6 +196,20 @@ fn idle_and_stalled_connections_are_cut_off_while_others_are_served() -> Result<
     );
     assert_eq!(listed.matches("\"ok-").count(), 5, "{listed}");
     Ok(())
+}
+
+/// The median time of 21 sends of `request` (a GET from `get_signed`),
+/// each on a new connection; every one must succeed.
+fn median_get_latency(cluster: &Cluster, request: &str) -> Result<Duration> {
+    let mut times = Vec::new();
+    for _ in 0..21 {
+        let started = Instant::now();
+        let (line, _) = raw(cluster, request)?;
+        times.push(started.elapsed());
+        anyhow::ensure!(line.contains(" 200 "), "probe GET answered {line}");
+    }
+    times.sort();
+    Ok(times[times.len() / 2])
 }
 
 fn raise_fd_limit() -> Result<u64> {

@@ -25,7 +25,7 @@ use futures::stream::StreamExt;
 use crate::error::{Error, Result};
 use crate::lease::Leases;
 use crate::membership::Membership;
-use crate::meta::{ChunkReplicas, Meta, Piece, PieceLocation};
+use crate::meta::{ChunkReplicas, Meta, NewChunk, Piece, PieceLocation};
 use crate::metrics::Metrics;
 use crate::quorum::{self, PutReplica, ReadPlan, Shortfall, WholeChunk, REPLICAS, WRITE_QUORUM};
 
@@ -71,6 +71,24 @@ impl ChunkIo {
 
     /// Stores `data` as a new chunk on a write quorum and records it.
     pub async fn write(&self, data: Bytes) -> Result<Piece> {
+        let written = self.write_unrecorded(data).await?;
+        let chunk = written.chunk();
+        self.meta
+            .record_chunk(
+                &chunk.id,
+                chunk.size,
+                (chunk.crc32c, &chunk.content_hash),
+                &chunk.replicas,
+                chunk.lease_secs,
+            )
+            .await?;
+        Ok(written.recorded())
+    }
+
+    /// Stores `data` as a new chunk on a write quorum; the caller records it
+    /// (with the version that names it, say) and says so, else it is
+    /// recorded as garbage when the value drops (see `Unrecorded`).
+    pub async fn write_unrecorded(&self, data: Bytes) -> Result<Unrecorded> {
         let id = ChunkId::random();
         let crc = crc32c::crc32c(&data);
         let hash: Arc<str> = peer_auth::content_hash(&data).into();
@@ -79,7 +97,6 @@ impl ChunkIo {
             .into_iter()
             .map(str::to_string)
             .collect();
-        let started = std::time::Instant::now();
         let written = quorum::write(ranked, |node, fsync| {
             self.put_replica(node, id, (crc, hash.clone()), data.clone(), fsync)
         })
@@ -88,27 +105,25 @@ impl ChunkIo {
             live: durable,
             needed: WRITE_QUORUM,
         })?;
-        self.meta
-            .record_chunk(
-                &id.to_string(),
-                data.len() as i64,
-                (crc, &hash),
-                &written.stored,
-                self.lease_secs,
-            )
-            .await?;
         tracing::debug!(
             chunk = %id,
             bytes = data.len(),
             quorum_ms = written.quorum_time.as_secs_f64() * 1e3,
-            recorded_ms = started.elapsed().as_secs_f64() * 1e3,
             "chunk written"
         );
+        let (recorded, is_recorded) = tokio::sync::oneshot::channel();
         let mut pending = written.pending;
         if !pending.is_empty() {
             let meta = self.meta.clone();
             self.background.task(async move {
+                // Its row must exist before a replica can be added to it.
+                let mut is_recorded = Some(is_recorded);
                 while let Some((node, _, result)) = pending.next().await {
+                    if let Some(wait) = is_recorded.take() {
+                        if wait.await.is_err() {
+                            return;
+                        }
+                    }
                     match result {
                         Ok(()) => {
                             if let Err(e) = meta.add_replica(&id.to_string(), &node).await {
@@ -122,10 +137,18 @@ impl ChunkIo {
                 }
             });
         }
-        Ok(Piece {
-            chunk_id: id.to_string(),
-            chunk_offset: 0,
-            length: data.len() as i64,
+        Ok(Unrecorded {
+            chunk: NewChunk {
+                id: id.to_string(),
+                size: data.len() as i64,
+                crc32c: crc,
+                content_hash: hash,
+                replicas: written.stored,
+                lease_secs: self.lease_secs,
+            },
+            meta: self.meta.clone(),
+            background: self.background.clone(),
+            recorded: Some(recorded),
         })
     }
 
@@ -255,5 +278,61 @@ impl ChunkIo {
                 tracing::warn!(chunk = %chunk.id, %node, error = %e, "could not delete a collected chunk");
             }
         }
+    }
+}
+
+/// A chunk on a write quorum whose row is not written yet. Whoever records
+/// it says so with `recorded`; dropped unrecorded (its commit failed, or the
+/// request was cancelled), it is recorded in the background as leased
+/// garbage, so the collector frees its files as it frees any other. Replicas
+/// past the quorum are recorded only after the chunk is.
+pub struct Unrecorded {
+    chunk: NewChunk,
+    meta: Meta,
+    background: Background,
+    recorded: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Unrecorded {
+    pub fn chunk(&self) -> &NewChunk {
+        &self.chunk
+    }
+
+    /// The whole chunk as a piece of an object.
+    pub fn piece(&self) -> Piece {
+        Piece {
+            chunk_id: self.chunk.id.clone(),
+            chunk_offset: 0,
+            length: self.chunk.size,
+        }
+    }
+
+    /// The chunk's row is written (a commit recorded it).
+    pub fn recorded(mut self) -> Piece {
+        if let Some(recorded) = self.recorded.take() {
+            let _ = recorded.send(());
+        }
+        self.piece()
+    }
+}
+
+impl Drop for Unrecorded {
+    fn drop(&mut self) {
+        let Some(recorded) = self.recorded.take() else {
+            return;
+        };
+        let (meta, c) = (self.meta.clone(), self.chunk.clone());
+        self.background.task(async move {
+            let sums = (c.crc32c, &*c.content_hash);
+            match meta
+                .record_chunk(&c.id, c.size, sums, &c.replicas, c.lease_secs)
+                .await
+            {
+                Ok(()) => {
+                    let _ = recorded.send(());
+                }
+                Err(e) => tracing::warn!(chunk = %c.id, error = %e, "could not record an uncommitted chunk"),
+            }
+        });
     }
 }

@@ -141,6 +141,20 @@ pub struct ChunkReplicas {
     pub replicas: Vec<String>,
 }
 
+/// A chunk on a write quorum whose row is not written yet: recorded in the
+/// same transaction as the version that names it (`commit_version_recording`).
+#[derive(Debug, Clone)]
+pub struct NewChunk {
+    pub id: String,
+    pub size: i64,
+    pub crc32c: u32,
+    /// BLAKE3 of the payload, hex.
+    pub content_hash: std::sync::Arc<str>,
+    pub replicas: Vec<String>,
+    /// How long the chunk stays leased (`--gc-grace-secs`).
+    pub lease_secs: f64,
+}
+
 /// What a PUT, copy or multipart completion is about to make current.
 #[derive(Debug, Clone)]
 pub struct NewVersion {

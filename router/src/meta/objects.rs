@@ -12,7 +12,18 @@ impl Meta {
     /// Makes `new` the current version of its key and returns it.
     pub async fn commit_version(&self, bucket: &Bucket, new: NewVersion) -> Result<Version> {
         // One statement: autocommitted, no BEGIN and COMMIT round trips.
-        commit_in(&self.pool, bucket, new).await
+        commit_in(&self.pool, bucket, new, None).await
+    }
+
+    /// `commit_version`, recording first (in the same statement) the chunk
+    /// `new` names that was written but not yet recorded.
+    pub async fn commit_version_recording(
+        &self,
+        bucket: &Bucket,
+        new: NewVersion,
+        chunk: Option<&NewChunk>,
+    ) -> Result<Version> {
+        commit_in(&self.pool, bucket, new, chunk).await
     }
 
     /// Commits many new versions of distinct keys, each of at most one
@@ -116,7 +127,7 @@ impl Meta {
                 tracing::debug!(error = %e, "batch commit failed; committing one by one");
                 let mut results = Vec::with_capacity(news.len());
                 for new in news {
-                    results.push(commit_in(&self.pool, bucket, new).await);
+                    results.push(commit_in(&self.pool, bucket, new, None).await);
                 }
                 results
             }
@@ -238,7 +249,7 @@ impl Meta {
                 },
                 follow_links: false,
             };
-            commit_in(&mut *tx, bucket, new).await?;
+            commit_in(&mut *tx, bucket, new, None).await?;
             delete_in(&mut *tx, bucket, &source.key).await?;
             if let Some(group) = group {
                 sqlx::query("INSERT INTO links (bucket_id, key, grp) VALUES ($1, $2, $3)")

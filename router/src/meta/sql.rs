@@ -42,11 +42,13 @@ pub(super) async fn delete_in<'e>(
 }
 
 /// Commits `new` as the key's current version with one call of the
-/// `commit_version` function (migrations 0002 and 0013).
+/// `commit_version` function (migrations 0002 and 0013), or of
+/// `commit_version_with_chunk` (0016) that first records `chunk`.
 pub(super) async fn commit_in<'e>(
     db: impl sqlx::PgExecutor<'e>,
     bucket: &Bucket,
     new: NewVersion,
+    chunk: Option<&NewChunk>,
 ) -> Result<Version> {
     let (precondition, precondition_etag) = match &new.precondition {
         WritePrecondition::None => (None, None),
@@ -62,27 +64,39 @@ pub(super) async fn commit_in<'e>(
     let chunk_ids: Vec<&str> = new.pieces.iter().map(|p| p.chunk_id.as_str()).collect();
     let chunk_offsets: Vec<i32> = new.pieces.iter().map(|p| p.chunk_offset as i32).collect();
     let lengths: Vec<i32> = new.pieces.iter().map(|p| p.length as i32).collect();
-    sqlx::query_as(
-        "SELECT * FROM commit_version($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
-    )
-    .bind(bucket.id)
-    .bind(&new.key)
-    .bind(new_version_id())
-    .bind(new.size)
-    .bind(&new.etag)
-    .bind(&new.content_type)
-    .bind(serde_json::to_value(&new.metadata).expect("metadata serialises"))
-    .bind(new.parts_count)
-    .bind(precondition)
-    .bind(precondition_etag)
-    .bind(&offsets)
-    .bind(&chunk_ids)
-    .bind(&chunk_offsets)
-    .bind(&lengths)
-    .bind(new.follow_links)
-    .fetch_one(db)
-    .await
-    .map_err(commit_error)
+    let query = match chunk {
+        None => "SELECT * FROM commit_version($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+        Some(_) => {
+            "SELECT * FROM commit_version_with_chunk($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,
+                $15, $16, $17, $18, $19, $20, $21)"
+        }
+    };
+    let mut query = sqlx::query_as(query)
+        .bind(bucket.id)
+        .bind(&new.key)
+        .bind(new_version_id())
+        .bind(new.size)
+        .bind(&new.etag)
+        .bind(&new.content_type)
+        .bind(serde_json::to_value(&new.metadata).expect("metadata serialises"))
+        .bind(new.parts_count)
+        .bind(precondition)
+        .bind(precondition_etag)
+        .bind(&offsets)
+        .bind(&chunk_ids)
+        .bind(&chunk_offsets)
+        .bind(&lengths)
+        .bind(new.follow_links);
+    if let Some(c) = chunk {
+        query = query
+            .bind(c.id.as_str())
+            .bind(c.size as i32)
+            .bind(i64::from(c.crc32c))
+            .bind(&*c.content_hash)
+            .bind(&c.replicas)
+            .bind(c.lease_secs);
+    }
+    query.fetch_one(db).await.map_err(commit_error)
 }
 
 /// The error of a `commit_version` or `link_key` call (they raise BF4xx

@@ -153,7 +153,7 @@ impl Meta {
         if gone.rows_affected() == 0 {
             return Err(Error::NoSuchUpload);
         }
-        let version = commit_in(&mut *tx, bucket, new).await?;
+        let version = commit_in(&mut *tx, bucket, new, None).await?;
         tx.commit().await?;
         Ok(version)
     }

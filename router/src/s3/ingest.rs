@@ -19,7 +19,7 @@ use s3s::TrailingHeaders;
 use tokio::task::JoinHandle;
 
 use super::checksum::{Algorithm, Claim, Hasher};
-use crate::chunks::ChunkIo;
+use crate::chunks::{ChunkIo, Unrecorded};
 use crate::error::{Error, Result};
 use crate::lease::Leases;
 use crate::meta::Piece;
@@ -42,6 +42,20 @@ pub struct Ingested {
     /// Keeps the pieces' chunks from the collector until this is dropped,
     /// after the commit that names them.
     pub leases: Leases,
+    /// The body's one chunk, when the caller records it with its commit
+    /// (`Recording::WithCommit`).
+    pub unrecorded: Option<Unrecorded>,
+}
+
+/// Who records a body's chunks.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Recording {
+    /// Each chunk as soon as it is on a write quorum (parts, whose commit
+    /// comes later, and bodies of many chunks, leased as they arrive).
+    Now,
+    /// A body of one chunk is recorded by the caller's commit, in the same
+    /// transaction as its version: a small PUT's one Postgres commit.
+    WithCommit,
 }
 
 impl Ingested {
@@ -96,7 +110,12 @@ pub struct Body<'a> {
 /// Reads a body of at most `MAX_BODY_BYTES` into replicated chunks, checking
 /// its length, Content-MD5 and flexible checksum on the way. Any failure
 /// leaves only unreferenced chunks (garbage), never a version.
-pub async fn ingest(io: &ChunkIo, metrics: &Metrics, body: Body<'_>) -> Result<Ingested> {
+pub async fn ingest(
+    io: &ChunkIo,
+    metrics: &Metrics,
+    body: Body<'_>,
+    recording: Recording,
+) -> Result<Ingested> {
     if body.declared.is_some_and(|n| n as u64 > MAX_BODY_BYTES) {
         return Err(Error::EntityTooLarge(MAX_BODY_BYTES));
     }
@@ -147,8 +166,13 @@ pub async fn ingest(io: &ChunkIo, metrics: &Metrics, body: Body<'_>) -> Result<I
             }
         }
     }
+    let mut unrecorded = None;
     if !buf.is_empty() {
-        writes.push(buf.freeze()).await?;
+        if recording == Recording::WithCommit && writes.is_empty() {
+            unrecorded = Some(io.write_unrecorded(buf.freeze()).await?);
+        } else {
+            writes.push(buf.freeze()).await?;
+        }
         Metrics::inc(&metrics.chunks_written);
     }
     if let Some(declared) = body.declared {
@@ -187,13 +211,15 @@ pub async fn ingest(io: &ChunkIo, metrics: &Metrics, body: Body<'_>) -> Result<I
         }
         _ => None,
     };
-    let (pieces, leases) = writes.finish().await?;
+    let (mut pieces, leases) = writes.finish().await?;
+    pieces.extend(unrecorded.as_ref().map(Unrecorded::piece));
     Ok(Ingested {
         pieces,
         size,
         md5,
         checksum,
         leases,
+        unrecorded,
     })
 }
 
@@ -206,6 +232,11 @@ struct Writes {
 }
 
 impl Writes {
+    /// No chunk written or in flight yet.
+    fn is_empty(&self) -> bool {
+        self.pending.is_empty() && self.done.is_empty()
+    }
+
     async fn push(&mut self, data: bytes::Bytes) -> Result<()> {
         if self.pending.len() >= WRITES_IN_FLIGHT {
             self.wait_oldest().await?;

@@ -8,7 +8,7 @@ use s3s::{S3Request, S3Response};
 
 use super::access_ops::caller_of;
 use super::headers::standard_headers_of;
-use super::ingest::{ingest, Body};
+use super::ingest::{ingest, Body, Recording};
 use super::objects::copy_source;
 use super::part_layout;
 use super::settings::{lock_of_input, NewVersionSettings};
@@ -117,7 +117,7 @@ impl Bucketfs {
             headers: &req.headers,
             trailers: req.trailing_headers.as_ref(),
         };
-        let body = ingest(&self.io, &self.metrics, body).await?;
+        let body = ingest(&self.io, &self.metrics, body, Recording::Now).await?;
         let sums = body.checksum_fields();
         let etag = body.etag();
         self.meta

@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 
 use super::access_ops::caller_of;
 use super::headers::{set_standard_headers, standard_headers_of, StandardHeaders};
-use super::ingest::{ingest, Body};
+use super::ingest::{ingest, Body, Recording};
 use super::locks::set_lock_fields;
 use super::part_layout;
 use super::settings::{lock_of_input, NewVersionSettings};
@@ -134,13 +134,14 @@ impl Bucketfs {
             headers: &headers,
             trailers: req.trailing_headers.as_ref(),
         };
-        let body = ingest(&self.io, &self.metrics, body).await?;
+        let mut body = ingest(&self.io, &self.metrics, body, Recording::WithCommit).await?;
         let ingested = started.elapsed();
         let sums = body.checksum_fields();
         let etag = body.etag();
+        let unrecorded = body.unrecorded.take();
         let version = self
             .meta
-            .commit_version(
+            .commit_version_recording(
                 &bucket,
                 NewVersion {
                     key: input.key,
@@ -153,9 +154,13 @@ impl Bucketfs {
                     precondition: write_precondition(input.if_none_match.as_ref(), input.if_match.as_ref()),
                     follow_links: follows_links(&headers),
                 },
+                unrecorded.as_ref().map(|u| u.chunk()),
             )
             .await?;
         // The version names the chunks now: their leases may end.
+        if let Some(chunk) = unrecorded {
+            chunk.recorded();
+        }
         drop(body.leases);
         self.apply_settings(version.id, &settings).await?;
         tracing::debug!(

@@ -19,7 +19,7 @@ use bucketfs_common::extension::{
     parse_patch_ranges, PATCH_BASE_HEADER, PATCH_RANGES_HEADER, PATCH_SIZE_HEADER,
 };
 
-use super::ingest::{self, ingest, MAX_BODY_BYTES};
+use super::ingest::{self, ingest, Recording, MAX_BODY_BYTES};
 use super::settings::NewVersionSettings;
 use super::wire::{metadata_headers, object_of_path};
 use super::{check_key, check_metadata, visible_version_id, Bucketfs};
@@ -92,7 +92,8 @@ impl Bucketfs {
             headers,
             trailers: req.trailing_headers.as_ref(),
         };
-        let body = ingest(&self.io, &self.metrics, body).await?;
+        let mut body = ingest(&self.io, &self.metrics, body, Recording::WithCommit).await?;
+        let unrecorded = body.unrecorded.take();
         let pieces = chunk_map::patch(&base_map, &ranges, &body.pieces, size).ok_or_else(|| {
             bad("the body must hold exactly the ranges' bytes, and the ranges cover every byte past the old end".into())
         })?;
@@ -109,7 +110,7 @@ impl Bucketfs {
         let fragmented = crate::compaction::fragmented(&pieces);
         let version = self
             .meta
-            .commit_version(
+            .commit_version_recording(
                 &bucket,
                 NewVersion {
                     key,
@@ -123,8 +124,12 @@ impl Bucketfs {
                     // Only the mount patches: its writes go through links.
                     follow_links: true,
                 },
+                unrecorded.as_ref().map(|u| u.chunk()),
             )
             .await?;
+        if let Some(chunk) = unrecorded {
+            chunk.recorded();
+        }
         drop(body.leases);
         if fragmented {
             self.meta.queue_compaction(version.id).await?;

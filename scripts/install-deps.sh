@@ -16,7 +16,8 @@ packages=(
   libacl1-dev         # links pjdfstest
   bindfs s3fs gnuplot-nox   # benchmark peers and charts (make bench)
   moosefs-master moosefs-chunkserver moosefs-client   # benchmark peer (bench/moosefs.sh)
-  iproute2 util-linux   # ip netns and nsenter for MooseFS
+  iproute2 util-linux   # ip netns and nsenter for MooseFS; mount -T for fstab tests
+  systemd             # systemd-analyze verify of the units in deploy/systemd
   ca-certificates
 )
 

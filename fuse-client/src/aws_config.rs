@@ -1,12 +1,12 @@
 //! Endpoint, credentials and region from where the AWS CLI reads them:
 //! command-line flags, then the environment, then the profile in
-//! `~/.aws/credentials` and `~/.aws/config` (or `$AWS_SHARED_CREDENTIALS_FILE`
-//! and `$AWS_CONFIG_FILE`).
+//! `~/.aws/credentials` and `~/.aws/config` (or `--credentials-file` /
+//! `$AWS_SHARED_CREDENTIALS_FILE` and `$AWS_CONFIG_FILE`).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Resolved {
@@ -51,19 +51,36 @@ fn aws_file(env: &str, name: &str) -> PathBuf {
     }
 }
 
+/// A credentials file named on the command line (or in mount options):
+/// it must exist and must not be readable by others, as s3fs insists too.
+fn read_named(path: &std::path::Path) -> Result<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).with_context(|| format!("credentials file {}", path.display()))?;
+    if meta.permissions().mode() & 0o007 != 0 {
+        bail!(
+            "credentials file {} is readable by others; chmod o-rwx it",
+            path.display()
+        );
+    }
+    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+}
+
 /// Fills what the flags (already merged with the environment by clap) left
-/// open from the profile's files.
+/// open from the profile's files; `credentials_file` replaces
+/// ~/.aws/credentials.
 pub fn resolve(
+    credentials_file: Option<&std::path::Path>,
     profile: &str,
     endpoint: Option<String>,
     access_key: Option<String>,
     secret_key: Option<String>,
     region: Option<String>,
 ) -> Result<Resolved> {
-    let credentials = section(
-        &read(aws_file("AWS_SHARED_CREDENTIALS_FILE", "credentials")),
-        profile,
-    );
+    let credentials_text = match credentials_file {
+        Some(path) => read_named(path)?,
+        None => read(aws_file("AWS_SHARED_CREDENTIALS_FILE", "credentials")),
+    };
+    let credentials = section(&credentials_text, profile);
     let config_section = if profile == "default" {
         "default".to_string()
     } else {

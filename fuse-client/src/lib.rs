@@ -2,6 +2,7 @@
 //!
 //! `bucketfs mount BUCKET DIR` daemonizes by default and returns once the
 //! mount is ready; SIGTERM/SIGINT unmount cleanly. `bucketfs umount DIR`.
+//! `mount -t fuse.bucketfs` and /etc/fstab come in through `helper`.
 
 pub(crate) mod absence;
 pub mod attrs;
@@ -16,6 +17,7 @@ pub mod error;
 pub(crate) mod file_locks;
 pub mod fs;
 pub(crate) mod fuse;
+pub(crate) mod helper;
 pub mod memory;
 pub(crate) mod names;
 pub(crate) mod parts;
@@ -27,6 +29,7 @@ pub(crate) mod tree;
 pub(crate) mod writer;
 pub(crate) mod xml;
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -59,6 +62,10 @@ pub struct MountArgs {
     /// for an https endpoint; the local cluster exports its own.
     #[arg(long, env = "BUCKETFS_CA_FILE")]
     pub ca_file: Option<PathBuf>,
+    /// The credentials file to read keys from (AWS format, the --profile
+    /// section) instead of ~/.aws/credentials; readable by its owner only.
+    #[arg(long)]
+    pub credentials_file: Option<PathBuf>,
     /// Else $AWS_ACCESS_KEY_ID, else ~/.aws/credentials.
     #[arg(long, env = "AWS_ACCESS_KEY_ID", hide_env_values = true)]
     pub access_key: Option<String>,
@@ -111,6 +118,12 @@ pub struct MountArgs {
     /// Let other users use the mount (needs user_allow_other for non-root).
     #[arg(long)]
     pub allow_other: bool,
+    /// The daemon's log file (else it logs nowhere once in the background).
+    #[arg(long, env = "BUCKETFS_LOG")]
+    pub log: Option<PathBuf>,
+    /// This command line in the binary's own form, for the daemon it starts.
+    #[arg(skip)]
+    pub argv: Vec<OsString>,
 }
 
 /// The disk cache a mount of `bucket` at `endpoint` keeps for the next one.
@@ -118,6 +131,21 @@ fn disk_cache_name(endpoint: &str, bucket: &str) -> String {
     use md5::Digest;
     let digest = md5::Md5::digest(format!("{endpoint}\n{bucket}").as_bytes());
     digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Runs the command line `args` (program name first), in the binary's own
+/// form or a mount helper's.
+pub fn run(args: Vec<OsString>) -> Result<()> {
+    use clap::Parser;
+    let args = match helper::invocation(args)? {
+        helper::Invocation::Run(args) => args,
+        helper::Invocation::Nothing => return Ok(()),
+    };
+    let mut cli = Cli::parse_from(&args);
+    if let Command::Mount(mount) = &mut cli.command {
+        mount.argv = args[1..].to_vec();
+    }
+    main(cli)
 }
 
 pub fn main(cli: Cli) -> Result<()> {
@@ -155,7 +183,7 @@ fn mount(args: MountArgs) -> Result<()> {
     check_bucket(&args)?;
     if !args.foreground {
         // The parent returns once the child's mount is visible.
-        match unsafe_free_fork()? {
+        match unsafe_free_fork(&args.argv, args.log.as_deref())? {
             Some(child) => return wait_for_mount(&args.mountpoint, child),
             None => {
                 nix::unistd::setsid()?;
@@ -246,6 +274,7 @@ fn mount(args: MountArgs) -> Result<()> {
 
 fn credentials(args: &MountArgs) -> Result<aws_config::Resolved> {
     aws_config::resolve(
+        args.credentials_file.as_deref(),
         &args.profile,
         args.endpoint.clone(),
         args.access_key.clone(),
@@ -304,13 +333,14 @@ fn raise_readahead(dir: &Path) {
 }
 
 /// `fork()`; `Some(child pid)` in the parent, `None` in the child. Called
-/// before any thread exists, which is what makes forking sound here.
-fn unsafe_free_fork() -> Result<Option<nix::unistd::Pid>> {
+/// before any thread exists, which is what makes forking sound here. The
+/// child runs `argv` (the mount's command line) with `--foreground`.
+fn unsafe_free_fork(argv: &[OsString], log: Option<&Path>) -> Result<Option<nix::unistd::Pid>> {
     use std::process::Command;
     // Re-executing ourselves with --foreground avoids fork() in a Rust
     // program entirely: the child is a fresh process.
     let exe = std::env::current_exe()?;
-    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args = argv.to_vec();
     args.push("--foreground".into());
     let mut command = Command::new(exe);
     // The allocator's settings are made in `main` (bucketfs_common::memory).
@@ -318,16 +348,16 @@ fn unsafe_free_fork() -> Result<Option<nix::unistd::Pid>> {
         .args(&args)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
-        .stderr(log_target()?)
+        .stderr(log_target(log)?)
         .spawn()
         .context("starting the mount daemon")?;
     Ok(Some(nix::unistd::Pid::from_raw(child.id() as i32)))
 }
 
-/// Where the daemon logs: `$BUCKETFS_LOG` if set, else nowhere (the caller's
-/// terminal must not be held open by a background process).
-fn log_target() -> Result<std::process::Stdio> {
-    Ok(match std::env::var_os("BUCKETFS_LOG") {
+/// Where the daemon logs: `--log` / `$BUCKETFS_LOG` if set, else nowhere
+/// (the caller's terminal must not be held open by a background process).
+fn log_target(log: Option<&Path>) -> Result<std::process::Stdio> {
+    Ok(match log {
         Some(path) => std::fs::OpenOptions::new()
             .create(true)
             .append(true)

@@ -1,5 +1,3 @@
-use clap::Parser;
-
 fn main() -> anyhow::Result<()> {
     bucketfs_common::memory::keep_freed_memory();
     tracing_subscriber::fmt()
@@ -9,5 +7,5 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    bucketfs::main(bucketfs::Cli::parse())
+    bucketfs::run(std::env::args_os().collect())
 }

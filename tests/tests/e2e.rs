@@ -29,3 +29,4 @@ mod semantics;
 mod special_files;
 mod surface;
 mod tls;
+mod unix_mount;

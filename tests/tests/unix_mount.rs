@@ -82,11 +82,16 @@ fn mount_t_fstab_and_mount_fuse_mount_a_bucket_and_umount_ends_it() -> Result<()
     // mount -t with -o options.
     let dir = cluster.dir.join("mnt");
     fs::create_dir_all(&dir)?;
-    run(Command::new("mount")
-        .args(["-t", "fuse.bucketfs", "unix"])
-        .arg(&dir)
-        .arg("-o")
-        .arg(options("")))?;
+    let mount_t = |extra: &str| {
+        let mut command = Command::new("mount");
+        command
+            .args(["-t", "fuse.bucketfs", "unix"])
+            .arg(&dir)
+            .arg("-o")
+            .arg(options(extra));
+        command
+    };
+    run(&mut mount_t(""))?;
     let _guard = Mount { dir: dir.clone() };
     ensure!(is_mounted(&dir), "not mounted after mount -t");
     fs::write(dir.join("hello"), b"from mount -t")?;
@@ -141,27 +146,16 @@ fn mount_t_fstab_and_mount_fuse_mount_a_bucket_and_umount_ends_it() -> Result<()
 
     // A world-readable credentials file and an unknown option are refused
     // with their reasons, and nothing is mounted.
+    let refused = |extra: &str, reason: &str| -> Result<()> {
+        let out = mount_t(extra).output()?;
+        let said = String::from_utf8_lossy(&out.stderr);
+        ensure!(!out.status.success() && said.contains(reason), "{said}");
+        Ok(())
+    };
     fs::set_permissions(&credentials, fs::Permissions::from_mode(0o644))?;
-    let out = Command::new("mount")
-        .args(["-t", "fuse.bucketfs", "unix"])
-        .arg(&dir)
-        .arg("-o")
-        .arg(options(""))
-        .output()?;
-    let said = String::from_utf8_lossy(&out.stderr);
-    ensure!(
-        !out.status.success() && said.contains("readable by others"),
-        "{said}"
-    );
+    refused("", "readable by others")?;
     fs::set_permissions(&credentials, fs::Permissions::from_mode(0o600))?;
-    let out = Command::new("mount")
-        .args(["-t", "fuse.bucketfs", "unix"])
-        .arg(&dir)
-        .arg("-o")
-        .arg(options(",colour=blue"))
-        .output()?;
-    let said = String::from_utf8_lossy(&out.stderr);
-    ensure!(!out.status.success() && said.contains("colour=blue"), "{said}");
+    refused(",colour=blue", "colour=blue")?;
     ensure!(!is_mounted(&dir), "a refused mount left a mount behind");
     Ok(())
 }

@@ -4,13 +4,24 @@ CARGO ?= cargo
 CLUSTER_DIR ?= .cluster
 RELEASE_BIN := target/release
 
-.PHONY: deps build up down test lint bench bench-quick bench-s3 bench-idle bench-amp fuzz clean
+.PHONY: deps build install up down test lint bench bench-quick bench-s3 bench-idle bench-amp fuzz clean
 
 deps:
 	@scripts/install-deps.sh
 
 build: deps
 	$(CARGO) build --release --workspace --bins
+
+## Install the release binaries in $(PREFIX)/bin, the mount helper link
+## /sbin/mount.fuse.bucketfs (mount -t fuse.bucketfs, fstab) and the system
+## user the units in deploy/systemd run as. The units themselves are copied
+## by hand: they need settings only the operator knows.
+PREFIX ?= /usr/local
+install: build
+	install -d $(PREFIX)/bin
+	install -m 0755 $(RELEASE_BIN)/bucketfs $(RELEASE_BIN)/router $(RELEASE_BIN)/storage-node $(PREFIX)/bin/
+	ln -sf $(PREFIX)/bin/bucketfs /sbin/mount.fuse.bucketfs
+	getent passwd bucketfs >/dev/null || useradd --system --no-create-home --shell /usr/sbin/nologin bucketfs
 
 ## Start a local cluster (Postgres, ZooKeeper, HAProxy, 2 routers, 3 storage nodes)
 ## and create the bucket `demo`. Credentials: `source .cluster/env`.

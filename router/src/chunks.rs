@@ -72,16 +72,7 @@ impl ChunkIo {
     /// Stores `data` as a new chunk on a write quorum and records it.
     pub async fn write(&self, data: Bytes) -> Result<Piece> {
         let written = self.write_unrecorded(data).await?;
-        let chunk = written.chunk();
-        self.meta
-            .record_chunk(
-                &chunk.id,
-                chunk.size,
-                (chunk.crc32c, &chunk.content_hash),
-                &chunk.replicas,
-                chunk.lease_secs,
-            )
-            .await?;
+        record(&self.meta, written.chunk()).await?;
         Ok(written.recorded())
     }
 
@@ -323,11 +314,7 @@ impl Drop for Unrecorded {
         };
         let (meta, c) = (self.meta.clone(), self.chunk.clone());
         self.background.task(async move {
-            let sums = (c.crc32c, &*c.content_hash);
-            match meta
-                .record_chunk(&c.id, c.size, sums, &c.replicas, c.lease_secs)
-                .await
-            {
+            match record(&meta, &c).await {
                 Ok(()) => {
                     let _ = recorded.send(());
                 }
@@ -335,4 +322,11 @@ impl Drop for Unrecorded {
             }
         });
     }
+}
+
+/// Writes the row of chunk `c` and its replicas, leased.
+async fn record(meta: &Meta, c: &NewChunk) -> Result<()> {
+    let sums = (c.crc32c, &*c.content_hash);
+    meta.record_chunk(&c.id, c.size, sums, &c.replicas, c.lease_secs)
+        .await
 }

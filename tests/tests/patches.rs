@@ -96,12 +96,28 @@ fn a_patch_over_a_concurrent_put_fails_cleanly() -> Result<()> {
     // inode's open state).
     cluster.s3_cp(&ours, "s3://race/f.bin")?;
 
-    // Presigned now: while the file is open, no process may be spawned
-    // (the child's close-on-exec of the inherited descriptor is a FUSE
-    // flush, which commits).
+    // The file is opened and written by a child process of its own: the
+    // other tests in this process spawn processes, and a child forked while
+    // this process held the file open would close it on exec, a FUSE flush
+    // that commits the change before the other client's PUT.
     let url = cluster.presigned("put_object", "race", "f.bin")?;
-    let file = fs::OpenOptions::new().write(true).open(mnt.join("f.bin"))?;
-    file.write_all_at(b"a small change", 12 << 20)?;
+    let script = "import os, sys\n\
+                  fd = os.open(sys.argv[1], os.O_WRONLY)\n\
+                  os.pwrite(fd, b'a small change', 12 << 20)\n\
+                  print('written', flush=True)\n\
+                  sys.stdin.readline()\n\
+                  try:\n    os.fdatasync(fd)\n    print('synced')\n\
+                  except OSError as e:\n    print('errno', e.errno)\n";
+    let mut writer = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(mnt.join("f.bin"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let mut said = std::io::BufReader::new(writer.stdout.take().expect("piped"));
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut said, &mut line)?;
+    assert_eq!(line.trim(), "written");
     // Another client replaces the object before the change is committed.
     let body = fs::read(&theirs)?;
     let status = tokio::runtime::Runtime::new()?.block_on(async {
@@ -115,9 +131,15 @@ fn a_patch_over_a_concurrent_put_fails_cleanly() -> Result<()> {
     assert!(status.is_success(), "{status}");
     // The patch is refused (its base is gone) and the whole file cannot be
     // rebuilt from a base that no longer exists: fsync reports ESTALE.
-    let err = file.sync_data().expect_err("the commit cannot land");
-    assert_eq!(err.raw_os_error(), Some(nix::libc::ESTALE), "{err}");
-    drop(file);
+    std::io::Write::write_all(writer.stdin.as_mut().expect("piped"), b"sync\n")?;
+    line.clear();
+    std::io::BufRead::read_line(&mut said, &mut line)?;
+    assert_eq!(
+        line.trim(),
+        format!("errno {}", nix::libc::ESTALE),
+        "the commit cannot land"
+    );
+    writer.wait()?;
     // The object is the other client's, whole: never a mix.
     let got = cluster.dir.join("got.bin");
     cluster.s3_cp("s3://race/f.bin", &got)?;

@@ -266,6 +266,22 @@ impl Drop for Mount {
 
 /// Resident memory of the bucketfs daemon serving `mountpoint`, in bytes.
 pub fn daemon_rss(mountpoint: &Path) -> Result<u64> {
+    daemon_memory(mountpoint).map(|m| m.rss)
+}
+
+/// The daemon's resident memory and what it is made of, from
+/// `/proc/PID/status`: enough to tell heap from mapped files when a bound
+/// is crossed.
+#[derive(Debug, Clone, Default)]
+pub struct DaemonMemory {
+    /// VmRSS, bytes.
+    pub rss: u64,
+    /// The RssAnon, RssFile, VmHWM and Threads lines, as the kernel wrote them.
+    pub detail: String,
+}
+
+/// Reads [`DaemonMemory`] of the daemon serving `mountpoint`.
+pub fn daemon_memory(mountpoint: &Path) -> Result<DaemonMemory> {
     let pid = daemon_pid(mountpoint)?;
     let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
     let kib: u64 = status
@@ -274,7 +290,16 @@ pub fn daemon_rss(mountpoint: &Path) -> Result<u64> {
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .context("no VmRSS")?;
-    Ok(kib * 1024)
+    let detail = status
+        .lines()
+        .filter(|l| ["RssAnon:", "RssFile:", "VmHWM:", "Threads:"].iter().any(|k| l.starts_with(k)))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Ok(DaemonMemory {
+        rss: kib * 1024,
+        detail,
+    })
 }
 
 /// The process id of the bucketfs daemon serving `mountpoint`.

@@ -18,6 +18,7 @@ packages=(
   moosefs-master moosefs-chunkserver moosefs-client   # benchmark peer (bench/moosefs.sh)
   iproute2 util-linux   # ip netns and nsenter for MooseFS; mount -T for fstab tests
   systemd             # systemd-analyze verify of the units in deploy/systemd
+  chromium            # the status page, loaded headless by a test
   ca-certificates
 )
 

@@ -3,15 +3,18 @@
 //! router's replication logic speaks of chunks and nodes, never of URLs,
 //! headers and status codes.
 
-use std::time::Duration;
+use std::future::Future;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use prometheus_client::encoding::EncodeLabelSet;
 
 use crate::chunk_api::{self, ErrorCode, CRC32C_HEADER, ERROR_HEADER};
+use crate::metrics::Latencies;
 use crate::peer_auth::{
     self, ClusterSecret, ContentHasher, CONTENT_HASH_HEADER, DATE_HEADER, SIGNATURE_HEADER,
 };
-use crate::Fsync;
+use crate::{request_id, Fsync};
 
 /// How long a connection attempt to a node may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -33,6 +36,25 @@ pub enum ChunkError {
     /// Anything else: the node is unreachable, busy, full, or refused.
     #[error("{0}")]
     Failed(String),
+}
+
+impl ChunkError {
+    /// The outcome label of a node request that ended in this error.
+    fn outcome(&self) -> &'static str {
+        match self {
+            ChunkError::Corrupt => "corrupt",
+            ChunkError::Missing => "missing",
+            ChunkError::Failed(_) => "failed",
+        }
+    }
+}
+
+/// The labels of a node request's latency: `put`, `get` or `delete`, and
+/// `ok`, `missing`, `corrupt` or `failed`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NodeRequest {
+    pub op: &'static str,
+    pub outcome: &'static str,
 }
 
 /// A body kept as the buffers it was received in, so that passing it on
@@ -96,6 +118,8 @@ pub struct ChunkClient {
     secret: ClusterSecret,
     /// The content hash of an empty body, signed by every bodiless request.
     empty_hash: String,
+    /// Where each request's latency is recorded, if anywhere.
+    latencies: Option<Latencies<NodeRequest>>,
 }
 
 impl ChunkClient {
@@ -110,11 +134,35 @@ impl ChunkClient {
             http,
             secret,
             empty_hash: peer_auth::content_hash(b""),
+            latencies: None,
         }
     }
 
+    /// The client, recording every request's latency in `latencies`.
+    pub fn observed_by(mut self, latencies: Latencies<NodeRequest>) -> Self {
+        self.latencies = Some(latencies);
+        self
+    }
+
+    /// Runs request `work` of kind `op`, recording how long it took.
+    async fn timed<T>(
+        &self,
+        op: &'static str,
+        work: impl Future<Output = Result<T, ChunkError>>,
+    ) -> Result<T, ChunkError> {
+        let started = Instant::now();
+        let result = work.await;
+        if let Some(latencies) = &self.latencies {
+            let outcome = result.as_ref().map_or_else(ChunkError::outcome, |_| "ok");
+            latencies
+                .get_or_create(&NodeRequest { op, outcome })
+                .observe(started.elapsed().as_secs_f64());
+        }
+        result
+    }
+
     /// A request to `path` on the node, signed for a body hashing to
-    /// `content_hash`.
+    /// `content_hash`, naming the S3 request it serves (if any).
     fn request(
         &self,
         method: reqwest::Method,
@@ -123,11 +171,16 @@ impl ChunkClient {
         content_hash: &str,
     ) -> reqwest::RequestBuilder {
         let signed = self.secret.sign(method.as_str(), path, content_hash.to_string());
-        self.http
+        let request = self
+            .http
             .request(method, format!("http://{addr}{path}"))
             .header(DATE_HEADER, signed.date)
             .header(CONTENT_HASH_HEADER, signed.content_hash)
-            .header(SIGNATURE_HEADER, signed.signature)
+            .header(SIGNATURE_HEADER, signed.signature);
+        match request_id::current() {
+            Some(id) => request.header(request_id::HEADER, id),
+            None => request,
+        }
     }
 
     /// Stores `data` as chunk `id` on the node; `crc` is its crc32c and
@@ -141,7 +194,7 @@ impl ChunkClient {
         data: Bytes,
         fsync: Fsync,
     ) -> Result<(), ChunkError> {
-        let resp = self
+        let request = self
             .request(
                 reqwest::Method::PUT,
                 addr,
@@ -149,52 +202,63 @@ impl ChunkClient {
                 content_hash,
             )
             .header(CRC32C_HEADER, chunk_api::crc32c_value(crc))
-            .body(data)
-            .send()
-            .await
-            .map_err(|e| ChunkError::Failed(e.to_string()))?;
-        check(resp).await.map(drop)
+            .body(data);
+        self.timed("put", async {
+            let resp = request
+                .send()
+                .await
+                .map_err(|e| ChunkError::Failed(e.to_string()))?;
+            check(resp).await.map(drop)
+        })
+        .await
     }
 
     /// Reads verified bytes `[start, end)` of chunk `id`'s payload, as the
     /// frames they arrived in.
     pub async fn get(&self, addr: &str, id: &str, start: u64, end: u64) -> Result<Frames, ChunkError> {
-        let resp = self
-            .request(
-                reqwest::Method::GET,
-                addr,
-                &chunk_api::range_path(&id, start, end),
-                &self.empty_hash,
-            )
-            .send()
-            .await
-            .map_err(|e| ChunkError::Failed(e.to_string()))?;
-        let mut resp = check(resp).await?;
-        let mut frames = Frames::default();
-        while let Some(frame) = resp
-            .chunk()
-            .await
-            .map_err(|e| ChunkError::Failed(e.to_string()))?
-        {
-            frames.push(frame);
-        }
-        Ok(frames)
+        let request = self.request(
+            reqwest::Method::GET,
+            addr,
+            &chunk_api::range_path(&id, start, end),
+            &self.empty_hash,
+        );
+        self.timed("get", async {
+            let resp = request
+                .send()
+                .await
+                .map_err(|e| ChunkError::Failed(e.to_string()))?;
+            let mut resp = check(resp).await?;
+            let mut frames = Frames::default();
+            while let Some(frame) = resp
+                .chunk()
+                .await
+                .map_err(|e| ChunkError::Failed(e.to_string()))?
+            {
+                frames.push(frame);
+            }
+            Ok(frames)
+        })
+        .await
     }
 
     /// Removes chunk `id` from the node (briefly: see [`DELETE_TIMEOUT`]).
     pub async fn delete(&self, addr: &str, id: &str) -> Result<(), ChunkError> {
-        let resp = self
+        let request = self
             .request(
                 reqwest::Method::DELETE,
                 addr,
                 &chunk_api::chunk_path(&id),
                 &self.empty_hash,
             )
-            .timeout(DELETE_TIMEOUT)
-            .send()
-            .await
-            .map_err(|e| ChunkError::Failed(e.to_string()))?;
-        check(resp).await.map(drop)
+            .timeout(DELETE_TIMEOUT);
+        self.timed("delete", async {
+            let resp = request
+                .send()
+                .await
+                .map_err(|e| ChunkError::Failed(e.to_string()))?;
+            check(resp).await.map(drop)
+        })
+        .await
     }
 }
 

@@ -3,8 +3,10 @@
 //! membership record, the chunk API between router and node (`chunk_api`) and the router's
 //! client for it (`chunk_client`),
 //! the S3 extensions between client and router (`extension`, `file_locks`); the
-//! allocator setting every bucketfs process starts with, and the runner of
-//! every process's background loops (`background`).
+//! allocator setting every bucketfs process starts with, the runner of
+//! every process's background loops (`background`), the latency buckets and
+//! rendering all three processes' metrics share (`metrics`), and the request
+//! id the router sends to the nodes (`request_id`).
 
 pub mod background;
 pub mod blocks;
@@ -16,8 +18,10 @@ pub mod file_locks;
 pub mod fsync;
 pub mod membership;
 pub mod memory;
+pub mod metrics;
 pub mod peer_auth;
 pub mod placement;
+pub mod request_id;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 

@@ -78,6 +78,9 @@ pub struct NodeInfo {
     /// Bytes the node's chunk files take on disk (0 from nodes that predate it).
     #[serde(default)]
     pub chunk_disk_bytes: u64,
+    /// Chunks the node found corrupt and set aside (0 from nodes that predate it).
+    #[serde(default)]
+    pub quarantined_chunks: u64,
 }
 
 impl NodeInfo {

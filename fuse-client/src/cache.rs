@@ -13,6 +13,7 @@ use lru::LruCache;
 
 use crate::disk_cache::{DiskTier, Lifetime};
 use crate::error::FsError;
+use crate::metrics::{DISK, MEMORY, METRICS};
 use crate::store::{Source, Store};
 
 /// The unit of caching and of ranged GETs.
@@ -49,14 +50,31 @@ pub enum Keep {
     Both,
 }
 
+/// Why blocks are fetched, which says where they are kept.
+#[derive(Clone, Copy, Debug)]
+enum Fetch {
+    /// A reader waits for them: kept in both tiers.
+    ForReader,
+    /// Readahead or a background fill, into the `Keep` tiers.
+    Ahead(Keep),
+}
+
 /// Bytes fetched by one GET of a background prefetch; several run at once.
 const PREFETCH_PIECE: u64 = 4 * BLOCK;
 /// Pieces fetched at once by a background fill.
 const FILL_WINDOW: u64 = 4;
 
 struct Inner {
-    blocks: LruCache<(Source, u64), Bytes>,
+    blocks: LruCache<(Source, u64), Held>,
     bytes: usize,
+}
+
+/// A block in memory.
+struct Held {
+    data: Bytes,
+    /// Fetched ahead of the reader and not read since: evicted so, its
+    /// bytes count as readahead wasted.
+    ahead: bool,
 }
 
 impl BlockCache {
@@ -85,11 +103,17 @@ impl BlockCache {
 
     fn get(&self, source: &Source, block: u64) -> Option<Bytes> {
         let key = (source.clone(), block);
-        if let Some(data) = self.inner.lock().unwrap().blocks.get(&key).cloned() {
-            return Some(data);
+        if let Some(held) = self.inner.lock().unwrap().blocks.get_mut(&key) {
+            held.ahead = false;
+            METRICS.lookup(&MEMORY, true);
+            return Some(held.data.clone());
         }
-        let data = self.disk.as_ref()?.get(&key)?;
-        self.insert_memory(key, data.clone());
+        METRICS.lookup(&MEMORY, false);
+        let disk = self.disk.as_ref()?;
+        let found = disk.get(&key);
+        METRICS.lookup(&DISK, found.is_some());
+        let data = found?;
+        self.insert_memory(key, data.clone(), false);
         Some(data)
     }
 
@@ -99,28 +123,30 @@ impl BlockCache {
             || self.disk.as_ref().is_some_and(|d| d.contains(&key))
     }
 
-    fn insert(&self, source: &Source, block: u64, data: Bytes, keep: Keep) {
+    /// Caches a fetched block in the `keep` tiers; `ahead`: fetched
+    /// before anyone asked for it (readahead).
+    fn insert(&self, source: &Source, block: u64, data: Bytes, keep: Keep, ahead: bool) {
         if let Some(disk) = self.disk.as_ref().filter(|_| keep != Keep::Memory) {
             disk.put((source.clone(), block), &data);
         }
         if keep != Keep::Disk {
-            self.insert_memory((source.clone(), block), data);
+            self.insert_memory((source.clone(), block), data, ahead);
         }
     }
 
-    fn insert_memory(&self, key: (Source, u64), data: Bytes) {
+    fn insert_memory(&self, key: (Source, u64), data: Bytes, ahead: bool) {
         let mut evicted = Vec::new();
         {
             let mut inner = self.inner.lock().unwrap();
             inner.bytes += data.len();
-            if let Some(old) = inner.blocks.put(key, data) {
-                inner.bytes -= old.len();
+            if let Some(old) = inner.blocks.put(key, Held { data, ahead }) {
+                inner.bytes -= old.data.len();
                 evicted.push(old);
             }
             while inner.bytes > self.capacity {
                 match inner.blocks.pop_lru() {
                     Some((_, old)) => {
-                        inner.bytes -= old.len();
+                        inner.bytes -= old.data.len();
                         evicted.push(old);
                     }
                     None => break,
@@ -128,7 +154,10 @@ impl BlockCache {
             }
         }
         for old in evicted {
-            self.recycle(old);
+            if old.ahead {
+                METRICS.readahead_wasted_bytes.inc_by(old.data.len() as u64);
+            }
+            self.recycle(old.data);
         }
     }
 
@@ -196,7 +225,7 @@ impl BlockCache {
                     size,
                     block,
                     (run_end * BLOCK).min(size),
-                    Keep::Both,
+                    Fetch::ForReader,
                 )
                 .await?;
             blocks.extend(fetched);
@@ -243,7 +272,9 @@ impl BlockCache {
         let last = (end - 1) / BLOCK;
         if let Some(disk) = self.disk.as_ref().filter(|_| last == block) {
             let base = block * BLOCK;
-            if let Some(data) = disk.get_range(&key, (offset - base) as usize, (end - base) as usize) {
+            let found = disk.get_range(&key, (offset - base) as usize, (end - base) as usize);
+            METRICS.lookup(&DISK, found.is_some());
+            if let Some(data) = found {
                 return Ok(data);
             }
         }
@@ -262,8 +293,12 @@ impl BlockCache {
         size: u64,
         first: u64,
         end: u64,
-        keep: Keep,
+        why: Fetch,
     ) -> Result<Vec<Bytes>, FsError> {
+        let (keep, ahead) = match why {
+            Fetch::ForReader => (Keep::Both, false),
+            Fetch::Ahead(keep) => (keep, true),
+        };
         let start = first * BLOCK;
         let keys: Vec<(Source, u64)> = (first..end.min(size).div_ceil(BLOCK))
             .map(|b| (source.clone(), b))
@@ -311,7 +346,7 @@ impl BlockCache {
             )));
         }
         for (i, b) in blocks.iter().enumerate() {
-            self.insert(source, first + i as u64, b.clone(), keep);
+            self.insert(source, first + i as u64, b.clone(), keep, ahead);
         }
         release();
         Ok(blocks)
@@ -419,7 +454,7 @@ impl BlockCache {
         // Several ranged GETs at once: one stream is slower than the store.
         let pieces = runs
             .into_iter()
-            .map(|(first, stop)| self.fetch(store, source, size, first, stop * BLOCK, keep));
+            .map(|(first, stop)| self.fetch(store, source, size, first, stop * BLOCK, Fetch::Ahead(keep)));
         for result in futures::future::join_all(pieces).await {
             if let Err(e) = result {
                 tracing::debug!(key = %source.key, error = %e, "readahead failed");
@@ -592,10 +627,32 @@ mod tests {
         let cache = BlockCache::new(3 * BLOCK as usize);
         let source = Source::default();
         for i in 0..10 {
-            cache.insert(&source, i, Bytes::from(vec![0u8; BLOCK as usize]), Keep::Both);
+            cache.insert(
+                &source,
+                i,
+                Bytes::from(vec![0u8; BLOCK as usize]),
+                Keep::Both,
+                false,
+            );
         }
         assert_eq!(cache.inner.lock().unwrap().bytes, 3 * BLOCK as usize);
         assert!(cache.contains(&source, 9) && !cache.contains(&source, 6));
+    }
+
+    #[test]
+    fn readahead_evicted_unread_counts_as_wasted() {
+        let wasted = || METRICS.readahead_wasted_bytes.get();
+        let before = wasted();
+        let cache = BlockCache::new(2 * BLOCK as usize);
+        let source = Source::default();
+        let block = || Bytes::from(vec![1u8; BLOCK as usize]);
+        cache.insert(&source, 0, block(), Keep::Both, true);
+        cache.insert(&source, 1, block(), Keep::Both, true);
+        cache.get(&source, 0).expect("cached");
+        // Block 0 was read, block 1 was not; both are evicted.
+        cache.insert(&source, 2, block(), Keep::Both, false);
+        cache.insert(&source, 3, block(), Keep::Both, false);
+        assert_eq!(wasted() - before, BLOCK);
     }
 
     #[test]
@@ -603,15 +660,15 @@ mod tests {
         let cache = BlockCache::new(BLOCK as usize);
         let source = Source::default();
         let block = || Bytes::from(vec![7u8; BLOCK as usize]);
-        cache.insert(&source, 0, block(), Keep::Both);
+        cache.insert(&source, 0, block(), Keep::Both, false);
         let held = cache.get(&source, 0).unwrap();
-        cache.insert(&source, 1, block(), Keep::Both);
+        cache.insert(&source, 1, block(), Keep::Both, false);
         assert!(
             cache.spare.lock().unwrap().is_empty(),
             "a block still read is not reused"
         );
         drop(held);
-        cache.insert(&source, 2, block(), Keep::Both);
+        cache.insert(&source, 2, block(), Keep::Both, false);
         let spare = cache.buffer();
         assert!(spare.is_empty() && spare.capacity() >= BLOCK as usize);
         assert!(cache.spare.lock().unwrap().is_empty());
@@ -625,7 +682,13 @@ mod tests {
             .unwrap();
         let source = Source::default();
         for i in 0..3 {
-            cache.insert(&source, i, Bytes::from(vec![i as u8; BLOCK as usize]), Keep::Both);
+            cache.insert(
+                &source,
+                i,
+                Bytes::from(vec![i as u8; BLOCK as usize]),
+                Keep::Both,
+                false,
+            );
         }
         // Block 0 left memory and disk; block 1 left memory only.
         assert!(cache.get(&source, 0).is_none());
@@ -648,7 +711,7 @@ mod tests {
             .unwrap();
         let source = Source::default();
         let block: Vec<u8> = (0..BLOCK as usize).map(|i| (i / 7) as u8).collect();
-        cache.insert(&source, 0, Bytes::from(block.clone()), Keep::Both);
+        cache.insert(&source, 0, Bytes::from(block.clone()), Keep::Both, false);
         let key = (source.clone(), 0);
         let disk = cache.disk.as_ref().unwrap();
         // Across a segment boundary, and at the block's end.

@@ -6,7 +6,7 @@ use std::ffi::OsStr;
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use fuser::{
     CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
@@ -18,6 +18,7 @@ use fuser::{
 use crate::attrs::S_IFREG;
 use crate::error::FsError;
 use crate::fs::{Attr, DirEntry, Fs, Kind, SetAttr};
+use crate::metrics::METRICS;
 use crate::store::{LockKind, LockRange};
 use bucketfs_common::file_locks::LOCK_END;
 
@@ -108,7 +109,7 @@ impl Adapter {
     /// to wait: a request served from memory (a cached read, a buffered
     /// write, a known attribute) then costs no hand-over between threads,
     /// which was most of a cached 4 KiB read's time.
-    fn run<T, R, W, K>(&self, reply: R, work: W, ok: K)
+    fn run<T, R, W, K>(&self, op: &'static str, reply: R, work: W, ok: K)
     where
         T: Send + 'static,
         R: Fail + Send + 'static,
@@ -116,11 +117,15 @@ impl Adapter {
         K: FnOnce(R, T) + Send + 'static,
     {
         let _runtime = self.runtime.enter();
+        let started = Instant::now();
         let mut task = Box::pin(async move {
-            match work.await {
+            let result = work.await;
+            let answered = result.is_ok();
+            match result {
                 Ok(v) => ok(reply, v),
                 Err(e) => reply.fail(errno(&e)),
             }
+            METRICS.answered(op, answered, started.elapsed());
         });
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
         if task.as_mut().poll(&mut cx).is_pending() {
@@ -249,6 +254,7 @@ impl Filesystem for Adapter {
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let (fs, name) = (self.fs.clone(), name_of(name));
         self.run(
+            "lookup",
             reply,
             async move { fs.lookup(parent.0, &name?).await },
             self.entry(),
@@ -257,7 +263,12 @@ impl Filesystem for Adapter {
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         let fs = self.fs.clone();
-        self.run(reply, async move { fs.getattr(ino.0).await }, self.attr());
+        self.run(
+            "getattr",
+            reply,
+            async move { fs.getattr(ino.0).await },
+            self.attr(),
+        );
     }
 
     fn setattr(
@@ -287,12 +298,22 @@ impl Filesystem for Adapter {
             atime: atime.map(time_of),
             mtime: mtime.map(time_of),
         };
-        self.run(reply, async move { fs.setattr(ino.0, change).await }, self.attr());
+        self.run(
+            "setattr",
+            reply,
+            async move { fs.setattr(ino.0, change).await },
+            self.attr(),
+        );
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
         let fs = self.fs.clone();
-        self.run(reply, async move { fs.readlink(ino.0).await }, |r, d| r.data(&d));
+        self.run(
+            "readlink",
+            reply,
+            async move { fs.readlink(ino.0).await },
+            |r, d| r.data(&d),
+        );
     }
 
     fn mknod(
@@ -308,6 +329,7 @@ impl Filesystem for Adapter {
         let (fs, name, uid, gid) = (self.fs.clone(), name_of(name), req.uid(), req.gid());
         let mode = mode & !(umask & 0o7777);
         self.run(
+            "mknod",
             reply,
             async move {
                 if !matches!(mode & crate::attrs::S_IFMT, 0 | S_IFREG) {
@@ -324,6 +346,7 @@ impl Filesystem for Adapter {
     fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
         let (fs, name, uid, gid) = (self.fs.clone(), name_of(name), req.uid(), req.gid());
         self.run(
+            "mkdir",
             reply,
             async move { fs.mkdir(parent.0, &name?, mode & !umask, uid, gid).await },
             self.entry(),
@@ -332,18 +355,29 @@ impl Filesystem for Adapter {
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let (fs, name) = (self.fs.clone(), name_of(name));
-        self.run(reply, async move { fs.unlink(parent.0, &name?).await }, empty);
+        self.run(
+            "unlink",
+            reply,
+            async move { fs.unlink(parent.0, &name?).await },
+            empty,
+        );
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let (fs, name) = (self.fs.clone(), name_of(name));
-        self.run(reply, async move { fs.rmdir(parent.0, &name?).await }, empty);
+        self.run(
+            "rmdir",
+            reply,
+            async move { fs.rmdir(parent.0, &name?).await },
+            empty,
+        );
     }
 
     fn symlink(&self, req: &Request, parent: INodeNo, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
         let (fs, name, uid, gid) = (self.fs.clone(), name_of(link_name), req.uid(), req.gid());
         let target = target.to_str().map(str::to_string).ok_or(FsError::Invalid);
         self.run(
+            "symlink",
             reply,
             async move { fs.symlink(parent.0, &name?, &target?, uid, gid).await },
             self.entry(),
@@ -366,6 +400,7 @@ impl Filesystem for Adapter {
         let no_replace = flags.contains(RenameFlags::RENAME_NOREPLACE);
         let (fs, name, newname) = (self.fs.clone(), name_of(name), name_of(newname));
         self.run(
+            "rename",
             reply,
             async move {
                 fs.rename(parent.0, &name?, newparent.0, &newname?, no_replace)
@@ -378,6 +413,7 @@ impl Filesystem for Adapter {
     fn link(&self, _req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
         let (fs, name) = (self.fs.clone(), name_of(newname));
         self.run(
+            "link",
             reply,
             async move { fs.link(ino.0, newparent.0, &name?).await },
             self.entry(),
@@ -387,6 +423,7 @@ impl Filesystem for Adapter {
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let fs = self.fs.clone();
         self.run(
+            "open",
             reply,
             async move { fs.open(ino.0, flags.0).await },
             |r, (fh, keep)| {
@@ -412,6 +449,7 @@ impl Filesystem for Adapter {
     ) {
         let (fs, name, uid, gid, ttl) = (self.fs.clone(), name_of(name), req.uid(), req.gid(), self.ttl);
         self.run(
+            "create",
             reply,
             async move { fs.create(parent.0, &name?, mode & !umask, uid, gid, flags).await },
             move |r, (a, fh)| {
@@ -438,9 +476,15 @@ impl Filesystem for Adapter {
         reply: ReplyData,
     ) {
         let fs = self.fs.clone();
-        self.run(reply, async move { fs.read(fh.0, offset, size).await }, |r, d| {
-            r.data(&d)
-        });
+        self.run(
+            "read",
+            reply,
+            async move { fs.read(fh.0, offset, size).await },
+            |r, d| {
+                METRICS.bytes_read.inc_by(d.len() as u64);
+                r.data(&d)
+            },
+        );
     }
 
     fn write(
@@ -457,9 +501,13 @@ impl Filesystem for Adapter {
     ) {
         let (fs, data) = (self.fs.clone(), data.to_vec());
         self.run(
+            "write",
             reply,
             async move { fs.write(fh.0, offset, &data).await },
-            |r, n| r.written(n),
+            |r, n| {
+                METRICS.bytes_written.inc_by(u64::from(n));
+                r.written(n)
+            },
         );
     }
 
@@ -468,6 +516,7 @@ impl Filesystem for Adapter {
     fn flush(&self, _req: &Request, ino: INodeNo, fh: FileHandle, lock_owner: LockOwner, reply: ReplyEmpty) {
         let fs = self.fs.clone();
         self.run(
+            "flush",
             reply,
             async move {
                 fs.flush(fh.0).await?;
@@ -489,6 +538,7 @@ impl Filesystem for Adapter {
     ) {
         let fs = self.fs.clone();
         self.run(
+            "fallocate",
             reply,
             async move { fs.fallocate(fh.0, offset, length, mode).await },
             empty,
@@ -512,6 +562,7 @@ impl Filesystem for Adapter {
         let len = len.min(u64::from(u32::MAX) & !4095);
         let fs = self.fs.clone();
         self.run(
+            "copy_file_range",
             reply,
             async move {
                 fs.copy_file_range(fh_in.0, offset_in, fh_out.0, offset_out, len)
@@ -523,7 +574,7 @@ impl Filesystem for Adapter {
 
     fn fsync(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
         let fs = self.fs.clone();
-        self.run(reply, async move { fs.fsync(fh.0).await }, empty);
+        self.run("fsync", reply, async move { fs.fsync(fh.0).await }, empty);
     }
 
     /// `lock_owner` comes with the last close of a file that held a flock,
@@ -540,6 +591,7 @@ impl Filesystem for Adapter {
     ) {
         let fs = self.fs.clone();
         self.run(
+            "release",
             reply,
             async move {
                 if let Some(owner) = lock_owner {
@@ -566,6 +618,7 @@ impl Filesystem for Adapter {
         let fs = self.fs.clone();
         let want = lock_range(typ, start, end, pid);
         self.run(
+            "getlk",
             reply,
             async move { fs.getlk(ino.0, lock_owner.0, want?).await },
             |r, lock| {
@@ -595,6 +648,7 @@ impl Filesystem for Adapter {
         let fs = self.fs.clone();
         let change = lock_range(typ, start, end, pid);
         self.run(
+            "setlk",
             reply,
             async move { fs.setlk(ino.0, lock_owner.0, change?, sleep).await },
             empty,
@@ -603,14 +657,18 @@ impl Filesystem for Adapter {
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         let fs = self.fs.clone();
-        self.run(reply, async move { fs.opendir(ino.0).await }, |r, fh| {
-            r.opened(FileHandle(fh), FopenFlags::empty())
-        });
+        self.run(
+            "opendir",
+            reply,
+            async move { fs.opendir(ino.0).await },
+            |r, fh| r.opened(FileHandle(fh), FopenFlags::empty()),
+        );
     }
 
     fn readdir(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, reply: ReplyDirectory) {
         let fs = self.fs.clone();
         self.run(
+            "readdir",
             reply,
             async move { listing(&fs, ino, fh, offset).await },
             move |mut r, (dir, entries)| {
@@ -634,6 +692,7 @@ impl Filesystem for Adapter {
     ) {
         let (fs, ttl) = (self.fs.clone(), self.ttl);
         self.run(
+            "readdirplus",
             reply,
             async move { listing(&fs, ino, fh, offset).await },
             move |mut r, (dir, entries)| {
@@ -670,7 +729,7 @@ impl Filesystem for Adapter {
         // Directory changes are committed when they are made; files closed
         // in write-back mode may still be on their way (`sync DIR` waits).
         let fs = self.fs.clone();
-        self.run(reply, async move { fs.sync_all().await }, empty);
+        self.run("fsyncdir", reply, async move { fs.sync_all().await }, empty);
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
@@ -690,6 +749,7 @@ impl Filesystem for Adapter {
     ) {
         let (fs, name, value) = (self.fs.clone(), name_of(name), value.to_vec());
         self.run(
+            "setxattr",
             reply,
             async move { fs.set_xattr(ino.0, &name?, Some(&value), flags).await },
             empty,
@@ -714,6 +774,7 @@ impl Filesystem for Adapter {
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let (fs, name) = (self.fs.clone(), name_of(name));
         self.run(
+            "removexattr",
             reply,
             async move { fs.set_xattr(ino.0, &name?, None, 0).await },
             empty,

@@ -66,6 +66,7 @@ const VALUED: &[&str] = &[
     "dir_ttl",
     "write_back",
     "log",
+    "metrics",
 ];
 
 /// Options that are flags.

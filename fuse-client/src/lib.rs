@@ -19,6 +19,7 @@ pub mod fs;
 pub(crate) mod fuse;
 pub(crate) mod helper;
 pub mod memory;
+pub(crate) mod metrics;
 pub(crate) mod names;
 pub(crate) mod parts;
 pub(crate) mod s3;
@@ -118,6 +119,10 @@ pub struct MountArgs {
     /// Let other users use the mount (needs user_allow_other for non-root).
     #[arg(long)]
     pub allow_other: bool,
+    /// Serve the daemon's Prometheus metrics at http://ADDR/metrics
+    /// (e.g. 127.0.0.1:9100).
+    #[arg(long)]
+    pub metrics: Option<std::net::SocketAddr>,
     /// The daemon's log file (else it logs nowhere once in the background).
     #[arg(long, env = "BUCKETFS_LOG")]
     pub log: Option<PathBuf>,
@@ -181,6 +186,9 @@ fn mount(args: MountArgs) -> Result<()> {
     }
     // Before daemonizing, so a mount that cannot work fails with the reason.
     check_bucket(&args)?;
+    if let Some(addr) = args.metrics {
+        std::net::TcpListener::bind(addr).with_context(|| format!("serving metrics at {addr}"))?;
+    }
     if !args.foreground {
         // The parent returns once the child's mount is visible.
         match unsafe_free_fork(&args.argv, args.log.as_deref())? {
@@ -216,6 +224,13 @@ fn mount(args: MountArgs) -> Result<()> {
         write_back: args.write_back,
     };
     let fs = Arc::new(fs::Fs::new(s3, config).context("setting up the caches")?);
+    if let Some(addr) = args.metrics {
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind(addr))
+            .with_context(|| format!("serving metrics at {addr}"))?;
+        let mount = fs.clone();
+        runtime.spawn(metrics::serve(listener, move || mount.queued()));
+    }
     let adapter = fuse::Adapter {
         fs: fs.clone(),
         runtime: runtime.handle().clone(),

@@ -51,7 +51,7 @@ impl ChunkIo {
         lease_secs: f64,
     ) -> Self {
         Self {
-            client: ChunkClient::new(secret),
+            client: ChunkClient::new(secret).observed_by(metrics.node_requests.clone()),
             background,
             membership,
             meta,
@@ -192,10 +192,10 @@ impl ChunkIo {
         })
         .await;
         for _ in 0..report.checksum_failures {
-            Metrics::inc(&self.metrics.checksum_failures);
+            self.metrics.checksum_failures.inc();
         }
         for _ in 0..report.fallbacks {
-            Metrics::inc(&self.metrics.replica_read_fallbacks);
+            self.metrics.replica_read_fallbacks.inc();
         }
         for node in &report.lost {
             if let Err(e) = self.meta.drop_replica(&piece.chunk_id, node).await {

@@ -32,8 +32,8 @@ pub async fn pass(meta: &Meta, io: &ChunkIo, metrics: &Metrics, lease_secs: f64)
     for version in meta.compaction_candidates(QUIET_SECS, PER_PASS).await? {
         match compact(meta, io, version, lease_secs).await {
             Ok(rewritten) => {
-                Metrics::inc(&metrics.versions_compacted);
-                Metrics::add(&metrics.bytes_compacted, rewritten);
+                metrics.versions_compacted.inc();
+                metrics.bytes_compacted.inc_by(rewritten);
             }
             Err(e) => tracing::warn!(version, error = %e, "compaction failed"),
         }

@@ -20,9 +20,12 @@ pub(crate) mod membership;
 pub mod meta;
 pub(crate) mod metrics;
 pub(crate) mod quorum;
+pub(crate) mod recent;
 pub(crate) mod request_id;
 pub mod s3;
 pub(crate) mod server;
+pub(crate) mod status;
+pub(crate) mod status_page;
 pub(crate) mod worker;
 
 use std::net::SocketAddr;
@@ -64,6 +67,21 @@ pub enum Command {
     Space {
         #[arg(long, env = "BUCKETFS_DATABASE_URL")]
         database_url: String,
+    },
+    /// Prints the cluster's health: nodes live and gone with their space,
+    /// replicas and quarantined chunks; under-replicated chunks; the
+    /// background worker's leader and last pass; Postgres and ZooKeeper.
+    Status {
+        #[arg(long, env = "BUCKETFS_DATABASE_URL")]
+        database_url: String,
+        #[arg(long, default_value = "127.0.0.1:2181", env = "BUCKETFS_ZOOKEEPER")]
+        zookeeper: String,
+        /// The cluster secret (ZooKeeper lets cluster members only read the membership).
+        #[arg(long, env = "BUCKETFS_CLUSTER_SECRET_FILE")]
+        cluster_secret_file: std::path::PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -110,6 +128,11 @@ pub struct ServeConfig {
         default_values = ["127.0.0.1", "::1"]
     )]
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Serve the read-only status page at /ui (and /ui/status.json) to
+    /// anyone who can reach the router: node addresses, space and request
+    /// rates, no data. Off unless given.
+    #[arg(long, env = "BUCKETFS_STATUS_PAGE")]
+    pub status_page: bool,
     #[command(flatten)]
     pub worker: worker::WorkerConfig,
 }
@@ -125,6 +148,23 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
             meta.migrate().await;
             admin::run(&meta, command).await
         }
+        Command::Status {
+            database_url,
+            zookeeper,
+            cluster_secret_file,
+            json,
+        } => {
+            let secret = ClusterSecret::from_file(&cluster_secret_file)?;
+            let meta = Meta::connect_lazy(&database_url)?;
+            let view = status::ask_zookeeper(&zookeeper, &secret).await;
+            let status = status::gather(&meta, view).await;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                print!("{}", status.text());
+            }
+            Ok(())
+        }
         Command::Space { database_url } => {
             let meta = Meta::connect_lazy(&database_url)?;
             meta.migrate().await;
@@ -137,14 +177,34 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
 struct Admin {
     metrics: Arc<Metrics>,
     membership: Membership,
+    meta: Meta,
+    /// This router's address, as the status page names it.
+    router: String,
+}
+
+/// The status page (`status_page`).
+async fn ui_page(State(a): State<Admin>) -> axum::response::Html<String> {
+    let status = status::gather(&a.meta, status::from_membership(&a.membership)).await;
+    axum::response::Html(status_page::page(&status, &a.metrics.recent.points(), &a.router))
+}
+
+/// The status page's facts as JSON, as `router status --json` prints them.
+async fn ui_json(State(a): State<Admin>) -> axum::Json<status::Status> {
+    axum::Json(status::gather(&a.meta, status::from_membership(&a.membership)).await)
 }
 
 /// A span around every request (method, path, request id) and one log line
-/// with its status and latency; the id is also returned as `x-amz-request-id`
-/// and in an error's body (`request_id`).
-async fn request_span(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+/// with its status and latency, recorded in the metrics under its S3
+/// operation; the id is returned as `x-amz-request-id` and in an error's
+/// body (`request_id`), and sent to the nodes with every chunk request made
+/// for it (`bucketfs_common::request_id`).
+async fn request_span(
+    State(metrics): State<Arc<Metrics>>,
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
     use tracing::Instrument;
-    let id = format!("{:016x}", rand::random::<u64>());
+    let id = bucketfs_common::request_id::generate();
     let span = tracing::info_span!("request", %id, method = %req.method(), path = %req.uri().path());
     let is_head = req.method() == axum::http::Method::HEAD;
     let has_body = req.headers().contains_key(axum::http::header::TRANSFER_ENCODING)
@@ -152,7 +212,15 @@ async fn request_span(req: axum::extract::Request, next: axum::middleware::Next)
             .headers()
             .get(axum::http::header::CONTENT_LENGTH)
             .is_some_and(|v| v.as_bytes() != b"0");
-    async move {
+    let operation = metrics::OperationSlot::default();
+    match req.uri().path() {
+        "/_bucketfs/health" => operation.set("Health"),
+        "/_bucketfs/metrics" => operation.set("Metrics"),
+        _ => {}
+    }
+    req.extensions_mut().insert(operation.clone());
+    let scoped = id.clone();
+    let work = async move {
         let started = std::time::Instant::now();
         let mut response = next.run(req).await;
         // A HEAD of a part (partNumber) is partial content, as its GET is;
@@ -174,16 +242,18 @@ async fn request_span(req: axum::extract::Request, next: axum::middleware::Next)
                 axum::http::HeaderValue::from_static("close"),
             );
         }
-        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        let elapsed = started.elapsed();
+        let ms = elapsed.as_secs_f64() * 1000.0;
         if status >= 500 {
             tracing::warn!(status, ms, "request failed");
         } else {
             tracing::debug!(status, ms, "request done");
         }
-        request_id::stamp(response, &id).await
-    }
-    .instrument(span)
-    .await
+        let (response, code) = request_id::stamp(response, &id).await;
+        metrics.answered(operation.name(), status, elapsed.as_secs_f64(), code.as_deref());
+        response
+    };
+    bucketfs_common::request_id::scope(scoped, work.instrument(span)).await
 }
 
 /// What a client gets when s3s itself fails (not an S3 error response).
@@ -256,14 +326,42 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     }
     let s3 = builder.build();
 
-    // `_` cannot start a bucket name, so these paths never shadow S3 requests.
-    let app = axum::Router::new()
+    {
+        let metrics = metrics.clone();
+        background.every("request history", recent::SAMPLE, move || {
+            metrics.recent.sample(std::time::SystemTime::now());
+            std::future::ready(())
+        });
+    }
+    // `_` cannot start a bucket name, nor can a two-letter name be one, so
+    // these paths never shadow S3 requests.
+    let mut app = axum::Router::new();
+    if config.status_page {
+        app = app
+            .route("/ui", get(ui_page))
+            .route("/ui/status.json", get(ui_json));
+    }
+    let app = app
         .route("/_bucketfs/health", get(|| async { "ok" }))
         .route(
             "/_bucketfs/metrics",
-            get(|State(a): State<Admin>| async move { a.metrics.render(a.membership.live_ids().len()) }),
+            get(|State(a): State<Admin>| async move {
+                let text = a.metrics.render(a.membership.live_ids().len());
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        bucketfs_common::metrics::CONTENT_TYPE,
+                    )],
+                    text,
+                )
+            }),
         )
-        .with_state(Admin { metrics, membership })
+        .with_state(Admin {
+            metrics: metrics.clone(),
+            membership,
+            meta: meta.clone(),
+            router: config.listen.to_string(),
+        })
         .fallback_service(axum::error_handling::HandleError::new(s3, s3_failure))
         .layer(axum::middleware::from_fn_with_state(
             gate::Gate {
@@ -278,7 +376,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             },
             cors::layer,
         ))
-        .layer(axum::middleware::from_fn(request_span));
+        .layer(axum::middleware::from_fn_with_state(metrics, request_span));
 
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => Some(server::tls_acceptor(cert, key)?),

@@ -79,10 +79,12 @@ pub async fn apply_all(meta: &Meta, metrics: &Metrics, day: Duration) -> Result<
             total.uploads_aborted += done.uploads_aborted;
         }
     }
-    Metrics::add(&metrics.lifecycle_expired, total.expired);
-    Metrics::add(&metrics.lifecycle_noncurrent_removed, total.noncurrent_removed);
-    Metrics::add(&metrics.lifecycle_markers_removed, total.markers_removed);
-    Metrics::add(&metrics.lifecycle_uploads_aborted, total.uploads_aborted);
+    metrics.lifecycle_expired.inc_by(total.expired);
+    metrics
+        .lifecycle_noncurrent_removed
+        .inc_by(total.noncurrent_removed);
+    metrics.lifecycle_markers_removed.inc_by(total.markers_removed);
+    metrics.lifecycle_uploads_aborted.inc_by(total.uploads_aborted);
     Ok(total)
 }
 

@@ -20,6 +20,8 @@ use crate::meta::Meta;
 struct State {
     live: BTreeMap<String, NodeInfo>,
     known: HashMap<String, String>,
+    /// Whether the watch's ZooKeeper session is up.
+    connected: bool,
 }
 
 /// A shared, cheaply cloned view of cluster membership.
@@ -46,6 +48,11 @@ impl Membership {
             .get(id)
             .map(|n| n.addr.clone())
             .or_else(|| state.known.get(id).cloned())
+    }
+
+    /// Whether this router's ZooKeeper session is up (the live set is current).
+    pub fn is_connected(&self) -> bool {
+        self.state.read().unwrap().connected
     }
 
     pub fn live_nodes(&self) -> Vec<NodeInfo> {
@@ -89,21 +96,18 @@ impl Membership {
     }
 
     async fn watch(&self, zookeeper: &str, meta: &Meta, secret: &ClusterSecret) -> Result<(), zk::Error> {
+        let result = self.follow(zookeeper, meta, secret).await;
+        self.state.write().unwrap().connected = false;
+        result
+    }
+
+    async fn follow(&self, zookeeper: &str, meta: &Meta, secret: &ClusterSecret) -> Result<(), zk::Error> {
         let client = membership::connect(zookeeper, secret).await?;
         membership::secure_dir(&client, NODES_PATH).await?;
         loop {
             let (children, _, watcher) = client.get_and_watch_children(NODES_PATH).await?;
-            let mut nodes = Vec::with_capacity(children.len());
-            for child in children {
-                match client.get_data(&format!("{NODES_PATH}/{child}")).await {
-                    Ok((data, _)) => match serde_json::from_slice::<NodeInfo>(&data) {
-                        Ok(info) => nodes.push(info),
-                        Err(e) => tracing::warn!(%child, error = %e, "unreadable node record"),
-                    },
-                    Err(zk::Error::NoNode) => {}
-                    Err(e) => return Err(e),
-                }
-            }
+            let nodes = read_nodes(&client, children).await?;
+            self.state.write().unwrap().connected = true;
             let before = self.live_ids();
             for n in &nodes {
                 if let Err(e) = meta.upsert_node(n).await {
@@ -127,4 +131,21 @@ impl Membership {
             }
         }
     }
+}
+
+/// The records of the live nodes `children` (znodes under `NODES_PATH`); one
+/// that vanished meanwhile is left out.
+pub async fn read_nodes(client: &zk::Client, children: Vec<String>) -> Result<Vec<NodeInfo>, zk::Error> {
+    let mut nodes = Vec::with_capacity(children.len());
+    for child in children {
+        match client.get_data(&format!("{NODES_PATH}/{child}")).await {
+            Ok((data, _)) => match serde_json::from_slice::<NodeInfo>(&data) {
+                Ok(info) => nodes.push(info),
+                Err(e) => tracing::warn!(%child, error = %e, "unreadable node record"),
+            },
+            Err(zk::Error::NoNode) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(nodes)
 }

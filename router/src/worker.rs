@@ -22,6 +22,7 @@ use zookeeper_client as zk;
 
 use crate::chunks::ChunkIo;
 use crate::meta::Meta;
+use crate::meta::PassReport;
 use crate::metrics::Metrics;
 use crate::quorum::REPLICAS;
 
@@ -138,7 +139,7 @@ impl Worker {
                     }
                     if let Some(node) = self.node_under_pressure() {
                         tracing::info!(%node, "node nearly full: collecting garbage now");
-                        Metrics::inc(&self.metrics.gc_pressure_runs);
+                        self.metrics.gc_pressure_runs.inc();
                         match self.collect().await {
                             // Nothing to free: a full disk of live data is not
                             // worth a scan every 2 s.
@@ -152,8 +153,22 @@ impl Worker {
         }
     }
 
-    /// One repair, lifecycle and collection pass.
+    /// One repair, lifecycle and collection pass, recorded in Postgres for
+    /// `router status` and the status page.
     pub async fn pass(&self) -> crate::error::Result<()> {
+        if let Err(e) = self.meta.worker_pass_started(&self.router_id).await {
+            tracing::warn!(error = %e, "could not record the pass's start");
+        }
+        let mut report = PassReport::default();
+        let result = self.run_pass(&mut report).await;
+        report.error = result.as_ref().err().map(ToString::to_string);
+        if let Err(e) = self.meta.worker_pass_finished(&self.router_id, &report).await {
+            tracing::warn!(error = %e, "could not record the pass's end");
+        }
+        result
+    }
+
+    async fn run_pass(&self, report: &mut PassReport) -> crate::error::Result<()> {
         let live = self.io.membership().live_ids();
         if live.len() >= REPLICAS {
             let chunks = self
@@ -166,15 +181,24 @@ impl Worker {
                     BATCH,
                 )
                 .await?;
+            // The queue gauge falls as the pass repairs chunks, and ends at
+            // what it could not repair.
+            let pending = &self.metrics.repair_pending;
+            pending.set(crate::metrics::gauge_value(chunks.len()));
             for chunk in chunks.iter().filter(|c| !c.replicas.is_empty()) {
                 let started = Instant::now();
                 match self.io.repair(chunk).await {
-                    Ok(n) => Metrics::add(&self.metrics.replicas_repaired, n as u64),
+                    Ok(n) => {
+                        self.metrics.replicas_repaired.inc_by(n as u64);
+                        report.repaired += n as i64;
+                        pending.dec();
+                    }
                     Err(e) => tracing::warn!(chunk = %chunk.id, error = %e, "repair failed"),
                 }
                 let pause = started.elapsed().mul_f64(self.config.repair_throttle.max(0.0));
                 tokio::time::sleep(pause).await;
             }
+            report.repair_left = pending.get();
             let lost = chunks.iter().filter(|c| c.replicas.is_empty()).count();
             if lost > 0 {
                 tracing::error!(lost, "chunks have no readable replica on any counted node");
@@ -188,7 +212,11 @@ impl Worker {
         if let Err(e) = crate::compaction::pass(&self.meta, &self.io, &self.metrics, lease).await {
             tracing::warn!(error = %e, "compaction pass failed");
         }
-        self.collect().await?;
+        let collected = self.collect().await?;
+        report.collected = collected as i64;
+        self.metrics
+            .gc_last_pass_chunks
+            .set(crate::metrics::gauge_value(collected));
         self.measure_space().await
     }
 
@@ -207,10 +235,14 @@ impl Worker {
     async fn measure_space(&self) -> crate::error::Result<()> {
         let space = self.meta.space(false).await?;
         let m = &self.metrics;
-        Metrics::set(&m.logical_current_bytes, space.current_bytes() as u64);
-        Metrics::set(&m.logical_all_bytes, space.all_bytes() as u64);
-        Metrics::set(&m.replica_bytes, space.replica_bytes as u64);
-        Metrics::set(&m.node_disk_bytes, space.node_disk_bytes as u64);
+        m.logical_current_bytes
+            .set(crate::metrics::gauge_value(space.current_bytes()));
+        m.logical_all_bytes
+            .set(crate::metrics::gauge_value(space.all_bytes()));
+        m.replica_bytes
+            .set(crate::metrics::gauge_value(space.replica_bytes));
+        m.node_disk_bytes
+            .set(crate::metrics::gauge_value(space.node_disk_bytes));
         Ok(())
     }
 
@@ -224,7 +256,7 @@ impl Worker {
                 tracing::debug!(chunk = %chunk.id, "collecting");
                 self.io.delete_replicas(chunk).await;
             }
-            Metrics::add(&self.metrics.chunks_collected, garbage.len() as u64);
+            self.metrics.chunks_collected.inc_by(garbage.len() as u64);
             total += garbage.len() as u64;
             if (garbage.len() as i64) < BATCH {
                 return Ok(total);

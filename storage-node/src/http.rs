@@ -1,5 +1,7 @@
 //! The chunk HTTP API routers talk to (paths, headers and error codes in
-//! `bucketfs_common::chunk_api`), and `GET /health`, `GET /metrics`.
+//! `bucketfs_common::chunk_api`), and `GET /health`, `GET /metrics`. Every
+//! chunk request is timed and logged under the id of the S3 request it
+//! serves ([`observe`]).
 //!
 //! Every chunk request must be signed by a cluster member
 //! (`bucketfs_common::peer_auth`): [`authenticate`] refuses any other with
@@ -8,10 +10,11 @@
 //! `IntoResponse for ApiError`.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Path, Query, RawQuery, Request, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -20,7 +23,7 @@ use bucketfs_common::chunk_api::{ErrorCode, CHUNKS_PATH, CRC32C_HEADER, ERROR_HE
 use bucketfs_common::peer_auth::{
     AuthError, ClusterSecret, ContentHasher, Signed, CONTENT_HASH_HEADER, DATE_HEADER, SIGNATURE_HEADER,
 };
-use bucketfs_common::{ChunkId, Fsync};
+use bucketfs_common::{request_id, ChunkId, Fsync};
 use futures::StreamExt;
 use serde::Deserialize;
 
@@ -44,13 +47,23 @@ pub fn router(state: AppState) -> Router {
                 .delete(delete_chunk),
         )
         .route(CHUNKS_PATH, get(list_chunks))
-        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .route_layer(middleware::from_fn_with_state(state.clone(), observe));
     Router::new()
         .merge(chunks)
         .route("/health", get(|| async { "ok" }))
         .route(
             "/metrics",
-            get(|State(s): State<AppState>| async move { s.metrics.render() }),
+            get(|State(s): State<AppState>| async move {
+                let text = s.metrics.render();
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        bucketfs_common::metrics::CONTENT_TYPE,
+                    )],
+                    text,
+                )
+            }),
         )
         .layer(DefaultBodyLimit::max(MAX_CHUNK_BYTES))
         .with_state(state)
@@ -100,12 +113,49 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Runs a chunk request in a span that names the S3 request it serves (the
+/// id the router sent, when it is one a log line may hold), records its
+/// latency, and logs it at debug level.
+async fn observe(State(s): State<AppState>, request: Request, next: Next) -> Response {
+    use tracing::Instrument;
+    let id = request
+        .headers()
+        .get(request_id::HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| request_id::is_loggable(v))
+        .unwrap_or("-")
+        .to_owned();
+    let op = match *request.method() {
+        Method::PUT => "put",
+        Method::GET if request.uri().path() == CHUNKS_PATH => "list",
+        Method::GET => "get",
+        Method::HEAD => "head",
+        Method::DELETE => "delete",
+        _ => "other",
+    };
+    let span = tracing::info_span!("chunk_request", request_id = %id, op, path = %request.uri().path());
+    async move {
+        let started = Instant::now();
+        let response = next.run(request).await;
+        let status = response.status().as_u16();
+        let seconds = started.elapsed().as_secs_f64();
+        s.metrics
+            .requests
+            .get_or_create(&crate::metrics::Request { op, status })
+            .observe(seconds);
+        tracing::debug!(status, ms = seconds * 1e3, "chunk request done");
+        response
+    }
+    .instrument(span)
+    .await
+}
+
 /// Lets a request through only if a cluster member signed it, recently.
 async fn authenticate(State(s): State<AppState>, request: Request, next: Next) -> Response {
     match check_signature(&s.secret, &request) {
         Ok(()) => next.run(request).await,
         Err(e) => {
-            Metrics::add(&s.metrics.refused_requests, 1);
+            s.metrics.refused_requests.inc();
             tracing::warn!(method = %request.method(), uri = %request.uri(), error = %e, "refused an unauthenticated chunk request");
             ApiError::from(e).into_response()
         }
@@ -167,15 +217,15 @@ async fn put_chunk(
     // The signature covers the hash header (see `authenticate`): a body
     // that does not match it was not the one signed.
     if headers.get(CONTENT_HASH_HEADER).map(|v| v.as_bytes()) != Some(content_hash.as_bytes()) {
-        Metrics::add(&s.metrics.refused_requests, 1);
+        s.metrics.refused_requests.inc();
         tracing::warn!(chunk = %id, "refused a PUT whose body is not the one signed");
         return Err(AuthError::BodyMismatch.into());
     }
     let len = chunk.payload_len() as u64;
     let store = s.store.clone();
     blocking(move || store.put_incoming(&id, chunk, crc, fsync)).await?;
-    Metrics::add(&s.metrics.chunks_written, 1);
-    Metrics::add(&s.metrics.bytes_written, len);
+    s.metrics.chunks_written.inc();
+    s.metrics.bytes_written.inc_by(len);
     Ok(StatusCode::CREATED)
 }
 
@@ -224,11 +274,11 @@ async fn get_chunk(
         .await
         .inspect_err(|e| {
             if matches!(e, StoreError::Corrupt(_)) {
-                Metrics::add(&s.metrics.checksum_failures, 1);
+                s.metrics.checksum_failures.inc();
                 tracing::error!(chunk = %id, error = %e, "checksum mismatch on read");
             }
         })?;
-    Metrics::add(&s.metrics.bytes_read, data.len() as u64);
+    s.metrics.bytes_read.inc_by(data.len() as u64);
     Ok(data)
 }
 
@@ -244,7 +294,7 @@ async fn delete_chunk(State(s): State<AppState>, Path(id): Path<String>) -> Resu
     let store = s.store.clone();
     match blocking(move || store.delete(&id)).await {
         Ok(()) => {
-            Metrics::add(&s.metrics.chunks_deleted, 1);
+            s.metrics.chunks_deleted.inc();
             Ok(StatusCode::NO_CONTENT)
         }
         Err(StoreError::NotFound) => Ok(StatusCode::NO_CONTENT),

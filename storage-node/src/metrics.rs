@@ -1,42 +1,94 @@
-//! Counters the node exposes at `/metrics` in the Prometheus text format.
+//! The node's metrics, served at `/metrics` in the OpenMetrics text format
+//! through `prometheus-client`: one latency histogram per chunk request
+//! kind and status, bytes and chunks moved, checksum failures, scrub
+//! progress, refused requests, and the chunk files' disk use.
 
-use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use bucketfs_common::metrics::{latencies, render, Latencies};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 
-#[derive(Debug, Default)]
+/// The labels of a chunk request's latency: `put`, `get`, `head`,
+/// `delete`, `list` (or `other`), and the HTTP status answered.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Request {
+    pub op: &'static str,
+    pub status: u16,
+}
+
+#[derive(Debug)]
 pub struct Metrics {
-    pub chunks_written: AtomicU64,
-    pub bytes_written: AtomicU64,
-    pub bytes_read: AtomicU64,
-    pub checksum_failures: AtomicU64,
-    pub chunks_deleted: AtomicU64,
-    pub scrubbed_chunks: AtomicU64,
+    registry: Registry,
+    /// Chunk requests, from arrival to the answer's headers.
+    pub requests: Latencies<Request>,
+    pub chunks_written: Counter,
+    pub bytes_written: Counter,
+    pub bytes_read: Counter,
+    pub checksum_failures: Counter,
+    pub chunks_deleted: Counter,
+    pub scrubbed_chunks: Counter,
     /// Requests refused for a missing, wrong or stale signature.
-    pub refused_requests: AtomicU64,
-    /// Gauge: bytes the chunk files take on disk, as of the last walk.
-    pub chunk_disk_bytes: AtomicU64,
+    pub refused_requests: Counter,
+    /// Bytes the chunk files take on disk, as of the last walk.
+    pub chunk_disk_bytes: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let requests = latencies::<Request>();
+        registry.register(
+            "bucketfs_node_request_duration_seconds",
+            "Chunk requests: time from arrival to the answer's headers",
+            requests.clone(),
+        );
+        let mut counter = |name: &str, help: &str| {
+            let c = Counter::default();
+            registry.register(name, help, c.clone());
+            c
+        };
+        let chunks_written = counter("bucketfs_node_chunks_written", "Chunks stored");
+        let bytes_written = counter("bucketfs_node_bytes_written", "Chunk payload bytes stored");
+        let bytes_read = counter("bucketfs_node_bytes_read", "Chunk payload bytes served");
+        let checksum_failures = counter(
+            "bucketfs_node_checksum_failures",
+            "Chunks found corrupt, by a read or the scrubber",
+        );
+        let chunks_deleted = counter("bucketfs_node_chunks_deleted", "Chunks deleted");
+        let scrubbed_chunks = counter("bucketfs_node_scrubbed_chunks", "Chunks the scrubber verified");
+        let refused_requests = counter(
+            "bucketfs_node_refused_requests",
+            "Requests refused for a missing, wrong or stale signature",
+        );
+        let chunk_disk_bytes = Gauge::default();
+        registry.register(
+            "bucketfs_node_chunk_disk_bytes",
+            "Bytes the chunk files take on disk",
+            chunk_disk_bytes.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            chunks_written,
+            bytes_written,
+            bytes_read,
+            checksum_failures,
+            chunks_deleted,
+            scrubbed_chunks,
+            refused_requests,
+            chunk_disk_bytes,
+        }
+    }
 }
 
 impl Metrics {
-    pub fn add(counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Ordering::Relaxed);
+    pub fn render(&self) -> String {
+        render(&self.registry)
     }
 
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        for (name, value) in [
-            ("bucketfs_node_chunks_written_total", &self.chunks_written),
-            ("bucketfs_node_bytes_written_total", &self.bytes_written),
-            ("bucketfs_node_bytes_read_total", &self.bytes_read),
-            ("bucketfs_node_checksum_failures_total", &self.checksum_failures),
-            ("bucketfs_node_chunks_deleted_total", &self.chunks_deleted),
-            ("bucketfs_node_scrubbed_chunks_total", &self.scrubbed_chunks),
-            ("bucketfs_node_refused_requests_total", &self.refused_requests),
-        ] {
-            let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
-        }
-        let disk = self.chunk_disk_bytes.load(Ordering::Relaxed);
-        let _ = writeln!(out, "bucketfs_node_chunk_disk_bytes {disk}");
-        out
+    /// The chunk files' disk use, as the gauge holds it.
+    pub fn chunk_disk_bytes(&self) -> u64 {
+        self.chunk_disk_bytes.get().max(0) as u64
     }
 }

@@ -32,10 +32,8 @@ impl Registration {
             addr: self.addr.clone(),
             capacity_bytes,
             free_bytes,
-            chunk_disk_bytes: self
-                .metrics
-                .chunk_disk_bytes
-                .load(std::sync::atomic::Ordering::Relaxed),
+            chunk_disk_bytes: self.metrics.chunk_disk_bytes(),
+            quarantined_chunks: self.store.quarantined().unwrap_or(0),
         }
     }
 

@@ -28,9 +28,9 @@ pub fn spawn_usage(
         let (store, metrics) = (store.clone(), metrics.clone());
         async move {
             match tokio::task::spawn_blocking(move || store.disk_usage()).await {
-                Ok(Ok(bytes)) => metrics
-                    .chunk_disk_bytes
-                    .store(bytes, std::sync::atomic::Ordering::Relaxed),
+                Ok(Ok(bytes)) => {
+                    metrics.chunk_disk_bytes.set(bytes.try_into().unwrap_or(i64::MAX));
+                }
                 Ok(Err(e)) => tracing::warn!(error = %e, "could not measure the chunks' disk use"),
                 Err(e) => tracing::warn!(error = %e, "disk use task failed"),
             }
@@ -57,10 +57,12 @@ async fn pass(store: Arc<ChunkStore>, metrics: Arc<Metrics>) {
         match result {
             Ok(Err(StoreError::Corrupt(e))) => {
                 corrupt += 1;
-                Metrics::add(&metrics.checksum_failures, 1);
+                metrics.checksum_failures.inc();
                 tracing::error!(chunk = %id, error = %e, "scrubber found a corrupt chunk");
             }
-            Ok(_) => Metrics::add(&metrics.scrubbed_chunks, 1),
+            Ok(_) => {
+                metrics.scrubbed_chunks.inc();
+            }
             Err(e) => tracing::warn!(error = %e, "scrub task failed"),
         }
         tokio::time::sleep(started.elapsed() * 9).await;

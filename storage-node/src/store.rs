@@ -276,6 +276,11 @@ impl ChunkStore {
         Ok(bytes)
     }
 
+    /// How many chunks are in quarantine.
+    pub fn quarantined(&self) -> io::Result<u64> {
+        Ok(fs::read_dir(self.root.join("quarantine"))?.count() as u64)
+    }
+
     /// (capacity, free) bytes of the file system holding the data directory.
     pub fn disk_space(&self) -> io::Result<(u64, u64)> {
         let st = nix::sys::statvfs::statvfs(&self.root).map_err(io::Error::from)?;

@@ -68,7 +68,7 @@ impl Ports {
 /// A bindable port below the kernel's ephemeral range (32768+), so that
 /// outgoing client connections can never take it before our server binds it.
 /// A process-wide cursor keeps parallel clusters in one test binary apart.
-fn free_port() -> Result<u16> {
+pub fn free_port() -> Result<u16> {
     use std::sync::atomic::{AtomicU32, Ordering};
     const LOW: u32 = 20_000;
     const SPAN: u32 = 12_000;
@@ -98,6 +98,8 @@ pub struct Cluster {
     /// Extra flags for every `router serve`.
     router_args: Vec<String>,
     children: BTreeMap<String, Child>,
+    /// `RUST_LOG` of the routers and nodes, if not the caller's.
+    log_filter: Option<String>,
     /// Temporary clusters delete their directory when dropped.
     temporary: bool,
     detached: bool,
@@ -128,7 +130,24 @@ impl Cluster {
         Self::start_in(&base, Ports::free()?, true, router_args)
     }
 
+    /// Like `start`, with the routers and nodes logging as `filter` says
+    /// (`RUST_LOG` syntax), e.g. every request at debug level.
+    pub fn start_with_log_filter(filter: &str) -> Result<Self> {
+        let base = std::env::temp_dir().join(format!("bucketfs-test-{:016x}", rand::random::<u64>()));
+        Self::start_configured(&base, Ports::free()?, true, &[], Some(filter.to_string()))
+    }
+
     pub fn start_in(dir: &Path, ports: Ports, temporary: bool, router_args: &[&str]) -> Result<Self> {
+        Self::start_configured(dir, ports, temporary, router_args, None)
+    }
+
+    fn start_configured(
+        dir: &Path,
+        ports: Ports,
+        temporary: bool,
+        router_args: &[&str],
+        log_filter: Option<String>,
+    ) -> Result<Self> {
         for sub in ["pids", "logs", "nodes"] {
             fs::create_dir_all(dir.join(sub))?;
         }
@@ -140,6 +159,7 @@ impl Cluster {
             bin_dir: bin_dir(),
             router_args: router_args.iter().map(|a| a.to_string()).collect(),
             children: BTreeMap::new(),
+            log_filter,
             temporary,
             detached: false,
         };
@@ -309,6 +329,9 @@ impl Cluster {
             .create(true)
             .append(true)
             .open(self.log_path(name))?;
+        if let Some(filter) = &self.log_filter {
+            cmd.env("RUST_LOG", filter);
+        }
         cmd.stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -474,6 +497,25 @@ impl Cluster {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
+    /// `router status` of the cluster, as JSON.
+    pub fn status(&self) -> Result<serde_json::Value> {
+        let zookeeper = format!("127.0.0.1:{}", self.ports.zookeeper);
+        let secret = self.cluster_secret_path().display().to_string();
+        let args = ["--zookeeper", &zookeeper, "--cluster-secret-file", &secret];
+        let out = self.router_admin("status", &[&args[..], &["--json"]].concat())?;
+        serde_json::from_str(&out).with_context(|| format!("router status printed {out}"))
+    }
+
+    /// `router status` of the cluster, as its text.
+    pub fn status_text(&self) -> Result<String> {
+        let zookeeper = format!("127.0.0.1:{}", self.ports.zookeeper);
+        let secret = self.cluster_secret_path().display().to_string();
+        self.router_admin(
+            "status",
+            &["--zookeeper", &zookeeper, "--cluster-secret-file", &secret],
+        )
+    }
+
     /// Makes user `name` with a fresh key: (canonical id, access key, secret).
     pub fn create_user(&self, name: &str) -> Result<(String, String, String)> {
         let out = self.router_key(&["create", "--user", name])?;
@@ -574,6 +616,14 @@ impl Cluster {
     pub fn node_metric(&self, i: usize, name: &str) -> Option<u64> {
         let text = http_get(self.ports.nodes[i - 1], "/metrics")?;
         metric(&text, name)
+    }
+
+    /// A counter summed over the cluster's storage nodes (a node that does
+    /// not answer counts 0).
+    pub fn nodes_metric(&self, name: &str) -> u64 {
+        (1..=self.ports.nodes.len())
+            .filter_map(|i| self.node_metric(i, name))
+            .sum()
     }
 
     // ---- haproxy -----------------------------------------------------------
@@ -739,7 +789,9 @@ fn four_letter_word(port: u16, word: &str) -> Option<String> {
     Some(out)
 }
 
-fn metric(text: &str, name: &str) -> Option<u64> {
+/// The integer value of metric `name` (labels included, as rendered:
+/// `x_count{op="put"}`) in a Prometheus text page.
+pub fn metric(text: &str, name: &str) -> Option<u64> {
     text.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }

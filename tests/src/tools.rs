@@ -292,7 +292,11 @@ pub fn daemon_memory(mountpoint: &Path) -> Result<DaemonMemory> {
         .context("no VmRSS")?;
     let detail = status
         .lines()
-        .filter(|l| ["RssAnon:", "RssFile:", "VmHWM:", "Threads:"].iter().any(|k| l.starts_with(k)))
+        .filter(|l| {
+            ["RssAnon:", "RssFile:", "VmHWM:", "Threads:"]
+                .iter()
+                .any(|k| l.starts_with(k))
+        })
         .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
         .collect::<Vec<_>>()
         .join(", ");

@@ -23,6 +23,7 @@ mod mount;
 mod mount_scale;
 mod mount_tools;
 mod object_lock;
+mod observability;
 mod patches;
 mod peer_auth;
 mod posix_io;

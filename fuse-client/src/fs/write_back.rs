@@ -137,6 +137,12 @@ impl Fs {
         self.pending.send_modify(|n| *n -= 1);
     }
 
+    /// Write-back commits queued or running, and deletes on their way to
+    /// the store (the metrics' queue gauges).
+    pub fn queued(&self) -> (usize, usize) {
+        (*self.pending.borrow(), self.deletes.pending_under(""))
+    }
+
     /// Waits for every queued write-back commit and delete (fsync of a
     /// directory, unmount); fails if one was given up since the last call.
     pub async fn sync_all(&self) -> Result<(), FsError> {

@@ -290,6 +290,11 @@ fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
 #[async_trait::async_trait]
 impl S3Access for Access {
     async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
+        // The operation's latency is recorded under its name.
+        let operation = cx.s3_op().name().to_owned();
+        if let Some(slot) = cx.extensions_mut().get::<crate::metrics::OperationSlot>() {
+            slot.set(&operation);
+        }
         let principal = self
             .principal(cx.credentials().map(|c| c.access_key.as_str()))
             .await?;
@@ -314,7 +319,7 @@ impl S3Access for Access {
             s3s::path::S3Path::Bucket { bucket } => (bucket.to_string(), None),
             s3s::path::S3Path::Object { bucket, key } => (bucket.to_string(), Some(key.to_string())),
         };
-        let action = Action::of(cx.s3_op().name(), version_id.is_some(), cx.method());
+        let action = Action::of(&operation, version_id.is_some(), cx.method());
         if action.name == "s3:CreateBucket" {
             return match principal {
                 Principal::User { .. } => Ok(()),

@@ -155,14 +155,17 @@ impl Meta {
     /// Mirrors a node's ZooKeeper record.
     pub async fn upsert_node(&self, node: &NodeInfo) -> Result<()> {
         sqlx::query(
-            "INSERT INTO nodes (id, addr, capacity, free, chunk_disk_bytes, last_seen) VALUES ($1, $2, $3, $4, $5, now())
-             ON CONFLICT (id) DO UPDATE SET addr = $2, capacity = $3, free = $4, chunk_disk_bytes = $5, last_seen = now()",
+            "INSERT INTO nodes (id, addr, capacity, free, chunk_disk_bytes, quarantined, last_seen)
+             VALUES ($1, $2, $3, $4, $5, $6, now())
+             ON CONFLICT (id) DO UPDATE SET addr = $2, capacity = $3, free = $4, chunk_disk_bytes = $5,
+                 quarantined = $6, last_seen = now()",
         )
         .bind(&node.id)
         .bind(&node.addr)
         .bind(node.capacity_bytes as i64)
         .bind(node.free_bytes as i64)
         .bind(node.chunk_disk_bytes as i64)
+        .bind(node.quarantined_chunks as i64)
         .execute(&self.pool)
         .await?;
         Ok(())

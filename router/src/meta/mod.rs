@@ -25,6 +25,7 @@ mod locks;
 mod objects;
 mod space;
 mod sql;
+mod status;
 mod tagging;
 mod uploads;
 mod users;
@@ -33,6 +34,7 @@ pub use changes::Change;
 pub use file_locks::LockOwner;
 pub use locks::VersionLock;
 pub use space::Space;
+pub use status::{ChunkHealth, NodeRow, PassReport, WorkerProgress};
 pub use users::{KeyListing, KeyOwner, User};
 
 pub const NULL_VERSION: &str = "null";

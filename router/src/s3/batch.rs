@@ -40,7 +40,6 @@ use super::{check_key, check_metadata, visible_version_id, Bucketfs};
 use crate::access::{Action, Caller};
 use crate::error::{Error, Result};
 use crate::meta::{NewVersion, Piece, Version, WritePrecondition};
-use crate::metrics::Metrics;
 
 /// Most bytes of manifest: 1,000 entries of a long key and full metadata.
 const MAX_MANIFEST: usize = 4 << 20;
@@ -149,11 +148,11 @@ impl Bucketfs {
             self.authorize(caller, Action::PUT_OBJECT, &bucket, Some(&entry.key), None)
                 .await?;
         }
-        Metrics::add(&self.metrics.bytes_in, data.len() as u64);
+        self.metrics.bytes_in.inc_by(data.len() as u64);
         let chunk = match data.is_empty() {
             true => None,
             false => {
-                Metrics::inc(&self.metrics.chunks_written);
+                self.metrics.chunks_written.inc();
                 Some(self.io.write(data.clone()).await?)
             }
         };
@@ -195,7 +194,7 @@ impl Bucketfs {
             .collect();
         let valid: Vec<NewVersion> = versions.iter().filter_map(|v| v.as_ref().ok().cloned()).collect();
         let mut committed = self.meta.commit_batch(&bucket, valid).await.into_iter();
-        Metrics::add(&self.metrics.objects_batched, versions.len() as u64);
+        self.metrics.objects_batched.inc_by(versions.len() as u64);
         let results: Vec<BatchOutcome> = versions
             .into_iter()
             .map(|v| match v {

@@ -61,17 +61,34 @@ fn is_metadata_listing(method: &Method, uri: &Uri) -> bool {
         && query.split('&').any(|p| p == "metadata=true")
 }
 
+/// The operation name of the extension request `method uri` is, if any:
+/// the label its latency is recorded under.
+fn extension_name(method: &Method, uri: &Uri) -> Option<&'static str> {
+    [
+        (is_rename as fn(&Method, &Uri) -> bool, "BucketfsRename"),
+        (is_batch, "BucketfsBatch"),
+        (is_patch, "BucketfsPatch"),
+        (is_link, "BucketfsLink"),
+        (is_lock, "BucketfsLock"),
+        (is_lock_renewal, "BucketfsLockRenewal"),
+        (is_change_feed, "BucketfsChanges"),
+        (is_metadata_listing, "BucketfsMetadataListing"),
+    ]
+    .into_iter()
+    .find(|(matches, _)| matches(method, uri))
+    .map(|(_, name)| name)
+}
+
 #[async_trait::async_trait]
 impl S3Route for ExtensionRoute {
-    fn is_match(&self, method: &Method, uri: &Uri, _headers: &HeaderMap, _ext: &mut Extensions) -> bool {
-        is_rename(method, uri)
-            || is_batch(method, uri)
-            || is_patch(method, uri)
-            || is_link(method, uri)
-            || is_lock(method, uri)
-            || is_lock_renewal(method, uri)
-            || is_change_feed(method, uri)
-            || is_metadata_listing(method, uri)
+    fn is_match(&self, method: &Method, uri: &Uri, _headers: &HeaderMap, ext: &mut Extensions) -> bool {
+        let Some(name) = extension_name(method, uri) else {
+            return false;
+        };
+        if let Some(slot) = ext.get::<crate::metrics::OperationSlot>() {
+            slot.set(name);
+        }
+        true
     }
 
     /// Runs an extension once its signer may: each judges its own objects

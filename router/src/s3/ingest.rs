@@ -148,7 +148,7 @@ pub async fn ingest(
             if size as u64 > MAX_BODY_BYTES {
                 return Err(Error::EntityTooLarge(MAX_BODY_BYTES));
             }
-            Metrics::add(&metrics.bytes_in, bytes.len() as u64);
+            metrics.bytes_in.inc_by(bytes.len() as u64);
             while !bytes.is_empty() {
                 if buf.capacity() == 0 {
                     // A small body gets a small buffer, not a whole chunk's.
@@ -161,7 +161,7 @@ pub async fn ingest(
                 buf.extend_from_slice(&bytes.split_to(take));
                 if buf.len() == CHUNK_SIZE {
                     writes.push(buf.split().freeze()).await?;
-                    Metrics::inc(&metrics.chunks_written);
+                    metrics.chunks_written.inc();
                 }
             }
         }
@@ -173,7 +173,7 @@ pub async fn ingest(
         } else {
             writes.push(buf.freeze()).await?;
         }
-        Metrics::inc(&metrics.chunks_written);
+        metrics.chunks_written.inc();
     }
     if let Some(declared) = body.declared {
         if declared != size {
@@ -242,13 +242,14 @@ impl Writes {
             self.wait_oldest().await?;
         }
         let (io, leases) = (self.io.clone(), self.leases.clone());
-        self.pending.push_back(tokio::spawn(async move {
-            let piece = io.write(data).await?;
-            // Leased from the moment it is recorded, however long the rest
-            // of the body takes to arrive.
-            leases.hold(piece.chunk_id.clone());
-            Ok(piece)
-        }));
+        self.pending
+            .push_back(tokio::spawn(bucketfs_common::request_id::inherit(async move {
+                let piece = io.write(data).await?;
+                // Leased from the moment it is recorded, however long the rest
+                // of the body takes to arrive.
+                leases.hold(piece.chunk_id.clone());
+                Ok(piece)
+            })));
         Ok(())
     }
 

@@ -13,7 +13,6 @@ use s3s::{Body, S3Request, S3Response};
 use super::{etag_of, timestamp, Bucketfs};
 use crate::error::{Error, Result};
 use crate::meta::{Bucket, Version};
-use crate::metrics::Metrics;
 
 const BATCH: i64 = 1000;
 /// The batch after a jump past a common prefix: the rows fetched beyond the
@@ -196,8 +195,8 @@ async fn list_page(
 }
 
 fn counted(fs: &Bucketfs, page: Page) -> Page {
-    Metrics::inc(&fs.metrics.listings);
-    Metrics::add(&fs.metrics.listed_entries, page.entries.len() as u64);
+    fs.metrics.listings.inc();
+    fs.metrics.listed_entries.inc_by(page.entries.len() as u64);
     page
 }
 

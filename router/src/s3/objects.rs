@@ -26,7 +26,6 @@ use super::{
 use crate::access::{Action, PublicAccessBlock};
 use crate::error::{Error, Result};
 use crate::meta::{Bucket, NewVersion, Version, WritePrecondition};
-use crate::metrics::Metrics;
 
 const READS_IN_FLIGHT: usize = 4;
 
@@ -299,7 +298,7 @@ impl Bucketfs {
             })
             .buffered(READS_IN_FLIGHT);
         let first = reads.next().await.transpose()?;
-        tokio::spawn(async move {
+        tokio::spawn(bucketfs_common::request_id::inherit(async move {
             let rest = futures::stream::iter(first.map(Ok)).chain(reads);
             tokio::pin!(rest);
             while let Some(result) = rest.next().await {
@@ -310,14 +309,14 @@ impl Bucketfs {
                         return;
                     }
                 };
-                Metrics::add(&metrics.bytes_out, frames.len() as u64);
+                metrics.bytes_out.inc_by(frames.len() as u64);
                 for frame in frames.into_frames() {
                     if tx.send(Ok(frame)).await.is_err() {
                         return;
                     }
                 }
             }
-        });
+        }));
         Ok(StreamingBlob::wrap(tokio_stream::wrappers::ReceiverStream::new(
             rx,
         )))

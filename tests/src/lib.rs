@@ -7,6 +7,7 @@
 //! free ports and is killed on drop; `make up` detaches its cluster and
 //! `bucketfs-cluster down` stops it from the pid files.
 
+pub mod hosts;
 pub mod tools;
 
 use std::collections::BTreeMap;
@@ -352,27 +353,7 @@ impl Cluster {
             .context("the postgres user is missing (apt-get install postgresql)")?;
         let data = self.dir.join("postgres");
         if init && !data.join("PG_VERSION").exists() {
-            fs::create_dir_all(&data)?;
-            nix::unistd::chown(&data, Some(user.uid), Some(user.gid))?;
-            let out = Command::new(format!("{PG_BIN}/initdb"))
-                .args([
-                    "-D",
-                    data.to_str().unwrap(),
-                    "-A",
-                    "trust",
-                    "-U",
-                    "postgres",
-                    "--no-sync",
-                    "-E",
-                    "UTF8",
-                ])
-                .uid(user.uid.as_raw())
-                .gid(user.gid.as_raw())
-                .current_dir("/")
-                .output()?;
-            if !out.status.success() {
-                bail!("initdb failed: {}", String::from_utf8_lossy(&out.stderr));
-            }
+            initdb(&data, &user)?;
         }
         let mut cmd = Command::new(format!("{PG_BIN}/postgres"));
         cmd.args(["-D", data.to_str().unwrap()])
@@ -767,6 +748,25 @@ fn wait_for(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) -> R
         std::thread::sleep(Duration::from_millis(100));
     }
     bail!("timed out waiting for {what}")
+}
+
+/// Makes a Postgres data directory at `data`, owned by `user`, that trusts
+/// local connections.
+fn initdb(data: &Path, user: &User) -> Result<()> {
+    fs::create_dir_all(data)?;
+    nix::unistd::chown(data, Some(user.uid), Some(user.gid))?;
+    let out = Command::new(format!("{PG_BIN}/initdb"))
+        .arg("-D")
+        .arg(data)
+        .args(["-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"])
+        .uid(user.uid.as_raw())
+        .gid(user.gid.as_raw())
+        .current_dir("/")
+        .output()?;
+    if !out.status.success() {
+        bail!("initdb failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
 }
 
 /// A plain HTTP/1.0 GET on loopback; the body if the status is 200.

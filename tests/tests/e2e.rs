@@ -16,6 +16,7 @@ mod extensions;
 mod failures;
 mod hard_links;
 mod hostile;
+mod hosts;
 mod lifecycle;
 mod locks;
 mod meta;

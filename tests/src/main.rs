@@ -44,7 +44,8 @@ fn main() -> Result<()> {
                 );
             }
             let dir = std::path::absolute(&cli.dir)?;
-            let cluster = Cluster::start_in(&dir, Ports::quick_start(), false, &[])?;
+            // The quick start is on loopback: its routers serve the status page.
+            let cluster = Cluster::start_in(&dir, Ports::quick_start(), false, &["--status-page"])?;
             let env = format!(
                 "export AWS_ENDPOINT_URL={endpoint}\nexport AWS_ACCESS_KEY_ID={}\n\
                  export AWS_SECRET_ACCESS_KEY={}\nexport AWS_DEFAULT_REGION=us-east-1\n\
@@ -72,6 +73,10 @@ fn main() -> Result<()> {
                 cluster.https_endpoint()
             );
             println!("credentials: source {}", dir.join("env").display());
+            println!(
+                "status: http://127.0.0.1:{}/ui, or `router status` (see README)",
+                cluster.ports.routers[0]
+            );
             cluster.detach();
         }
         Cmd::Down => bucketfs_tests::stop_from_pid_files(&cli.dir)?,

@@ -82,12 +82,14 @@ fn chart(title: &str, unit: &str, series: &[(&str, &str, Vec<Option<f64>>)]) -> 
     let n = series.first().map_or(0, |(_, _, v)| v.len()).max(2);
     let x = |i: usize| LEFT + (W - LEFT - 8.0) * i as f64 / (n - 1) as f64;
     let y = |v: f64| TOP + (H - TOP - BOTTOM) * (1.0 - v / top);
+    // Attribute values are quoted: unquoted, `stroke=#ccc/>` reads as the
+    // value `#ccc/` and leaves the element open around everything after it.
     let mut svg = format!(
-        "<svg width={W} height={H} viewBox=\"0 0 {W} {H}\" role=img aria-label=\"{title}\">\
-         <text x=8 y=18 font-size=13 font-weight=bold>{title}</text>\
-         <text x=8 y={} font-size=11 fill=#5b6570>{top:.1}</text>\
-         <text x=8 y={} font-size=11 fill=#5b6570>0 {unit}</text>\
-         <line x1={LEFT} y1={} x2={} y2={} stroke=#dde1e6/>",
+        "<svg width=\"{W}\" height=\"{H}\" viewBox=\"0 0 {W} {H}\" role=\"img\" aria-label=\"{title}\">\
+         <text x=\"8\" y=\"18\" font-size=\"13\" font-weight=\"bold\">{title}</text>\
+         <text x=\"8\" y=\"{}\" font-size=\"11\" fill=\"#5b6570\">{top:.1}</text>\
+         <text x=\"8\" y=\"{}\" font-size=\"11\" fill=\"#5b6570\">0 {unit}</text>\
+         <line x1=\"{LEFT}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#dde1e6\"/>",
         y(top) + 4.0,
         y(0.0),
         y(0.0),
@@ -98,7 +100,7 @@ fn chart(title: &str, unit: &str, series: &[(&str, &str, Vec<Option<f64>>)]) -> 
     for (name, colour, values) in series {
         let _ = write!(
             svg,
-            "<text x={legend_x} y=18 font-size=12 fill={colour}>&#9644; {name}</text>"
+            "<text x=\"{legend_x}\" y=\"18\" font-size=\"12\" fill=\"{colour}\">&#9644; {name}</text>"
         );
         legend_x += 90.0;
         // One polyline per run of values, so gaps stay gaps.
@@ -115,7 +117,7 @@ fn chart(title: &str, unit: &str, series: &[(&str, &str, Vec<Option<f64>>)]) -> 
             if !points.is_empty() {
                 let _ = write!(
                     svg,
-                    "<polyline fill=none stroke={colour} stroke-width=2 points=\"{}\"/>",
+                    "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{}\"/>",
                     points.join(" ")
                 );
             }
@@ -242,5 +244,12 @@ mod tests {
             &[("p50", "#000", vec![Some(1.0), None, Some(2.0), Some(3.0)])],
         );
         assert_eq!(svg.matches("<polyline").count(), 2, "{svg}");
+        // Every self-closed element ends after a quoted value.
+        for part in svg
+            .split("/>")
+            .filter(|p| !p.is_empty() && !p.ends_with("</svg>"))
+        {
+            assert!(part.ends_with('"'), "an element runs into its `/>`: {part}");
+        }
     }
 }

@@ -96,7 +96,7 @@ fn chart(title: &str, unit: &str, series: &[(&str, &str, Vec<Option<f64>>)]) -> 
         W - 8.0,
         y(0.0)
     );
-    let mut legend_x = 160.0;
+    let mut legend_x = 250.0;
     for (name, colour, values) in series {
         let _ = write!(
             svg,

@@ -16,7 +16,8 @@ packages=(
   libacl1-dev         # links pjdfstest
   bindfs s3fs gnuplot-nox   # benchmark peers and charts (make bench)
   moosefs-master moosefs-chunkserver moosefs-client   # benchmark peer (bench/moosefs.sh)
-  iproute2 util-linux   # ip netns and nsenter for MooseFS; mount -T for fstab tests
+  iproute2 util-linux   # ip netns, nsenter and ss (MooseFS, the several-hosts test); mount -T for fstab tests
+  curl                # raw HTTP requests in tests (status lines, request ids)
   systemd             # systemd-analyze verify of the units in deploy/systemd
   chromium            # the status page, loaded headless by a test
   ca-certificates

@@ -203,14 +203,7 @@ impl ChunkClient {
             )
             .header(CRC32C_HEADER, chunk_api::crc32c_value(crc))
             .body(data);
-        self.timed("put", async {
-            let resp = request
-                .send()
-                .await
-                .map_err(|e| ChunkError::Failed(e.to_string()))?;
-            check(resp).await.map(drop)
-        })
-        .await
+        self.timed("put", async { send(request).await.map(drop) }).await
     }
 
     /// Reads verified bytes `[start, end)` of chunk `id`'s payload, as the
@@ -223,11 +216,7 @@ impl ChunkClient {
             &self.empty_hash,
         );
         self.timed("get", async {
-            let resp = request
-                .send()
-                .await
-                .map_err(|e| ChunkError::Failed(e.to_string()))?;
-            let mut resp = check(resp).await?;
+            let mut resp = send(request).await?;
             let mut frames = Frames::default();
             while let Some(frame) = resp
                 .chunk()
@@ -251,15 +240,18 @@ impl ChunkClient {
                 &self.empty_hash,
             )
             .timeout(DELETE_TIMEOUT);
-        self.timed("delete", async {
-            let resp = request
-                .send()
-                .await
-                .map_err(|e| ChunkError::Failed(e.to_string()))?;
-            check(resp).await.map(drop)
-        })
-        .await
+        self.timed("delete", async { send(request).await.map(drop) })
+            .await
     }
+}
+
+/// Sends `request`; the response if it succeeded.
+async fn send(request: reqwest::RequestBuilder) -> Result<reqwest::Response, ChunkError> {
+    let resp = request
+        .send()
+        .await
+        .map_err(|e| ChunkError::Failed(e.to_string()))?;
+    check(resp).await
 }
 
 /// The response if it succeeded, or the error its status and

@@ -13,7 +13,7 @@ use lru::LruCache;
 
 use crate::disk_cache::{DiskTier, Lifetime};
 use crate::error::FsError;
-use crate::metrics::{DISK, MEMORY, METRICS};
+use crate::metrics::{CacheTier, METRICS};
 use crate::store::{Source, Store};
 
 /// The unit of caching and of ranged GETs.
@@ -105,13 +105,13 @@ impl BlockCache {
         let key = (source.clone(), block);
         if let Some(held) = self.inner.lock().unwrap().blocks.get_mut(&key) {
             held.ahead = false;
-            METRICS.lookup(&MEMORY, true);
+            METRICS.lookup(CacheTier::Memory, true);
             return Some(held.data.clone());
         }
-        METRICS.lookup(&MEMORY, false);
+        METRICS.lookup(CacheTier::Memory, false);
         let disk = self.disk.as_ref()?;
         let found = disk.get(&key);
-        METRICS.lookup(&DISK, found.is_some());
+        METRICS.lookup(CacheTier::Disk, found.is_some());
         let data = found?;
         self.insert_memory(key, data.clone(), false);
         Some(data)
@@ -273,7 +273,7 @@ impl BlockCache {
         if let Some(disk) = self.disk.as_ref().filter(|_| last == block) {
             let base = block * BLOCK;
             let found = disk.get_range(&key, (offset - base) as usize, (end - base) as usize);
-            METRICS.lookup(&DISK, found.is_some());
+            METRICS.lookup(CacheTier::Disk, found.is_some());
             if let Some(data) = found {
                 return Ok(data);
             }

@@ -33,8 +33,14 @@ pub struct Tier {
     pub tier: &'static str,
 }
 
-pub const MEMORY: Tier = Tier { tier: "memory" };
-pub const DISK: Tier = Tier { tier: "disk" };
+/// The cache tiers, as [`Metrics::lookup`] takes them.
+#[derive(Clone, Copy, Debug)]
+pub enum CacheTier {
+    Memory = 0,
+    Disk = 1,
+}
+
+const TIER_NAMES: [&str; 2] = ["memory", "disk"];
 
 #[derive(Debug)]
 pub struct Metrics {
@@ -42,8 +48,9 @@ pub struct Metrics {
     /// FUSE operations, from the kernel's request to the reply.
     pub operations: Latencies<Operation>,
     /// Block lookups per tier that found the block, and that did not.
-    pub cache_hits: Family<Tier, Counter>,
-    pub cache_misses: Family<Tier, Counter>,
+    /// The four counters of those families, `[tier][hit]`, fetched once:
+    /// a lookup is one atomic add.
+    lookups: [[Counter; 2]; 2],
     /// Bytes returned by reads and accepted by writes.
     pub bytes_read: Counter,
     pub bytes_written: Counter,
@@ -78,34 +85,33 @@ impl Metrics {
             "Block lookups that did not find the block, per tier",
             cache_misses.clone(),
         );
-        let mut counter = |name: &str, help: &str| {
-            let c = Counter::default();
-            registry.register(name, help, c.clone());
-            c
-        };
+        let mut counter =
+            |name: &str, help: &str| bucketfs_common::metrics::counter(&mut registry, name, help);
         let bytes_read = counter("bucketfs_fuse_read_bytes", "Bytes returned by reads");
         let bytes_written = counter("bucketfs_fuse_written_bytes", "Bytes accepted by writes");
         let readahead_wasted_bytes = counter(
             "bucketfs_fuse_readahead_wasted_bytes",
             "Bytes fetched ahead of the reader and evicted from memory unread",
         );
-        let uploads_queued = Gauge::default();
-        registry.register(
+        let mut gauge = |name: &str, help: &str| bucketfs_common::metrics::gauge(&mut registry, name, help);
+        let uploads_queued = gauge(
             "bucketfs_fuse_uploads_queued",
             "Write-back commits queued or running",
-            uploads_queued.clone(),
         );
-        let deletes_queued = Gauge::default();
-        registry.register(
+        let deletes_queued = gauge(
             "bucketfs_fuse_deletes_queued",
             "Deletes on their way to the store",
-            deletes_queued.clone(),
         );
         Metrics {
             registry,
             operations,
-            cache_hits,
-            cache_misses,
+            lookups: [0, 1].map(|t| {
+                let tier = Tier { tier: TIER_NAMES[t] };
+                [
+                    cache_misses.get_or_create(&tier).clone(),
+                    cache_hits.get_or_create(&tier).clone(),
+                ]
+            }),
             bytes_read,
             bytes_written,
             readahead_wasted_bytes,
@@ -123,9 +129,8 @@ impl Metrics {
     }
 
     /// Records a block lookup in `tier`.
-    pub fn lookup(&self, tier: &Tier, hit: bool) {
-        let family = if hit { &self.cache_hits } else { &self.cache_misses };
-        family.get_or_create(tier).inc();
+    pub fn lookup(&self, tier: CacheTier, hit: bool) {
+        self.lookups[tier as usize][usize::from(hit)].inc();
     }
 
     /// The metrics as OpenMetrics text, with the queues as they are now.

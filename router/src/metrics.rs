@@ -107,11 +107,8 @@ impl Default for Metrics {
             "Requests to storage nodes by kind and outcome",
             node_requests.clone(),
         );
-        let mut counter = |name: &str, help: &str| {
-            let c = Counter::default();
-            registry.register(name, help, c.clone());
-            c
-        };
+        let mut counter =
+            |name: &str, help: &str| bucketfs_common::metrics::counter(&mut registry, name, help);
         let bytes_in = counter("bucketfs_router_bytes_in", "Object bytes received");
         let bytes_out = counter("bucketfs_router_bytes_out", "Object bytes sent");
         let chunks_written = counter("bucketfs_router_chunks_written", "Chunks written");
@@ -147,11 +144,7 @@ impl Default for Metrics {
             "bucketfs_router_gc_pressure_runs",
             "Collections run because a node was nearly full",
         );
-        let mut gauge = |name: &str, help: &str| {
-            let g = Gauge::default();
-            registry.register(name, help, g.clone());
-            g
-        };
+        let mut gauge = |name: &str, help: &str| bucketfs_common::metrics::gauge(&mut registry, name, help);
         Metrics {
             repair_pending: gauge(
                 "bucketfs_router_repair_pending_chunks",

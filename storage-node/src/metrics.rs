@@ -43,11 +43,8 @@ impl Default for Metrics {
             "Chunk requests: time from arrival to the answer's headers",
             requests.clone(),
         );
-        let mut counter = |name: &str, help: &str| {
-            let c = Counter::default();
-            registry.register(name, help, c.clone());
-            c
-        };
+        let mut counter =
+            |name: &str, help: &str| bucketfs_common::metrics::counter(&mut registry, name, help);
         let chunks_written = counter("bucketfs_node_chunks_written", "Chunks stored");
         let bytes_written = counter("bucketfs_node_bytes_written", "Chunk payload bytes stored");
         let bytes_read = counter("bucketfs_node_bytes_read", "Chunk payload bytes served");
@@ -61,11 +58,10 @@ impl Default for Metrics {
             "bucketfs_node_refused_requests",
             "Requests refused for a missing, wrong or stale signature",
         );
-        let chunk_disk_bytes = Gauge::default();
-        registry.register(
+        let chunk_disk_bytes = bucketfs_common::metrics::gauge(
+            &mut registry,
             "bucketfs_node_chunk_disk_bytes",
             "Bytes the chunk files take on disk",
-            chunk_disk_bytes.clone(),
         );
         Metrics {
             registry,

@@ -238,19 +238,9 @@ impl Hosts {
     fn start_zookeeper(&mut self) -> Result<()> {
         let data = self.dir.join("zookeeper");
         fs::create_dir_all(&data)?;
-        let cfg = data.join("zoo.cfg");
-        fs::write(
-            &cfg,
-            format!(
-                "tickTime=500\ndataDir={}\nclientPort={ZOOKEEPER_PORT}\nadmin.enableServer=false\n\
-                 4lw.commands.whitelist=ruok,stat\nmaxSessionTimeout=20000\n",
-                data.display()
-            ),
-        )?;
+        let cfg = crate::write_zookeeper_config(&data, ZOOKEEPER_PORT, None)?;
         let mut cmd = self.in_host("zookeeper", Path::new("java"));
-        cmd.args(["-Xmx256m", "-cp", "/usr/share/java/*"])
-            .arg("org.apache.zookeeper.server.ZooKeeperServerMain")
-            .arg(&cfg);
+        cmd.args(crate::ZOOKEEPER_ARGS).arg(&cfg);
         self.spawn("zookeeper", "zookeeper", cmd)?;
         let addr = self.zookeeper();
         self.wait_port("router1", "zookeeper", &addr)

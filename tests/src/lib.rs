@@ -391,24 +391,9 @@ impl Cluster {
     fn start_zookeeper(&mut self) -> Result<()> {
         let data = self.dir.join("zookeeper");
         fs::create_dir_all(&data)?;
-        let cfg = data.join("zoo.cfg");
-        fs::write(
-            &cfg,
-            format!(
-                "tickTime=500\ndataDir={}\nclientPort={}\nclientPortAddress=127.0.0.1\n\
-                 admin.enableServer=false\n4lw.commands.whitelist=ruok,stat\nmaxSessionTimeout=20000\n",
-                data.display(),
-                self.ports.zookeeper
-            ),
-        )?;
+        let cfg = write_zookeeper_config(&data, self.ports.zookeeper, Some("127.0.0.1"))?;
         let mut cmd = Command::new("java");
-        cmd.args([
-            "-Xmx256m",
-            "-cp",
-            "/usr/share/java/*",
-            "org.apache.zookeeper.server.ZooKeeperServerMain",
-        ])
-        .arg(&cfg);
+        cmd.args(ZOOKEEPER_ARGS).arg(&cfg);
         self.spawn("zookeeper", cmd)?;
         let port = self.ports.zookeeper;
         wait_for("zookeeper", Duration::from_secs(60), || {
@@ -748,6 +733,30 @@ fn wait_for(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) -> R
         std::thread::sleep(Duration::from_millis(100));
     }
     bail!("timed out waiting for {what}")
+}
+
+/// `java` arguments that run a ZooKeeper server (its config file follows).
+const ZOOKEEPER_ARGS: [&str; 4] = [
+    "-Xmx256m",
+    "-cp",
+    "/usr/share/java/*",
+    "org.apache.zookeeper.server.ZooKeeperServerMain",
+];
+
+/// Writes `data/zoo.cfg` for a standalone server on `port` (of `address`
+/// only, if given); returns its path.
+fn write_zookeeper_config(data: &Path, port: u16, address: Option<&str>) -> Result<PathBuf> {
+    let cfg = data.join("zoo.cfg");
+    let bind = address.map_or_else(String::new, |a| format!("clientPortAddress={a}\n"));
+    fs::write(
+        &cfg,
+        format!(
+            "tickTime=500\ndataDir={}\nclientPort={port}\n{bind}\
+             admin.enableServer=false\n4lw.commands.whitelist=ruok,stat\nmaxSessionTimeout=20000\n",
+            data.display()
+        ),
+    )?;
+    Ok(cfg)
 }
 
 /// Makes a Postgres data directory at `data`, owned by `user`, that trusts

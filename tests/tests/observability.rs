@@ -93,9 +93,11 @@ fn metrics_count_a_known_workload_and_a_request_id_reaches_the_nodes() -> Result
     let url = cluster.presigned("get_object", "obs", "absent")?;
     let (status, _) = curl(&[&url])?;
     assert!(status.starts_with("HTTP/1.1 404"), "{status}");
-    // A third replica may land after the answer.
+    // A third replica may land after the answer; the router counts a
+    // replica write once the node's answer is back.
     wait_until("every replica written", Duration::from_secs(30), || {
-        Figures::read(&cluster).since(before).node_puts >= 15
+        let moved = Figures::read(&cluster).since(before);
+        moved.node_puts >= 15 && moved.replica_writes >= 15
     })?;
     let moved = Figures::read(&cluster).since(before);
     println!("S3 workload moved: {moved:?}");

@@ -186,7 +186,55 @@ fn metrics_count_a_known_workload_and_a_request_id_reaches_the_nodes() -> Result
         "{text}"
     );
     assert_eq!(value("bucketfs_fuse_uploads_queued"), 0, "{text}");
+
+    // The Grafana dashboard in docker/ charts only metrics these processes export.
+    let mut pages = vec![text];
+    for port in cluster.ports.routers.iter().copied() {
+        pages.push(http_get(port, "/_bucketfs/metrics").context("router metrics")?);
+    }
+    for port in cluster.ports.nodes.iter().copied() {
+        pages.push(http_get(port, "/metrics").context("node metrics")?);
+    }
+    let exported: std::collections::BTreeSet<String> = pages
+        .iter()
+        .flat_map(|p| p.lines())
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.split_whitespace().next())
+        .map(str::to_string)
+        .collect();
+    let charted = dashboard_metrics()?;
+    assert!(charted.len() > 20, "{charted:?}");
+    for name in &charted {
+        let base = ["_total", "_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|suffix| name.strip_suffix(suffix).filter(|b| exported.contains(*b)))
+            .unwrap_or(name);
+        assert!(
+            exported.contains(base),
+            "the dashboard charts {name}, which nothing exports"
+        );
+    }
     Ok(())
+}
+
+/// Every `bucketfs_*` metric name in the dashboard's queries.
+fn dashboard_metrics() -> Result<std::collections::BTreeSet<String>> {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docker/grafana/bucketfs-dashboard.json");
+    let dashboard: serde_json::Value = serde_json::from_str(&fs::read_to_string(&path)?)?;
+    let mut names = std::collections::BTreeSet::new();
+    for panel in dashboard["panels"].as_array().context("panels")? {
+        for target in panel["targets"].as_array().context("targets")? {
+            let expr = target["expr"].as_str().context("expr")?;
+            for (at, _) in expr.match_indices("bucketfs_") {
+                let name: String = expr[at..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                    .collect();
+                names.insert(name);
+            }
+        }
+    }
+    Ok(names)
 }
 
 /// The `state` of node `id` in a `router status --json`.

@@ -38,12 +38,23 @@ struct Counts {
     sum_nanos: AtomicU64,
 }
 
+/// The latency bucket `seconds` falls in: the first whose bound is not
+/// below it, or `LATENCY_BUCKETS.len()` past them all.
+pub fn bucket_index(seconds: f64) -> usize {
+    LATENCY_BUCKETS
+        .iter()
+        .position(|&bound| seconds <= bound)
+        .unwrap_or(LATENCY_BUCKETS.len())
+}
+
+/// A gauge's value from a count or a size (saturating).
+pub fn gauge_value(n: impl TryInto<i64>) -> i64 {
+    n.try_into().unwrap_or(i64::MAX)
+}
+
 impl LatencyHistogram {
     pub fn observe(&self, seconds: f64) {
-        let i = LATENCY_BUCKETS
-            .iter()
-            .position(|&bound| seconds <= bound)
-            .unwrap_or(LATENCY_BUCKETS.len());
+        let i = bucket_index(seconds);
         self.0.buckets[i].fetch_add(1, Ordering::Relaxed);
         self.0
             .sum_nanos

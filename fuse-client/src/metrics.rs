@@ -12,7 +12,7 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use bucketfs_common::metrics::{latencies, render, Latencies};
+use bucketfs_common::metrics::{gauge_value, latencies, render, Latencies};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -135,8 +135,8 @@ impl Metrics {
 
     /// The metrics as OpenMetrics text, with the queues as they are now.
     fn render(&self, (uploads, deletes): (usize, usize)) -> String {
-        self.uploads_queued.set(uploads.try_into().unwrap_or(i64::MAX));
-        self.deletes_queued.set(deletes.try_into().unwrap_or(i64::MAX));
+        self.uploads_queued.set(gauge_value(uploads));
+        self.deletes_queued.set(gauge_value(deletes));
         render(&self.registry)
     }
 }

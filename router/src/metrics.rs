@@ -7,14 +7,15 @@
 use std::sync::{Arc, OnceLock};
 
 use bucketfs_common::chunk_client::NodeRequest;
-
-use crate::recent::Recent;
+pub use bucketfs_common::metrics::gauge_value;
 use bucketfs_common::metrics::{latencies, render, Latencies};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+
+use crate::recent::Recent;
 
 /// The labels of an S3 request's latency: its operation (`PutObject`, or
 /// one of the bucketfs extensions, `Unknown` when the request was refused
@@ -230,9 +231,4 @@ impl OperationSlot {
     pub fn name(&self) -> String {
         self.0.get().cloned().unwrap_or_else(|| "Unknown".into())
     }
-}
-
-/// A gauge's value from a count or size.
-pub fn gauge_value(n: impl TryInto<i64>) -> i64 {
-    n.try_into().unwrap_or(i64::MAX)
 }

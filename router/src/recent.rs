@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
-use bucketfs_common::metrics::LATENCY_BUCKETS;
+use bucketfs_common::metrics::{bucket_index, LATENCY_BUCKETS};
 use serde::Serialize;
 
 /// Time between two points.
@@ -61,11 +61,7 @@ impl Default for Recent {
 impl Recent {
     /// Counts one answered request.
     pub fn record(&self, seconds: f64, server_error: bool) {
-        let i = LATENCY_BUCKETS
-            .iter()
-            .position(|&bound| seconds <= bound)
-            .unwrap_or(LATENCY_BUCKETS.len());
-        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.buckets[bucket_index(seconds)].fetch_add(1, Ordering::Relaxed);
         if server_error {
             self.errors.fetch_add(1, Ordering::Relaxed);
         }

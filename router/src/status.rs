@@ -128,6 +128,25 @@ pub struct NodeStatus {
     pub seen_secs_ago: f64,
 }
 
+impl NodeStatus {
+    /// A live node as its ZooKeeper record describes it (no replicas
+    /// counted yet, seen now).
+    fn live(n: &NodeInfo) -> Self {
+        NodeStatus {
+            id: n.id.clone(),
+            addr: n.addr.clone(),
+            state: "live",
+            capacity_bytes: n.capacity_bytes,
+            used_bytes: n.capacity_bytes.saturating_sub(n.free_bytes),
+            free_bytes: n.free_bytes,
+            chunk_bytes: n.chunk_disk_bytes,
+            replicas: 0,
+            quarantined: n.quarantined_chunks,
+            seen_secs_ago: 0.0,
+        }
+    }
+}
+
 /// Chunks against the live nodes.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Chunks {
@@ -171,7 +190,7 @@ fn count(n: i64) -> u64 {
 
 /// Reads the status from Postgres and `zookeeper`'s view.
 pub async fn gather(meta: &Meta, zookeeper: ZookeeperView) -> Status {
-    let postgres = match meta.ping_time().await {
+    let postgres = match meta.ping().await {
         Ok(took) => Probe::answered(took),
         Err(e) => Probe::failed(e),
     };
@@ -183,45 +202,30 @@ pub async fn gather(meta: &Meta, zookeeper: ZookeeperView) -> Status {
     let live = zookeeper.live.as_deref();
     let mut nodes: Vec<NodeStatus> = rows
         .iter()
-        .map(|r| {
-            let current = live.and_then(|l| l.iter().find(|n| n.id == r.id));
-            let (capacity, free) = match current {
-                Some(n) => (n.capacity_bytes, n.free_bytes),
-                None => (count(r.capacity), count(r.free)),
-            };
-            NodeStatus {
-                id: r.id.clone(),
-                addr: current.map_or_else(|| r.addr.clone(), |n| n.addr.clone()),
-                state: match (live, current) {
-                    (None, _) => "unknown",
-                    (Some(_), Some(_)) => "live",
-                    (Some(_), None) => "gone",
-                },
-                capacity_bytes: capacity,
-                used_bytes: capacity.saturating_sub(free),
-                free_bytes: free,
-                chunk_bytes: current.map_or(count(r.chunk_disk_bytes), |n| n.chunk_disk_bytes),
+        .map(|r| match live.and_then(|l| l.iter().find(|n| n.id == r.id)) {
+            Some(n) => NodeStatus {
                 replicas: count(r.replicas),
-                quarantined: current.map_or(count(r.quarantined), |n| n.quarantined_chunks),
                 seen_secs_ago: r.seen_secs_ago,
-            }
+                ..NodeStatus::live(n)
+            },
+            None => NodeStatus {
+                id: r.id.clone(),
+                addr: r.addr.clone(),
+                state: if live.is_some() { "gone" } else { "unknown" },
+                capacity_bytes: count(r.capacity),
+                used_bytes: count(r.capacity).saturating_sub(count(r.free)),
+                free_bytes: count(r.free),
+                chunk_bytes: count(r.chunk_disk_bytes),
+                replicas: count(r.replicas),
+                quarantined: count(r.quarantined),
+                seen_secs_ago: r.seen_secs_ago,
+            },
         })
         .collect();
     // A node registered a moment ago may not be mirrored into Postgres yet.
     for n in live.unwrap_or_default() {
         if !nodes.iter().any(|s| s.id == n.id) {
-            nodes.push(NodeStatus {
-                id: n.id.clone(),
-                addr: n.addr.clone(),
-                state: "live",
-                capacity_bytes: n.capacity_bytes,
-                used_bytes: n.capacity_bytes.saturating_sub(n.free_bytes),
-                free_bytes: n.free_bytes,
-                chunk_bytes: n.chunk_disk_bytes,
-                replicas: 0,
-                quarantined: n.quarantined_chunks,
-                seen_secs_ago: 0.0,
-            });
+            nodes.push(NodeStatus::live(n));
         }
     }
     nodes.sort_by(|a, b| a.id.cmp(&b.id));

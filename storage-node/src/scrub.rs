@@ -29,7 +29,9 @@ pub fn spawn_usage(
         async move {
             match tokio::task::spawn_blocking(move || store.disk_usage()).await {
                 Ok(Ok(bytes)) => {
-                    metrics.chunk_disk_bytes.set(bytes.try_into().unwrap_or(i64::MAX));
+                    metrics
+                        .chunk_disk_bytes
+                        .set(bucketfs_common::metrics::gauge_value(bytes));
                 }
                 Ok(Err(e)) => tracing::warn!(error = %e, "could not measure the chunks' disk use"),
                 Err(e) => tracing::warn!(error = %e, "disk use task failed"),

@@ -387,8 +387,10 @@ impl Meta {
         Ok(())
     }
 
-    pub async fn ping(&self) -> Result<()> {
+    /// How long a trivial query takes: Postgres's health.
+    pub async fn ping(&self) -> Result<std::time::Duration> {
+        let started = std::time::Instant::now();
         sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
+        Ok(started.elapsed())
     }
 }

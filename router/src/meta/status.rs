@@ -54,13 +54,6 @@ pub struct PassReport {
 }
 
 impl Meta {
-    /// How long a trivial query takes: Postgres's health.
-    pub async fn ping_time(&self) -> Result<std::time::Duration> {
-        let started = std::time::Instant::now();
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(started.elapsed())
-    }
-
     /// Every node ever seen, with the replicas recorded on it.
     pub async fn node_rows(&self) -> Result<Vec<NodeRow>> {
         Ok(sqlx::query_as(

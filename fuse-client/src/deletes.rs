@@ -166,6 +166,18 @@ impl Deletes {
         under(&self.state.lock().unwrap().tombstones, prefix).count()
     }
 
+    /// This mount removed `key` (a key, or a directory's prefix) from the
+    /// store itself, not through the queue: listings in flight must not
+    /// bring it back, as for a delete of the queue's that landed.
+    pub fn removed(&self, key: &str) {
+        let mut state = self.state.lock().unwrap();
+        state.epoch += 1;
+        if !state.readers.is_empty() {
+            let epoch = state.epoch;
+            state.landed.push_back((epoch, key.to_string()));
+        }
+    }
+
     /// Call before sending a listing; hide its answer through the result.
     pub fn reading(&self) -> Reading<'_> {
         let mut state = self.state.lock().unwrap();

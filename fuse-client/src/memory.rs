@@ -21,8 +21,8 @@ use bucketfs_common::file_locks::{apply, conflict, HeldLock};
 
 use crate::error::FsError;
 use crate::store::{
-    BlockBuffer, Listing, LockAnswer, LockKind, LockRange, Metadata, ObjectInfo, ObjectStore, Source,
-    VersionEntry, VersionListing,
+    BlockBuffer, ChangeEntry, Listing, LockAnswer, LockKind, LockRange, Metadata, ObjectInfo, ObjectStore,
+    Source, VersionEntry, VersionListing,
 };
 
 /// ListObjectVersions' page size.
@@ -82,6 +82,8 @@ struct State {
     links: HashMap<String, u64>,
     /// Locks between mounts, by key (they never expire here).
     file_locks: HashMap<String, Vec<HeldLock>>,
+    /// The change feed (`memory_feed.rs`), recorded whether or not it is on.
+    changes: Vec<ChangeEntry>,
 }
 
 impl State {
@@ -154,6 +156,7 @@ impl State {
 
     fn store_one(&mut self, versioned: bool, key: &str, version: Version) -> ObjectInfo {
         let info = version.info(versioned);
+        feed::record(&mut self.changes, key, Some(&version.etag));
         let versions = self.keys.entry(key.to_string()).or_default();
         if !versioned {
             versions.clear();
@@ -185,6 +188,9 @@ impl State {
 
     fn delete(&mut self, versioned: bool, key: &str) {
         self.links.remove(key);
+        if self.current(key).is_some() {
+            feed::record(&mut self.changes, key, None);
+        }
         if !versioned {
             self.keys.remove(key);
             return;
@@ -235,6 +241,10 @@ impl Resume {
 pub struct MemoryStore {
     versioned: bool,
     state: Mutex<State>,
+    /// The change feed, when on, and how far it may be read.
+    feed: Option<feed::Released>,
+    /// Wakes feed readers waiting for a change.
+    recorded: tokio::sync::Notify,
     faults: Mutex<Faults>,
     calls: AtomicU64,
     bytes_in: AtomicU64,
@@ -280,9 +290,20 @@ impl MemoryStore {
         Self {
             versioned,
             state: Mutex::new(State::default()),
+            feed: None,
+            recorded: tokio::sync::Notify::new(),
             faults: Mutex::new(Faults::default()),
             calls: AtomicU64::new(0),
             bytes_in: AtomicU64::new(0),
+        }
+    }
+
+    /// [`Self::new`] with a change feed, all of it readable at once until
+    /// a test holds it back with `release_feed`.
+    pub fn with_feed(versioned: bool) -> Self {
+        Self {
+            feed: Some(feed::Released::all()),
+            ..Self::new(versioned)
         }
     }
 
@@ -315,6 +336,7 @@ impl MemoryStore {
         state.links.remove(key);
         let version = state.new_version(Bytes::copy_from_slice(body), Metadata::new(), None);
         state.store(self.versioned, key, version);
+        self.recorded.notify_waiters();
     }
 
     /// The current bytes of `key`, if any (for tests to compare).
@@ -346,6 +368,7 @@ impl MemoryStore {
             _ => {}
         }
         let result = op(&mut self.state.lock().unwrap());
+        self.recorded.notify_waiters();
         match fault {
             Some(Fault::FailAfter(e)) => Err(e),
             Some(Fault::Late(d)) => {
@@ -782,9 +805,10 @@ impl ObjectStore for MemoryStore {
         .await
     }
 
-    /// No feed here: the core's tests see other clients' changes by TTL.
-    async fn changes(&self, _after: Option<u64>, _wait: bool) -> Result<crate::store::ChangePage, FsError> {
-        Err(FsError::NotSupported)
+    /// Without `with_feed`, none: the core's tests see other clients'
+    /// changes by TTL.
+    async fn changes(&self, after: Option<u64>, wait: bool) -> Result<crate::store::ChangePage, FsError> {
+        self.feed_page(after, wait).await
     }
 
     async fn renew_locks(&self, session: &str, release: bool) -> Result<(), FsError> {
@@ -835,6 +859,9 @@ impl ObjectStore for MemoryStore {
         .await
     }
 }
+
+#[path = "memory_feed.rs"]
+mod feed;
 
 #[cfg(test)]
 #[path = "memory_tests.rs"]

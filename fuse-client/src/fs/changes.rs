@@ -100,6 +100,12 @@ impl Fs {
     }
 
     /// `key` now has the version with `etag` (`None`: it is gone).
+    ///
+    /// A change may be old news by the time it arrives: the feed echoes
+    /// this mount's own changes too, and a file unlinked and made again
+    /// here (a lock file, say) may still be getting the echo of its first
+    /// removal. So a change only ever makes this mount ask the store again:
+    /// it never says a name is missing, nor that a listing is whole.
     async fn changed(&self, key: &str, etag: Option<&str>) {
         let path = key.strip_suffix('/').unwrap_or(key);
         if path.is_empty() {
@@ -116,29 +122,30 @@ impl Fs {
             (node, table.by_path.get(dir).copied())
         };
         tracing::debug!(%key, ?etag, known = node.is_some(), "change from the feed");
-        match (node, etag) {
+        let mut is_dir = false;
+        match node {
             // This mount's own change, or one it has already seen.
-            (Some((_, known, _, _)), Some(etag)) if known == etag => return,
-            (None, None) if self.absence.is_absent(dir, path) => return,
+            Some((_, known, _, _)) if etag == Some(known.as_str()) => return,
+            None if etag.is_none() && self.absence.is_absent(dir, path) => return,
             // Made or open here: this mount's commit is on its way (a file
             // open here shows its own version until closed anyway).
-            (Some((ino, _, local, _)), _) if local || self.is_open(ino) => return,
-            // A file gone (this mount's own unlink among them, when its echo
-            // overtakes the unlink's end): its name leaves the table, whose
-            // listing of the directory stays whole.
-            (Some((ino, _, _, false)), None) => {
-                self.forget_path(path);
-                self.invalidate_kernel(ino).await;
-            }
-            (Some((ino, _, _, _)), _) => {
+            Some((ino, _, local, _)) if local || self.is_open(ino) => return,
+            Some((ino, _, _, dir_node)) => {
                 self.update(ino, |n| n.loaded = false);
                 self.invalidate_kernel(ino).await;
-                self.absence.changed_in(dir);
+                is_dir = dir_node;
             }
-            (None, _) => self.absence.changed_in(dir),
+            None => {}
         }
+        self.absence.changed_in(dir);
         if etag.is_some() {
             self.absence.present(path);
+        }
+        // The kernel looks the name up again. Not a directory's: that would
+        // cut it from the tree under the programs working in it (getcwd
+        // fails), and its attributes, fetched again, say whether it is gone.
+        if is_dir {
+            return;
         }
         if let (Some(parent), Some(kernel)) = (parent, self.kernel.get().cloned()) {
             let name = name.to_string();

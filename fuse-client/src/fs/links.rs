@@ -101,6 +101,7 @@ impl Fs {
         // fetched from the store.
         self.deletes.settled(path).await;
         self.store.delete(path).await?;
+        self.deletes.removed(path);
         let key = {
             let mut table = self.table.lock().unwrap();
             table.unbind(path);

@@ -145,7 +145,9 @@ impl Fs {
         names.truncate(page);
         let mut found = None;
         for (key, node) in names {
-            let Some(node) = node else { continue };
+            let Some(mut node) = node else { continue };
+            // As of when the listing was sent (see `remember`).
+            node.fetched = started;
             let name = key[prefix.len()..].trim_end_matches('/');
             if name.is_empty() || !valid_listed_name(name) {
                 continue;
@@ -223,7 +225,7 @@ impl Fs {
                 tracing::warn!(%key, "skipping a key that is not a valid file name");
                 continue;
             }
-            self.remember(self.object_node(&key, info, attributes));
+            self.remember_listed(self.object_node(&key, info, attributes), started);
             names.insert(name.to_string());
         }
         for p in prefixes {
@@ -238,9 +240,9 @@ impl Fs {
             let path = &p[..p.len() - 1];
             let known = self.table.lock().unwrap().by_path.contains_key(path);
             match (markers.get(&p), known) {
-                (Some(marker), _) => drop(self.remember(self.dir_node(path, marker.clone()))),
+                (Some(marker), _) => drop(self.remember_listed(self.dir_node(path, marker.clone()), started)),
                 (None, true) => {}
-                (None, false) => drop(self.remember(self.dir_node(path, None))),
+                (None, false) => drop(self.remember_listed(self.dir_node(path, None), started)),
             }
         }
         // The table now holds exactly the listing, and what this mount made
@@ -296,12 +298,12 @@ impl Fs {
             let mut names = std::collections::HashSet::new();
             for (key, info) in entries.files {
                 names.insert(key[skip..].to_string());
-                self.remember(self.object_node(&key, info, true));
+                self.remember_listed(self.object_node(&key, info, true), started);
             }
             for (sub, marker) in entries.subdirs {
                 // A file and a directory of one name: the file wins.
                 if names.insert(sub[skip..].to_string()) {
-                    self.remember(self.dir_node(&sub, marker));
+                    self.remember_listed(self.dir_node(&sub, marker), started);
                 }
             }
             if tree::shows_whole(&path, last.as_deref()) {

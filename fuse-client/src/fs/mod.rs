@@ -25,7 +25,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::absence::Absence;
 use crate::attrs::{Posix, S_IFDIR, S_IFREG};
@@ -254,9 +254,17 @@ impl Fs {
         self.files.lock().unwrap().contains_key(&ino)
     }
 
+    /// [`Self::remember`] for a node a listing sent at `started` showed.
+    fn remember_listed(&self, mut node: Node, started: Instant) -> Attr {
+        node.fetched = started;
+        self.remember(node)
+    }
+
     /// Records `node` at its path, reusing the inode already known for it,
     /// or for its link group (one inode for all names of a hard-linked
-    /// file). What an open file or a fuller earlier fetch knows is kept.
+    /// file). What an open file, a fuller earlier fetch or anything learnt
+    /// after `node` was fetched (a commit while a listing was on its way,
+    /// say) knows is kept.
     fn remember(&self, node: Node) -> Attr {
         self.absence.present(&node.path);
         let target = {
@@ -287,10 +295,11 @@ impl Fs {
             table.unbind(&node.path);
             table.by_path.insert(node.path.clone(), ino);
         }
-        let keep = table
-            .nodes
-            .get(&ino)
-            .is_some_and(|old| open || old.local || (!node.loaded && old.loaded && old.etag == node.etag));
+        let keep = table.nodes.get(&ino).is_some_and(|old| {
+            open || old.local
+                || old.fetched > node.fetched
+                || (!node.loaded && old.loaded && old.etag == node.etag)
+        });
         let name = node.path.clone();
         if !keep {
             let mut node = node;

@@ -120,6 +120,7 @@ impl Fs {
                 None => self.store.delete(&prefix).await?,
             }
         }
+        self.deletes.removed(&prefix);
         self.deletes.remove_dir(&prefix);
         self.forget_path(&path);
         self.touch_dir(parent);
@@ -150,6 +151,7 @@ impl Fs {
                 self.deletes.delete(node.path.clone());
             } else {
                 self.store.delete(&node.path).await?;
+                self.deletes.removed(&node.path);
             }
         }
         if self.is_open(attr.ino) {
@@ -340,12 +342,14 @@ impl Fs {
                     Err(FsError::NotFound) if self.node(attr.ino)?.local => {}
                     moved => moved?,
                 }
+                self.deletes.removed(&dir_prefix(&from_path));
             }
             _ => {
                 self.flush_inode(attr.ino).await?;
                 let local = self.node(attr.ino)?.local;
                 if !local {
                     self.store.rename(&from_path, &to, false, no_replace).await?;
+                    self.deletes.removed(&from_path);
                 }
             }
         }

@@ -26,6 +26,10 @@ const HANG: Duration = Duration::from_secs(600);
 pub struct Settings {
     pub write_back: usize,
     pub versioned: bool,
+    /// The store has a change feed, which the mount follows; the harness
+    /// holds it back and releases it at random, so the mount's echoes of
+    /// its own changes come late (see `deliver`).
+    pub feed: bool,
 }
 
 impl Settings {
@@ -33,6 +37,7 @@ impl Settings {
         Settings {
             write_back: if rng.chance(50) { 0 } else { 4 },
             versioned: rng.chance(30),
+            feed: rng.chance(50),
         }
     }
 }
@@ -56,6 +61,10 @@ pub struct Harness {
     pub log: String,
     /// Keeps staging files for the harness's life.
     pub dir: tempfile::TempDir,
+    /// The mount's follower of the change feed, if the store has one.
+    follower: Option<tokio::task::JoinHandle<()>>,
+    /// How far the follower may read the feed.
+    released: u64,
 }
 
 pub fn config(settings: Settings, dir: &std::path::Path) -> Config {
@@ -83,8 +92,13 @@ async fn bounded<T>(what: &str, f: impl std::future::Future<Output = T>) -> Resu
 impl Harness {
     pub fn new(settings: Settings) -> Self {
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let store = Arc::new(MemoryStore::new(settings.versioned));
+        let store = Arc::new(match settings.feed {
+            true => MemoryStore::with_feed(settings.versioned),
+            false => MemoryStore::new(settings.versioned),
+        });
+        store.release_feed(0);
         let fs = Arc::new(Fs::new(store.clone(), config(settings, dir.path())).expect("an Fs"));
+        let follower = settings.feed.then(|| tokio::spawn(fs.clone().follow_changes()));
         Harness {
             settings,
             store,
@@ -93,6 +107,26 @@ impl Harness {
             open: Vec::new(),
             log: String::new(),
             dir,
+            follower,
+            released: 0,
+        }
+    }
+
+    /// Lets the mount's follower read some more of the feed, at random:
+    /// the echoes of the mount's own changes arrive one or many operations
+    /// late, applied at once or at the next moment an operation waits.
+    async fn deliver(&mut self, rng: &mut Rng) {
+        let len = self.store.feed_len();
+        if self.follower.is_none() || len == self.released || !rng.chance(40) {
+            return;
+        }
+        self.released += 1 + rng.below(len - self.released);
+        self.store.release_feed(self.released);
+        self.note(format!("feed read up to change {}", self.released));
+        if rng.chance(70) {
+            for _ in 0..4 {
+                tokio::task::yield_now().await;
+            }
         }
     }
 
@@ -186,6 +220,7 @@ impl Harness {
     pub async fn run(&mut self, rng: &mut Rng, steps: usize) -> Result<(), String> {
         for _ in 0..steps {
             bounded("an operation", self.step(rng)).await??;
+            self.deliver(rng).await;
             self.check_one(rng).await?;
         }
         self.remount().await?;
@@ -641,6 +676,10 @@ impl Harness {
         self.expect("sync before remount", synced, Ok(()))?;
         let config = config(self.settings, self.dir.path());
         self.fs = Arc::new(Fs::new(self.store.clone(), config).map_err(|e| e.to_string())?);
+        if let Some(old) = self.follower.take() {
+            old.abort();
+            self.follower = Some(tokio::spawn(self.fs.clone().follow_changes()));
+        }
         self.note("remounted");
         Ok(())
     }

@@ -106,3 +106,8 @@ fn locks_order_two_mounts_and_show_the_holders_writes() {
 fn a_name_leaving_its_link_group_is_its_own_file_though_the_group_is_open() {
     runtime().block_on(races::a_name_leaving_its_link_group_is_its_own_file_though_the_group_is_open());
 }
+
+#[test]
+fn a_late_listing_brings_back_nothing_changed_since_it_was_sent() {
+    runtime().block_on(races::a_late_listing_brings_back_nothing_changed_since_it_was_sent());
+}

@@ -19,6 +19,7 @@ fn uncached_fs(write_back: usize, dir: &std::path::Path) -> (Arc<MemoryStore>, A
         Settings {
             write_back,
             versioned: false,
+            feed: false,
         },
         dir,
     );
@@ -63,6 +64,7 @@ pub async fn a_directory_rename_under_a_streaming_upload_commits_under_the_new_n
         Settings {
             write_back: 0,
             versioned: false,
+            feed: false,
         },
         dir.path(),
     );
@@ -117,4 +119,56 @@ pub async fn a_name_leaving_its_link_group_is_its_own_file_though_the_group_is_o
         b"another client's b"
     );
     assert_eq!(&fs.read(fh, 0, 64).await.expect("read a")[..], b"shared");
+}
+
+/// A listing sent before this mount removed a directory and rewrote a file,
+/// and answered after: it brings neither the directory back (mkdir of it
+/// again works) nor the file's old version (its new bytes show).
+pub async fn a_late_listing_brings_back_nothing_changed_since_it_was_sent() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let store = Arc::new(MemoryStore::new(false));
+    let settings = Settings {
+        write_back: 0,
+        versioned: false,
+        feed: false,
+    };
+    let fs = Arc::new(Fs::new(store.clone(), config(settings, dir.path())).expect("an Fs"));
+    fs.mkdir(ROOT, "d", 0o755, 0, 0).await.expect("mkdir d");
+    let (f, fh) = fs
+        .create(ROOT, "f", 0o644, 0, 0, libc::O_RDWR)
+        .await
+        .expect("create f");
+    fs.write(fh, 0, b"old").await.expect("write f");
+    fs.flush(fh).await.expect("close f");
+
+    // The next store call is the readdir's listing: made now, answered
+    // after the rmdir and the rewrite below.
+    store.fault_at(1, Fault::Late(Duration::from_secs(1)));
+    let listing = {
+        let fs = fs.clone();
+        tokio::spawn(async move {
+            let dh = fs.opendir(ROOT).await?;
+            fs.readdir(ROOT, dh, 0).await
+        })
+    };
+    tokio::task::yield_now().await;
+    fs.rmdir(ROOT, "d").await.expect("rmdir d");
+    fs.write(fh, 0, b"new bytes!").await.expect("rewrite f");
+    fs.flush(fh).await.expect("close f again");
+    fs.release(fh).await.expect("release f");
+    let entries = listing.await.expect("the readdir task").expect("readdir");
+    assert!(
+        entries.iter().all(|e| e.name != "d"),
+        "the late listing shows the removed d"
+    );
+
+    let looked_up = fs.lookup(ROOT, "d").await;
+    assert!(
+        matches!(looked_up, Err(FsError::NotFound)),
+        "lookup d: {looked_up:?}"
+    );
+    fs.mkdir(ROOT, "d", 0o755, 0, 0).await.expect("mkdir d again");
+    assert_eq!(fs.getattr(f.ino).await.expect("getattr f").size, 10);
+    let (fh, _) = fs.open(f.ino, libc::O_RDONLY).await.expect("open f");
+    assert_eq!(&fs.read(fh, 0, 64).await.expect("read f")[..], b"new bytes!");
 }

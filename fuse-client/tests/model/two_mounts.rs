@@ -32,6 +32,7 @@ pub async fn locks_order_two_mounts_and_show_the_holders_writes() {
         let settings = Settings {
             write_back: 0,
             versioned: false,
+            feed: false,
         };
         let mut config = config(settings, dir.path());
         config.attr_ttl = Duration::from_secs(60);

@@ -4,7 +4,7 @@ CARGO ?= cargo
 CLUSTER_DIR ?= .cluster
 RELEASE_BIN := target/release
 
-.PHONY: deps build install up down test lint bench bench-quick bench-s3 bench-idle bench-amp fuzz clean
+.PHONY: deps build install up down test lint bench bench-quick bench-s3 bench-idle bench-amp fuzz compose-test clean
 
 deps:
 	@scripts/install-deps.sh
@@ -41,7 +41,14 @@ down:
 test: deps
 	@command -v pjdfstest >/dev/null || [ -x $$HOME/.cargo/bin/pjdfstest ] || $(CARGO) install pjdfstest
 	$(CARGO) build --workspace --bins --tests
+	python3 scripts/check-compose.py target/debug
 	$(CARGO) test --workspace --no-fail-fast -- --test-threads=2
+
+## Builds the image of docker/Dockerfile with podman, starts docker/compose.yaml
+## (Postgres, ZooKeeper, HAProxy, 2 routers, 3 nodes, a client mounting a bucket)
+## and copies a tree through the mount; not part of `make test`. KEEP=1 leaves it up.
+compose-test:
+	bash scripts/compose-test.sh
 
 ## Fuzz every parser of untrusted input (fuzz/fuzz_targets) for FUZZ_SECONDS
 ## each (default 300) with cargo fuzz on nightly; not part of `make test`.

@@ -18,6 +18,7 @@ packages=(
   moosefs-master moosefs-chunkserver moosefs-client   # benchmark peer (bench/moosefs.sh)
   iproute2 util-linux   # ip netns, nsenter and ss (MooseFS, the several-hosts test); mount -T for fstab tests
   curl                # raw HTTP requests in tests (status lines, request ids)
+  python3-yaml        # scripts/check-compose.py reads docker/compose.yaml
   systemd             # systemd-analyze verify of the units in deploy/systemd
   chromium            # the status page, loaded headless by a test
   ca-certificates

@@ -6,10 +6,17 @@
 //!
 //! Loops are cancelled at their next await; a one-off task (a replica
 //! being written) is not cancelled, only waited for up to the grace period.
+//!
+//! A loop cannot die: an attempt or pass that panics is logged as a failure
+//! and the loop goes on (an elected worker that panicked runs for leader
+//! again once its ZooKeeper session, dropped with it, is gone).
 
 use std::fmt::Display;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
+
+use futures::FutureExt;
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -49,10 +56,19 @@ impl Background {
                 let started = Instant::now();
                 let outcome = tokio::select! {
                     _ = stop.cancelled() => break,
-                    outcome = attempt() => outcome,
+                    outcome = AssertUnwindSafe(attempt()).catch_unwind() => outcome,
                 };
-                if let Err(e) = outcome {
-                    tracing::warn!(task = name, error = %e, retry_in_secs = backoff.as_secs_f64(), "background task failed");
+                match outcome {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        tracing::warn!(task = name, error = %e, retry_in_secs = backoff.as_secs_f64(), "background task failed")
+                    }
+                    Err(panic) => tracing::error!(
+                        task = name,
+                        panic = panic_message(&panic),
+                        retry_in_secs = backoff.as_secs_f64(),
+                        "background task panicked"
+                    ),
                 }
                 if started.elapsed() >= HEALTHY {
                     backoff = FIRST_BACKOFF;
@@ -83,7 +99,11 @@ impl Background {
                 }
                 tokio::select! {
                     _ = stop.cancelled() => break,
-                    _ = pass() => {}
+                    passed = AssertUnwindSafe(pass()).catch_unwind() => {
+                        if let Err(panic) = passed {
+                            tracing::error!(task = name, panic = panic_message(&panic), "background pass panicked");
+                        }
+                    }
                 }
             }
             tracing::debug!(task = name, "background task stopped");
@@ -111,6 +131,15 @@ impl Background {
             );
         }
     }
+}
+
+/// What a caught panic said, if it said it in words.
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(not a message)")
 }
 
 /// How long a process stopping on a signal waits for requests and tasks.
@@ -200,5 +229,38 @@ mod tests {
             (attempts.load(Ordering::SeqCst), passes.load(Ordering::SeqCst)),
             (a, p)
         );
+    }
+
+    /// A panicking attempt or pass is one that failed: the loops go on.
+    #[tokio::test(start_paused = true)]
+    async fn a_panic_does_not_end_a_loop() {
+        let background = Background::new();
+        let attempts = Arc::new(AtomicU32::new(0));
+        let counted = attempts.clone();
+        background.retry("panicking", move || {
+            let counted = counted.clone();
+            async move {
+                if counted.fetch_add(1, Ordering::SeqCst) < 2 {
+                    panic!("a log write failed");
+                }
+                Ok::<(), String>(())
+            }
+        });
+        let passes = Arc::new(AtomicU32::new(0));
+        let counted = passes.clone();
+        background.every("pass", Duration::from_secs(10), move || {
+            let counted = counted.clone();
+            async move {
+                counted.fetch_add(1, Ordering::SeqCst);
+                panic!("every pass panics");
+            }
+        });
+        tokio::time::sleep(Duration::from_secs(35)).await;
+        assert!(
+            attempts.load(Ordering::SeqCst) >= 4,
+            "the loop died after a panic"
+        );
+        assert_eq!(passes.load(Ordering::SeqCst), 3);
+        background.shutdown(Duration::from_secs(1)).await;
     }
 }

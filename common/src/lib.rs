@@ -16,6 +16,7 @@ pub mod chunk_id;
 pub mod extension;
 pub mod file_locks;
 pub mod fsync;
+pub mod logging;
 pub mod membership;
 pub mod memory;
 pub mod metrics;

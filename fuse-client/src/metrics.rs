@@ -67,6 +67,7 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
 impl Metrics {
     fn new() -> Self {
         let mut registry = Registry::default();
+        bucketfs_common::logging::register(&mut registry);
         let operations = latencies::<Operation>();
         registry.register(
             "bucketfs_fuse_operation_duration_seconds",

@@ -88,6 +88,27 @@ pub async fn apply_all(meta: &Meta, metrics: &Metrics, day: Duration) -> Result<
     Ok(total)
 }
 
+/// Aborts the uploads of any bucket started more than `age` ago (a batch
+/// per pass); answers how many.
+pub async fn abort_abandoned(meta: &Meta, metrics: &Metrics, age: Duration) -> Result<u64> {
+    let before = OffsetDateTime::now_utc() - age;
+    let mut aborted = 0;
+    for upload in meta.uploads_started_before_anywhere(before).await? {
+        if meta.delete_upload(&upload).await? {
+            aborted += 1;
+        }
+    }
+    if aborted > 0 {
+        tracing::info!(
+            aborted,
+            age_secs = age.as_secs_f64(),
+            "aborted abandoned multipart uploads"
+        );
+    }
+    metrics.uploads_abandoned_aborted.inc_by(aborted);
+    Ok(aborted)
+}
+
 fn days_ago(now: OffsetDateTime, days: i32, day: Duration) -> OffsetDateTime {
     now - day.mul_f64(f64::from(days.max(0)))
 }

@@ -10,13 +10,6 @@ async fn main() -> anyhow::Result<()> {
         router::Command::Serve(_) => "info",
         _ => "warn",
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into()),
-        )
-        .with_writer(std::io::stderr)
-        // Colours only on a terminal: a log file is read with grep.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    bucketfs_common::logging::init(default);
     router::main(cli).await
 }

@@ -63,6 +63,8 @@ pub struct Metrics {
     pub lifecycle_noncurrent_removed: Counter,
     pub lifecycle_markers_removed: Counter,
     pub lifecycle_uploads_aborted: Counter,
+    /// Uploads aborted for being older than `--abort-uploads-after-secs`.
+    pub uploads_abandoned_aborted: Counter,
     /// Versions whose fragmented chunk maps were compacted, and the bytes
     /// rewritten doing it.
     pub versions_compacted: Counter,
@@ -90,6 +92,7 @@ pub struct Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::default();
+        bucketfs_common::logging::register(&mut registry);
         let requests = latencies::<Request>();
         registry.register(
             "bucketfs_router_request_duration_seconds",
@@ -138,6 +141,10 @@ impl Default for Metrics {
         let lifecycle_uploads_aborted = counter(
             "bucketfs_router_lifecycle_uploads_aborted",
             "Unfinished multipart uploads aborted by lifecycle",
+        );
+        let uploads_abandoned_aborted = counter(
+            "bucketfs_router_uploads_abandoned_aborted",
+            "Multipart uploads aborted for being older than --abort-uploads-after-secs",
         );
         let versions_compacted = counter("bucketfs_router_versions_compacted", "Chunk maps compacted");
         let bytes_compacted = counter("bucketfs_router_bytes_compacted", "Bytes rewritten by compaction");
@@ -188,6 +195,7 @@ impl Default for Metrics {
             lifecycle_noncurrent_removed,
             lifecycle_markers_removed,
             lifecycle_uploads_aborted,
+            uploads_abandoned_aborted,
             versions_compacted,
             bytes_compacted,
             gc_pressure_runs,

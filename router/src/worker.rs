@@ -64,6 +64,12 @@ pub struct WorkerConfig {
     /// only to test rules).
     #[arg(long, default_value_t = 86400.0)]
     pub lifecycle_day_secs: f64,
+    /// Multipart uploads started this many seconds ago and neither
+    /// completed nor aborted are aborted, their parts' space given back (a
+    /// client that died mid-upload: a `cp` onto a mount killed half way); 0:
+    /// never. Buckets' lifecycle rules may abort sooner.
+    #[arg(long, default_value_t = 86400.0)]
+    pub abort_uploads_after_secs: f64,
 }
 
 pub struct Worker {
@@ -205,6 +211,12 @@ impl Worker {
             }
         }
         let day = Duration::from_secs_f64(self.config.lifecycle_day_secs.max(0.001));
+        if self.config.abort_uploads_after_secs > 0.0 {
+            let age = Duration::from_secs_f64(self.config.abort_uploads_after_secs);
+            if let Err(e) = crate::lifecycle::abort_abandoned(&self.meta, &self.metrics, age).await {
+                tracing::warn!(error = %e, "aborting abandoned uploads failed");
+            }
+        }
         if let Err(e) = crate::lifecycle::apply_all(&self.meta, &self.metrics, day).await {
             tracing::warn!(error = %e, "lifecycle pass failed");
         }

@@ -37,6 +37,7 @@ pub struct Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::default();
+        bucketfs_common::logging::register(&mut registry);
         let requests = latencies::<Request>();
         registry.register(
             "bucketfs_node_request_duration_seconds",

@@ -520,6 +520,30 @@ impl Cluster {
         Ok(port)
     }
 
+    /// [`Self::start_extra_router`] logging at debug level into a pipe
+    /// whose reading end it answers (drop it to close the router's log).
+    pub fn start_extra_router_logging_to_pipe(
+        &mut self,
+        name: &str,
+        args: &[&str],
+    ) -> Result<(u16, std::process::ChildStderr)> {
+        let port = free_port()?;
+        let mut cmd = self.router_command(port);
+        cmd.args(args)
+            .env("RUST_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        let mut child = cmd.spawn().with_context(|| format!("starting {name}"))?;
+        let stderr = child.stderr.take().context("the router's stderr")?;
+        self.children.insert(name.to_string(), child);
+        wait_for(name, Duration::from_secs(30), || {
+            http_get(port, "/_bucketfs/health").is_some()
+        })?;
+        Ok((port, stderr))
+    }
+
     pub fn start_router(&mut self, i: usize) -> Result<()> {
         let name = format!("router-{i}");
         let port = self.ports.routers[i - 1];
@@ -655,6 +679,11 @@ impl Cluster {
     /// `kill -9` of one process (by its name, e.g. `storage-node-2`).
     pub fn kill9(&mut self, name: &str) -> Result<()> {
         self.stop(name, Signal::SIGKILL)
+    }
+
+    /// Stops `name` with SIGTERM (a clean stop) and waits for it.
+    pub fn terminate(&mut self, name: &str) -> Result<()> {
+        self.stop(name, Signal::SIGTERM)
     }
 
     fn stop(&mut self, name: &str, signal: Signal) -> Result<()> {

@@ -1,6 +1,7 @@
 //! Prompt garbage collection: garbage leaves the nodes' disks within the
-//! default grace, a nearly full node is collected at once, and a write
-//! still streaming keeps its chunks however short the grace.
+//! default grace, a nearly full node is collected at once, a write still
+//! streaming keeps its chunks however short the grace, and an upload its
+//! client abandoned is aborted and its parts collected.
 
 use std::fs;
 use std::time::{Duration, Instant};
@@ -154,5 +155,75 @@ fn a_slow_upload_keeps_its_chunks_past_the_grace() -> Result<()> {
     wait_until("overwritten copies collected", Duration::from_secs(30), || {
         chunk_files(&cluster) == 3 * (4 + 3 + 3)
     })?;
+    Ok(())
+}
+
+/// A multipart upload whose client went away (a `cp` killed half way) is
+/// aborted once older than `--abort-uploads-after-secs`, and its parts'
+/// chunks leave the disks; a completed upload's object is untouched.
+#[test]
+fn an_abandoned_upload_is_aborted_and_its_parts_collected() -> Result<()> {
+    let cluster = Cluster::start_with_router_args(&[
+        "--worker-interval-secs",
+        "0.5",
+        "--gc-grace-secs",
+        "1",
+        "--abort-uploads-after-secs",
+        "3",
+    ])?;
+    cluster.aws_ok(&["s3", "mb", "s3://bkt"])?;
+    let part = cluster.dir.join("part.bin");
+    random_file(&part, 9 << 20, 5)?;
+    let kept = cluster.dir.join("kept.bin");
+    random_file(&kept, 5 << 20, 6)?;
+    cluster.s3_cp(&kept, "s3://bkt/kept")?;
+    let created = cluster.aws_ok(&[
+        "s3api",
+        "create-multipart-upload",
+        "--bucket",
+        "bkt",
+        "--key",
+        "abandoned",
+        "--query",
+        "UploadId",
+        "--output",
+        "text",
+    ])?;
+    let upload = created.trim();
+    cluster.aws_ok(&[
+        "s3api",
+        "upload-part",
+        "--bucket",
+        "bkt",
+        "--key",
+        "abandoned",
+        "--upload-id",
+        upload,
+        "--part-number",
+        "1",
+        "--body",
+        part.to_str().expect("a UTF-8 path"),
+    ])?;
+    // kept: 1 chunk; the part: 2 (chunks are 8 MiB); 3 replicas each.
+    assert_eq!(chunk_files(&cluster), 9);
+    let listed = |cluster: &Cluster| {
+        cluster
+            .aws_ok(&["s3api", "list-multipart-uploads", "--bucket", "bkt"])
+            .is_ok_and(|out| out.contains(upload))
+    };
+    assert!(listed(&cluster), "the upload is listed at first");
+
+    wait_until(
+        "the upload aborted and its parts collected",
+        Duration::from_secs(60),
+        || !listed(&cluster) && chunk_files(&cluster) == 3,
+    )?;
+    let aborted: u64 = (1..=2)
+        .filter_map(|i| cluster.router_metric(i, "bucketfs_router_uploads_abandoned_aborted_total"))
+        .sum();
+    assert_eq!(aborted, 1);
+    let back = cluster.dir.join("back.bin");
+    cluster.aws_ok(&["s3", "cp", "s3://bkt/kept", back.to_str().expect("a UTF-8 path")])?;
+    assert_eq!(sha256_file(&back)?, sha256_file(&kept)?);
     Ok(())
 }

@@ -7,6 +7,7 @@
 //! so that it starts among the first rather than last.
 
 mod access;
+mod background;
 mod change_feed;
 mod collection;
 mod conformance;

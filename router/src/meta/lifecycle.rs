@@ -116,6 +116,17 @@ impl Meta {
     }
 
     /// Upload ids under `prefix` started before `before`.
+    /// Uploads of any bucket started before `before`, oldest first.
+    pub async fn uploads_started_before_anywhere(&self, before: OffsetDateTime) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT upload_id FROM uploads WHERE created_at < $1 ORDER BY created_at LIMIT $2",
+        )
+        .bind(before)
+        .bind(LIFECYCLE_BATCH)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     pub async fn uploads_started_before(
         &self,
         bucket: &Bucket,

@@ -258,6 +258,66 @@ impl ChunkIo {
         Ok(added)
     }
 
+    /// Removes the replicas of `chunk` past `REPLICAS` (a node came back
+    /// after its replicas were made again elsewhere): the holders that rank
+    /// last for the chunk lose theirs, so placement converges on its
+    /// ranking. Only once every replica kept has answered a whole read that
+    /// matched the chunk's checksums: the copies kept are good ones, and a
+    /// bad one leaves the surplus in place for repair to sort out. Returns
+    /// how many replicas went.
+    pub async fn trim(&self, chunk: &ChunkReplicas) -> Result<usize> {
+        let id: ChunkId = chunk
+            .id
+            .parse()
+            .map_err(|_| Error::Internal(format!("bad chunk id {}", chunk.id)))?;
+        let ranked = placement::rank(&id, chunk.replicas.iter().map(String::as_str));
+        if ranked.len() <= REPLICAS {
+            return Ok(0);
+        }
+        let (keep, surplus) = ranked.split_at(REPLICAS);
+        for node in keep {
+            if !self.verified_on(chunk, node).await {
+                tracing::warn!(chunk = %chunk.id, %node, "a replica to keep failed its check: surplus kept");
+                return Ok(0);
+            }
+        }
+        for node in surplus {
+            self.meta.drop_replica(&chunk.id, node).await?;
+            if let Some(addr) = self.membership.addr(node) {
+                if let Err(e) = self.client.delete(&addr, &chunk.id).await {
+                    tracing::warn!(chunk = %chunk.id, %node, error = %e, "could not delete a surplus replica's file");
+                }
+            }
+            tracing::info!(chunk = %chunk.id, %node, "surplus replica removed");
+        }
+        Ok(surplus.len())
+    }
+
+    /// Does `node` hold the whole of `chunk`, matching its checksums?
+    async fn verified_on(&self, chunk: &ChunkReplicas, node: &str) -> bool {
+        let plan = ReadPlan {
+            replicas: vec![node.to_string()],
+            length: chunk.size as u64,
+            whole: Some(WholeChunk {
+                crc32c: chunk.crc32c as u32,
+                content_hash: chunk.content_hash.clone(),
+            }),
+        };
+        let (frames, _) = quorum::read(plan, |node| {
+            let client = self.client.clone();
+            let addr = self.membership.addr(&node);
+            let id = chunk.id.clone();
+            let end = chunk.size as u64;
+            async move {
+                let addr = addr.ok_or_else(|| ChunkError::Failed(format!("no address for {node}")))?;
+                client.get(&addr, &id, 0, end).await
+            }
+            .boxed()
+        })
+        .await;
+        frames.is_some()
+    }
+
     /// Deletes the files of a collected chunk from the nodes holding them.
     /// Best effort: a node that is down keeps an orphan file.
     pub async fn delete_replicas(&self, chunk: &ChunkReplicas) {

@@ -56,6 +56,8 @@ pub struct Metrics {
     pub checksum_failures: Counter,
     pub replica_read_fallbacks: Counter,
     pub replicas_repaired: Counter,
+    /// Surplus replicas removed (past 3 on live nodes).
+    pub replicas_trimmed: Counter,
     pub chunks_collected: Counter,
     /// Lifecycle: current versions expired, noncurrent versions removed,
     /// lone delete markers removed, unfinished uploads aborted.
@@ -128,6 +130,10 @@ impl Default for Metrics {
             "Reads that went on to another replica",
         );
         let replicas_repaired = counter("bucketfs_router_replicas_repaired", "Replicas written by repair");
+        let replicas_trimmed = counter(
+            "bucketfs_router_replicas_trimmed",
+            "Surplus replicas removed (more than 3 on live nodes)",
+        );
         let chunks_collected = counter("bucketfs_router_chunks_collected", "Garbage chunks deleted");
         let lifecycle_expired = counter("bucketfs_router_lifecycle_expired", "Current versions expired");
         let lifecycle_noncurrent_removed = counter(
@@ -190,6 +196,7 @@ impl Default for Metrics {
             checksum_failures,
             replica_read_fallbacks,
             replicas_repaired,
+            replicas_trimmed,
             chunks_collected,
             lifecycle_expired,
             lifecycle_noncurrent_removed,

@@ -7,7 +7,9 @@
 //! passes at the same time for longer than a session timeout.
 //!
 //! A pass: (1) chunks with fewer than 3 replicas on counted nodes get copies
-//! from a verified replica onto the best-ranked nodes lacking one; (2) chunks
+//! from a verified replica onto the best-ranked nodes lacking one, and
+//! chunks with more than 3 on live nodes lose the lowest-ranked ones once
+//! the 3 kept have been read back whole and verified; (2) chunks
 //! referenced by no version and no upload part whose lease has run out
 //! (`crate::lease`) lose their rows first and then their files. Between
 //! the two, versions fragmented by patches are compacted (`crate::compaction`).
@@ -159,6 +161,22 @@ impl Worker {
         }
     }
 
+    /// Removes replicas past `REPLICAS` on live nodes, throttled as repair is.
+    async fn trim_surplus(&self, live: &[String]) -> crate::error::Result<()> {
+        for chunk in self.meta.over_replicated(live, REPLICAS as i64, BATCH).await? {
+            let started = Instant::now();
+            match self.io.trim(&chunk).await {
+                Ok(n) => {
+                    self.metrics.replicas_trimmed.inc_by(n as u64);
+                }
+                Err(e) => tracing::warn!(chunk = %chunk.id, error = %e, "trimming surplus replicas failed"),
+            }
+            let pause = started.elapsed().mul_f64(self.config.repair_throttle.max(0.0));
+            tokio::time::sleep(pause).await;
+        }
+        Ok(())
+    }
+
     /// One repair, lifecycle and collection pass, recorded in Postgres for
     /// `router status` and the status page.
     pub async fn pass(&self) -> crate::error::Result<()> {
@@ -209,6 +227,7 @@ impl Worker {
             if lost > 0 {
                 tracing::error!(lost, "chunks have no readable replica on any counted node");
             }
+            self.trim_surplus(&live).await?;
         }
         let day = Duration::from_secs_f64(self.config.lifecycle_day_secs.max(0.001));
         if self.config.abort_uploads_after_secs > 0.0 {

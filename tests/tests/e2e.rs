@@ -16,6 +16,7 @@ mod disk_cache;
 mod extensions;
 mod failures;
 mod hard_links;
+mod healing;
 mod hostile;
 mod hosts;
 mod lifecycle;

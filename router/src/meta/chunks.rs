@@ -111,6 +111,30 @@ impl Meta {
         .await?)
     }
 
+    /// Chunks with more than `want` replicas on the `live` nodes (a node
+    /// came back after its replicas were made again elsewhere), with the
+    /// live nodes holding them.
+    pub async fn over_replicated(
+        &self,
+        live: &[String],
+        want: i64,
+        limit: i64,
+    ) -> Result<Vec<ChunkReplicas>> {
+        Ok(sqlx::query_as(
+            "SELECT c.id, c.size, c.crc32c, c.content_hash, array_agg(r.node_id) AS replicas
+             FROM chunk_replicas r JOIN chunks c ON c.id = r.chunk_id
+             WHERE r.node_id = ANY($1)
+             GROUP BY c.id
+             HAVING count(*) > $2
+             LIMIT $3",
+        )
+        .bind(live)
+        .bind(want)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// Deletes up to `limit` chunk rows that no version or upload part
     /// references and whose lease has run out; returns them with the nodes
     /// holding their replicas, whose files the caller then deletes.

@@ -7,7 +7,8 @@
 //! - `GET /chunks/{id}?start=S&end=E` returns verified payload bytes `[S, E)`
 //! - `HEAD /chunks/{id}` answers with the payload length ([`LENGTH_HEADER`])
 //! - `DELETE /chunks/{id}` removes a chunk
-//! - `GET /chunks` lists the chunk ids held, one per line
+//! - `GET /chunks` lists the chunks held, one per line: the id and the
+//!   file's age in seconds ([`inventory_line`]), for the worker's inventory
 //!
 //! Every request under [`CHUNKS_PATH`] is signed with the cluster secret
 //! ([`crate::peer_auth`]); a PUT signs the BLAKE3 hash of its body.
@@ -34,6 +35,18 @@ pub fn chunk_path(id: &impl Display) -> String {
 /// The path of bytes `[start, end)` of a chunk's payload.
 pub fn range_path(id: &impl Display, start: u64, end: u64) -> String {
     format!("{CHUNKS_PATH}/{id}?start={start}&end={end}")
+}
+
+/// One line of a node's inventory (`GET /chunks`): a chunk id and how many
+/// seconds ago its file was last written.
+pub fn inventory_line(id: &impl Display, age_secs: u64) -> String {
+    format!("{id} {age_secs}\n")
+}
+
+/// A line of [`inventory_line`]'s, read back.
+pub fn parse_inventory_line(line: &str) -> Option<(&str, u64)> {
+    let (id, age) = line.trim().split_once(' ')?;
+    Some((id, age.parse().ok()?))
 }
 
 /// The crc32c of a body as [`CRC32C_HEADER`] carries it.

@@ -23,6 +23,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a delete may take: a node that died a moment ago is still
 /// listed, and its port may already belong to something that never answers.
 const DELETE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a node may take to list its chunks.
+const INVENTORY_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Why a chunk request failed, as far as a caller chooses what to do next.
 #[derive(Debug, thiserror::Error)]
@@ -226,6 +228,33 @@ impl ChunkClient {
                 frames.push(frame);
             }
             Ok(frames)
+        })
+        .await
+    }
+
+    /// The node's inventory: every chunk it holds (ids as text) and the age
+    /// of its file in seconds. A long answer on a big node: it may take up
+    /// to [`INVENTORY_TIMEOUT`].
+    pub async fn inventory(&self, addr: &str) -> Result<Vec<(String, u64)>, ChunkError> {
+        let request = self
+            .request(
+                reqwest::Method::GET,
+                addr,
+                chunk_api::CHUNKS_PATH,
+                &self.empty_hash,
+            )
+            .timeout(INVENTORY_TIMEOUT);
+        self.timed("inventory", async {
+            let text = send(request)
+                .await?
+                .text()
+                .await
+                .map_err(|e| ChunkError::Failed(e.to_string()))?;
+            Ok(text
+                .lines()
+                .filter_map(chunk_api::parse_inventory_line)
+                .map(|(id, age)| (id.to_string(), age))
+                .collect())
         })
         .await
     }

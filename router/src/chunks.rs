@@ -318,6 +318,28 @@ impl ChunkIo {
         frames.is_some()
     }
 
+    /// What `node` holds: chunk ids and their files' ages in seconds.
+    pub async fn inventory(&self, node: &str) -> Result<Vec<(String, u64)>> {
+        let addr = self
+            .membership
+            .addr(node)
+            .ok_or_else(|| Error::Internal(format!("no address for {node}")))?;
+        self.client
+            .inventory(&addr)
+            .await
+            .map_err(|e| Error::Internal(format!("inventory of {node}: {e}")))
+    }
+
+    /// Removes chunk `id`'s file from `node`; best effort (logged).
+    pub async fn delete_file(&self, node: &str, id: &str) {
+        let Some(addr) = self.membership.addr(node) else {
+            return;
+        };
+        if let Err(e) = self.client.delete(&addr, id).await {
+            tracing::warn!(chunk = %id, %node, error = %e, "could not delete a chunk file");
+        }
+    }
+
     /// Deletes the files of a collected chunk from the nodes holding them.
     /// Best effort: a node that is down keeps an orphan file.
     pub async fn delete_replicas(&self, chunk: &ChunkReplicas) {

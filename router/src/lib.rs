@@ -14,6 +14,7 @@ pub(crate) mod escape;
 pub mod fuzzing;
 pub(crate) mod gate;
 pub(crate) mod host;
+pub(crate) mod inventory;
 pub(crate) mod lease;
 pub(crate) mod lifecycle;
 pub(crate) mod membership;
@@ -296,6 +297,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         meta: meta.clone(),
         io: io.clone(),
         metrics: metrics.clone(),
+        last_inventory: Default::default(),
     }
     .spawn(&background);
 

@@ -58,6 +58,10 @@ pub struct Metrics {
     pub replicas_repaired: Counter,
     /// Surplus replicas removed (past 3 on live nodes).
     pub replicas_trimmed: Counter,
+    /// The inventory's work: replica rows whose file was missing, and
+    /// files no row recorded, removed.
+    pub stale_replica_rows: Counter,
+    pub orphans_removed: Counter,
     pub chunks_collected: Counter,
     /// Lifecycle: current versions expired, noncurrent versions removed,
     /// lone delete markers removed, unfinished uploads aborted.
@@ -134,6 +138,14 @@ impl Default for Metrics {
             "bucketfs_router_replicas_trimmed",
             "Surplus replicas removed (more than 3 on live nodes)",
         );
+        let stale_replica_rows = counter(
+            "bucketfs_router_stale_replica_rows",
+            "Replica rows dropped because their node no longer had the file",
+        );
+        let orphans_removed = counter(
+            "bucketfs_router_orphans_removed",
+            "Chunk files no row recorded, removed from their node after the orphan grace",
+        );
         let chunks_collected = counter("bucketfs_router_chunks_collected", "Garbage chunks deleted");
         let lifecycle_expired = counter("bucketfs_router_lifecycle_expired", "Current versions expired");
         let lifecycle_noncurrent_removed = counter(
@@ -197,6 +209,8 @@ impl Default for Metrics {
             replica_read_fallbacks,
             replicas_repaired,
             replicas_trimmed,
+            stale_replica_rows,
+            orphans_removed,
             chunks_collected,
             lifecycle_expired,
             lifecycle_noncurrent_removed,

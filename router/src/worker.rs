@@ -72,6 +72,15 @@ pub struct WorkerConfig {
     /// never. Buckets' lifecycle rules may abort sooner.
     #[arg(long, default_value_t = 86400.0)]
     pub abort_uploads_after_secs: f64,
+    /// Seconds between two inventories of the nodes (each node lists its
+    /// chunk files; see `inventory.rs`); 0: none.
+    #[arg(long, default_value_t = 3600.0)]
+    pub inventory_interval_secs: f64,
+    /// A chunk file no row records is removed once it is this old. Writes
+    /// never take this long; one that did would fail rather than record
+    /// a chunk whose files were removed.
+    #[arg(long, default_value_t = 3600.0)]
+    pub orphan_grace_secs: f64,
 }
 
 pub struct Worker {
@@ -83,6 +92,8 @@ pub struct Worker {
     pub meta: Meta,
     pub io: ChunkIo,
     pub metrics: std::sync::Arc<Metrics>,
+    /// When this router last took the nodes' inventory.
+    pub last_inventory: std::sync::Mutex<Option<Instant>>,
 }
 
 impl Worker {
@@ -161,6 +172,25 @@ impl Worker {
         }
     }
 
+    /// The nodes' inventory, when one is due.
+    async fn take_inventory(&self) {
+        let interval = self.config.inventory_interval_secs;
+        let due = {
+            let mut last = self.last_inventory.lock().unwrap();
+            let due = interval > 0.0 && last.is_none_or(|at| at.elapsed().as_secs_f64() >= interval);
+            if due {
+                *last = Some(Instant::now());
+            }
+            due
+        };
+        if due {
+            let grace = Duration::from_secs_f64(self.config.orphan_grace_secs.max(0.0));
+            if let Err(e) = crate::inventory::pass(&self.meta, &self.io, &self.metrics, grace).await {
+                tracing::warn!(error = %e, "inventory pass failed");
+            }
+        }
+    }
+
     /// Removes replicas past `REPLICAS` on live nodes, throttled as repair is.
     async fn trim_surplus(&self, live: &[String]) -> crate::error::Result<()> {
         for chunk in self.meta.over_replicated(live, REPLICAS as i64, BATCH).await? {
@@ -229,6 +259,7 @@ impl Worker {
             }
             self.trim_surplus(&live).await?;
         }
+        self.take_inventory().await;
         let day = Duration::from_secs_f64(self.config.lifecycle_day_secs.max(0.001));
         if self.config.abort_uploads_after_secs > 0.0 {
             let age = Duration::from_secs_f64(self.config.abort_uploads_after_secs);

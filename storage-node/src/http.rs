@@ -19,7 +19,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use bucketfs_common::chunk_api::{ErrorCode, CHUNKS_PATH, CRC32C_HEADER, ERROR_HEADER, LENGTH_HEADER};
+use bucketfs_common::chunk_api::{self, ErrorCode, CHUNKS_PATH, CRC32C_HEADER, ERROR_HEADER, LENGTH_HEADER};
 use bucketfs_common::peer_auth::{
     AuthError, ClusterSecret, ContentHasher, Signed, CONTENT_HASH_HEADER, DATE_HEADER, SIGNATURE_HEADER,
 };
@@ -304,6 +304,9 @@ async fn delete_chunk(State(s): State<AppState>, Path(id): Path<String>) -> Resu
 
 async fn list_chunks(State(s): State<AppState>) -> Result<String, ApiError> {
     let store = s.store.clone();
-    let ids = blocking(move || store.list().map_err(StoreError::from)).await?;
-    Ok(ids.iter().map(|id| format!("{id}\n")).collect())
+    let chunks = blocking(move || store.list().map_err(StoreError::from)).await?;
+    Ok(chunks
+        .iter()
+        .map(|(id, age)| chunk_api::inventory_line(id, age.as_secs()))
+        .collect())
 }

@@ -52,7 +52,7 @@ async fn pass(store: Arc<ChunkStore>, metrics: Arc<Metrics>) {
         }
     };
     let mut corrupt = 0u64;
-    for id in ids {
+    for (id, _) in ids {
         let started = Instant::now();
         let store = store.clone();
         let result = tokio::task::spawn_blocking(move || store.verify(&id)).await;

@@ -244,19 +244,26 @@ impl ChunkStore {
         }
     }
 
-    /// Every chunk id stored here (not those being written).
-    pub fn list(&self) -> io::Result<Vec<ChunkId>> {
-        let mut ids = Vec::new();
+    /// Every chunk stored here (not those being written), with how long ago
+    /// its file was last written.
+    pub fn list(&self) -> io::Result<Vec<(ChunkId, std::time::Duration)>> {
+        let now = std::time::SystemTime::now();
+        let mut chunks = Vec::new();
         for shard in fs::read_dir(self.root.join("chunks"))? {
             for entry in fs::read_dir(shard?.path())? {
-                if let Some(id) = entry?.file_name().to_str().and_then(|n| n.parse().ok()) {
-                    ids.push(id);
+                let entry = entry?;
+                let Some(id) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+                    continue;
+                };
+                // A file deleted while we walk is simply not listed.
+                if let Ok(written) = entry.metadata().and_then(|m| m.modified()) {
+                    chunks.push((id, now.duration_since(written).unwrap_or_default()));
                 }
             }
         }
         let writing = self.writing.lock().unwrap();
-        ids.retain(|id| !writing.contains(id));
-        Ok(ids)
+        chunks.retain(|(id, _)| !writing.contains(id));
+        Ok(chunks)
     }
 
     /// Bytes the chunk files take on disk (allocated blocks, headers and
@@ -485,7 +492,15 @@ mod tests {
             store.read(&id, 300_000, None),
             Err(StoreError::BadRange)
         ));
-        assert_eq!(store.list().unwrap(), vec![id]);
+        assert_eq!(
+            store
+                .list()
+                .unwrap()
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect::<Vec<_>>(),
+            vec![id]
+        );
         assert_eq!(fs::read_dir(store.root().join("tmp")).unwrap().count(), 0);
     }
 

@@ -1,7 +1,11 @@
 //! Self-healing beyond repair: a node that comes back after its replicas
-//! were made again elsewhere does not leave chunks with four copies.
+//! were made again elsewhere does not leave chunks with four copies; the
+//! worker's inventory removes chunk files nothing records (planted, or left
+//! by a router killed mid-PUT) and drops the rows of replicas a wiped disk
+//! lost, which repair then makes again. No referenced chunk is ever touched.
 
 use std::fs;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::Result;
@@ -74,5 +78,138 @@ fn a_returning_nodes_surplus_replicas_are_trimmed() -> Result<()> {
         ])?;
         assert_eq!(sha256_file(&out)?, sha, "{key}");
     }
+    Ok(())
+}
+
+/// Replica rows in Postgres.
+fn replica_rows(cluster: &Cluster) -> Result<usize> {
+    let out = Command::new("psql")
+        .arg(cluster.database_url())
+        .args(["-tAc", "SELECT count(*) FROM chunk_replicas"])
+        .output()?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().parse()?)
+}
+
+#[test]
+fn the_inventory_removes_orphans_and_the_rows_of_lost_replicas() -> Result<()> {
+    let mut cluster = Cluster::start_with_router_args(&[
+        "--worker-interval-secs",
+        "0.5",
+        "--inventory-interval-secs",
+        "1",
+        "--orphan-grace-secs",
+        "3",
+        "--repair-after-secs",
+        "1",
+        "--repair-min-age-secs",
+        "0",
+        "--repair-throttle",
+        "0",
+    ])?;
+    let nodes = bucketfs_tests::STORAGE_NODES;
+    cluster.aws_ok(&["s3", "mb", "s3://bkt"])?;
+    let work = cluster.dir.join("work");
+    fs::create_dir_all(&work)?;
+    let mut objects = Vec::new();
+    for i in 0..2 {
+        let file = work.join(format!("o{i}.bin"));
+        random_file(&file, 20 << 20, 60 + i)?;
+        cluster.s3_cp(&file, format!("s3://bkt/o{i}"))?;
+        objects.push((format!("o{i}"), sha256_file(&file)?));
+    }
+    assert_eq!(chunk_files(&cluster, nodes), 18);
+
+    // Two files no row names, planted on storage-node-2.
+    let shard = cluster.node_data_dir(2).join("chunks").join("00");
+    fs::create_dir_all(&shard)?;
+    for id in [
+        "00aa00aa00aa00aa00aa00aa00aa00aa",
+        "00bb00bb00bb00bb00bb00bb00bb00bb",
+    ] {
+        fs::write(shard.join(id), b"not a chunk anyone wrote")?;
+    }
+    // A router killed while a 64 MiB upload streams through it.
+    let port = cluster.start_extra_router("router-doomed", &[])?;
+    let big = work.join("big.bin");
+    random_file(&big, 64 << 20, 70)?;
+    let before = chunk_files(&cluster, nodes);
+    let mut upload = cluster
+        .aws_at(
+            &format!("http://127.0.0.1:{port}"),
+            &["s3", "cp", big.to_str().expect("UTF-8"), "s3://bkt/big"],
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    wait_until("the upload's first chunks", Duration::from_secs(60), || {
+        chunk_files(&cluster, nodes) >= before + 6
+    })?;
+    cluster.kill9("router-doomed")?;
+    upload.kill()?;
+    upload.wait()?;
+
+    // storage-node-3 comes back with an empty disk.
+    cluster.kill9("storage-node-3")?;
+    fs::remove_dir_all(cluster.node_data_dir(3).join("chunks"))?;
+    cluster.start_node(3)?;
+
+    // Every file on a disk is one a row names, and every row's file is there.
+    let under = |c: &Cluster| {
+        c.status()
+            .ok()
+            .and_then(|s| s["chunks"]["under_replicated"].as_u64())
+    };
+    wait_until(
+        "the inventory reconciled and repair done",
+        Duration::from_secs(120),
+        || {
+            replica_rows(&cluster).is_ok_and(|rows| rows == chunk_files(&cluster, nodes))
+                && under(&cluster) == Some(0)
+                && !shard.join("00aa00aa00aa00aa00aa00aa00aa00aa").exists()
+        },
+    )?;
+    let metric = |name: &str| -> u64 { (1..=2).filter_map(|i| cluster.router_metric(i, name)).sum() };
+    let orphans = metric("bucketfs_router_orphans_removed_total");
+    let stale = metric("bucketfs_router_stale_replica_rows_total");
+    println!("orphans removed: {orphans}, stale rows dropped: {stale}");
+    assert!(orphans >= 2, "the planted orphans: {orphans}");
+    assert!(
+        stale >= 6,
+        "storage-node-3 held a replica of each of the 6 chunks: {stale}"
+    );
+    assert!(
+        cluster.chunk_file_count(3) >= 6,
+        "repair put storage-node-3's replicas back"
+    );
+    for (key, sha) in objects {
+        let out = work.join(format!("{key}.got"));
+        cluster.aws_ok(&[
+            "s3",
+            "cp",
+            &format!("s3://bkt/{key}"),
+            out.to_str().expect("UTF-8"),
+        ])?;
+        assert_eq!(sha256_file(&out)?, sha, "{key}");
+    }
+
+    // A swept chunk can never be recorded afterwards (a write stalled past
+    // the grace fails instead of naming files that are gone).
+    let recorded = Command::new("psql")
+        .arg(cluster.database_url())
+        .args([
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            "INSERT INTO chunks (id, size, crc32c, lease_until) \
+             VALUES ('00aa00aa00aa00aa00aa00aa00aa00aa', 24, 0, now())",
+        ])
+        .output()?;
+    let said = String::from_utf8_lossy(&recorded.stderr);
+    assert!(
+        !recorded.status.success() && said.contains("swept"),
+        "{said} {:?} {}",
+        recorded.status,
+        String::from_utf8_lossy(&recorded.stdout)
+    );
     Ok(())
 }

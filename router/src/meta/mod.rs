@@ -20,6 +20,7 @@ mod changes;
 mod chunks;
 mod compaction;
 mod file_locks;
+mod inventory;
 mod lifecycle;
 mod locks;
 mod objects;

@@ -197,6 +197,7 @@ impl ChunkIo {
         for _ in 0..report.fallbacks {
             self.metrics.replica_read_fallbacks.inc();
         }
+        self.metrics.replica_read_hedges.inc_by(report.hedges as u64);
         for node in &report.lost {
             if let Err(e) = self.meta.drop_replica(&piece.chunk_id, node).await {
                 tracing::warn!(chunk = %piece.chunk_id, %node, error = %e, "could not drop a bad replica record");

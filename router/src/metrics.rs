@@ -55,6 +55,8 @@ pub struct Metrics {
     pub listed_entries: Counter,
     pub checksum_failures: Counter,
     pub replica_read_fallbacks: Counter,
+    /// Replicas asked because the one asked before was slow to answer.
+    pub replica_read_hedges: Counter,
     pub replicas_repaired: Counter,
     /// Surplus replicas removed (past 3 on live nodes).
     pub replicas_trimmed: Counter,
@@ -133,6 +135,10 @@ impl Default for Metrics {
             "bucketfs_router_replica_read_fallbacks",
             "Reads that went on to another replica",
         );
+        let replica_read_hedges = counter(
+            "bucketfs_router_replica_read_hedges",
+            "Replicas asked because the one asked before had not answered within the hedge delay",
+        );
         let replicas_repaired = counter("bucketfs_router_replicas_repaired", "Replicas written by repair");
         let replicas_trimmed = counter(
             "bucketfs_router_replicas_trimmed",
@@ -207,6 +213,7 @@ impl Default for Metrics {
             listed_entries,
             checksum_failures,
             replica_read_fallbacks,
+            replica_read_hedges,
             replicas_repaired,
             replicas_trimmed,
             stale_replica_rows,

@@ -8,7 +8,12 @@
 //! quorum's copies are the durability promise). A failed copy is replaced by
 //! the next node of the ranking, asked to fsync. With no node left, a node
 //! that holds a deferred copy is asked again, to fsync it. The write is
-//! acknowledged once [`WRITE_QUORUM`] copies are durable.
+//! acknowledged once [`WRITE_QUORUM`] copies are durable. A copy that is
+//! merely slow (a stopped node never answers) is not waited for past
+//! [`SLOW_COPY`] after the first durable one: another copy is made durable.
+//!
+//! A read asks one replica at a time, and the next as well when one has not
+//! answered within [`HEDGE_AFTER`].
 
 use std::time::Duration;
 
@@ -24,6 +29,15 @@ pub const REPLICAS: usize = 3;
 pub const WRITE_QUORUM: usize = 2;
 /// The longest a write waits past its quorum for the remaining replicas.
 const LAST_REPLICA_GRACE: Duration = Duration::from_millis(5);
+/// How long after a write's first durable copy the second may take before
+/// another node is asked to make one (the deferred copy's holder, else the
+/// next of the ranking): at least this, or ten times the first copy's time.
+pub const SLOW_COPY: Duration = Duration::from_secs(1);
+/// How long a replica may take to answer a read before the next replica is
+/// asked as well. A healthy node reads an 8 MiB chunk in tens of
+/// milliseconds; a stopped one never answers (its kernel still accepts the
+/// connection), and the request timeout is a minute.
+pub const HEDGE_AFTER: Duration = Duration::from_millis(500);
 
 /// One replica's write as it lands: the node, how it was asked to sync,
 /// and how it went.
@@ -67,9 +81,35 @@ where
     }
     let started = Instant::now();
     let (mut durable, mut deferred) = (Vec::new(), Vec::new());
+    // Armed when the first durable copy lands: a copy still out long after
+    // it (a stopped node) is not waited for; see `SLOW_COPY`.
+    let slow = tokio::time::sleep(Duration::MAX / 4);
+    tokio::pin!(slow);
+    let (mut armed, mut moved_on) = (false, false);
     while durable.len() < WRITE_QUORUM {
-        match in_flight.next().await {
-            Some((node, Fsync::Now, Ok(()))) => durable.push(node),
+        let landed = tokio::select! {
+            landed = in_flight.next() => landed,
+            _ = &mut slow, if armed && !moved_on => {
+                moved_on = true;
+                // Once per write, so a merely busy node costs at most one
+                // surplus copy (trimmed later).
+                let node = deferred.pop().or_else(|| candidates.next());
+                if let Some(node) = node {
+                    tracing::warn!(%node, "a replica is slow to land; making another copy durable");
+                    in_flight.push(put(node, Fsync::Now));
+                }
+                continue;
+            }
+        };
+        match landed {
+            Some((node, Fsync::Now, Ok(()))) => {
+                if !armed {
+                    armed = true;
+                    let wait = SLOW_COPY.max(started.elapsed() * 10);
+                    slow.as_mut().reset(Instant::now() + wait);
+                }
+                durable.push(node)
+            }
             Some((node, Fsync::Deferred, Ok(()))) => deferred.push(node),
             Some((node, _, Err(e))) => {
                 tracing::warn!(%node, error = %e, "replica write failed");
@@ -124,6 +164,8 @@ pub struct ReadReport {
     pub lost: Vec<String>,
     /// Replicas tried and passed over for any reason.
     pub fallbacks: usize,
+    /// Replicas asked because the one before was slow to answer.
+    pub hedges: usize,
 }
 
 /// Which bytes a read asks of a chunk and how to check them.
@@ -149,16 +191,41 @@ pub fn read_order(mut replicas: Vec<String>, is_live: impl Fn(&str) -> bool) -> 
     replicas
 }
 
-/// Reads from the first replica of `plan` that answers with the right
-/// bytes, passing over one that fails, answers short, or (for a whole
-/// chunk) does not match the checksum.
+/// Reads the chunk from its replicas in `plan`'s order until one answers
+/// with the right bytes. A replica that has not answered within
+/// [`HEDGE_AFTER`] (a node stopped or stalled: its kernel still accepts the
+/// connection) does not hold the read up: the next replica is asked too,
+/// and the first good answer wins; the slower request is dropped.
 pub async fn read<F>(plan: ReadPlan, fetch: F) -> (Option<Frames>, ReadReport)
 where
     F: Fn(String) -> BoxFuture<'static, Result<Frames, ChunkError>>,
 {
     let mut report = ReadReport::default();
-    for node in plan.replicas {
-        match fetch(node.clone()).await {
+    let mut waiting = plan.replicas.into_iter();
+    let mut asked = FuturesUnordered::new();
+    let ask = |node: String| {
+        let answer = fetch(node.clone());
+        async move { (node, answer.await) }
+    };
+    if let Some(node) = waiting.next() {
+        asked.push(ask(node));
+    }
+    let mut hedge = Box::pin(tokio::time::sleep(HEDGE_AFTER));
+    loop {
+        let (node, answer) = tokio::select! {
+            Some(landed) = asked.next() => landed,
+            _ = &mut hedge, if waiting.len() > 0 => {
+                if let Some(node) = waiting.next() {
+                    tracing::warn!(%node, "a replica is slow to answer; asking the next one too");
+                    report.hedges += 1;
+                    asked.push(ask(node));
+                }
+                hedge.as_mut().reset(Instant::now() + HEDGE_AFTER);
+                continue;
+            }
+            else => return (None, report),
+        };
+        match answer {
             Ok(frames) if frames.len() as u64 != plan.length => {
                 tracing::warn!(%node, got = frames.len(), want = plan.length, "replica returned a short read");
             }
@@ -192,8 +259,16 @@ where
             }
         }
         report.fallbacks += 1;
+        // A failed answer asks the next replica at once (unless a hedge
+        // already did and is still on its way).
+        if asked.is_empty() {
+            match waiting.next() {
+                Some(node) => asked.push(ask(node)),
+                None => return (None, report),
+            }
+            hedge.as_mut().reset(Instant::now() + HEDGE_AFTER);
+        }
     }
-    (None, report)
 }
 
 #[cfg(test)]

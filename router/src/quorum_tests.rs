@@ -249,7 +249,8 @@ async fn a_read_passes_over_failed_short_and_mismatched_replicas() {
         ReadReport {
             checksum_failures: 1,
             lost: vec![],
-            fallbacks: 3
+            fallbacks: 3,
+            hedges: 0,
         },
         "a mismatch found here is counted, but the node's record is kept"
     );
@@ -298,4 +299,67 @@ async fn no_good_replica_reads_nothing() {
     assert!(frames.is_none());
     assert_eq!(report.fallbacks, 2);
     assert_eq!(report.lost, ["a"]);
+}
+
+/// A replica that never answers (a stopped node) costs the read one hedge
+/// delay, not the request timeout; a slow one still wins if it is first.
+#[tokio::test(start_paused = true)]
+async fn a_stalled_replica_costs_a_read_one_hedge_delay() {
+    let fetch = |node: String| -> BoxFuture<'static, Result<Frames, ChunkError>> {
+        async move {
+            match node.as_str() {
+                "stopped" => futures::future::pending().await,
+                "slow" => {
+                    tokio::time::sleep(HEDGE_AFTER * 3).await;
+                    Ok(Frames::from(vec![Bytes::from_static(b"slow")]))
+                }
+                _ => Ok(Frames::from(vec![Bytes::from_static(b"good")])),
+            }
+        }
+        .boxed()
+    };
+    let started = tokio::time::Instant::now();
+    let (frames, report) = read(plan(&["stopped", "good"], 4, None), fetch).await;
+    assert_eq!(frames.unwrap().concat(), Bytes::from_static(b"good"));
+    assert_eq!(started.elapsed(), HEDGE_AFTER);
+    assert_eq!((report.hedges, report.fallbacks), (1, 0));
+
+    let started = tokio::time::Instant::now();
+    let (frames, report) = read(plan(&["stopped", "slow", "good"], 4, None), fetch).await;
+    assert_eq!(frames.unwrap().concat(), Bytes::from_static(b"good"));
+    assert_eq!(started.elapsed(), HEDGE_AFTER * 2);
+    assert_eq!(report.hedges, 2);
+}
+
+/// A copy that never lands (a stopped node) holds the write up for
+/// `SLOW_COPY` after the first durable copy, not the request timeout: the
+/// node holding the deferred copy is asked to make it durable.
+#[tokio::test(start_paused = true)]
+async fn a_stalled_copy_is_not_waited_for() {
+    let nodes = Nodes::new(&[
+        ("a", ok(10)),
+        ("stopped", ok(600_000)),
+        ("c", ok(12)),
+        ("d", ok(10)),
+    ]);
+    let started = Instant::now();
+    let done = write(nodes.ranked(&["a", "stopped", "c", "d"]), |n, f| nodes.put(n, f))
+        .await
+        .unwrap();
+    assert_eq!(done.stored, ["a", "c"]);
+    assert_eq!(done.pending.len(), 1, "the stopped node's copy is left pending");
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_millis(10) + SLOW_COPY + Duration::from_millis(12 + 5),
+        "first copy at 10 ms, the slow-copy wait, c's durable copy, the grace"
+    );
+    assert_eq!(
+        nodes.asked(),
+        asked(&[
+            ("a", Fsync::Now),
+            ("stopped", Fsync::Now),
+            ("c", Fsync::Deferred),
+            ("c", Fsync::Now)
+        ])
+    );
 }

@@ -681,6 +681,16 @@ impl Cluster {
         self.stop(name, Signal::SIGKILL)
     }
 
+    /// Sends `signal` to `name` without waiting for it (SIGSTOP, SIGCONT).
+    pub fn signal(&self, name: &str, signal: Signal) -> Result<()> {
+        let child = self
+            .children
+            .get(name)
+            .with_context(|| format!("{name} is not running"))?;
+        kill(Pid::from_raw(child.id() as i32), signal)?;
+        Ok(())
+    }
+
     /// Stops `name` with SIGTERM (a clean stop) and waits for it.
     pub fn terminate(&mut self, name: &str) -> Result<()> {
         self.stop(name, Signal::SIGTERM)

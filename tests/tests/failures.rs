@@ -2,7 +2,7 @@
 
 use std::fs;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use bucketfs_tests::tools::{random_file, sha256_file, TinyDisk};
@@ -278,5 +278,58 @@ fn a_full_disk_loses_nothing() -> Result<()> {
     assert!(log.contains("disk is full"), "the full disk was not reported");
     // Nothing half-written is left behind on the full node.
     assert_eq!(fs::read_dir(data.join("tmp"))?.count(), 0);
+    Ok(())
+}
+
+/// A stopped node (SIGSTOP: its kernel still accepts connections, but it
+/// never answers) holds no request up for the minute a request to it may
+/// take: a read asks the next replica after half a second, a write makes
+/// another copy durable a second after its first. Each request's time is
+/// printed; the bound asserted is only that none waited the node out.
+#[test]
+fn a_stopped_node_holds_no_request_up() -> Result<()> {
+    let cluster = Cluster::start()?;
+    let work = setup(&cluster)?;
+    let mut objects = Vec::new();
+    for i in 0..4 {
+        let file = work.join(format!("s{i}.bin"));
+        random_file(&file, 9 << 20, 80 + i)?;
+        put(&cluster, &file, &format!("s{i}"))?;
+        objects.push((format!("s{i}"), sha256_file(&file)?));
+    }
+    cluster.signal("storage-node-1", nix::sys::signal::Signal::SIGSTOP)?;
+    let mut times = Vec::new();
+    for (key, sha) in &objects {
+        let started = Instant::now();
+        assert_eq!(&get_sha(&cluster, key, &work)?, sha, "{key}");
+        times.push((format!("GET {key}"), started.elapsed()));
+    }
+    for i in 0..2 {
+        let file = work.join(format!("n{i}.bin"));
+        random_file(&file, 9 << 20, 90 + i)?;
+        let started = Instant::now();
+        put(&cluster, &file, &format!("n{i}"))?;
+        times.push((format!("PUT n{i}"), started.elapsed()));
+        objects.push((format!("n{i}"), sha256_file(&file)?));
+    }
+    cluster.signal("storage-node-1", nix::sys::signal::Signal::SIGCONT)?;
+    for (what, took) in &times {
+        println!("{what} with storage-node-1 stopped: {:.2} s", took.as_secs_f64());
+    }
+    let hedges = cluster.routers_metric("bucketfs_router_replica_read_hedges_total");
+    println!("reads hedged: {hedges}");
+    for (what, took) in &times {
+        assert!(
+            *took < Duration::from_secs(20),
+            "{what} waited {took:?}: the stopped node held it up"
+        );
+    }
+    for (key, sha) in &objects {
+        assert_eq!(
+            &get_sha(&cluster, key, &work)?,
+            sha,
+            "{key} after the node resumed"
+        );
+    }
     Ok(())
 }

@@ -70,6 +70,24 @@ pub async fn run(meta: &Meta, command: KeyCommand) -> anyhow::Result<()> {
 }
 
 /// `router space`: a table per bucket, then the cluster's totals and ratios.
+/// `router drain NODE [--undo]`: says what the drain will do, and how many
+/// replicas the node holds now.
+pub async fn drain(meta: &Meta, node: &str, draining: bool) -> anyhow::Result<()> {
+    if !meta.set_draining(node, draining).await? {
+        anyhow::bail!("no storage node {node} has ever joined this cluster");
+    }
+    let held = meta.replica_count(node).await?;
+    if draining {
+        println!(
+            "draining {node}: it takes no new replicas; its {held} replicas are copied elsewhere and then removed \
+             (`router status` shows the count fall to 0; then the node can go)"
+        );
+    } else {
+        println!("{node} is no longer draining ({held} replicas)");
+    }
+    Ok(())
+}
+
 pub async fn print_space(meta: &Meta) -> anyhow::Result<()> {
     let space = meta.space(true).await?;
     println!(

@@ -83,7 +83,7 @@ impl ChunkIo {
         let id = ChunkId::random();
         let crc = crc32c::crc32c(&data);
         let hash: Arc<str> = peer_auth::content_hash(&data).into();
-        let live = self.membership.live_ids();
+        let live = self.membership.placement_ids();
         let ranked = placement::rank(&id, live.iter().map(String::as_str))
             .into_iter()
             .map(str::to_string)
@@ -231,7 +231,7 @@ impl ChunkIo {
             Some(hash) => (chunk.crc32c as u32, hash.as_str().into()),
             None => (chunk.crc32c as u32, peer_auth::content_hash(&data).into()),
         };
-        let live = self.membership.live_ids();
+        let live = self.membership.placement_ids();
         let targets: Vec<String> = placement::rank(&id, live.iter().map(String::as_str))
             .into_iter()
             .filter(|n| !chunk.replicas.iter().any(|r| r == n))
@@ -271,7 +271,9 @@ impl ChunkIo {
             .id
             .parse()
             .map_err(|_| Error::Internal(format!("bad chunk id {}", chunk.id)))?;
-        let ranked = placement::rank(&id, chunk.replicas.iter().map(String::as_str));
+        let mut ranked = placement::rank(&id, chunk.replicas.iter().map(String::as_str));
+        // A draining node's replica is the first to go.
+        ranked.sort_by_key(|node| self.membership.is_draining(node));
         if ranked.len() <= REPLICAS {
             return Ok(0);
         }

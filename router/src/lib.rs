@@ -62,6 +62,17 @@ pub enum Command {
         #[command(subcommand)]
         command: admin::KeyCommand,
     },
+    /// Drains a storage node: it takes no new replicas, and the worker copies
+    /// its replicas to other nodes and then removes them, until it holds
+    /// none (see `router status`); `--undo` ends the drain.
+    Drain {
+        #[arg(long, env = "BUCKETFS_DATABASE_URL")]
+        database_url: String,
+        /// The node's id (its `--node-id`).
+        node: String,
+        #[arg(long)]
+        undo: bool,
+    },
     /// Prints logical bytes (current versions, all versions) per bucket
     /// against the bytes chunks take: recorded once, replicated, unreferenced,
     /// and on the nodes' disks.
@@ -165,6 +176,15 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
                 print!("{}", status.text());
             }
             Ok(())
+        }
+        Command::Drain {
+            database_url,
+            node,
+            undo,
+        } => {
+            let meta = Meta::connect_lazy(&database_url)?;
+            meta.migrate().await;
+            admin::drain(&meta, &node, !undo).await
         }
         Command::Space { database_url } => {
             let meta = Meta::connect_lazy(&database_url)?;

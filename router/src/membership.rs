@@ -22,6 +22,8 @@ struct State {
     known: HashMap<String, String>,
     /// Whether the watch's ZooKeeper session is up.
     connected: bool,
+    /// Nodes being drained (`router drain`): live, read from, never written to.
+    draining: std::collections::HashSet<String>,
 }
 
 /// A shared, cheaply cloned view of cluster membership.
@@ -34,6 +36,26 @@ impl Membership {
     /// Ids of the live nodes, sorted.
     pub fn live_ids(&self) -> Vec<String> {
         self.state.read().unwrap().live.keys().cloned().collect()
+    }
+
+    /// Ids of the live nodes new replicas may go to: not those draining.
+    pub fn placement_ids(&self) -> Vec<String> {
+        let state = self.state.read().unwrap();
+        state
+            .live
+            .keys()
+            .filter(|id| !state.draining.contains(*id))
+            .cloned()
+            .collect()
+    }
+
+    pub fn is_draining(&self, id: &str) -> bool {
+        self.state.read().unwrap().draining.contains(id)
+    }
+
+    /// The nodes being drained, as Postgres says.
+    pub fn set_draining(&self, nodes: Vec<String>) {
+        self.state.write().unwrap().draining = nodes.into_iter().collect();
     }
 
     pub fn is_live(&self, id: &str) -> bool {
@@ -115,6 +137,9 @@ impl Membership {
                 }
             }
             self.set_live(nodes);
+            if let Ok(draining) = meta.draining_nodes().await {
+                self.set_draining(draining);
+            }
             let after = self.live_ids();
             if before != after {
                 tracing::info!(live = ?after, "storage node membership changed");

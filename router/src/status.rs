@@ -126,6 +126,8 @@ pub struct NodeStatus {
     pub quarantined: u64,
     /// Seconds since a router last mirrored its record.
     pub seen_secs_ago: f64,
+    /// Being drained: its replicas move elsewhere (`router drain`).
+    pub draining: bool,
 }
 
 impl NodeStatus {
@@ -143,6 +145,7 @@ impl NodeStatus {
             replicas: 0,
             quarantined: n.quarantined_chunks,
             seen_secs_ago: 0.0,
+            draining: false,
         }
     }
 }
@@ -206,6 +209,7 @@ pub async fn gather(meta: &Meta, zookeeper: ZookeeperView) -> Status {
             Some(n) => NodeStatus {
                 replicas: count(r.replicas),
                 seen_secs_ago: r.seen_secs_ago,
+                draining: r.draining,
                 ..NodeStatus::live(n)
             },
             None => NodeStatus {
@@ -219,6 +223,7 @@ pub async fn gather(meta: &Meta, zookeeper: ZookeeperView) -> Status {
                 replicas: count(r.replicas),
                 quarantined: count(r.quarantined),
                 seen_secs_ago: r.seen_secs_ago,
+                draining: r.draining,
             },
         })
         .collect();
@@ -313,7 +318,7 @@ impl Status {
                 "{:<24} {:<22} {:<8} {:>11} {:>11} {:>11} {:>9} {:>11}",
                 n.id,
                 n.addr,
-                n.state,
+                if n.draining { "draining" } else { n.state },
                 human_bytes(n.capacity_bytes),
                 human_bytes(n.used_bytes),
                 human_bytes(n.free_bytes),

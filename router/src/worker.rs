@@ -223,8 +223,12 @@ impl Worker {
     }
 
     async fn run_pass(&self, report: &mut PassReport) -> crate::error::Result<()> {
+        // Drains as Postgres has them now, not as of the last membership refresh.
+        self.io
+            .membership()
+            .set_draining(self.meta.draining_nodes().await?);
         let live = self.io.membership().live_ids();
-        if live.len() >= REPLICAS {
+        if self.io.membership().placement_ids().len() >= REPLICAS {
             let chunks = self
                 .meta
                 .under_replicated(

@@ -213,3 +213,74 @@ fn the_inventory_removes_orphans_and_the_rows_of_lost_replicas() -> Result<()> {
     );
     Ok(())
 }
+
+/// `router drain` of one node of four: it takes no new replicas, its
+/// replicas are copied to the others and then removed, and it ends empty
+/// with nothing under-replicated; every object reads back, and a write
+/// made after the drain began has no replica on it.
+#[test]
+fn a_drained_node_ends_empty_with_nothing_under_replicated() -> Result<()> {
+    let mut cluster = Cluster::start_with_router_args(&[
+        "--worker-interval-secs",
+        "0.5",
+        "--repair-min-age-secs",
+        "0",
+        "--repair-throttle",
+        "0",
+    ])?;
+    let nodes = cluster.add_node()?;
+    cluster.wait_live_nodes(1, nodes)?;
+    cluster.aws_ok(&["s3", "mb", "s3://bkt"])?;
+    let work = cluster.dir.join("work");
+    fs::create_dir_all(&work)?;
+    let mut objects = Vec::new();
+    let mut write = |cluster: &Cluster, i: u64| -> Result<()> {
+        let file = work.join(format!("d{i}.bin"));
+        random_file(&file, 20 << 20, 100 + i)?;
+        cluster.s3_cp(&file, format!("s3://bkt/d{i}"))?;
+        objects.push((format!("d{i}"), sha256_file(&file)?));
+        Ok(())
+    };
+    for i in 0..4 {
+        write(&cluster, i)?;
+    }
+    assert!(cluster.chunk_file_count(1) > 0, "storage-node-1 holds no replica");
+
+    let said = cluster.router_admin("drain", &["storage-node-1"])?;
+    println!("{said}");
+    assert!(said.contains("draining storage-node-1"), "{said}");
+    // Routers learn of the drain within their membership refresh (10 s).
+    std::thread::sleep(Duration::from_secs(11));
+    write(&cluster, 4)?;
+    let node1 = |c: &Cluster| -> Option<(u64, bool)> {
+        let status = c.status().ok()?;
+        let node = status["nodes"]
+            .as_array()?
+            .iter()
+            .find(|n| n["id"] == "storage-node-1")?
+            .clone();
+        Some((node["replicas"].as_u64()?, node["draining"].as_bool()?))
+    };
+    let under = |c: &Cluster| {
+        c.status()
+            .ok()
+            .and_then(|s| s["chunks"]["under_replicated"].as_u64())
+    };
+    wait_until("storage-node-1 drained", Duration::from_secs(120), || {
+        cluster.chunk_file_count(1) == 0 && node1(&cluster) == Some((0, true)) && under(&cluster) == Some(0)
+    })?;
+    // 5 objects of 3 chunks, 3 replicas each, none on the drained node.
+    assert_eq!(chunk_files(&cluster, nodes), 45);
+    println!("{}", cluster.status_text()?);
+    for (key, sha) in &objects {
+        let out = work.join(format!("{key}.got"));
+        cluster.aws_ok(&[
+            "s3",
+            "cp",
+            &format!("s3://bkt/{key}"),
+            out.to_str().expect("UTF-8"),
+        ])?;
+        assert_eq!(&sha256_file(&out)?, sha, "{key}");
+    }
+    Ok(())
+}

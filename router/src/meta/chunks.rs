@@ -92,8 +92,9 @@ impl Meta {
     ) -> Result<Vec<ChunkReplicas>> {
         Ok(sqlx::query_as(
             "WITH counted AS (
-                 SELECT unnest($1::text[]) AS id
-                 UNION SELECT id FROM nodes WHERE last_seen > now() - make_interval(secs => $4))
+                 (SELECT unnest($1::text[]) AS id
+                  UNION SELECT id FROM nodes WHERE last_seen > now() - make_interval(secs => $4))
+                 EXCEPT SELECT id FROM nodes WHERE draining)
              SELECT c.id, c.size, c.crc32c, c.content_hash,
                     COALESCE(array_agg(r.node_id) FILTER (WHERE r.node_id IN (SELECT id FROM counted)), '{}') AS replicas
              FROM chunks c LEFT JOIN chunk_replicas r ON r.chunk_id = c.id
@@ -175,6 +176,36 @@ impl Meta {
     }
 
     // ---- nodes -------------------------------------------------------------
+
+    /// Starts (or ends) draining `node`; false if no such node was ever seen.
+    pub async fn set_draining(&self, node: &str, draining: bool) -> Result<bool> {
+        let updated = sqlx::query("UPDATE nodes SET draining = $2 WHERE id = $1")
+            .bind(node)
+            .bind(draining)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(updated > 0)
+    }
+
+    /// The nodes being drained.
+    pub async fn draining_nodes(&self) -> Result<Vec<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT id FROM nodes WHERE draining ORDER BY id")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    /// How many replicas Postgres records on `node`.
+    pub async fn replica_count(&self, node: &str) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT count(*) FROM chunk_replicas WHERE node_id = $1")
+                .bind(node)
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
 
     /// Mirrors a node's ZooKeeper record.
     pub async fn upsert_node(&self, node: &NodeInfo) -> Result<()> {

@@ -18,6 +18,8 @@ pub struct NodeRow {
     pub seen_secs_ago: f64,
     /// Replicas recorded on it.
     pub replicas: i64,
+    /// Being drained (`router drain`).
+    pub draining: bool,
 }
 
 /// Chunks against the live nodes.
@@ -59,7 +61,7 @@ impl Meta {
         Ok(sqlx::query_as(
             "SELECT n.id, n.addr, n.capacity, n.free, n.chunk_disk_bytes, n.quarantined,
                     extract(epoch FROM now() - n.last_seen)::float8 AS seen_secs_ago,
-                    COALESCE(r.replicas, 0) AS replicas
+                    COALESCE(r.replicas, 0) AS replicas, n.draining
              FROM nodes n
              LEFT JOIN (SELECT node_id, count(*) AS replicas FROM chunk_replicas GROUP BY node_id) r
                     ON r.node_id = n.id

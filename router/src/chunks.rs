@@ -224,13 +224,7 @@ impl ChunkIo {
             content_hash: chunk.content_hash.clone(),
             replicas: chunk.replicas.clone(),
         };
-        let data = self.read(&source, 0, chunk.size as u64).await?.concat();
-        // Verified against the recorded hash by the read, or (a chunk from
-        // before hashes were recorded) against its crc32c only.
-        let sums: (u32, Arc<str>) = match &chunk.content_hash {
-            Some(hash) => (chunk.crc32c as u32, hash.as_str().into()),
-            None => (chunk.crc32c as u32, peer_auth::content_hash(&data).into()),
-        };
+        let (data, sums) = self.verified_bytes(&source, chunk).await?;
         let live = self.membership.placement_ids();
         let targets: Vec<String> = placement::rank(&id, live.iter().map(String::as_str))
             .into_iter()
@@ -257,6 +251,49 @@ impl ChunkIo {
             }
         }
         Ok(added)
+    }
+
+    /// The whole of `chunk` (whose replicas `source` lists), read from a
+    /// replica and verified against its recorded hash (or, a chunk from
+    /// before hashes were recorded, its crc32c only), with its sums.
+    async fn verified_bytes(
+        &self,
+        source: &PieceLocation,
+        chunk: &ChunkReplicas,
+    ) -> Result<(Bytes, (u32, Arc<str>))> {
+        let data = self.read(source, 0, chunk.size as u64).await?.concat();
+        let sums: (u32, Arc<str>) = match &chunk.content_hash {
+            Some(hash) => (chunk.crc32c as u32, hash.as_str().into()),
+            None => (chunk.crc32c as u32, peer_auth::content_hash(&data).into()),
+        };
+        Ok((data, sums))
+    }
+
+    /// Moves `chunk`'s replica from node `from` to node `to`: a verified
+    /// copy is made durable on `to` and recorded before `from`'s row and
+    /// file go, so the chunk never has fewer replicas than before.
+    pub async fn move_replica(&self, chunk: &ChunkReplicas, from: &str, to: &str) -> Result<()> {
+        let id: ChunkId = chunk
+            .id
+            .parse()
+            .map_err(|_| Error::Internal(format!("bad chunk id {}", chunk.id)))?;
+        let source = PieceLocation {
+            object_offset: 0,
+            chunk_id: chunk.id.clone(),
+            chunk_offset: 0,
+            length: chunk.size,
+            chunk_size: chunk.size,
+            crc32c: chunk.crc32c,
+            content_hash: chunk.content_hash.clone(),
+            replicas: chunk.replicas.clone(),
+        };
+        let (data, sums) = self.verified_bytes(&source, chunk).await?;
+        let (_, _, result) = self.put_replica(to.to_string(), id, sums, data, Fsync::Now).await;
+        result.map_err(|e| Error::Internal(format!("moving chunk {} to {to}: {e}", chunk.id)))?;
+        self.meta.add_replica(&chunk.id, to).await?;
+        self.meta.drop_replica(&chunk.id, from).await?;
+        self.delete_file(from, &chunk.id).await;
+        Ok(())
     }
 
     /// Removes the replicas of `chunk` past `REPLICAS` (a node came back

@@ -21,6 +21,7 @@ pub(crate) mod membership;
 pub mod meta;
 pub(crate) mod metrics;
 pub(crate) mod quorum;
+pub(crate) mod rebalance;
 pub(crate) mod recent;
 pub(crate) mod request_id;
 pub mod s3;
@@ -54,7 +55,7 @@ pub struct Cli {
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
     /// Serve the S3 API.
-    Serve(ServeConfig),
+    Serve(Box<ServeConfig>),
     /// Manage users' access keys: create, list, revoke.
     Key {
         #[arg(long, env = "BUCKETFS_DATABASE_URL")]
@@ -151,7 +152,7 @@ pub struct ServeConfig {
 
 pub async fn main(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve(config) => serve(config).await,
+        Command::Serve(config) => serve(*config).await,
         Command::Key {
             database_url,
             command,

@@ -60,6 +60,10 @@ pub struct Metrics {
     pub replicas_repaired: Counter,
     /// Surplus replicas removed (past 3 on live nodes).
     pub replicas_trimmed: Counter,
+    /// Replicas moved by rebalance, and the bytes between the fullest and
+    /// the emptiest node as the last pass saw them.
+    pub replicas_moved: Counter,
+    pub rebalance_spread_bytes: Gauge,
     /// The inventory's work: replica rows whose file was missing, and
     /// files no row recorded, removed.
     pub stale_replica_rows: Counter,
@@ -144,6 +148,10 @@ impl Default for Metrics {
             "bucketfs_router_replicas_trimmed",
             "Surplus replicas removed (more than 3 on live nodes)",
         );
+        let replicas_moved = counter(
+            "bucketfs_router_replicas_moved",
+            "Replicas moved from the fullest node to the emptiest by rebalance",
+        );
         let stale_replica_rows = counter(
             "bucketfs_router_stale_replica_rows",
             "Replica rows dropped because their node no longer had the file",
@@ -200,6 +208,10 @@ impl Default for Metrics {
                 "Bytes the nodes' chunk files take on disk",
             ),
             live_storage_nodes: gauge("bucketfs_router_live_storage_nodes", "Storage nodes seen live"),
+            rebalance_spread_bytes: gauge(
+                "bucketfs_router_rebalance_spread_bytes",
+                "Replica bytes between the fullest and the emptiest node, as rebalance last saw them",
+            ),
             recent: Recent::default(),
             registry,
             requests,
@@ -218,6 +230,7 @@ impl Default for Metrics {
             replicas_trimmed,
             stale_replica_rows,
             orphans_removed,
+            replicas_moved,
             chunks_collected,
             lifecycle_expired,
             lifecycle_noncurrent_removed,

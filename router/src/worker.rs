@@ -81,6 +81,10 @@ pub struct WorkerConfig {
     /// a chunk whose files were removed.
     #[arg(long, default_value_t = 3600.0)]
     pub orphan_grace_secs: f64,
+    /// Even out the replica bytes the nodes hold (a node that joins starts
+    /// empty), moving replicas throttled as repair is (`--repair-throttle`).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub rebalance: bool,
 }
 
 pub struct Worker {
@@ -262,6 +266,14 @@ impl Worker {
                 tracing::error!(lost, "chunks have no readable replica on any counted node");
             }
             self.trim_surplus(&live).await?;
+            if self.config.rebalance {
+                let throttle = self.config.repair_throttle;
+                match crate::rebalance::pass(&self.meta, &self.io, &self.metrics, throttle, BATCH).await {
+                    Ok(0) => {}
+                    Ok(moved) => tracing::info!(moved, "rebalance pass"),
+                    Err(e) => tracing::warn!(error = %e, "rebalance failed"),
+                }
+            }
         }
         self.take_inventory().await;
         let day = Duration::from_secs_f64(self.config.lifecycle_day_secs.max(0.001));

@@ -284,3 +284,97 @@ fn a_drained_node_ends_empty_with_nothing_under_replicated() -> Result<()> {
     }
     Ok(())
 }
+
+/// A fourth node joins a cluster holding 2 GiB: rebalance moves replicas
+/// onto it until the four nodes hold replica bytes within 15% of each
+/// other, while a reader reads every object back over and over: no read
+/// fails, and every one is exact.
+#[test]
+fn a_joining_node_gets_its_share_while_reads_go_on() -> Result<()> {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let mut cluster =
+        Cluster::start_with_router_args(&["--worker-interval-secs", "0.5", "--repair-throttle", "0"])?;
+    cluster.aws_ok(&["s3", "mb", "s3://bkt"])?;
+    let work = cluster.dir.join("work");
+    fs::create_dir_all(&work)?;
+    let file = work.join("quarter.bin");
+    random_file(&file, 256 << 20, 110)?;
+    let sha = sha256_file(&file)?;
+    let keys: Vec<String> = (0..8).map(|i| format!("r{i}")).collect();
+    for key in &keys {
+        cluster.s3_cp(&file, format!("s3://bkt/{key}"))?;
+    }
+    fs::remove_file(&file)?;
+    let replicas = |c: &Cluster| -> Option<Vec<u64>> {
+        let status = c.status().ok()?;
+        status["nodes"]
+            .as_array()?
+            .iter()
+            .map(|n| n["replicas"].as_u64())
+            .collect()
+    };
+    println!("replicas per node before: {:?}", replicas(&cluster));
+
+    let nodes = cluster.add_node()?;
+    let (stop, reads, failures) = (AtomicBool::new(false), AtomicU64::new(0), AtomicU64::new(0));
+    let balanced = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let mut i = 0;
+            while !stop.load(Ordering::SeqCst) {
+                let key = &keys[i % keys.len()];
+                let out = work.join("read.bin");
+                let got = cluster
+                    .aws_ok(&[
+                        "s3",
+                        "cp",
+                        "--no-progress",
+                        &format!("s3://bkt/{key}"),
+                        out.to_str().expect("UTF-8"),
+                    ])
+                    .and_then(|_| sha256_file(&out));
+                match got {
+                    Ok(s) if s == sha => reads.fetch_add(1, Ordering::SeqCst),
+                    other => {
+                        eprintln!("read of {key} during rebalance: {other:?}");
+                        failures.fetch_add(1, Ordering::SeqCst)
+                    }
+                };
+                i += 1;
+            }
+        });
+        let balanced = wait_until(
+            "four nodes within 15% of each other",
+            Duration::from_secs(300),
+            || {
+                replicas(&cluster).is_some_and(|r| {
+                    let (min, max) = (
+                        r.iter().min().copied().unwrap_or(0),
+                        r.iter().max().copied().unwrap_or(0),
+                    );
+                    r.len() == nodes && max > 0 && (max - min) as f64 <= 0.15 * max as f64
+                })
+            },
+        );
+        stop.store(true, Ordering::SeqCst);
+        balanced
+    });
+    balanced?;
+    let moved = cluster.routers_metric("bucketfs_router_replicas_moved_total");
+    println!(
+        "replicas per node after: {:?}; moved {moved}; reads during rebalance: {} exact, {} failed",
+        replicas(&cluster),
+        reads.load(Ordering::SeqCst),
+        failures.load(Ordering::SeqCst)
+    );
+    assert_eq!(failures.load(Ordering::SeqCst), 0);
+    assert!(
+        reads.load(Ordering::SeqCst) > 0,
+        "no read ran during the rebalance"
+    );
+    assert_eq!(
+        chunk_files(&cluster, nodes),
+        8 * 32 * 3,
+        "every chunk still has 3 replicas"
+    );
+    Ok(())
+}

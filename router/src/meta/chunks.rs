@@ -177,6 +177,38 @@ impl Meta {
 
     // ---- nodes -------------------------------------------------------------
 
+    /// The bytes of the replicas recorded on each of `nodes` (0 for none).
+    pub async fn replica_bytes(&self, nodes: &[String]) -> Result<Vec<(String, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT n.id, COALESCE(sum(c.size), 0)::bigint
+             FROM unnest($1::text[]) AS n(id)
+             LEFT JOIN chunk_replicas r ON r.node_id = n.id
+             LEFT JOIN chunks c ON c.id = r.chunk_id
+             GROUP BY n.id ORDER BY n.id",
+        )
+        .bind(nodes)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Up to `limit` chunks with a replica on `from` and none on `to`, with
+    /// their replicas: what a rebalance can move from one to the other.
+    pub async fn movable_chunks(&self, from: &str, to: &str, limit: i64) -> Result<Vec<ChunkReplicas>> {
+        Ok(sqlx::query_as(
+            "SELECT c.id, c.size, c.crc32c, c.content_hash,
+                    (SELECT array_agg(a.node_id) FROM chunk_replicas a WHERE a.chunk_id = c.id) AS replicas
+             FROM chunk_replicas r JOIN chunks c ON c.id = r.chunk_id
+             WHERE r.node_id = $1
+               AND NOT EXISTS (SELECT 1 FROM chunk_replicas t WHERE t.chunk_id = c.id AND t.node_id = $2)
+             LIMIT $3",
+        )
+        .bind(from)
+        .bind(to)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// Starts (or ends) draining `node`; false if no such node was ever seen.
     pub async fn set_draining(&self, node: &str, draining: bool) -> Result<bool> {
         let updated = sqlx::query("UPDATE nodes SET draining = $2 WHERE id = $1")

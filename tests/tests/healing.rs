@@ -378,3 +378,71 @@ fn a_joining_node_gets_its_share_while_reads_go_on() -> Result<()> {
     );
     Ok(())
 }
+
+/// The leader killed mid-rebalance: the other router is elected and
+/// finishes it (the work's state is Postgres's, not the leader's).
+#[test]
+fn a_rebalance_survives_its_leader() -> Result<()> {
+    let mut cluster =
+        Cluster::start_with_router_args(&["--worker-interval-secs", "0.5", "--repair-throttle", "4"])?;
+    cluster.aws_ok(&["s3", "mb", "s3://bkt"])?;
+    let work = cluster.dir.join("work");
+    fs::create_dir_all(&work)?;
+    let file = work.join("part.bin");
+    random_file(&file, 64 << 20, 120)?;
+    let sha = sha256_file(&file)?;
+    for i in 0..4 {
+        cluster.s3_cp(&file, format!("s3://bkt/k{i}"))?;
+    }
+    let nodes = cluster.add_node()?;
+    let leader = |c: &Cluster| -> Option<usize> {
+        let status = c.status().ok()?;
+        let addr = status["worker"]["leader"].as_str()?.to_string();
+        c.ports
+            .routers
+            .iter()
+            .position(|p| addr == format!("127.0.0.1:{p}"))
+            .map(|i| i + 1)
+    };
+    // Moving, slowly (each move is followed by a pause four times as long).
+    wait_until("the rebalance under way", Duration::from_secs(60), || {
+        cluster.routers_metric("bucketfs_router_replicas_moved_total") >= 2
+    })?;
+    let first = leader(&cluster).expect("a leader");
+    cluster.kill9(&format!("router-{first}"))?;
+    let per_node = |c: &Cluster| (1..=nodes).map(|i| c.chunk_file_count(i)).collect::<Vec<_>>();
+    println!(
+        "leader router-{first} killed; chunk files per node: {:?}",
+        per_node(&cluster)
+    );
+    wait_until(
+        "another leader finishes the rebalance",
+        Duration::from_secs(120),
+        || {
+            let files = per_node(&cluster);
+            let (min, max) = (
+                files.iter().min().copied().unwrap_or(0),
+                files.iter().max().copied().unwrap_or(0),
+            );
+            max > 0 && (max - min) as f64 <= 0.15 * max as f64
+        },
+    )?;
+    let second = leader(&cluster).expect("a leader");
+    println!(
+        "finished by router-{second}; chunk files per node: {:?}",
+        per_node(&cluster)
+    );
+    assert_ne!(first, second);
+    assert_eq!(chunk_files(&cluster, nodes), 4 * 8 * 3);
+    for i in 0..4 {
+        let out = work.join("back.bin");
+        cluster.aws_ok(&[
+            "s3",
+            "cp",
+            &format!("s3://bkt/k{i}"),
+            out.to_str().expect("UTF-8"),
+        ])?;
+        assert_eq!(sha256_file(&out)?, sha);
+    }
+    Ok(())
+}

@@ -214,16 +214,7 @@ impl ChunkIo {
             .id
             .parse()
             .map_err(|_| Error::Internal(format!("bad chunk id {}", chunk.id)))?;
-        let source = PieceLocation {
-            object_offset: 0,
-            chunk_id: chunk.id.clone(),
-            chunk_offset: 0,
-            length: chunk.size,
-            chunk_size: chunk.size,
-            crc32c: chunk.crc32c,
-            content_hash: chunk.content_hash.clone(),
-            replicas: chunk.replicas.clone(),
-        };
+        let source = whole_chunk(chunk);
         let (data, sums) = self.verified_bytes(&source, chunk).await?;
         let live = self.membership.placement_ids();
         let targets: Vec<String> = placement::rank(&id, live.iter().map(String::as_str))
@@ -277,16 +268,7 @@ impl ChunkIo {
             .id
             .parse()
             .map_err(|_| Error::Internal(format!("bad chunk id {}", chunk.id)))?;
-        let source = PieceLocation {
-            object_offset: 0,
-            chunk_id: chunk.id.clone(),
-            chunk_offset: 0,
-            length: chunk.size,
-            chunk_size: chunk.size,
-            crc32c: chunk.crc32c,
-            content_hash: chunk.content_hash.clone(),
-            replicas: chunk.replicas.clone(),
-        };
+        let source = whole_chunk(chunk);
         let (data, sums) = self.verified_bytes(&source, chunk).await?;
         let (_, _, result) = self.put_replica(to.to_string(), id, sums, data, Fsync::Now).await;
         result.map_err(|e| Error::Internal(format!("moving chunk {} to {to}: {e}", chunk.id)))?;
@@ -451,4 +433,18 @@ async fn record(meta: &Meta, c: &NewChunk) -> Result<()> {
     let sums = (c.crc32c, &*c.content_hash);
     meta.record_chunk(&c.id, c.size, sums, &c.replicas, c.lease_secs)
         .await
+}
+
+/// A whole chunk, as a piece to read from its replicas.
+fn whole_chunk(chunk: &ChunkReplicas) -> PieceLocation {
+    PieceLocation {
+        object_offset: 0,
+        chunk_id: chunk.id.clone(),
+        chunk_offset: 0,
+        length: chunk.size,
+        chunk_size: chunk.size,
+        crc32c: chunk.crc32c,
+        content_hash: chunk.content_hash.clone(),
+        replicas: chunk.replicas.clone(),
+    }
 }

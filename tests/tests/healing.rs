@@ -16,6 +16,22 @@ fn chunk_files(cluster: &Cluster, nodes: usize) -> usize {
     (1..=nodes).map(|i| cluster.chunk_file_count(i)).sum()
 }
 
+/// Reads every `(key, sha256)` of bucket `bkt` back and checks its bytes.
+fn read_back(cluster: &Cluster, work: &std::path::Path, objects: &[(String, String)]) -> Result<()> {
+    for (key, sha) in objects {
+        let out = work.join(format!("{key}.got"));
+        cluster.aws_ok(&[
+            "s3",
+            "cp",
+            &format!("s3://bkt/{key}"),
+            out.to_str().expect("UTF-8"),
+        ])?;
+        assert_eq!(&sha256_file(&out)?, sha, "{key}");
+        fs::remove_file(out)?;
+    }
+    Ok(())
+}
+
 /// Four nodes; one goes (kill -9) and repair copies its replicas onto the
 /// others; it comes back with its files, so each chunk it held has four
 /// live copies. The worker reads the three it keeps back, verified, and
@@ -68,16 +84,7 @@ fn a_returning_nodes_surplus_replicas_are_trimmed() -> Result<()> {
         .sum();
     assert_eq!(trimmed, held as u64);
     assert_eq!(under(&cluster), Some(0));
-    for (key, sha) in objects {
-        let out = work.join(format!("{key}.got"));
-        cluster.aws_ok(&[
-            "s3",
-            "cp",
-            &format!("s3://bkt/{key}"),
-            out.to_str().expect("UTF-8"),
-        ])?;
-        assert_eq!(sha256_file(&out)?, sha, "{key}");
-    }
+    read_back(&cluster, &work, &objects)?;
     Ok(())
 }
 
@@ -181,16 +188,7 @@ fn the_inventory_removes_orphans_and_the_rows_of_lost_replicas() -> Result<()> {
         cluster.chunk_file_count(3) >= 6,
         "repair put storage-node-3's replicas back"
     );
-    for (key, sha) in objects {
-        let out = work.join(format!("{key}.got"));
-        cluster.aws_ok(&[
-            "s3",
-            "cp",
-            &format!("s3://bkt/{key}"),
-            out.to_str().expect("UTF-8"),
-        ])?;
-        assert_eq!(sha256_file(&out)?, sha, "{key}");
-    }
+    read_back(&cluster, &work, &objects)?;
 
     // A swept chunk can never be recorded afterwards (a write stalled past
     // the grace fails instead of naming files that are gone).
@@ -272,16 +270,7 @@ fn a_drained_node_ends_empty_with_nothing_under_replicated() -> Result<()> {
     // 5 objects of 3 chunks, 3 replicas each, none on the drained node.
     assert_eq!(chunk_files(&cluster, nodes), 45);
     println!("{}", cluster.status_text()?);
-    for (key, sha) in &objects {
-        let out = work.join(format!("{key}.got"));
-        cluster.aws_ok(&[
-            "s3",
-            "cp",
-            &format!("s3://bkt/{key}"),
-            out.to_str().expect("UTF-8"),
-        ])?;
-        assert_eq!(&sha256_file(&out)?, sha, "{key}");
-    }
+    read_back(&cluster, &work, &objects)?;
     Ok(())
 }
 
@@ -434,15 +423,7 @@ fn a_rebalance_survives_its_leader() -> Result<()> {
     );
     assert_ne!(first, second);
     assert_eq!(chunk_files(&cluster, nodes), 4 * 8 * 3);
-    for i in 0..4 {
-        let out = work.join("back.bin");
-        cluster.aws_ok(&[
-            "s3",
-            "cp",
-            &format!("s3://bkt/k{i}"),
-            out.to_str().expect("UTF-8"),
-        ])?;
-        assert_eq!(sha256_file(&out)?, sha);
-    }
+    let objects: Vec<(String, String)> = (0..4).map(|i| (format!("k{i}"), sha.clone())).collect();
+    read_back(&cluster, &work, &objects)?;
     Ok(())
 }

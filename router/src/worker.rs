@@ -266,7 +266,8 @@ impl Worker {
                 tracing::error!(lost, "chunks have no readable replica on any counted node");
             }
             self.trim_surplus(&live).await?;
-            if self.config.rebalance {
+            // Repair first: nothing moves for balance while a chunk lacks a copy.
+            if self.config.rebalance && chunks.is_empty() {
                 let throttle = self.config.repair_throttle;
                 match crate::rebalance::pass(&self.meta, &self.io, &self.metrics, throttle, BATCH).await {
                     Ok(0) => {}

@@ -427,3 +427,71 @@ fn a_rebalance_survives_its_leader() -> Result<()> {
     read_back(&cluster, &work, &objects)?;
     Ok(())
 }
+
+/// The leader killed mid-repair: the other router is elected and finishes
+/// it; every chunk ends with 3 replicas on the live nodes.
+#[test]
+fn a_repair_survives_its_leader() -> Result<()> {
+    let mut cluster = Cluster::start_with_router_args(&[
+        "--worker-interval-secs",
+        "0.5",
+        "--repair-after-secs",
+        "0",
+        "--repair-min-age-secs",
+        "0",
+        "--repair-throttle",
+        "4",
+        "--rebalance",
+        "false",
+    ])?;
+    let nodes = cluster.add_node()?;
+    cluster.wait_live_nodes(1, nodes)?;
+    cluster.aws_ok(&["s3", "mb", "s3://bkt"])?;
+    let work = cluster.dir.join("work");
+    fs::create_dir_all(&work)?;
+    let file = work.join("part.bin");
+    random_file(&file, 64 << 20, 130)?;
+    let sha = sha256_file(&file)?;
+    for i in 0..4 {
+        cluster.s3_cp(&file, format!("s3://bkt/k{i}"))?;
+    }
+    let lost = cluster.chunk_file_count(1);
+    assert!(lost >= 4, "storage-node-1 holds {lost} replicas");
+    cluster.kill9("storage-node-1")?;
+    let leader = |c: &Cluster| -> Option<usize> {
+        let status = c.status().ok()?;
+        let addr = status["worker"]["leader"].as_str()?.to_string();
+        c.ports
+            .routers
+            .iter()
+            .position(|p| addr == format!("127.0.0.1:{p}"))
+            .map(|i| i + 1)
+    };
+    // Repairing, slowly (each copy is followed by a pause four times as long).
+    wait_until("the repair under way", Duration::from_secs(60), || {
+        cluster.routers_metric("bucketfs_router_replicas_repaired_total") >= 2
+    })?;
+    let first = leader(&cluster).expect("a leader");
+    cluster.kill9(&format!("router-{first}"))?;
+    let live_files = |c: &Cluster| (2..=nodes).map(|i| c.chunk_file_count(i)).sum::<usize>();
+    println!(
+        "leader router-{first} killed with {} of 96 replicas on live nodes",
+        live_files(&cluster)
+    );
+    let under = |c: &Cluster| {
+        c.status()
+            .ok()
+            .and_then(|s| s["chunks"]["under_replicated"].as_u64())
+    };
+    wait_until(
+        "another leader finishes the repair",
+        Duration::from_secs(120),
+        || live_files(&cluster) == 4 * 8 * 3 && under(&cluster) == Some(0),
+    )?;
+    let second = leader(&cluster).expect("a leader");
+    println!("finished by router-{second}");
+    assert_ne!(first, second);
+    let objects: Vec<(String, String)> = (0..4).map(|i| (format!("k{i}"), sha.clone())).collect();
+    read_back(&cluster, &work, &objects)?;
+    Ok(())
+}

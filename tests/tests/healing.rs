@@ -345,7 +345,7 @@ fn a_joining_node_gets_its_share_while_reads_go_on() -> Result<()> {
                         r.iter().max().copied().unwrap_or(0),
                     );
                     r.len() == nodes && max > 0 && (max - min) as f64 <= 0.15 * max as f64
-                })
+                }) && chunk_files(&cluster, nodes) == 8 * 32 * 3
             },
         );
         stop.store(true, Ordering::SeqCst);
@@ -364,11 +364,8 @@ fn a_joining_node_gets_its_share_while_reads_go_on() -> Result<()> {
         reads.load(Ordering::SeqCst) > 0,
         "no read ran during the rebalance"
     );
-    assert_eq!(
-        chunk_files(&cluster, nodes),
-        8 * 32 * 3,
-        "every chunk still has 3 replicas"
-    );
+    // (Balanced means also every chunk with exactly 3 replica files: a move
+    // in flight has written its copy and not yet deleted the donor's.)
     Ok(())
 }
 

@@ -19,7 +19,7 @@ use bucketfs_common::chunk_client::{ChunkClient, ChunkError};
 use bucketfs_common::peer_auth::{self, ClusterSecret};
 use bucketfs_common::{placement, ChunkId, Fsync};
 use bytes::Bytes;
-use futures::future::FutureExt;
+use futures::future::{BoxFuture, FutureExt};
 use futures::stream::StreamExt;
 
 use crate::error::{Error, Result};
@@ -180,17 +180,7 @@ impl ChunkIo {
                 content_hash: piece.content_hash.clone(),
             }),
         };
-        let (frames, report) = quorum::read(plan, |node| {
-            let client = self.client.clone();
-            let addr = self.membership.addr(&node);
-            let chunk = piece.chunk_id.clone();
-            async move {
-                let addr = addr.ok_or_else(|| ChunkError::Failed(format!("no address for {node}")))?;
-                client.get(&addr, &chunk, chunk_start, chunk_end).await
-            }
-            .boxed()
-        })
-        .await;
+        let (frames, report) = quorum::read(plan, self.fetch(&piece.chunk_id, chunk_start, chunk_end)).await;
         for _ in 0..report.checksum_failures {
             self.metrics.checksum_failures.inc();
         }
@@ -315,6 +305,26 @@ impl ChunkIo {
         Ok(surplus.len())
     }
 
+    /// Reads bytes `[start, end)` of chunk `id` from a node, for `quorum::read`.
+    fn fetch(
+        &self,
+        id: &str,
+        start: u64,
+        end: u64,
+    ) -> impl Fn(String) -> BoxFuture<'static, Result<Frames, ChunkError>> + '_ {
+        let id = id.to_string();
+        move |node| {
+            let client = self.client.clone();
+            let addr = self.membership.addr(&node);
+            let id = id.clone();
+            async move {
+                let addr = addr.ok_or_else(|| ChunkError::Failed(format!("no address for {node}")))?;
+                client.get(&addr, &id, start, end).await
+            }
+            .boxed()
+        }
+    }
+
     /// Does `node` hold the whole of `chunk`, matching its checksums?
     async fn verified_on(&self, chunk: &ChunkReplicas, node: &str) -> bool {
         let plan = ReadPlan {
@@ -325,18 +335,7 @@ impl ChunkIo {
                 content_hash: chunk.content_hash.clone(),
             }),
         };
-        let (frames, _) = quorum::read(plan, |node| {
-            let client = self.client.clone();
-            let addr = self.membership.addr(&node);
-            let id = chunk.id.clone();
-            let end = chunk.size as u64;
-            async move {
-                let addr = addr.ok_or_else(|| ChunkError::Failed(format!("no address for {node}")))?;
-                client.get(&addr, &id, 0, end).await
-            }
-            .boxed()
-        })
-        .await;
+        let (frames, _) = quorum::read(plan, self.fetch(&chunk.id, 0, chunk.size as u64)).await;
         frames.is_some()
     }
 

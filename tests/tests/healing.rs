@@ -16,6 +16,23 @@ fn chunk_files(cluster: &Cluster, nodes: usize) -> usize {
     (1..=nodes).map(|i| cluster.chunk_file_count(i)).sum()
 }
 
+/// `router status`'s count of under-replicated chunks.
+fn under_replicated(cluster: &Cluster) -> Option<u64> {
+    cluster.status().ok()?["chunks"]["under_replicated"].as_u64()
+}
+
+/// Which of the cluster's routers (1, 2) leads the background work.
+fn leader(cluster: &Cluster) -> Option<usize> {
+    let status = cluster.status().ok()?;
+    let addr = status["worker"]["leader"].as_str()?.to_string();
+    cluster
+        .ports
+        .routers
+        .iter()
+        .position(|p| addr == format!("127.0.0.1:{p}"))
+        .map(|i| i + 1)
+}
+
 /// Reads every `(key, sha256)` of bucket `bkt` back and checks its bytes.
 fn read_back(cluster: &Cluster, work: &std::path::Path, objects: &[(String, String)]) -> Result<()> {
     for (key, sha) in objects {
@@ -70,13 +87,8 @@ fn a_returning_nodes_surplus_replicas_are_trimmed() -> Result<()> {
     assert!(held > 0, "storage-node-1 holds no replica");
 
     cluster.kill9("storage-node-1")?;
-    let under = |c: &Cluster| {
-        c.status()
-            .ok()
-            .and_then(|s| s["chunks"]["under_replicated"].as_u64())
-    };
     wait_until("repair around the dead node", Duration::from_secs(90), || {
-        chunk_files(&cluster, nodes) == 36 + held && under(&cluster) == Some(0)
+        chunk_files(&cluster, nodes) == 36 + held && under_replicated(&cluster) == Some(0)
     })?;
 
     cluster.start_node(1)?;
@@ -87,7 +99,7 @@ fn a_returning_nodes_surplus_replicas_are_trimmed() -> Result<()> {
         .filter_map(|i| cluster.router_metric(i, "bucketfs_router_replicas_trimmed_total"))
         .sum();
     assert_eq!(trimmed, held as u64);
-    assert_eq!(under(&cluster), Some(0));
+    assert_eq!(under_replicated(&cluster), Some(0));
     read_back(&cluster, &work, &objects)?;
     Ok(())
 }
@@ -165,17 +177,12 @@ fn the_inventory_removes_orphans_and_the_rows_of_lost_replicas() -> Result<()> {
     cluster.start_node(3)?;
 
     // Every file on a disk is one a row names, and every row's file is there.
-    let under = |c: &Cluster| {
-        c.status()
-            .ok()
-            .and_then(|s| s["chunks"]["under_replicated"].as_u64())
-    };
     wait_until(
         "the inventory reconciled and repair done",
         Duration::from_secs(120),
         || {
             replica_rows(&cluster).is_ok_and(|rows| rows == chunk_files(&cluster, nodes))
-                && under(&cluster) == Some(0)
+                && under_replicated(&cluster) == Some(0)
                 && !shard.join("00aa00aa00aa00aa00aa00aa00aa00aa").exists()
         },
     )?;
@@ -263,13 +270,10 @@ fn a_drained_node_ends_empty_with_nothing_under_replicated() -> Result<()> {
             .clone();
         Some((node["replicas"].as_u64()?, node["draining"].as_bool()?))
     };
-    let under = |c: &Cluster| {
-        c.status()
-            .ok()
-            .and_then(|s| s["chunks"]["under_replicated"].as_u64())
-    };
     wait_until("storage-node-1 drained", Duration::from_secs(120), || {
-        cluster.chunk_file_count(1) == 0 && node1(&cluster) == Some((0, true)) && under(&cluster) == Some(0)
+        cluster.chunk_file_count(1) == 0
+            && node1(&cluster) == Some((0, true))
+            && under_replicated(&cluster) == Some(0)
     })?;
     // 5 objects of 3 chunks, 3 replicas each, none on the drained node.
     assert_eq!(chunk_files(&cluster, nodes), 45);
@@ -385,15 +389,6 @@ fn a_rebalance_survives_its_leader() -> Result<()> {
         cluster.s3_cp(&file, format!("s3://bkt/k{i}"))?;
     }
     let nodes = cluster.add_node()?;
-    let leader = |c: &Cluster| -> Option<usize> {
-        let status = c.status().ok()?;
-        let addr = status["worker"]["leader"].as_str()?.to_string();
-        c.ports
-            .routers
-            .iter()
-            .position(|p| addr == format!("127.0.0.1:{p}"))
-            .map(|i| i + 1)
-    };
     // Moving, slowly (each move is followed by a pause four times as long).
     wait_until("the rebalance under way", Duration::from_secs(60), || {
         cluster.routers_metric("bucketfs_router_replicas_moved_total") >= 2
@@ -459,15 +454,6 @@ fn a_repair_survives_its_leader() -> Result<()> {
     let lost = cluster.chunk_file_count(1);
     assert!(lost >= 4, "storage-node-1 holds {lost} replicas");
     cluster.kill9("storage-node-1")?;
-    let leader = |c: &Cluster| -> Option<usize> {
-        let status = c.status().ok()?;
-        let addr = status["worker"]["leader"].as_str()?.to_string();
-        c.ports
-            .routers
-            .iter()
-            .position(|p| addr == format!("127.0.0.1:{p}"))
-            .map(|i| i + 1)
-    };
     // Repairing, slowly (each copy is followed by a pause four times as long).
     wait_until("the repair under way", Duration::from_secs(60), || {
         cluster.routers_metric("bucketfs_router_replicas_repaired_total") >= 2
@@ -479,15 +465,10 @@ fn a_repair_survives_its_leader() -> Result<()> {
         "leader router-{first} killed with {} of 96 replicas on live nodes",
         live_files(&cluster)
     );
-    let under = |c: &Cluster| {
-        c.status()
-            .ok()
-            .and_then(|s| s["chunks"]["under_replicated"].as_u64())
-    };
     wait_until(
         "another leader finishes the repair",
         Duration::from_secs(120),
-        || live_files(&cluster) == 4 * 8 * 3 && under(&cluster) == Some(0),
+        || live_files(&cluster) == 4 * 8 * 3 && under_replicated(&cluster) == Some(0),
     )?;
     let second = leader(&cluster).expect("a leader");
     println!("finished by router-{second}");

@@ -13,7 +13,7 @@
 //! the delete has landed by the time the listing answers, so a listing
 //! hides what was tombstoned at any moment it was in flight (`Reading`).
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use crate::store::Store;
@@ -37,6 +37,10 @@ const LINGER: std::time::Duration = std::time::Duration::from_millis(20);
 struct State {
     /// Keys whose delete is queued or in flight, and how many such deletes.
     tombstones: BTreeMap<String, usize>,
+    /// Keys (and directory prefixes) this mount is removing from the store
+    /// itself right now (an unlink, rmdir or rename under way), and how many
+    /// such removals.
+    removing: HashMap<String, usize>,
     /// Prefixes (`dir/`) of directories removed here with keys under them
     /// still in `tombstones`.
     removed: HashSet<String>,
@@ -154,6 +158,30 @@ impl Deletes {
         if under(&state.tombstones, prefix).next().is_some() {
             state.removed.insert(prefix.to_string());
         }
+    }
+
+    /// Marks `key` as being removed by this mount until the answer is
+    /// dropped: the change feed's echo of that delete, which may overtake
+    /// the removal's own end, then tells this mount nothing new.
+    pub fn removing(&self, key: &str) -> Removing<'_> {
+        *self
+            .state
+            .lock()
+            .unwrap()
+            .removing
+            .entry(key.to_string())
+            .or_default() += 1;
+        Removing {
+            deletes: self,
+            key: key.to_string(),
+        }
+    }
+
+    /// Is this mount deleting `key` (queued, in flight, or an unlink,
+    /// rmdir or rename of it under way)?
+    pub fn is_removing(&self, key: &str) -> bool {
+        let state = self.state.lock().unwrap();
+        state.tombstones.contains_key(key) || state.removing.contains_key(key)
     }
 
     /// Is the directory at `prefix` removed, with deletes under it on their way?
@@ -301,6 +329,24 @@ impl Deletes {
 
 /// Counts a task in `State::waiters` while it lives; a call lingering
 /// when it starts goes at once.
+/// A removal under way (see `Deletes::removing`).
+pub struct Removing<'a> {
+    deletes: &'a Deletes,
+    key: String,
+}
+
+impl Drop for Removing<'_> {
+    fn drop(&mut self) {
+        let mut state = self.deletes.state.lock().unwrap();
+        if let Some(n) = state.removing.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                state.removing.remove(&self.key);
+            }
+        }
+    }
+}
+
 struct Waiting<'a>(&'a Deletes);
 
 impl<'a> Waiting<'a> {

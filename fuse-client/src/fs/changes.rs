@@ -124,6 +124,10 @@ impl Fs {
         tracing::debug!(%key, ?etag, known = node.is_some(), "change from the feed");
         let mut is_dir = false;
         match node {
+            // This mount is removing it: the echo of its own delete (which
+            // may arrive before the removal has forgotten the name), or
+            // another client's delete of it, tells nothing new.
+            _ if etag.is_none() && self.deletes.is_removing(key) => return,
             // This mount's own change, or one it has already seen.
             Some((_, known, _, _)) if etag == Some(known.as_str()) => return,
             None if etag.is_none() && self.absence.is_absent(dir, path) => return,

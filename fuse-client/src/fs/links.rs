@@ -100,6 +100,7 @@ impl Fs {
         // At once, even in write-back: the other names' link count is
         // fetched from the store.
         self.deletes.settled(path).await;
+        let _deleting = self.deletes.removing(path);
         self.store.delete(path).await?;
         self.deletes.removed(path);
         let key = {

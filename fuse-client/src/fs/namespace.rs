@@ -82,6 +82,7 @@ impl Fs {
         let node = self.node(attr.ino)?;
         let path = node.path;
         let prefix = dir_prefix(&path);
+        let _deleting = self.deletes.removing(&prefix);
         let known_children = self.table.lock().unwrap().children(&path);
         // Listed as recently as attributes are trusted, with its marker
         // known (written, or still queued here): the table answers.
@@ -134,6 +135,7 @@ impl Fs {
             return Err(FsError::IsDir);
         }
         let path = join(&self.dir(parent)?.path, name);
+        let _deleting = self.deletes.removing(&path);
         if self.is_open(attr.ino) && self.node(attr.ino)?.links > 1 && !self.has_other_name(attr.ino, &path) {
             // Its later writes must go to another name: learn them.
             self.learn_names(attr.ino).await?;
@@ -329,6 +331,10 @@ impl Fs {
                 held.insert(ino, state.lock_owned().await);
             }
         }
+        let _deleting = self.deletes.removing(&match from.kind {
+            Kind::Dir => dir_prefix(&from_path),
+            _ => from_path.clone(),
+        });
         match from.kind {
             Kind::Dir => {
                 self.deletes.settled_under(&dir_prefix(&from_path)).await;

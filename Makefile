@@ -4,7 +4,7 @@ CARGO ?= cargo
 CLUSTER_DIR ?= .cluster
 RELEASE_BIN := target/release
 
-.PHONY: deps build install up down test lint bench bench-quick bench-s3 bench-idle bench-amp fuzz compose-test clean
+.PHONY: deps build install up down test lint bench bench-quick bench-s3 bench-idle bench-amp fuzz compose-test soak clean
 
 deps:
 	@scripts/install-deps.sh
@@ -95,6 +95,16 @@ bench-amp: build
 ## S3 throughput benchmark through HAProxy, beside raw disk speed (not part of `make test`).
 bench-s3: build
 	BUCKETFS_BIN_DIR=$(RELEASE_BIN) $(CARGO) run --release -p bucketfs-bench --bin bench-s3
+
+## The fault-injection soak on a cluster of network namespaces: writers
+## through S3 and a mount while nodes, routers, ZooKeeper and Postgres are
+## killed, stopped, cut off, filled and corrupted; then every acknowledged
+## write is checked (not part of `make test`, which runs a short one).
+DURATION ?= 10m
+SEED ?= 1
+soak: build
+	$(CARGO) build --release -p bucketfs-tests --bin bucketfs-soak
+	BUCKETFS_BIN_DIR=$(RELEASE_BIN) $(RELEASE_BIN)/bucketfs-soak --duration $(DURATION) --seed $(SEED)
 
 clean: down
 	rm -rf $(CLUSTER_DIR)

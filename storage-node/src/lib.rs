@@ -42,7 +42,7 @@ pub struct Config {
     #[arg(long, env = "BUCKETFS_CLUSTER_SECRET_FILE")]
     pub cluster_secret_file: PathBuf,
     /// Seconds between two scrubber passes over every chunk (0 disables it).
-    #[arg(long, default_value_t = 3600)]
+    #[arg(long, default_value_t = 3600, env = "BUCKETFS_SCRUB_INTERVAL_SECS")]
     pub scrub_interval_secs: u64,
 }
 

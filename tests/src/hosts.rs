@@ -43,6 +43,9 @@ pub struct Hosts {
     id: String,
     hosts: Vec<Host>,
     children: Vec<(String, Child)>,
+    /// Extra flags of every router and extra environment of every node (`start_with`).
+    router_args: Vec<String>,
+    node_env: Vec<(String, String)>,
     pub access_key: String,
     pub secret_key: String,
 }
@@ -50,6 +53,17 @@ pub struct Hosts {
 impl Hosts {
     /// Builds the network and starts every service on its host.
     pub fn start() -> Result<Self> {
+        Self::start_with(&[], &[], |_| Ok(()))
+    }
+
+    /// As `start`, the routers with `router_args` and the nodes with
+    /// `node_env`; `prepare` runs once the directory exists and before any
+    /// service starts (to put a node's data on a small disk, say).
+    pub fn start_with(
+        router_args: &[&str],
+        node_env: &[(&str, &str)],
+        prepare: impl FnOnce(&Path) -> Result<()>,
+    ) -> Result<Self> {
         let id = format!("bfs{:06x}", rand::random::<u32>() & 0xff_ffff);
         let dir = std::env::temp_dir().join(format!("bucketfs-hosts-{id}"));
         fs::create_dir_all(dir.join("logs"))?;
@@ -58,10 +72,16 @@ impl Hosts {
             id,
             hosts: Vec::new(),
             children: Vec::new(),
+            router_args: router_args.iter().map(|a| a.to_string()).collect(),
+            node_env: node_env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             access_key: format!("BFS{}", hex::encode_upper(rand::random::<[u8; 8]>())),
             secret_key: hex::encode(rand::random::<[u8; 20]>()),
         };
         hosts.build_network()?;
+        prepare(&hosts.dir)?;
         fs::write(hosts.secret_path(), hex::encode(rand::random::<[u8; 32]>()))?;
         hosts.start_postgres()?;
         hosts.start_zookeeper()?;
@@ -189,7 +209,11 @@ impl Hosts {
     }
 
     fn spawn(&mut self, host: &str, name: &str, mut cmd: Command) -> Result<()> {
-        let log = fs::File::create(self.dir.join("logs").join(format!("{name}.log")))?;
+        // Appended to: a service started again keeps its earlier log.
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("logs").join(format!("{name}.log")))?;
         cmd.stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -215,12 +239,14 @@ impl Hosts {
     fn start_postgres(&mut self) -> Result<()> {
         let user = User::from_name("postgres")?.context("the postgres user is missing")?;
         let data = self.dir.join("postgres");
-        crate::initdb(&data, &user)?;
-        // The routers' hosts connect over the network.
-        let hba = data.join("pg_hba.conf");
-        let mut rules = fs::read_to_string(&hba)?;
-        rules.push_str(&format!("host all all {SUBNET}.0/24 trust\n"));
-        fs::write(&hba, rules)?;
+        if !data.join("PG_VERSION").exists() {
+            crate::initdb(&data, &user)?;
+            // The routers' hosts connect over the network.
+            let hba = data.join("pg_hba.conf");
+            let mut rules = fs::read_to_string(&hba)?;
+            rules.push_str(&format!("host all all {SUBNET}.0/24 trust\n"));
+            fs::write(&hba, rules)?;
+        }
         let postgres = PathBuf::from(format!("{PG_BIN}/postgres"));
         let mut cmd = self.in_host_as("postgres", &postgres, Some(&user));
         cmd.arg("-D")
@@ -257,7 +283,8 @@ impl Hosts {
             .env("BUCKETFS_DATA_DIR", &data)
             .env("BUCKETFS_NODE_ID", &host)
             .env("BUCKETFS_ZOOKEEPER", self.zookeeper())
-            .env("BUCKETFS_CLUSTER_SECRET_FILE", self.secret_path());
+            .env("BUCKETFS_CLUSTER_SECRET_FILE", self.secret_path())
+            .envs(self.node_env.iter().map(|(k, v)| (k, v)));
         self.spawn(&host, &host, cmd)?;
         let addr = format!("{}:{NODE_PORT}", self.addr(&host));
         self.wait_port("router1", &host, &addr)
@@ -267,6 +294,7 @@ impl Hosts {
         let host = format!("router{i}");
         let mut cmd = self.in_host(&host, &crate::bin_dir().join("router"));
         cmd.arg("serve")
+            .args(&self.router_args)
             .env("BUCKETFS_LISTEN", format!("0.0.0.0:{ROUTER_PORT}"))
             .env("BUCKETFS_DATABASE_URL", self.database_url())
             .env("BUCKETFS_ZOOKEEPER", self.zookeeper())
@@ -330,6 +358,62 @@ impl Hosts {
     /// The hosts' names.
     pub fn names(&self) -> Vec<String> {
         self.hosts.iter().map(|h| h.name.clone()).collect()
+    }
+
+    /// The directory of `host`'s data (a storage node's chunks).
+    pub fn data_dir(&self, host: &str) -> PathBuf {
+        self.dir.join(host)
+    }
+
+    /// `router status --json` as router 1's host sees the cluster.
+    pub fn status(&self) -> Result<serde_json::Value> {
+        let out = self
+            .in_host("router1", &crate::bin_dir().join("router"))
+            .args(["status", "--json", "--database-url", &self.database_url()])
+            .args(["--zookeeper", &self.zookeeper()])
+            .arg("--cluster-secret-file")
+            .arg(self.secret_path())
+            .output()?;
+        let text = crate::tools::check(out, "router status")?;
+        serde_json::from_str(&text).with_context(|| format!("router status printed {text}"))
+    }
+
+    /// `psql -c SQL` on the Postgres host; its unaligned output.
+    pub fn psql(&self, sql: &str) -> Result<String> {
+        let out = self
+            .in_host("postgres", Path::new(&format!("{PG_BIN}/psql")))
+            .args([&self.database_url(), "-XAtc", sql])
+            .output()?;
+        crate::tools::check(out, "psql")
+    }
+
+    /// Sends `signal` to the service `name` (`node2`, `router1`, `postgres`,
+    /// `zookeeper`); with a signal that ends it (SIGKILL, SIGTERM, SIGINT)
+    /// waits for it to go. Answers whether it was running.
+    pub fn signal(&mut self, name: &str, signal: nix::sys::signal::Signal) -> Result<bool> {
+        use nix::sys::signal::{kill, Signal};
+        let Some(at) = self.children.iter().position(|(n, _)| n == name) else {
+            return Ok(false);
+        };
+        let pid = nix::unistd::Pid::from_raw(self.children[at].1.id() as i32);
+        kill(pid, signal)?;
+        if matches!(signal, Signal::SIGKILL | Signal::SIGTERM | Signal::SIGINT) {
+            let (_, mut child) = self.children.remove(at);
+            child.wait()?;
+        }
+        Ok(true)
+    }
+
+    /// Starts the service `name` again (after `signal` ended it).
+    pub fn restart(&mut self, name: &str) -> Result<()> {
+        let number = |prefix: &str| name.strip_prefix(prefix).and_then(|n| n.parse::<usize>().ok());
+        match name {
+            "postgres" => self.start_postgres(),
+            "zookeeper" => self.start_zookeeper(),
+            _ if number("node").is_some() => self.start_node(number("node").unwrap_or(0)),
+            _ if number("router").is_some() => self.start_router(number("router").unwrap_or(0)),
+            _ => bail!("no service {name}"),
+        }
     }
 
     /// Cuts `host` off the network (its link goes down) or puts it back.

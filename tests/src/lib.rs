@@ -8,6 +8,7 @@
 //! `bucketfs-cluster down` stops it from the pid files.
 
 pub mod hosts;
+pub mod soak;
 pub mod tools;
 
 use std::collections::BTreeMap;
@@ -582,11 +583,7 @@ impl Cluster {
 
     /// The chunk files of storage node `i`.
     fn chunk_files(&self, i: usize) -> impl Iterator<Item = fs::DirEntry> {
-        fs::read_dir(self.node_data_dir(i).join("chunks"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .flat_map(|shard| fs::read_dir(shard.path()).into_iter().flatten().flatten())
+        chunk_files_in(&self.node_data_dir(i))
     }
 
     /// How many chunk files storage node `i` holds.
@@ -815,6 +812,15 @@ fn initdb(data: &Path, user: &User) -> Result<()> {
         bail!("initdb failed: {}", String::from_utf8_lossy(&out.stderr));
     }
     Ok(())
+}
+
+/// The chunk files under a storage node's data directory.
+pub fn chunk_files_in(data_dir: &Path) -> impl Iterator<Item = fs::DirEntry> {
+    fs::read_dir(data_dir.join("chunks"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .flat_map(|shard| fs::read_dir(shard.path()).into_iter().flatten().flatten())
 }
 
 /// A plain HTTP/1.0 GET on loopback; the body if the status is 200.

@@ -32,6 +32,7 @@ mod peer_auth;
 mod posix_io;
 mod s3_clients;
 mod semantics;
+mod soak;
 mod special_files;
 mod surface;
 mod tls;

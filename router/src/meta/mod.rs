@@ -25,7 +25,7 @@ mod lifecycle;
 mod locks;
 mod objects;
 mod space;
-mod sql;
+pub mod sql;
 mod status;
 mod tagging;
 mod uploads;

@@ -6,9 +6,8 @@ use sqlx::{Postgres, Row, Transaction};
 use super::*;
 
 /// A chunk `c` that no version's map and no upload part names: garbage
-/// once its lease has run out.
-pub(super) const UNREFERENCED_CHUNK: &str =
-    "NOT EXISTS (SELECT 1 FROM version_chunks v WHERE v.chunk_id = c.id)
+/// once its lease has run out. (Public for the tests' checks.)
+pub const UNREFERENCED_CHUNK: &str = "NOT EXISTS (SELECT 1 FROM version_chunks v WHERE v.chunk_id = c.id)
      AND NOT EXISTS (SELECT 1 FROM part_chunks p WHERE p.chunk_id = c.id)";
 use crate::error::{Error, Result};
 

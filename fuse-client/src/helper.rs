@@ -94,7 +94,7 @@ pub fn invocation(args: Vec<OsString>) -> Result<Invocation> {
         .is_some_and(|n| n.to_string_lossy().starts_with("mount."));
     let helper_form = args.len() >= 3
         && !args[1].to_string_lossy().starts_with('-')
-        && !["mount", "umount", "help"].contains(&args[1].to_string_lossy().as_ref())
+        && !["mount", "umount", "watch-mount", "help"].contains(&args[1].to_string_lossy().as_ref())
         && std::path::Path::new(&args[2]).is_dir();
     if !called_as_helper && !helper_form {
         return Ok(Invocation::Run(args));

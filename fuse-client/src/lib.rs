@@ -27,6 +27,7 @@ pub(crate) mod scan;
 pub(crate) mod staging;
 pub mod store;
 pub(crate) mod tree;
+pub(crate) mod watcher;
 pub(crate) mod writer;
 pub(crate) mod xml;
 
@@ -50,6 +51,10 @@ pub enum Command {
     Mount(Box<MountArgs>),
     /// Unmount a bucketfs mount.
     Umount { mountpoint: PathBuf },
+    /// (Started by the daemon.) Removes the mount at MOUNTPOINT if the
+    /// daemon ends without unmounting (see `watcher.rs`).
+    #[command(hide = true)]
+    WatchMount { mountpoint: PathBuf, fsname: String },
 }
 
 #[derive(Debug, clap::Args)]
@@ -157,6 +162,7 @@ pub fn main(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Mount(args) => mount(*args),
         Command::Umount { mountpoint } => umount(&mountpoint),
+        Command::WatchMount { mountpoint, fsname } => watcher::watch(&mountpoint, &fsname),
     }
 }
 
@@ -236,7 +242,8 @@ fn mount(args: MountArgs) -> Result<()> {
         runtime: runtime.handle().clone(),
         ttl: Duration::from_secs_f64(args.attr_ttl),
     };
-    let mut options = vec![fuser::MountOption::FSName(format!("bucketfs:{}", args.bucket))];
+    let fsname = format!("bucketfs:{}", args.bucket);
+    let mut options = vec![fuser::MountOption::FSName(fsname.clone())];
     options.push(fuser::MountOption::Subtype("bucketfs".into()));
     options.push(fuser::MountOption::DefaultPermissions);
     // A crashed daemon leaves no stale mount behind.
@@ -271,6 +278,9 @@ fn mount(args: MountArgs) -> Result<()> {
         let dir = args.mountpoint.clone();
         move || raise_readahead(&dir)
     });
+    // A crashed daemon leaves no stale mount behind, whatever fusermount3's
+    // auto_unmount makes of it.
+    watcher::spawn(&args.mountpoint, &fsname)?;
     tracing::info!(bucket = %args.bucket, mountpoint = %args.mountpoint.display(), "mounting");
     let mounted = fuser::Session::new(adapter, &args.mountpoint, &config)
         .and_then(|session| {

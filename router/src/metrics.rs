@@ -87,6 +87,7 @@ pub struct Metrics {
     /// live nodes, as the elected worker's last pass found them (a gauge; 0
     /// on other routers), and the chunks it collected in its last pass.
     pub repair_pending: Gauge,
+    pub chunk_checks: Gauge,
     pub gc_last_pass_chunks: Gauge,
     /// Space, as the elected worker last measured it (gauges; 0 on other
     /// routers): logical bytes of current versions and of all versions,
@@ -189,6 +190,10 @@ impl Default for Metrics {
             repair_pending: gauge(
                 "bucketfs_router_repair_pending_chunks",
                 "Under-replicated chunks found by the worker's last pass",
+            ),
+            chunk_checks: gauge(
+                "bucketfs_router_chunk_checks",
+                "Chunks whose replica count may be off, left after the worker's last pass",
             ),
             gc_last_pass_chunks: gauge(
                 "bucketfs_router_gc_last_pass_chunks",

@@ -192,6 +192,13 @@ impl Worker {
             if let Err(e) = crate::inventory::pass(&self.meta, &self.io, &self.metrics, grace).await {
                 tracing::warn!(error = %e, "inventory pass failed");
             }
+            // The one scan of every chunk: whatever changed replicas
+            // without leaving a check (a row edited by hand) is found here.
+            match self.meta.check_every_chunk(REPLICAS as i64).await {
+                Ok(0) => {}
+                Ok(n) => tracing::warn!(chunks = n, "chunks off their replica count had no check"),
+                Err(e) => tracing::warn!(error = %e, "checking every chunk's replicas failed"),
+            }
         }
     }
 
@@ -233,6 +240,8 @@ impl Worker {
             .set_draining(self.meta.draining_nodes().await?);
         let live = self.io.membership().live_ids();
         if self.io.membership().placement_ids().len() >= REPLICAS {
+            // Checks made from here on are left for the next pass.
+            let checked_from = self.meta.clock().await?;
             let chunks = self
                 .meta
                 .under_replicated(
@@ -266,6 +275,14 @@ impl Worker {
                 tracing::error!(lost, "chunks have no readable replica on any counted node");
             }
             self.trim_surplus(&live).await?;
+            let placement = self.io.membership().placement_ids();
+            let left = self
+                .meta
+                .settle_checks(&placement, REPLICAS as i64, checked_from)
+                .await?;
+            self.metrics
+                .chunk_checks
+                .set(crate::metrics::gauge_value(usize::try_from(left).unwrap_or(0)));
             // Repair first: nothing moves for balance while a chunk lacks a copy.
             if self.config.rebalance && chunks.is_empty() {
                 let throttle = self.config.repair_throttle;

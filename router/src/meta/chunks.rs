@@ -9,6 +9,16 @@ use sqlx::Row;
 use super::sql::UNREFERENCED_CHUNK;
 use super::*;
 use crate::error::Result;
+use crate::quorum::REPLICAS;
+
+/// `holders(node_id)`: the nodes any replica is recorded on, found by
+/// skipping through the `chunk_replicas_node` index (one probe per node,
+/// not a scan of the replicas). Opens a `WITH RECURSIVE`.
+const HOLDERS: &str = "holders(node_id) AS (
+        (SELECT node_id FROM chunk_replicas ORDER BY node_id LIMIT 1)
+        UNION ALL
+        SELECT (SELECT r.node_id FROM chunk_replicas r WHERE r.node_id > h.node_id ORDER BY r.node_id LIMIT 1)
+        FROM holders h WHERE h.node_id IS NOT NULL)";
 
 impl Meta {
     /// Records a chunk durably stored on `replicas`, with its crc32c and
@@ -23,10 +33,14 @@ impl Meta {
     ) -> Result<()> {
         let (crc, content_hash) = sums;
         // One statement, so one round trip and atomic without BEGIN/COMMIT.
+        // Recorded with other than the replicas wanted: repair or trim
+        // looks at it (`chunk_checks`).
         sqlx::query(
             "WITH chunk AS (
                  INSERT INTO chunks (id, size, crc32c, content_hash, lease_until)
-                 VALUES ($1, $2, $3, $4, now() + make_interval(secs => $6)) RETURNING id)
+                 VALUES ($1, $2, $3, $4, now() + make_interval(secs => $6)) RETURNING id),
+             checked AS (
+                 INSERT INTO chunk_checks (chunk_id) SELECT id FROM chunk WHERE cardinality($5::text[]) <> $7)
              INSERT INTO chunk_replicas (chunk_id, node_id) SELECT chunk.id, unnest($5::text[]) FROM chunk",
         )
         .bind(id)
@@ -35,6 +49,7 @@ impl Meta {
         .bind(content_hash)
         .bind(replicas)
         .bind(lease_secs)
+        .bind(REPLICAS as i32)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -56,12 +71,19 @@ impl Meta {
 
     /// Records one more replica of a chunk that already exists.
     pub async fn add_replica(&self, chunk_id: &str, node_id: &str) -> Result<()> {
+        // One past the replicas wanted: trim looks at it. (The count is
+        // of the rows before this statement's insert.)
         sqlx::query(
-            "INSERT INTO chunk_replicas (chunk_id, node_id) SELECT id, $2 FROM chunks WHERE id = $1
-             ON CONFLICT DO NOTHING",
+            "WITH added AS (
+                 INSERT INTO chunk_replicas (chunk_id, node_id) SELECT id, $2 FROM chunks WHERE id = $1
+                 ON CONFLICT DO NOTHING RETURNING chunk_id)
+             INSERT INTO chunk_checks (chunk_id) SELECT chunk_id FROM added
+             WHERE (SELECT count(*) FROM chunk_replicas r WHERE r.chunk_id = $1) >= $3
+             ON CONFLICT (chunk_id) DO UPDATE SET since = now()",
         )
         .bind(chunk_id)
         .bind(node_id)
+        .bind(REPLICAS as i64)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -81,7 +103,12 @@ impl Meta {
 
     /// Chunks older than `min_age_secs` with fewer than `want` replicas on
     /// counted nodes: the live ones, plus nodes seen within `absent_grace_secs`
-    /// (a node that restarts should not trigger a full re-replication).
+    /// (a node that restarts should not trigger a full re-replication);
+    /// fewest replicas first.
+    ///
+    /// Only chunks that may be short are looked at — those in
+    /// `chunk_checks` and those with a replica on a node that does not
+    /// count — so a pass costs the work there is, not the store's size.
     pub async fn under_replicated(
         &self,
         live: &[String],
@@ -90,19 +117,27 @@ impl Meta {
         absent_grace_secs: f64,
         limit: i64,
     ) -> Result<Vec<ChunkReplicas>> {
-        Ok(sqlx::query_as(
-            "WITH counted AS (
+        Ok(sqlx::query_as(&format!(
+            "WITH RECURSIVE {HOLDERS},
+             counted AS (
                  (SELECT unnest($1::text[]) AS id
                   UNION SELECT id FROM nodes WHERE last_seen > now() - make_interval(secs => $4))
-                 EXCEPT SELECT id FROM nodes WHERE draining)
+                 EXCEPT SELECT id FROM nodes WHERE draining),
+             candidates AS (
+                 SELECT chunk_id FROM chunk_checks
+                 UNION
+                 SELECT r.chunk_id FROM chunk_replicas r
+                 WHERE r.node_id IN (SELECT node_id FROM holders EXCEPT SELECT id FROM counted))
              SELECT c.id, c.size, c.crc32c, c.content_hash,
-                    COALESCE(array_agg(r.node_id) FILTER (WHERE r.node_id IN (SELECT id FROM counted)), '{}') AS replicas
-             FROM chunks c LEFT JOIN chunk_replicas r ON r.chunk_id = c.id
+                    COALESCE(array_agg(r.node_id) FILTER (WHERE r.node_id IN (SELECT id FROM counted)), '{{}}') AS replicas
+             FROM candidates k JOIN chunks c ON c.id = k.chunk_id
+                  LEFT JOIN chunk_replicas r ON r.chunk_id = c.id
              WHERE c.created_at < now() - make_interval(secs => $3)
              GROUP BY c.id
              HAVING count(r.node_id) FILTER (WHERE r.node_id IN (SELECT id FROM counted)) < $2
-             LIMIT $5",
-        )
+             ORDER BY count(r.node_id) FILTER (WHERE r.node_id IN (SELECT id FROM counted))
+             LIMIT $5"
+        ))
         .bind(live)
         .bind(want)
         .bind(min_age_secs)
@@ -114,7 +149,8 @@ impl Meta {
 
     /// Chunks with more than `want` replicas on the `live` nodes (a node
     /// came back after its replicas were made again elsewhere), with the
-    /// live nodes holding them.
+    /// live nodes holding them. Such a chunk got its extra replica through
+    /// `add_replica` or `record_chunk`, which put it in `chunk_checks`.
     pub async fn over_replicated(
         &self,
         live: &[String],
@@ -123,7 +159,8 @@ impl Meta {
     ) -> Result<Vec<ChunkReplicas>> {
         Ok(sqlx::query_as(
             "SELECT c.id, c.size, c.crc32c, c.content_hash, array_agg(r.node_id) AS replicas
-             FROM chunk_replicas r JOIN chunks c ON c.id = r.chunk_id
+             FROM chunk_checks k JOIN chunks c ON c.id = k.chunk_id
+                  JOIN chunk_replicas r ON r.chunk_id = c.id
              WHERE r.node_id = ANY($1)
              GROUP BY c.id
              HAVING count(*) > $2
@@ -134,6 +171,52 @@ impl Meta {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?)
+    }
+
+    /// Adds a check for every chunk not holding exactly `want` replica
+    /// rows (a full scan, run with the inventory); answers how many new.
+    pub async fn check_every_chunk(&self, want: i64) -> Result<u64> {
+        let done = sqlx::query(
+            "INSERT INTO chunk_checks (chunk_id)
+             SELECT c.id FROM chunks c LEFT JOIN chunk_replicas r ON r.chunk_id = c.id
+             GROUP BY c.id HAVING count(r.node_id) <> $1
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(want)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Postgres's clock, in seconds since the epoch (times the worker
+    /// compares with rows' own `now()`).
+    pub async fn clock(&self) -> Result<f64> {
+        Ok(
+            sqlx::query_scalar("SELECT extract(epoch FROM clock_timestamp())::float8")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Forgets the checks, made before `before`, of chunks that now hold
+    /// exactly `want` replicas, all on `counted` nodes (placement nodes:
+    /// live and not draining). Answers how many are left.
+    pub async fn settle_checks(&self, counted: &[String], want: i64, before: f64) -> Result<i64> {
+        sqlx::query(
+            "DELETE FROM chunk_checks k
+             WHERE k.since < to_timestamp($3)
+               AND (SELECT count(*) FROM chunk_replicas r WHERE r.chunk_id = k.chunk_id) = $2
+               AND (SELECT count(*) FROM chunk_replicas r
+                    WHERE r.chunk_id = k.chunk_id AND r.node_id = ANY($1)) = $2",
+        )
+        .bind(counted)
+        .bind(want)
+        .bind(before)
+        .execute(&self.pool)
+        .await?;
+        Ok(sqlx::query_scalar("SELECT count(*) FROM chunk_checks")
+            .fetch_one(&self.pool)
+            .await?)
     }
 
     /// Deletes up to `limit` chunk rows that no version or upload part

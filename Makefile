@@ -4,7 +4,7 @@ CARGO ?= cargo
 CLUSTER_DIR ?= .cluster
 RELEASE_BIN := target/release
 
-.PHONY: deps build install up down test lint bench bench-quick bench-s3 bench-idle bench-amp fuzz compose-test soak clean
+.PHONY: deps build install up down test lint bench bench-quick bench-s3 bench-idle bench-amp bench-scale fuzz compose-test soak clean
 
 deps:
 	@scripts/install-deps.sh
@@ -91,6 +91,11 @@ bench-idle: build
 ## 4 KiB random writes with fsync, fsx), bucketfs beside s3fs and rclone.
 bench-amp: build
 	BUCKETFS_BIN_DIR=$(RELEASE_BIN) $(CARGO) run --release -p bucketfs-bench --bin bench-amp -- $(ARGS)
+
+## Metadata at scale: 100 thousand and 10 million objects (ARGS= other
+## sizes), HEAD/GET/listing latency, ls through a mount, the worker's pass.
+bench-scale: build
+	BUCKETFS_BIN_DIR=$(RELEASE_BIN) $(CARGO) run --release -p bucketfs-bench --bin bench-scale -- $(ARGS)
 
 ## S3 throughput benchmark through HAProxy, beside raw disk speed (not part of `make test`).
 bench-s3: build

@@ -788,3 +788,13 @@ fn virtual_host_style_beside_path_style() -> Result<()> {
     assert!(listing.contains("hello/world.txt"), "{listing}");
     Ok(())
 }
+
+/// ListObjectsV2 and ListObjects, paged every way, against a model of
+/// S3's answer over keys made to trip a listing: delimiters of one and two
+/// characters and not ASCII, keys equal to prefixes (boto3,
+/// `tests/scripts/listing.py`).
+#[test]
+fn listings_match_a_model_of_s3s() -> Result<()> {
+    let cluster = Cluster::start()?;
+    cluster.run_script("listing.py", &[&cluster.endpoint(), "listing"])
+}

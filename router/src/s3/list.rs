@@ -64,9 +64,17 @@ impl Resume {
         }
     }
 
-    /// A v1 marker or v2 start-after: a key, or a common prefix returned earlier.
-    fn from_marker(marker: &str, delimiter: &str) -> Self {
-        if !delimiter.is_empty() && marker.ends_with(delimiter) {
+    /// A v1 marker or v2 start-after: a key, or a common prefix returned
+    /// earlier — which is what the marker is when, past the listing's
+    /// `prefix`, it ends at its first delimiter (`a/b` is a key, not the
+    /// common prefix `ab`, under prefix `a/` with delimiter `ab`).
+    fn from_marker(marker: &str, prefix: &str, delimiter: &str) -> Self {
+        let is_common_prefix = !delimiter.is_empty()
+            && marker
+                .strip_prefix(prefix)
+                .and_then(|rest| rest.find(delimiter).map(|at| at + delimiter.len() == rest.len()))
+                .unwrap_or(false);
+        if is_common_prefix {
             Resume::PastPrefix(marker.to_string())
         } else {
             Resume::After(marker.to_string())
@@ -90,6 +98,15 @@ fn prefix_successor(prefix: &str) -> Option<String> {
 struct Page {
     entries: Vec<Entry>,
     truncated: bool,
+}
+
+/// Whether listings folding on `delimiter` can skip common prefixes in
+/// Postgres: its last character has a successor (`chr(code + 1)`).
+fn delimiter_skips(delimiter: &str) -> bool {
+    delimiter
+        .chars()
+        .last()
+        .is_some_and(|c| char::from_u32(c as u32 + 1).is_some())
 }
 
 /// Lists current objects under `prefix`, folding on `delimiter`.
@@ -117,14 +134,33 @@ async fn list_page(
     // Keys past the prefix never match: the scan stops before them. No batch
     // needs more rows than the page still wants (and one to see truncation).
     let end = prefix_successor(prefix).filter(|_| !prefix.is_empty());
-    let mut batch_size = if delimiter.is_empty() { BATCH } else { FIRST_BATCH };
+    // Common prefixes skipped inside Postgres: one round trip a batch.
+    let skipping = delimiter_skips(delimiter);
+    let mut batch_size = if delimiter.is_empty() || skipping {
+        BATCH
+    } else {
+        FIRST_BATCH
+    };
     'scan: loop {
         let wanted = (max - entries.len()) as i64 + 1;
         let size = batch_size.min(wanted);
-        let batch = fs
-            .meta
-            .list_current(bucket, &cursor, inclusive, prefix, end.as_deref(), size)
-            .await?;
+        let batch = if skipping {
+            fs.meta
+                .list_current_skipping(
+                    bucket,
+                    &cursor,
+                    inclusive,
+                    prefix,
+                    end.as_deref(),
+                    delimiter,
+                    size,
+                )
+                .await?
+        } else {
+            fs.meta
+                .list_current(bucket, &cursor, inclusive, prefix, end.as_deref(), size)
+                .await?
+        };
         let exhausted = (batch.len() as i64) < size;
         let mut jumped = false;
         // Where the scan stood before the current row.
@@ -165,6 +201,11 @@ async fn list_page(
             }
             if let Entry::Prefix(p, _) = &entry {
                 match prefix_successor(p) {
+                    // The batch already stepped past the prefix.
+                    Some(next) if skipping => {
+                        (cursor, inclusive) = (next.clone(), true);
+                        before = (next, true);
+                    }
                     Some(next) => {
                         (cursor, inclusive) = (next, true);
                         entries.push(entry);
@@ -211,7 +252,7 @@ impl Bucketfs {
         let delimiter = input.delimiter.clone().unwrap_or_default();
         let resume = match (&input.continuation_token, &input.start_after) {
             (Some(token), _) => Some(Resume::from_token(token)?),
-            (None, Some(after)) => Some(Resume::from_marker(after, &delimiter)),
+            (None, Some(after)) => Some(Resume::from_marker(after, &prefix, &delimiter)),
             _ => None,
         };
         let max_keys = input.max_keys.unwrap_or(MAX_KEYS);
@@ -251,7 +292,7 @@ impl Bucketfs {
         let resume = input
             .marker
             .as_deref()
-            .map(|m| Resume::from_marker(m, &delimiter));
+            .map(|m| Resume::from_marker(m, &prefix, &delimiter));
         let max_keys = input.max_keys.unwrap_or(MAX_KEYS);
         let page = list_page(self, &bucket, &prefix, &delimiter, resume, max_keys).await?;
         let encode = Encoder::new(input.encoding_type.as_ref());
@@ -460,7 +501,7 @@ pub(super) async fn list_with_metadata(fs: &Bucketfs, req: S3Request<Body>) -> R
     let delimiter = param("delimiter").unwrap_or_default();
     let resume = match (param("continuation-token"), param("start-after")) {
         (Some(token), _) => Some(Resume::from_token(&token)?),
-        (None, Some(after)) => Some(Resume::from_marker(&after, &delimiter)),
+        (None, Some(after)) => Some(Resume::from_marker(&after, &prefix, &delimiter)),
         _ => None,
     };
     let max_keys = match param("max-keys") {

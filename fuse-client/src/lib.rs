@@ -280,14 +280,16 @@ fn mount(args: MountArgs) -> Result<()> {
     });
     // A crashed daemon leaves no stale mount behind, whatever fusermount3's
     // auto_unmount makes of it.
-    watcher::spawn(&args.mountpoint, &fsname)?;
+    let mut watcher = watcher::spawn(&args.mountpoint, &fsname)?;
     tracing::info!(bucket = %args.bucket, mountpoint = %args.mountpoint.display(), "mounting");
     let mounted = fuser::Session::new(adapter, &args.mountpoint, &config)
         .and_then(|session| {
             fs.set_kernel_cache(Arc::new(fuse::Notifier(session.notifier())));
+            watcher.mounted();
             session.run()
         })
         .context("mounting");
+    watcher.unmounted();
     runtime.block_on(fs.release_locks());
     // Unmounted: files closed in write-back mode still upload before exit.
     if let Err(e) = runtime.block_on(fs.sync_all()) {

@@ -1,8 +1,9 @@
 //! The daemon's own guard against a stale mount: a small process of ours
 //! (`bucketfs watch-mount`), started before the FUSE device is opened, that
-//! holds the read end of a pipe only the daemon writes to. When the daemon
-//! is gone however it died (kill -9 included), the pipe ends; if our mount
-//! is still the topmost one at the mount point, the watcher aborts its FUSE
+//! holds the read end of a pipe only the daemon writes to (once mounted, the
+//! mount's device). When the daemon is gone however it died (kill -9
+//! included), the pipe ends; if that mount is still the topmost one at the
+//! mount point (not a later mount there), the watcher aborts its FUSE
 //! connection (so nothing waits on a daemon that will never answer) and
 //! detaches it.
 //!
@@ -17,11 +18,18 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result};
 
+/// The daemon's end of the pipe to its watcher.
+pub struct Watcher {
+    pipe: std::process::ChildStdin,
+    mountpoint: PathBuf,
+    fsname: String,
+}
+
 /// Starts the watcher of `mountpoint` (which will show `fsname` as its
 /// source). Call before the FUSE device is opened: a process started later
 /// would inherit the device (fuser does not mark it close-on-exec) and keep
 /// a dead daemon's connection alive.
-pub fn spawn(mountpoint: &Path, fsname: &str) -> Result<()> {
+pub fn spawn(mountpoint: &Path, fsname: &str) -> Result<Watcher> {
     let mountpoint = std::fs::canonicalize(mountpoint)?;
     let exe = std::env::current_exe().context("finding the bucketfs binary")?;
     let mut child = Command::new(exe)
@@ -32,12 +40,45 @@ pub fn spawn(mountpoint: &Path, fsname: &str) -> Result<()> {
         .stdout(Stdio::null())
         .spawn()
         .context("starting the mount's watcher")?;
-    // Held until this process ends, when the kernel closes it.
-    std::mem::forget(child.stdin.take());
+    let pipe = child.stdin.take().context("the watcher's pipe")?;
     // Reaped by init once it outlives us; it never ends before we do.
     std::mem::forget(child);
-    Ok(())
+    Ok(Watcher {
+        pipe,
+        mountpoint,
+        fsname: fsname.to_string(),
+    })
 }
+
+impl Watcher {
+    /// The mount is made: tells the watcher its device, so that it does
+    /// not take another mount at the same place for this one.
+    pub fn mounted(&mut self) {
+        if let Some((major, minor)) = our_mount(&self.mountpoint, &self.fsname, None) {
+            self.tell(&format!("{major}:{minor}"));
+        }
+    }
+
+    /// The session has ended and the mount is gone (fuser unmounts when
+    /// its session ends): the watcher must then leave the mount point alone
+    /// — the next mount there (a remount, made while this daemon still
+    /// uploads) can even get the same device number. Keeps the pipe open
+    /// until this process ends.
+    pub fn unmounted(mut self) {
+        self.tell(UNMOUNTED);
+        std::mem::forget(self.pipe);
+    }
+
+    fn tell(&mut self, line: &str) {
+        use std::io::Write;
+        if let Err(e) = writeln!(self.pipe, "{line}") {
+            tracing::warn!(error = %e, "could not tell the mount's watcher");
+        }
+    }
+}
+
+/// What the daemon tells its watcher once its session has ended.
+const UNMOUNTED: &str = "unmounted";
 
 /// The watcher: waits for the daemon to end, then removes its mount if it
 /// is still there.
@@ -45,12 +86,16 @@ pub fn watch(mountpoint: &Path, fsname: &str) -> Result<()> {
     // A session of its own: a terminal's ^C or hangup, meant for a
     // foreground daemon (which then unmounts cleanly), does not end it.
     let _ = nix::unistd::setsid();
-    let mut sink = [0u8; 64];
-    let mut stdin = std::io::stdin();
-    while stdin.read(&mut sink).is_ok_and(|n| n > 0) {}
-    let Some(device) = our_mount(mountpoint, fsname) else {
+    // The daemon writes its mount's device once mounted, and UNMOUNTED
+    // when its session has ended; the pipe ends with the daemon.
+    let mut told = String::new();
+    let _ = std::io::stdin().read_to_string(&mut told);
+    let Some(device) = told.lines().last().and_then(parse_device) else {
         return Ok(());
     };
+    if our_mount(mountpoint, fsname, Some(device)).is_none() {
+        return Ok(());
+    }
     tracing::warn!(mountpoint = %mountpoint.display(), "the daemon ended without unmounting; removing its mount");
     // The connection's id is the device's minor number (major is 0).
     let abort = format!("/sys/fs/fuse/connections/{}/abort", device.1);
@@ -71,15 +116,24 @@ pub fn watch(mountpoint: &Path, fsname: &str) -> Result<()> {
 }
 
 /// The device (major, minor) of the topmost mount at `mountpoint` if it is
-/// this mount (a bucketfs FUSE mount with source `fsname`).
-fn our_mount(mountpoint: &Path, fsname: &str) -> Option<(u32, u32)> {
+/// this mount: a bucketfs FUSE mount with source `fsname`, and on `device`
+/// if given.
+fn our_mount(mountpoint: &Path, fsname: &str, device: Option<(u32, u32)>) -> Option<(u32, u32)> {
     let table = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     let top = table
         .lines()
         .rev()
         .filter_map(parse_mountinfo_line)
         .find(|m| m.point == mountpoint)?;
-    (top.fstype.starts_with("fuse") && top.source == fsname).then_some(top.device)
+    let ours =
+        top.fstype.starts_with("fuse") && top.source == fsname && device.is_none_or(|d| d == top.device);
+    ours.then_some(top.device)
+}
+
+/// `MAJOR:MINOR`.
+fn parse_device(text: &str) -> Option<(u32, u32)> {
+    let (major, minor) = text.trim().split_once(':')?;
+    Some((major.parse().ok()?, minor.parse().ok()?))
 }
 
 struct MountLine {
@@ -94,10 +148,9 @@ struct MountLine {
 fn parse_mountinfo_line(line: &str) -> Option<MountLine> {
     let (head, tail) = line.split_once(" - ")?;
     let head: Vec<&str> = head.split(' ').collect();
-    let (major, minor) = head.get(2)?.split_once(':')?;
     let mut tail = tail.split(' ');
     Some(MountLine {
-        device: (major.parse().ok()?, minor.parse().ok()?),
+        device: parse_device(head.get(2)?)?,
         point: PathBuf::from(unescape(head.get(4)?)),
         fstype: tail.next()?.to_string(),
         source: unescape(tail.next()?),
@@ -140,5 +193,6 @@ mod tests {
         assert_eq!(m.fstype, "fuse.bucketfs");
         assert_eq!(m.source, "bucketfs:data");
         assert!(parse_mountinfo_line("garbage").is_none());
+        assert_eq!(parse_device("0:52\n"), Some((0, 52)));
     }
 }

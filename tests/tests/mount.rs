@@ -179,6 +179,37 @@ fn the_disk_cache_serves_rereads_and_a_killed_daemon_leaves_no_mount() -> Result
     Ok(())
 }
 
+/// A remount at once, while the old daemon still uploads what was closed
+/// in write-back mode: the old daemon's end (and its watcher's look at the
+/// mount point) leaves the new mount alone. A CI run saw fsx's remount lose
+/// its mount this way when the watcher judged a mount by its name only.
+#[test]
+fn a_remount_outlives_the_previous_daemon() -> Result<()> {
+    let cluster = Cluster::start()?;
+    cluster.aws_ok(&["s3", "mb", "s3://remount"])?;
+    let mnt = cluster.dir.join("mnt");
+    let first = cluster.mount_with("remount", &mnt, &["--write-back", "64"])?;
+    let src = cluster.dir.join("big.bin");
+    random_file(&src, 64 << 20, 9)?;
+    fs::copy(&src, mnt.join("big.bin"))?;
+    let old = daemon_pid(&mnt).expect("daemon running");
+    // umount -l: the old daemon uploads big.bin, then ends.
+    drop(first);
+    let _second = cluster.mount("remount", &mnt)?;
+    bucketfs_tests::wait_until(
+        "the old daemon to end",
+        std::time::Duration::from_secs(120),
+        || !std::path::Path::new(&format!("/proc/{old}")).exists(),
+    )?;
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    assert!(
+        bucketfs_tests::is_mounted(&mnt),
+        "the new mount went when the old daemon ended"
+    );
+    assert_eq!(sha256_file(&mnt.join("big.bin"))?, sha256_file(&src)?);
+    Ok(())
+}
+
 fn libc_enotempty() -> i32 {
     39
 }

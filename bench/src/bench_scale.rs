@@ -119,22 +119,21 @@ fn add_chunk_rows(cluster: &Cluster, want: u64) -> Result<u64> {
         check(out, "psql")
     };
     let have: u64 = psql("SELECT count(*) FROM chunks")?.trim().parse()?;
-    let step = 1_000_000;
-    let mut from = have;
-    while from < want {
-        let to = (from + step).min(want);
-        psql(&format!(
-            "BEGIN;
+    // Committed every 5,000: each chunk insert takes an advisory lock (the
+    // orphan sweep's trigger), held to the end of its transaction.
+    psql(&format!(
+        "DO $$ BEGIN
+           FOR s IN {have}..{want} - 1 BY 5000 LOOP
              INSERT INTO chunks (id, size, crc32c, content_hash, lease_until)
                SELECT md5('bench-scale' || i), 8388608, 0, md5('h' || i), now() + interval '1 day'
-               FROM generate_series({from}, {to} - 1) i;
+               FROM generate_series(s, least(s + 4999, {want} - 1)) i;
              INSERT INTO chunk_replicas (chunk_id, node_id)
                SELECT md5('bench-scale' || i), 'storage-node-' || n
-               FROM generate_series({from}, {to} - 1) i, generate_series(1, 3) n;
-             COMMIT;"
-        ))?;
-        from = to;
-    }
+               FROM generate_series(s, least(s + 4999, {want} - 1)) i, generate_series(1, 3) n;
+             COMMIT;
+           END LOOP;
+         END $$;"
+    ))?;
     psql("ANALYZE chunks; ANALYZE chunk_replicas;")?;
     Ok(psql("SELECT count(*) FROM chunks")?.trim().parse()?)
 }

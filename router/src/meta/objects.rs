@@ -460,14 +460,7 @@ impl Meta {
         before: Option<&str>,
         limit: i64,
     ) -> Result<Vec<Version>> {
-        let op = if inclusive { ">=" } else { ">" };
-        // Two texts rather than `($5 IS NULL OR key < $5)`, so that a generic
-        // plan keeps the upper bound in the index condition.
-        let below = if before.is_some() {
-            "AND c.key < $5"
-        } else {
-            "AND $5::text IS NULL"
-        };
+        let (op, below) = key_bounds(inclusive, before);
         Ok(sqlx::query_as(&format!(
             "SELECT v.id, v.key, v.version_id, v.delete_marker, v.size, v.etag, v.content_type, v.metadata,
                     v.parts_count, v.created_at, {LINK_COLUMNS}
@@ -502,12 +495,7 @@ impl Meta {
         delimiter: &str,
         limit: i64,
     ) -> Result<Vec<Version>> {
-        let op = if inclusive { ">=" } else { ">" };
-        let below = if before.is_some() {
-            "AND c.key < $5"
-        } else {
-            "AND $5::text IS NULL"
-        };
+        let (op, below) = key_bounds(inclusive, before);
         // The delimiter's place in a key's rest past the prefix (0: none);
         // the next key to look at is past the common prefix it ends, or
         // else the key's own successor (in byte order: the key and \x01).
@@ -591,4 +579,17 @@ impl Meta {
         .fetch_optional(&self.pool)
         .await?)
     }
+}
+
+/// A listing query's comparison with its start key, and its clause for the
+/// upper bound `$5`: two texts rather than `($5 IS NULL OR key < $5)`, so
+/// that a generic plan keeps the upper bound in the index condition.
+fn key_bounds(inclusive: bool, before: Option<&str>) -> (&'static str, &'static str) {
+    let op = if inclusive { ">=" } else { ">" };
+    let below = if before.is_some() {
+        "AND c.key < $5"
+    } else {
+        "AND $5::text IS NULL"
+    };
+    (op, below)
 }

@@ -327,8 +327,10 @@ impl Worker {
             .map(|n| n.id)
     }
 
-    /// Sets the space gauges (`bucketfs_router_logical_*`, replica and disk bytes).
+    /// Folds the running totals and sets the space gauges from them
+    /// (`bucketfs_router_logical_*`, replica and disk bytes).
     async fn measure_space(&self) -> crate::error::Result<()> {
+        self.meta.fold_tallies().await?;
         let space = self.meta.space(false).await?;
         let m = &self.metrics;
         m.logical_current_bytes

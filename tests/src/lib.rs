@@ -9,6 +9,7 @@
 
 pub mod hosts;
 pub mod soak;
+pub mod tallies;
 pub mod tools;
 
 use std::collections::BTreeMap;
@@ -291,6 +292,14 @@ impl Cluster {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.ports.postgres)
     }
 
+    /// Runs `sql` on the metadata database; answers its unaligned output.
+    pub fn psql(&self, sql: &str) -> Result<String> {
+        let out = Command::new("psql")
+            .args([&self.database_url(), "-XAtc", sql])
+            .output()?;
+        tools::check(out, "psql")
+    }
+
     pub fn node_data_dir(&self, i: usize) -> PathBuf {
         self.dir.join("nodes").join(format!("storage-node-{i}"))
     }
@@ -371,6 +380,11 @@ impl Cluster {
             .uid(user.uid.as_raw())
             .gid(user.gid.as_raw())
             .current_dir("/");
+        // BUCKETFS_PG_SLOW_MS=N logs every statement slower than N ms to
+        // logs/postgres.log (with BUCKETFS_KEEP_TEST_DIRS=1 to keep it).
+        if let Ok(ms) = std::env::var("BUCKETFS_PG_SLOW_MS") {
+            cmd.args(["-c", &format!("log_min_duration_statement={ms}")]);
+        }
         self.spawn("postgres", cmd)?;
         let port = self.ports.postgres;
         wait_for("postgres", Duration::from_secs(60), || {

@@ -273,8 +273,9 @@ pub fn run(seconds: u64, seed: u64, mut say: impl FnMut(&str)) -> Result<Report>
     })
 }
 
-/// None when every node's chunk files are exactly its replica rows and no
-/// chunk is unreferenced; else what differs.
+/// None when every node's chunk files are exactly its replica rows, no
+/// chunk is unreferenced and the running totals match a recount; else what
+/// differs.
 fn disks_match_rows(hosts: &Hosts) -> Result<Option<String>> {
     let unreferenced: u64 = hosts
         .psql(&format!(
@@ -291,6 +292,9 @@ fn disks_match_rows(hosts: &Hosts) -> Result<Option<String>> {
     let mut differences = Vec::new();
     if unreferenced > 0 {
         differences.push(format!("{unreferenced} unreferenced chunks"));
+    }
+    if let Some(differ) = crate::tallies::mismatches(|sql| hosts.psql(sql))? {
+        differences.push(differ);
     }
     for i in 1..=3 {
         let node = format!("node{i}");

@@ -66,6 +66,9 @@ fn garbage_leaves_the_disks_within_the_default_grace() -> Result<()> {
     assert_eq!(figure(&report, "unreferenced_chunk_bytes"), 0);
     assert!(figure(&report, "node_disk_bytes") >= 3 * (40 << 20), "{report}");
     assert!(report.contains("bkt"), "{report}");
+    if let Some(differ) = bucketfs_tests::tallies::mismatches(|sql| cluster.psql(sql))? {
+        panic!("{differ}");
+    }
     Ok(())
 }
 

@@ -14,7 +14,7 @@ use crate::quorum::REPLICAS;
 /// `holders(node_id)`: the nodes any replica is recorded on, found by
 /// skipping through the `chunk_replicas_node` index (one probe per node,
 /// not a scan of the replicas). Opens a `WITH RECURSIVE`.
-const HOLDERS: &str = "holders(node_id) AS (
+pub(super) const HOLDERS: &str = "holders(node_id) AS (
         (SELECT node_id FROM chunk_replicas ORDER BY node_id LIMIT 1)
         UNION ALL
         SELECT (SELECT r.node_id FROM chunk_replicas r WHERE r.node_id > h.node_id ORDER BY r.node_id LIMIT 1)
@@ -250,6 +250,11 @@ impl Meta {
         .bind(&ids)
         .fetch_all(&mut *tx)
         .await?;
+        // Replicas first: their running totals read the chunk's size.
+        sqlx::query("DELETE FROM chunk_replicas WHERE chunk_id = ANY($1)")
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("DELETE FROM chunks WHERE id = ANY($1)")
             .bind(&ids)
             .execute(&mut *tx)
@@ -260,13 +265,13 @@ impl Meta {
 
     // ---- nodes -------------------------------------------------------------
 
-    /// The bytes of the replicas recorded on each of `nodes` (0 for none).
+    /// The bytes of the replicas recorded on each of `nodes` (0 for none),
+    /// from the running totals.
     pub async fn replica_bytes(&self, nodes: &[String]) -> Result<Vec<(String, i64)>> {
         Ok(sqlx::query_as(
-            "SELECT n.id, COALESCE(sum(c.size), 0)::bigint
+            "SELECT n.id, COALESCE(sum(t.bytes), 0)::bigint
              FROM unnest($1::text[]) AS n(id)
-             LEFT JOIN chunk_replicas r ON r.node_id = n.id
-             LEFT JOIN chunks c ON c.id = r.chunk_id
+             LEFT JOIN tallies t ON t.kind = 'node' AND t.subject = n.id
              GROUP BY n.id ORDER BY n.id",
         )
         .bind(nodes)

@@ -2,6 +2,7 @@
 //! with the replicas recorded on each, chunks' replication against the live
 //! nodes, and the background worker's progress (which it writes here).
 
+use super::chunks::HOLDERS;
 use super::*;
 use crate::error::Result;
 
@@ -56,32 +57,43 @@ pub struct PassReport {
 }
 
 impl Meta {
-    /// Every node ever seen, with the replicas recorded on it.
+    /// Every node ever seen, with the replicas recorded on it (its running total).
     pub async fn node_rows(&self) -> Result<Vec<NodeRow>> {
         Ok(sqlx::query_as(
             "SELECT n.id, n.addr, n.capacity, n.free, n.chunk_disk_bytes, n.quarantined,
                     extract(epoch FROM now() - n.last_seen)::float8 AS seen_secs_ago,
-                    COALESCE(r.replicas, 0) AS replicas, n.draining
+                    COALESCE(r.replicas, 0)::bigint AS replicas, n.draining
              FROM nodes n
-             LEFT JOIN (SELECT node_id, count(*) AS replicas FROM chunk_replicas GROUP BY node_id) r
-                    ON r.node_id = n.id
+             LEFT JOIN (SELECT subject, sum(items) AS replicas FROM tallies WHERE kind = 'node'
+                        GROUP BY subject) r ON r.subject = n.id
              ORDER BY n.id",
         )
         .fetch_all(&self.pool)
         .await?)
     }
 
-    /// Chunks with fewer than `want` replicas on the `live` nodes (a scan
-    /// of every replica: for the status command and page, not requests).
+    /// Chunks with fewer than `want` replicas on the `live` nodes. Only
+    /// chunks the work list names or with a replica off the live nodes can
+    /// be short (see `under_replicated`), so only those are grouped; the
+    /// total is the running one.
     pub async fn chunk_health(&self, live: &[String], want: i64) -> Result<ChunkHealth> {
-        Ok(sqlx::query_as(
-            "SELECT count(*) AS chunks,
+        Ok(sqlx::query_as(&format!(
+            "WITH RECURSIVE {HOLDERS},
+             candidates AS (
+                 SELECT chunk_id FROM chunk_checks
+                 UNION
+                 SELECT r.chunk_id FROM chunk_replicas r
+                 WHERE r.node_id IN (SELECT node_id FROM holders WHERE node_id <> ALL($1))),
+             counted AS (
+                 SELECT count(r.node_id) FILTER (WHERE r.node_id = ANY($1)) AS live
+                 FROM candidates k JOIN chunks c ON c.id = k.chunk_id
+                      LEFT JOIN chunk_replicas r ON r.chunk_id = c.id
+                 GROUP BY c.id)
+             SELECT (SELECT COALESCE(sum(items), 0)::bigint FROM tallies WHERE kind = 'chunks') AS chunks,
                     count(*) FILTER (WHERE live < $2) AS under_replicated,
                     count(*) FILTER (WHERE live = 0) AS unavailable
-             FROM (SELECT count(r.node_id) FILTER (WHERE r.node_id = ANY($1)) AS live
-                   FROM chunks c LEFT JOIN chunk_replicas r ON r.chunk_id = c.id
-                   GROUP BY c.id) t",
-        )
+             FROM counted"
+        ))
         .bind(live)
         .bind(want)
         .fetch_one(&self.pool)

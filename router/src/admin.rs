@@ -89,7 +89,7 @@ pub async fn drain(meta: &Meta, node: &str, draining: bool) -> anyhow::Result<()
 }
 
 pub async fn print_space(meta: &Meta) -> anyhow::Result<()> {
-    let space = meta.space(true).await?;
+    let space = meta.space(true, true).await?;
     println!(
         "{:<40} {:>10} {:>16} {:>16}",
         "bucket", "objects", "current_bytes", "all_versions_bytes"

@@ -85,6 +85,11 @@ pub struct WorkerConfig {
     /// empty), moving replicas throttled as repair is (`--repair-throttle`).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub rebalance: bool,
+    /// Seconds between two censuses of the buckets' logical bytes (the
+    /// `bucketfs_router_logical_*` gauges: a scan of every version, about a
+    /// second per million); 0: every pass.
+    #[arg(long, default_value_t = 300.0)]
+    pub census_interval_secs: f64,
 }
 
 pub struct Worker {
@@ -98,6 +103,19 @@ pub struct Worker {
     pub metrics: std::sync::Arc<Metrics>,
     /// When this router last took the nodes' inventory.
     pub last_inventory: std::sync::Mutex<Option<Instant>>,
+    /// When this router last took the buckets' census.
+    pub last_census: std::sync::Mutex<Option<Instant>>,
+}
+
+/// Whether work done every `interval` seconds (0: always; negative:
+/// never) and `last` done at `last` is due now; if so, records it as done.
+fn due(last: &std::sync::Mutex<Option<Instant>>, interval: f64) -> bool {
+    let mut last = last.lock().unwrap();
+    let due = interval >= 0.0 && last.is_none_or(|at| at.elapsed().as_secs_f64() >= interval);
+    if due {
+        *last = Some(Instant::now());
+    }
+    due
 }
 
 impl Worker {
@@ -179,15 +197,7 @@ impl Worker {
     /// The nodes' inventory, when one is due.
     async fn take_inventory(&self) {
         let interval = self.config.inventory_interval_secs;
-        let due = {
-            let mut last = self.last_inventory.lock().unwrap();
-            let due = interval > 0.0 && last.is_none_or(|at| at.elapsed().as_secs_f64() >= interval);
-            if due {
-                *last = Some(Instant::now());
-            }
-            due
-        };
-        if due {
+        if interval > 0.0 && due(&self.last_inventory, interval) {
             let grace = Duration::from_secs_f64(self.config.orphan_grace_secs.max(0.0));
             if let Err(e) = crate::inventory::pass(&self.meta, &self.io, &self.metrics, grace).await {
                 tracing::warn!(error = %e, "inventory pass failed");
@@ -327,16 +337,19 @@ impl Worker {
             .map(|n| n.id)
     }
 
-    /// Folds the running totals and sets the space gauges from them
-    /// (`bucketfs_router_logical_*`, replica and disk bytes).
+    /// Folds the running totals and sets the space gauges: replica and disk
+    /// bytes every pass, the buckets' logical bytes when a census is due.
     async fn measure_space(&self) -> crate::error::Result<()> {
         self.meta.fold_tallies().await?;
-        let space = self.meta.space(false).await?;
+        let census = due(&self.last_census, self.config.census_interval_secs);
+        let space = self.meta.space(census, false).await?;
         let m = &self.metrics;
-        m.logical_current_bytes
-            .set(crate::metrics::gauge_value(space.current_bytes()));
-        m.logical_all_bytes
-            .set(crate::metrics::gauge_value(space.all_bytes()));
+        if census {
+            m.logical_current_bytes
+                .set(crate::metrics::gauge_value(space.current_bytes()));
+            m.logical_all_bytes
+                .set(crate::metrics::gauge_value(space.all_bytes()));
+        }
         m.replica_bytes
             .set(crate::metrics::gauge_value(space.replica_bytes));
         m.node_disk_bytes

@@ -4,28 +4,17 @@
 use anyhow::Result;
 
 /// One row per subject whose totals differ from the recount:
-/// kind|subject|items tallied|counted|bytes tallied|counted|all_bytes tallied|counted.
+/// kind|subject|items tallied|counted|bytes tallied|counted.
 const MISMATCHES: &str = "
-WITH t AS (SELECT kind, subject, sum(items) AS items, sum(bytes) AS bytes, sum(all_bytes) AS all_bytes
-           FROM tallies GROUP BY kind, subject),
-     r AS (SELECT 'chunks' AS kind, '' AS subject, count(*) AS items, COALESCE(sum(size), 0) AS bytes,
-                  0 AS all_bytes FROM chunks
+WITH t AS (SELECT kind, subject, sum(items) AS items, sum(bytes) AS bytes FROM tallies GROUP BY kind, subject),
+     r AS (SELECT 'chunks' AS kind, '' AS subject, count(*) AS items, COALESCE(sum(size), 0) AS bytes
+           FROM chunks
            UNION ALL
-           SELECT 'node', r.node_id, count(*), sum(c.size), 0
-           FROM chunk_replicas r JOIN chunks c ON c.id = r.chunk_id GROUP BY r.node_id
-           UNION ALL
-           SELECT 'bucket', b.id::text,
-                  (SELECT count(*) FROM current_versions c WHERE c.bucket_id = b.id),
-                  (SELECT COALESCE(sum(v.size), 0) FROM current_versions c JOIN versions v ON v.id = c.version
-                   WHERE c.bucket_id = b.id),
-                  (SELECT COALESCE(sum(v.size), 0) FROM versions v WHERE v.bucket_id = b.id)
-           FROM buckets b)
-SELECT COALESCE(t.kind, r.kind), COALESCE(t.subject, r.subject),
-       t.items, r.items, t.bytes, r.bytes, t.all_bytes, r.all_bytes
+           SELECT 'node', r.node_id, count(*), sum(c.size)
+           FROM chunk_replicas r JOIN chunks c ON c.id = r.chunk_id GROUP BY r.node_id)
+SELECT COALESCE(t.kind, r.kind), COALESCE(t.subject, r.subject), t.items, r.items, t.bytes, r.bytes
 FROM t FULL JOIN r ON t.kind = r.kind AND t.subject = r.subject
-WHERE COALESCE(t.items, 0) <> COALESCE(r.items, 0)
-   OR COALESCE(t.bytes, 0) <> COALESCE(r.bytes, 0)
-   OR COALESCE(t.all_bytes, 0) <> COALESCE(r.all_bytes, 0)";
+WHERE COALESCE(t.items, 0) <> COALESCE(r.items, 0) OR COALESCE(t.bytes, 0) <> COALESCE(r.bytes, 0)";
 
 /// None when every running total equals its recount; else the differences.
 /// `psql` runs a statement and answers its unaligned output.

@@ -1,8 +1,8 @@
 //! Space accounting: the logical bytes versions hold against the bytes
 //! their chunks take, recorded and on the nodes' disks, so amplification
 //! (replicas, garbage awaiting collection, patches, file-system rounding)
-//! is visible. The figures come from running totals (`tallies`, kept by
-//! triggers, folded by the worker), not from scanning the tables.
+//! is visible. Chunk and replica figures come from running totals
+//! (`tallies`, kept by triggers, folded by the worker).
 
 use super::sql::UNREFERENCED_CHUNK;
 use super::*;
@@ -45,33 +45,42 @@ impl Space {
 }
 
 /// Sums of a kind's `tallies` rows per subject (migration 0022).
-const TALLY: &str = "SELECT subject, sum(items)::bigint AS items, sum(bytes)::bigint AS bytes,
-                            sum(all_bytes)::bigint AS all_bytes
+const TALLY: &str = "SELECT subject, sum(items)::bigint AS items, sum(bytes)::bigint AS bytes
                      FROM tallies WHERE kind = $1 GROUP BY subject";
 
 impl Meta {
-    /// Reads the figures from the running totals (a few rows per bucket and
-    /// node). `with_garbage` adds the unreferenced bytes: an anti-join over
-    /// every chunk, for the admin command only.
-    pub async fn space(&self, with_garbage: bool) -> Result<Space> {
-        let buckets: Vec<BucketSpace> = sqlx::query_as(&format!(
-            "SELECT b.name, COALESCE(t.items, 0) AS objects, COALESCE(t.bytes, 0) AS current_bytes,
-                    COALESCE(t.all_bytes, 0) AS all_bytes
-             FROM buckets b LEFT JOIN ({TALLY}) t ON t.subject = b.id::text
-             ORDER BY b.name"
-        ))
-        .bind("bucket")
-        .fetch_all(&self.pool)
-        .await?;
-        let chunk_bytes: i64 = sqlx::query_scalar(&format!("SELECT COALESCE(sum(bytes), 0)::bigint FROM ({TALLY}) t"))
+    /// Reads the figures. Chunk and replica bytes come from the running
+    /// totals; `with_buckets` adds each bucket's logical bytes (a scan of
+    /// every version: the worker does it on a slower cadence than its
+    /// pass), `with_garbage` the unreferenced bytes (an anti-join over every
+    /// chunk, for the admin command only).
+    pub async fn space(&self, with_buckets: bool, with_garbage: bool) -> Result<Space> {
+        let buckets: Vec<BucketSpace> = match with_buckets {
+            false => Vec::new(),
+            true => {
+                sqlx::query_as(
+                    "SELECT b.name,
+                            count(c.version)::bigint AS objects,
+                            COALESCE(sum(v.size) FILTER (WHERE c.version IS NOT NULL), 0)::bigint AS current_bytes,
+                            COALESCE(sum(v.size), 0)::bigint AS all_bytes
+                     FROM buckets b
+                     LEFT JOIN versions v ON v.bucket_id = b.id
+                     LEFT JOIN current_versions c ON c.version = v.id
+                     GROUP BY b.name ORDER BY b.name",
+                )
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        let total = format!("SELECT COALESCE(sum(bytes), 0)::bigint FROM ({TALLY}) t");
+        let chunk_bytes: i64 = sqlx::query_scalar(&total)
             .bind("chunks")
             .fetch_one(&self.pool)
             .await?;
-        let replica_bytes: i64 =
-            sqlx::query_scalar(&format!("SELECT COALESCE(sum(bytes), 0)::bigint FROM ({TALLY}) t"))
-                .bind("node")
-                .fetch_one(&self.pool)
-                .await?;
+        let replica_bytes: i64 = sqlx::query_scalar(&total)
+            .bind("node")
+            .fetch_one(&self.pool)
+            .await?;
         let unreferenced_bytes: i64 = match with_garbage {
             false => 0,
             true => {
@@ -96,33 +105,19 @@ impl Meta {
         })
     }
 
-    /// The running totals of one kind ("chunks", "node", "bucket"), by subject.
-    pub async fn tallies(&self, kind: &str) -> Result<Vec<Tally>> {
-        Ok(sqlx::query_as(TALLY).bind(kind).fetch_all(&self.pool).await?)
-    }
-
     /// Folds each subject's delta rows into one (dropping subjects that
     /// sum to nothing), so reading the totals stays cheap. Rows appended
     /// meanwhile are not seen by the DELETE and stay for the next fold.
     pub async fn fold_tallies(&self) -> Result<()> {
         sqlx::query(
-            "WITH folded AS (DELETE FROM tallies RETURNING kind, subject, items, bytes, all_bytes)
-             INSERT INTO tallies (kind, subject, items, bytes, all_bytes)
-             SELECT kind, subject, sum(items), sum(bytes), sum(all_bytes) FROM folded
+            "WITH folded AS (DELETE FROM tallies RETURNING kind, subject, items, bytes)
+             INSERT INTO tallies (kind, subject, items, bytes)
+             SELECT kind, subject, sum(items), sum(bytes) FROM folded
              GROUP BY kind, subject
-             HAVING sum(items) <> 0 OR sum(bytes) <> 0 OR sum(all_bytes) <> 0",
+             HAVING sum(items) <> 0 OR sum(bytes) <> 0",
         )
         .execute(&self.pool)
         .await?;
         Ok(())
     }
-}
-
-/// One subject's running totals.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct Tally {
-    pub subject: String,
-    pub items: i64,
-    pub bytes: i64,
-    pub all_bytes: i64,
 }

@@ -90,6 +90,10 @@ pub enum Error {
     ChunkUnavailable(String),
     #[error("metadata store: {0}")]
     Db(#[from] sqlx::Error),
+    #[error("no snapshot named {0}")]
+    NoSuchSnapshot(String),
+    #[error("a snapshot named {0} exists")]
+    SnapshotExists(String),
     #[error("internal: {0}")]
     Internal(String),
 }
@@ -140,13 +144,20 @@ impl From<Error> for S3Error {
             Error::InsufficientReplicas { .. } => S3ErrorCode::ServiceUnavailable,
             Error::ChunkUnavailable(_) | Error::Db(_) => S3ErrorCode::ServiceUnavailable,
             Error::Internal(_) => S3ErrorCode::InternalError,
+            Error::NoSuchSnapshot(_) => S3ErrorCode::Custom(bytestring::ByteString::from_static("NoSuchSnapshot")),
+            Error::SnapshotExists(_) => {
+                S3ErrorCode::Custom(bytestring::ByteString::from_static("SnapshotAlreadyExists"))
+            }
         };
         if matches!(e, Error::Db(_) | Error::Internal(_) | Error::ChunkUnavailable(_)) {
             tracing::error!(error = %e, "request failed");
         }
         let mut err = S3Error::with_message(code, e.to_string());
         match e {
-            Error::NoSuchPublicAccessBlock => err.set_status_code(http::StatusCode::NOT_FOUND),
+            Error::NoSuchPublicAccessBlock | Error::NoSuchSnapshot(_) => {
+                err.set_status_code(http::StatusCode::NOT_FOUND)
+            }
+            Error::SnapshotExists(_) => err.set_status_code(http::StatusCode::CONFLICT),
             Error::InvalidPartNumber(_) => err.set_status_code(http::StatusCode::RANGE_NOT_SATISFIABLE),
             _ => {}
         }

@@ -35,5 +35,6 @@ mod semantics;
 mod soak;
 mod special_files;
 mod surface;
+mod time_travel;
 mod tls;
 mod unix_mount;

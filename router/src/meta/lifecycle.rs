@@ -68,7 +68,8 @@ impl Meta {
     /// (key, version id) of versions under `prefix` carrying all of `tags`
     /// that became noncurrent (a newer version of their key was written)
     /// before `before`, beyond the `keep` newest noncurrent versions of
-    /// each key.
+    /// each key, and that no snapshot shows (it was its key's newest at a
+    /// snapshot's moment).
     pub async fn noncurrent_before(
         &self,
         bucket: &Bucket,
@@ -79,12 +80,14 @@ impl Meta {
     ) -> Result<Vec<(String, String)>> {
         Ok(sqlx::query_as(&format!(
             "SELECT key, version_id FROM (
-                 SELECT v.id, v.key, v.version_id,
+                 SELECT v.id, v.key, v.version_id, v.created_at,
                         lag(v.created_at) OVER w AS noncurrent_since,
                         row_number() OVER w AS rank
                  FROM versions v WHERE v.bucket_id = $1 AND starts_with(v.key, $2)
                  WINDOW w AS (PARTITION BY v.key ORDER BY v.id DESC)) v
              WHERE rank > 1 + $4 AND noncurrent_since < $3 AND {}
+               AND NOT EXISTS (SELECT 1 FROM snapshots s WHERE s.bucket_id = $1
+                               AND s.at >= v.created_at AND s.at < v.noncurrent_since)
              ORDER BY key LIMIT $5",
             tagged(6)
         ))

@@ -39,7 +39,6 @@ impl Meta {
         let mut order: Vec<usize> = (0..news.len()).collect();
         order.sort_unstable_by(|&a, &b| news[a].key.cmp(&news[b].key));
         let sorted: Vec<&NewVersion> = order.iter().map(|&i| &news[i]).collect();
-        let piece = |n: &NewVersion| n.pieces.first().cloned();
         let (precondition, precondition_etag): (Vec<Option<&str>>, Vec<Option<&str>>) = sorted
             .iter()
             .map(|n| match &n.precondition {
@@ -53,7 +52,53 @@ impl Meta {
                 "a batched version has more than one piece".into(),
             ))
         } else {
-            sqlx::query_as(
+            self.commit_sorted_batch(bucket, &sorted, (&precondition, &precondition_etag))
+                .await
+        };
+        match batch {
+            Ok(versions) if versions.len() == news.len() => {
+                let mut results: Vec<Option<Result<Version>>> = (0..news.len()).map(|_| None).collect();
+                for (version, &i) in versions.into_iter().zip(&order) {
+                    results[i] = Some(Ok(version));
+                }
+                results
+                    .into_iter()
+                    .map(|r| r.expect("every slot is filled"))
+                    .collect()
+            }
+            Ok(versions) => {
+                let e = format!("{} versions committed for {} objects", versions.len(), news.len());
+                news.iter().map(|_| Err(Error::Internal(e.clone()))).collect()
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "batch commit failed; committing one by one");
+                let mut results = Vec::with_capacity(news.len());
+                for new in news {
+                    results.push(commit_in(&self.pool, bucket, new, None).await);
+                }
+                results
+            }
+        }
+    }
+
+    /// One statement committing `sorted` (by key, one piece at most each)
+    /// after locking all their keys; the preconditions are per version.
+    async fn commit_sorted_batch(
+        &self,
+        bucket: &Bucket,
+        sorted: &[&NewVersion],
+        preconditions: (&[Option<&str>], &[Option<&str>]),
+    ) -> Result<Vec<Version>> {
+        let (precondition, precondition_etag) = preconditions;
+        let piece = |n: &NewVersion| n.pieces.first().cloned();
+        let mut tx = self.pool.begin().await?;
+        lock_keys(
+            &mut tx,
+            bucket.id,
+            &sorted.iter().map(|n| n.key.as_str()).collect::<Vec<_>>(),
+        )
+        .await?;
+        let versions = sqlx::query_as(
                 "SELECT v.* FROM unnest($2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[],
                     $7::jsonb[], $8::text[], $9::text[], $10::text[], $11::integer[], $12::integer[],
                     $13::boolean[])
@@ -83,8 +128,8 @@ impl Meta {
                     .map(|n| serde_json::to_value(&n.metadata).expect("metadata serialises"))
                     .collect::<Vec<_>>(),
             )
-            .bind(&precondition)
-            .bind(&precondition_etag)
+            .bind(precondition)
+            .bind(precondition_etag)
             .bind(
                 sorted
                     .iter()
@@ -104,34 +149,11 @@ impl Meta {
                     .collect::<Vec<_>>(),
             )
             .bind(sorted.iter().map(|n| n.follow_links).collect::<Vec<_>>())
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *tx)
             .await
-            .map_err(commit_error)
-        };
-        match batch {
-            Ok(versions) if versions.len() == news.len() => {
-                let mut results: Vec<Option<Result<Version>>> = (0..news.len()).map(|_| None).collect();
-                for (version, &i) in versions.into_iter().zip(&order) {
-                    results[i] = Some(Ok(version));
-                }
-                results
-                    .into_iter()
-                    .map(|r| r.expect("every slot is filled"))
-                    .collect()
-            }
-            Ok(versions) => {
-                let e = format!("{} versions committed for {} objects", versions.len(), news.len());
-                news.iter().map(|_| Err(Error::Internal(e.clone()))).collect()
-            }
-            Err(e) => {
-                tracing::debug!(error = %e, "batch commit failed; committing one by one");
-                let mut results = Vec::with_capacity(news.len());
-                for new in news {
-                    results.push(commit_in(&self.pool, bucket, new, None).await);
-                }
-                results
-            }
-        }
+            .map_err(commit_error)?;
+        tx.commit().await?;
+        Ok(versions)
     }
 
     /// A plain DELETE: a delete marker where versioning is on, else removal.
@@ -193,14 +215,29 @@ impl Meta {
         let cols = "v.id, v.key, v.version_id, v.delete_marker, v.size, v.etag, v.content_type, v.metadata,
             v.parts_count, v.created_at,
             COALESCE((SELECT jsonb_array_length(t.tags) FROM object_tags t WHERE t.version = v.id), 0) AS tag_count";
-        let sources: Vec<Version> = sqlx::query_as(&format!(
-            "SELECT {cols} FROM current_versions c JOIN versions v ON v.id = c.version
-             WHERE c.bucket_id = $1 AND (c.key = $2 OR ($3 AND c.key > $2 AND starts_with(c.key, $2)))
-             ORDER BY c.key FOR UPDATE OF c"
-        ))
+        // The keys first, then every source and destination key locked in
+        // order before anything is written (see `lock_keys`), then the
+        // sources as they are now that no one else can write them.
+        let keys: Vec<String> = sqlx::query_scalar(
+            "SELECT c.key FROM current_versions c
+             WHERE c.bucket_id = $1 AND (c.key = $2 OR ($3 AND c.key > $2 AND starts_with(c.key, $2)))",
+        )
         .bind(bucket.id)
         .bind(from)
         .bind(prefix)
+        .fetch_all(&mut *tx)
+        .await?;
+        let dests: Vec<String> = keys.iter().map(|k| format!("{to}{}", &k[from.len()..])).collect();
+        let all: Vec<&str> = keys.iter().chain(&dests).map(String::as_str).collect();
+        lock_keys(&mut tx, bucket.id, &all).await?;
+        let sources: Vec<Version> = sqlx::query_as(&format!(
+            "SELECT {cols} FROM unnest($2::text[]) AS u(k)
+             JOIN current_versions c ON c.bucket_id = $1 AND c.key = u.k
+             JOIN versions v ON v.id = c.version
+             ORDER BY c.key FOR UPDATE OF c"
+        ))
+        .bind(bucket.id)
+        .bind(&keys)
         .fetch_all(&mut *tx)
         .await?;
         if sources.is_empty() {
@@ -227,7 +264,6 @@ impl Meta {
             .map(piece_from_row)
             .collect();
             // A renamed name stays in its link group, under its new name.
-            lock_key(&mut tx, bucket.id, &source.key).await?;
             let group: Option<i64> =
                 sqlx::query_scalar("SELECT grp FROM links WHERE bucket_id = $1 AND key = $2")
                     .bind(bucket.id)

@@ -134,6 +134,26 @@ pub(super) async fn lock_key(tx: &mut Transaction<'_, Postgres>, bucket_id: i64,
     Ok(())
 }
 
+/// Locks every one of `keys` in byte order (as every multi-key write
+/// does, so none can deadlock another), before the transaction writes its
+/// first version: its commit stamp (migration 0023) is then taken after it
+/// waited for every writer of those keys, so it comes after theirs.
+pub(super) async fn lock_keys(
+    tx: &mut Transaction<'_, Postgres>,
+    bucket_id: i64,
+    keys: &[&str],
+) -> Result<()> {
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock($1, hashtext(k))
+         FROM (SELECT DISTINCT u.k COLLATE \"C\" AS k FROM unnest($2::text[]) AS u(k) ORDER BY 1) s",
+    )
+    .bind(bucket_id as i32)
+    .bind(keys)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 pub(super) async fn set_current(
     tx: &mut Transaction<'_, Postgres>,
     bucket_id: i64,

@@ -25,6 +25,7 @@ pub mod placement;
 pub mod request_id;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod time_travel;
 
 pub use chunk_id::ChunkId;
 pub use fsync::{Fsync, DEFERRED_QUERY};

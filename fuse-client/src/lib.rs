@@ -18,6 +18,7 @@ pub(crate) mod file_locks;
 pub mod fs;
 pub(crate) mod fuse;
 pub(crate) mod helper;
+pub(crate) mod history_cli;
 pub mod memory;
 pub(crate) mod metrics;
 pub(crate) mod names;
@@ -51,16 +52,27 @@ pub enum Command {
     Mount(Box<MountArgs>),
     /// Unmount a bucketfs mount.
     Umount { mountpoint: PathBuf },
+    /// Named moments of a versioned bucket: `create BUCKET NAME`, `list
+    /// BUCKET`, `delete BUCKET NAME`.
+    Snapshot(history_cli::SnapshotArgs),
+    /// Make NEWBUCKET with BUCKET's keys as of a moment, sharing their data
+    /// (nothing is copied): `fork BUCKET@TIME|SNAPSHOT NEWBUCKET`.
+    Fork(history_cli::ForkArgs),
+    /// Make the keys under BUCKET/PREFIX what they were at a moment (new
+    /// versions sharing the old data; keys made since are deleted).
+    Restore(history_cli::RestoreArgs),
+    /// What was added, removed, changed and renamed between two moments:
+    /// `diff BUCKET@T1 [BUCKET@T2] [PREFIX]` (no T2: now).
+    Diff(history_cli::DiffArgs),
     /// (Started by the daemon.) Removes the mount at MOUNTPOINT if the
     /// daemon ends without unmounting (see `watcher.rs`).
     #[command(hide = true)]
     WatchMount { mountpoint: PathBuf, fsname: String },
 }
 
-#[derive(Debug, clap::Args)]
-pub struct MountArgs {
-    pub bucket: String,
-    pub mountpoint: PathBuf,
+/// Where the store is and who calls it: every command that talks to it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Connection {
     /// S3 endpoint; else $AWS_ENDPOINT_URL, else `endpoint_url` in ~/.aws/config.
     #[arg(long, env = "AWS_ENDPOINT_URL")]
     pub endpoint: Option<String>,
@@ -84,6 +96,14 @@ pub struct MountArgs {
     /// The ~/.aws profile to read (also $AWS_PROFILE).
     #[arg(long, env = "AWS_PROFILE", default_value = "default")]
     pub profile: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct MountArgs {
+    pub bucket: String,
+    pub mountpoint: PathBuf,
+    #[command(flatten)]
+    pub connection: Connection,
     /// Memory for cached object blocks, in MiB.
     #[arg(long, default_value_t = 256)]
     pub cache_size: usize,
@@ -97,9 +117,10 @@ pub struct MountArgs {
     #[arg(long)]
     pub disk_cache_size: Option<u64>,
     /// Show the bucket read-only as it was at this time (RFC 3339, e.g.
-    /// 2026-11-22T10:00:00Z); needs a versioned bucket.
+    /// 2026-11-22T10:00:00Z) or snapshot (`bucketfs snapshot`); needs a
+    /// versioned bucket.
     #[arg(long)]
-    pub at: Option<jiff::Timestamp>,
+    pub at: Option<String>,
     /// Stay in the foreground instead of daemonizing.
     #[arg(long, short)]
     pub foreground: bool,
@@ -163,6 +184,10 @@ pub fn main(cli: Cli) -> Result<()> {
         Command::Mount(args) => mount(*args),
         Command::Umount { mountpoint } => umount(&mountpoint),
         Command::WatchMount { mountpoint, fsname } => watcher::watch(&mountpoint, &fsname),
+        Command::Snapshot(args) => history_cli::snapshot(args),
+        Command::Fork(args) => history_cli::fork(args),
+        Command::Restore(args) => history_cli::restore(args),
+        Command::Diff(args) => history_cli::diff(args),
     }
 }
 
@@ -191,7 +216,7 @@ fn mount(args: MountArgs) -> Result<()> {
         bail!("{} is not a directory", args.mountpoint.display());
     }
     // Before daemonizing, so a mount that cannot work fails with the reason.
-    check_bucket(&args)?;
+    let at = check_bucket(&args)?;
     if let Some(addr) = args.metrics {
         std::net::TcpListener::bind(addr).with_context(|| format!("serving metrics at {addr}"))?;
     }
@@ -208,8 +233,8 @@ fn mount(args: MountArgs) -> Result<()> {
         .worker_threads(4)
         .enable_all()
         .build()?;
-    let creds = credentials(&args)?;
-    let s3 = s3_client(&args, &creds)?;
+    let creds = args.connection.credentials()?;
+    let s3 = args.connection.client(&args.bucket, &creds)?;
     std::fs::create_dir_all(&args.cache_dir)
         .with_context(|| format!("creating {}", args.cache_dir.display()))?;
     let read_only = args.read_only || args.at.is_some();
@@ -226,7 +251,7 @@ fn mount(args: MountArgs) -> Result<()> {
         dir_ttl: Duration::from_secs_f64(args.dir_ttl),
         uid: nix::unistd::getuid().as_raw(),
         gid: nix::unistd::getgid().as_raw(),
-        at: args.at.map(std::time::SystemTime::from),
+        at: at.map(std::time::SystemTime::from),
         write_back: args.write_back,
     };
     let fs = Arc::new(fs::Fs::new(s3, config).context("setting up the caches")?);
@@ -299,35 +324,45 @@ fn mount(args: MountArgs) -> Result<()> {
     Ok(())
 }
 
-fn credentials(args: &MountArgs) -> Result<aws_config::Resolved> {
-    aws_config::resolve(
-        args.credentials_file.as_deref(),
-        &args.profile,
-        args.endpoint.clone(),
-        args.access_key.clone(),
-        args.secret_key.clone(),
-        args.region.clone(),
-    )
+impl Connection {
+    fn credentials(&self) -> Result<aws_config::Resolved> {
+        aws_config::resolve(
+            self.credentials_file.as_deref(),
+            &self.profile,
+            self.endpoint.clone(),
+            self.access_key.clone(),
+            self.secret_key.clone(),
+            self.region.clone(),
+        )
+    }
+
+    /// A client of `bucket`, with `creds` resolved from this connection.
+    fn client(&self, bucket: &str, creds: &aws_config::Resolved) -> Result<Arc<s3::S3>> {
+        s3::S3::new(
+            &creds.endpoint,
+            bucket,
+            &creds.access_key,
+            &creds.secret_key,
+            &creds.region,
+            self.ca_file.as_deref(),
+        )
+    }
 }
 
-fn s3_client(args: &MountArgs, creds: &aws_config::Resolved) -> Result<Arc<s3::S3>> {
-    s3::S3::new(
-        &creds.endpoint,
-        &args.bucket,
-        &creds.access_key,
-        &creds.secret_key,
-        &creds.region,
-        args.ca_file.as_deref(),
-    )
-}
-
-/// Fails unless the mount can list its bucket (see `s3_check.rs`).
-fn check_bucket(args: &MountArgs) -> Result<()> {
+/// Fails unless the mount can list its bucket (see `s3_check.rs`); with
+/// `--at`, answers the time it names.
+fn check_bucket(args: &MountArgs) -> Result<Option<jiff::Timestamp>> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let s3 = s3_client(args, &credentials(args)?)?;
-    runtime.block_on(s3.check_bucket()).map_err(anyhow::Error::msg)
+    let s3 = args
+        .connection
+        .client(&args.bucket, &args.connection.credentials()?)?;
+    runtime.block_on(s3.check_bucket()).map_err(anyhow::Error::msg)?;
+    args.at
+        .as_deref()
+        .map(|at| runtime.block_on(s3.moment_time(&s3::Moment::parse(at))))
+        .transpose()
 }
 
 /// Kernel readahead on a FUSE mount starts at 128 KiB and the mount

@@ -37,6 +37,9 @@ const ATTEMPTS: u32 = 8;
 mod check;
 #[path = "s3_ext.rs"]
 mod ext;
+#[path = "s3_history.rs"]
+mod history;
+pub use history::Moment;
 
 pub struct S3 {
     /// This client, for the task that sends queued batches.

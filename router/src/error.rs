@@ -144,7 +144,9 @@ impl From<Error> for S3Error {
             Error::InsufficientReplicas { .. } => S3ErrorCode::ServiceUnavailable,
             Error::ChunkUnavailable(_) | Error::Db(_) => S3ErrorCode::ServiceUnavailable,
             Error::Internal(_) => S3ErrorCode::InternalError,
-            Error::NoSuchSnapshot(_) => S3ErrorCode::Custom(bytestring::ByteString::from_static("NoSuchSnapshot")),
+            Error::NoSuchSnapshot(_) => {
+                S3ErrorCode::Custom(bytestring::ByteString::from_static("NoSuchSnapshot"))
+            }
             Error::SnapshotExists(_) => {
                 S3ErrorCode::Custom(bytestring::ByteString::from_static("SnapshotAlreadyExists"))
             }

@@ -13,6 +13,7 @@ pub(crate) mod escape;
 #[doc(hidden)]
 pub mod fuzzing;
 pub(crate) mod gate;
+pub(crate) mod history;
 pub(crate) mod host;
 pub(crate) mod inventory;
 pub(crate) mod lease;

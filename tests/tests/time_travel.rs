@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use bucketfs_tests::Cluster;
@@ -31,7 +32,14 @@ struct Listed {
 
 /// Every version and delete marker of `bucket`, newest first per key.
 fn list_versions(cluster: &Cluster, bucket: &str) -> Result<Vec<Listed>> {
-    let out = cluster.aws_ok(&["s3api", "list-object-versions", "--bucket", bucket, "--output", "json"])?;
+    let out = cluster.aws_ok(&[
+        "s3api",
+        "list-object-versions",
+        "--bucket",
+        bucket,
+        "--output",
+        "json",
+    ])?;
     let json: serde_json::Value = serde_json::from_str(&out)?;
     let mut listed = Vec::new();
     for (field, deleted) in [("Versions", false), ("DeleteMarkers", true)] {
@@ -67,7 +75,9 @@ fn view_at(listed: &[Listed], at: Timestamp) -> Vec<String> {
 
 /// The files under `prefix` (not the directory's own `prefix` object).
 fn count_under(keys: &[String], prefix: &str) -> usize {
-    keys.iter().filter(|k| k.len() > prefix.len() && k.starts_with(prefix)).count()
+    keys.iter()
+        .filter(|k| k.len() > prefix.len() && k.starts_with(prefix))
+        .count()
 }
 
 #[test]
@@ -95,9 +105,18 @@ fn a_renamed_tree_is_wholly_at_one_name_in_every_past_view() -> Result<()> {
         .filter(|v| v.key.starts_with("b/") || (v.key.starts_with("a/") && v.deleted))
         .collect();
     // (mkdir made the directory's own object, `a/`, which moved too.)
-    assert_eq!(renamed.len(), 2 * (FILES + 1), "a version at b/ and a marker at a/ per name");
+    assert_eq!(
+        renamed.len(),
+        2 * (FILES + 1),
+        "a version at b/ and a marker at a/ per name"
+    );
     let stamps: std::collections::BTreeSet<Timestamp> = renamed.iter().map(|v| v.modified).collect();
-    assert_eq!(stamps.len(), 1, "the rename's entries carry {} times", stamps.len());
+    assert_eq!(
+        stamps.len(),
+        1,
+        "the rename's entries carry {} times",
+        stamps.len()
+    );
     let moment = *stamps.first().unwrap();
 
     // Every past view the listing can express shows the tree at one name.
@@ -115,7 +134,10 @@ fn a_renamed_tree_is_wholly_at_one_name_in_every_past_view() -> Result<()> {
 
     // So do mounts of the moments just before, at and after it.
     let millisecond = SignedDuration::from_millis(1);
-    for (i, at) in [moment - millisecond, moment, moment + millisecond].into_iter().enumerate() {
+    for (i, at) in [moment - millisecond, moment, moment + millisecond]
+        .into_iter()
+        .enumerate()
+    {
         let dir = cluster.dir.join(format!("at{i}"));
         let _view = cluster.mount_with("travel", &dir, &["--at", &at.to_string()])?;
         let count = |name: &str| fs::read_dir(dir.join(name)).map_or(0, |d| d.count());
@@ -123,5 +145,179 @@ fn a_renamed_tree_is_wholly_at_one_name_in_every_past_view() -> Result<()> {
         let expected = if at < moment { (FILES, 0) } else { (0, FILES) };
         assert_eq!((a, b), expected, "a mount at {at} (the rename at {moment})");
     }
+    Ok(())
+}
+
+/// `bucketfs ARGS...` against the cluster; its output.
+fn bucketfs(cluster: &Cluster, args: &[&str]) -> Result<String> {
+    let out = std::process::Command::new(bucketfs_tests::bin_dir().join("bucketfs"))
+        .args(args)
+        .args(["--endpoint", &cluster.endpoint()])
+        .env("AWS_ACCESS_KEY_ID", &cluster.access_key)
+        .env("AWS_SECRET_ACCESS_KEY", &cluster.secret_key)
+        .output()?;
+    bucketfs_tests::tools::check(out, &format!("bucketfs {}", args.join(" ")))
+}
+
+fn sorted_lines(text: &str) -> Vec<String> {
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    lines.sort();
+    lines
+}
+
+/// `diff -r a b`: empty when the trees match.
+fn diff_r(a: &std::path::Path, b: &std::path::Path) -> Result<String> {
+    let out = std::process::Command::new("diff")
+        .arg("-r")
+        .arg(a)
+        .arg(b)
+        .output()?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+}
+
+fn node_bytes_written(cluster: &Cluster) -> u64 {
+    (1..=3)
+        .filter_map(|i| cluster.node_metric(i, "bucketfs_node_bytes_written_total"))
+        .sum()
+}
+
+#[test]
+fn snapshots_diffs_restores_and_forks_work_by_reference() -> Result<()> {
+    // Garbage collected within seconds, to show the fork keeps its chunks.
+    let cluster = Cluster::start_with_router_args(&["--worker-interval-secs", "1", "--gc-grace-secs", "1"])?;
+    versioned_bucket(&cluster, "hist")?;
+    let mnt = cluster.dir.join("mnt");
+    let mount = cluster.mount("hist", &mnt)?;
+    let d = mnt.join("d");
+    fs::create_dir_all(d.join("sub"))?;
+    for i in 0..10 {
+        fs::write(d.join(format!("f{i}")), format!("file {i}\n").repeat(1000))?;
+    }
+    fs::write(d.join("sub/deep"), "deep\n")?;
+    fs::write(mnt.join("outside"), "outside\n")?;
+    nix::unistd::sync();
+    drop(mount);
+
+    let made = bucketfs(&cluster, &["snapshot", "create", "hist", "before"])?;
+    assert!(made.starts_with("before\t"), "{made}");
+    let err = bucketfs(&cluster, &["snapshot", "create", "hist", "before"]).unwrap_err();
+    assert!(format!("{err:#}").contains("SnapshotAlreadyExists"), "{err:#}");
+
+    // A scripted workload, then the diff lists exactly it.
+    let mount = cluster.mount("hist", &mnt)?;
+    fs::write(d.join("f1"), "changed\n")?;
+    fs::write(d.join("f2"), "changed too\n")?;
+    fs::remove_file(d.join("f3"))?;
+    fs::write(d.join("new"), "new\n")?;
+    fs::rename(d.join("f4"), d.join("sub/f4-moved"))?;
+    fs::write(mnt.join("outside"), "outside, changed\n")?;
+    drop(mount);
+    let expected = [
+        "A\td/new",
+        "D\td/f3",
+        "M\td/f1",
+        "M\td/f2",
+        "R\td/f4\td/sub/f4-moved",
+        "M\toutside",
+    ];
+    let mut expected: Vec<String> = expected.iter().map(|s| s.to_string()).collect();
+    expected.sort();
+    let listed = bucketfs(&cluster, &["diff", "hist@before", "hist"])?;
+    assert_eq!(sorted_lines(&listed), expected, "{listed}");
+    bucketfs(&cluster, &["snapshot", "create", "hist", "after"])?;
+    let listed = bucketfs(&cluster, &["diff", "hist@before", "hist@after", "d/"])?;
+    assert_eq!(sorted_lines(&listed).len(), expected.len() - 1, "{listed}");
+    let json: serde_json::Value = serde_json::from_str(&bucketfs(
+        &cluster,
+        &["diff", "hist@before", "hist@after", "--json"],
+    )?)?;
+    assert_eq!(json["changes"].as_array().map(Vec::len), Some(expected.len()));
+    let listed = bucketfs(&cluster, &["snapshot", "list", "hist"])?;
+    assert_eq!(
+        listed
+            .lines()
+            .map(|l| l.split('\t').next().unwrap())
+            .collect::<Vec<_>>(),
+        ["before", "after"]
+    );
+
+    // A restore of d/ to the first snapshot moves no data: the live tree
+    // and the snapshot's view are the same again; outside d/ stays.
+    let bytes_in = cluster.routers_metric("bucketfs_router_bytes_in_total");
+    let restored = bucketfs(&cluster, &["restore", "hist/d/", "--to", "before"])?;
+    assert!(restored.contains("deleted\td/new"), "{restored}");
+    let moved = cluster.routers_metric("bucketfs_router_bytes_in_total") - bytes_in;
+    assert!(moved < 1 << 20, "the restore sent {moved} bytes to the routers");
+    let live = cluster.mount("hist", &mnt)?;
+    let past_dir = cluster.dir.join("before");
+    let past = cluster.mount_with("hist", &past_dir, &["--at", "before"])?;
+    assert_eq!(diff_r(&mnt.join("d"), &past_dir.join("d"))?, "");
+    assert_eq!(fs::read_to_string(mnt.join("outside"))?, "outside, changed\n");
+    assert_eq!(bucketfs(&cluster, &["diff", "hist@before", "hist", "d/"])?, "");
+    drop(past);
+    drop(live);
+
+    // A fork of the second snapshot writes no chunk; each side's writes
+    // stay its own; the fork outlives its source.
+    let written = node_bytes_written(&cluster);
+    let forked = bucketfs(&cluster, &["fork", "hist@after", "forked"])?;
+    assert_eq!(node_bytes_written(&cluster), written, "a fork wrote chunk bytes");
+    let fork_keys = cluster.aws_ok(&["s3", "ls", "--recursive", "s3://forked"])?;
+    assert!(
+        forked.starts_with(&format!("forked\t{} keys", fork_keys.lines().count())),
+        "{forked} for {fork_keys}"
+    );
+    let after_dir = cluster.dir.join("after");
+    let fork_dir = cluster.dir.join("fork");
+    let fork_mount = cluster.mount("forked", &fork_dir)?;
+    {
+        let _after = cluster.mount_with("hist", &after_dir, &["--at", "after"])?;
+        assert_eq!(diff_r(&after_dir, &fork_dir)?, "");
+    }
+    fs::write(fork_dir.join("only-in-fork"), "fork\n")?;
+    let file = cluster.dir.join("only-in-source");
+    fs::write(&file, "source\n")?;
+    cluster.aws_ok(&["s3", "cp", file.to_str().unwrap(), "s3://hist/only-in-source"])?;
+    let source_keys = cluster.aws_ok(&["s3", "ls", "--recursive", "s3://hist"])?;
+    assert!(!source_keys.contains("only-in-fork"), "{source_keys}");
+    nix::unistd::sync();
+    let fork_keys = cluster.aws_ok(&["s3", "ls", "--recursive", "s3://forked"])?;
+    assert!(
+        fork_keys.contains("only-in-fork") && !fork_keys.contains("only-in-source"),
+        "{fork_keys}"
+    );
+
+    // Every version of the source gone, and the bucket with them; once the
+    // collector has run, the fork still reads every byte.
+    let copy = cluster.dir.join("fork-copy");
+    let out = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&fork_dir)
+        .arg(&copy)
+        .output()?;
+    bucketfs_tests::tools::check(out, "cp -a")?;
+    drop(fork_mount);
+    let script = "import boto3,os,sys
+s3=boto3.client('s3',endpoint_url=sys.argv[1],region_name='us-east-1')
+for page in s3.get_paginator('list_object_versions').paginate(Bucket='hist'):
+    for v in page.get('Versions',[])+page.get('DeleteMarkers',[]):
+        s3.delete_object(Bucket='hist',Key=v['Key'],VersionId=v['VersionId'])
+s3.delete_bucket(Bucket='hist')
+print('OK')";
+    let out = std::process::Command::new("python3")
+        .args(["-c", script, &cluster.endpoint()])
+        .env("AWS_ACCESS_KEY_ID", &cluster.access_key)
+        .env("AWS_SECRET_ACCESS_KEY", &cluster.secret_key)
+        .output()?;
+    bucketfs_tests::tools::check(out, "deleting every version of the source")?;
+    let collected = || cluster.routers_metric("bucketfs_router_chunks_collected_total");
+    let before = collected();
+    bucketfs_tests::wait_until(
+        "the collector freed the source's own chunks",
+        Duration::from_secs(60),
+        || collected() > before,
+    )?;
+    let _fork = cluster.mount("forked", &fork_dir)?;
+    assert_eq!(diff_r(&copy, &fork_dir)?, "");
     Ok(())
 }

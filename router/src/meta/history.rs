@@ -130,19 +130,34 @@ impl Meta {
         }
     }
 
-    /// The keys of `bucket` under `prefix` as of `at` (deleted ones left
-    /// out), in key order.
-    pub async fn keys_as_of(&self, bucket: &Bucket, prefix: &str, at: OffsetDateTime) -> Result<Vec<PastKey>> {
-        self.settle(at).await?;
-        Ok(sqlx::query_as(
-            "SELECT key, version_id, etag, size FROM versions_as_of($1, $2, $3)
-             WHERE NOT delete_marker ORDER BY key",
-        )
-        .bind(bucket.id)
-        .bind(prefix)
-        .bind(at)
-        .fetch_all(&self.pool)
-        .await?)
+    /// The keys of `bucket` under `prefix` as of `at` (`None`: now; deleted
+    /// ones left out), in key order.
+    pub async fn keys_as_of(
+        &self,
+        bucket: &Bucket,
+        prefix: &str,
+        at: Option<OffsetDateTime>,
+    ) -> Result<Vec<PastKey>> {
+        let query = match at {
+            Some(at) => {
+                self.settle(at).await?;
+                sqlx::query_as(
+                    "SELECT key, version_id, etag, size FROM versions_as_of($1, $2, $3)
+                     WHERE NOT delete_marker ORDER BY key",
+                )
+                .bind(bucket.id)
+                .bind(prefix)
+                .bind(at)
+            }
+            None => sqlx::query_as(
+                "SELECT c.key, v.version_id, v.etag, v.size
+                 FROM current_versions c JOIN versions v ON v.id = c.version
+                 WHERE c.bucket_id = $1 AND c.key >= $2 AND starts_with(c.key, $2) ORDER BY c.key",
+            )
+            .bind(bucket.id)
+            .bind(prefix),
+        };
+        Ok(query.fetch_all(&self.pool).await?)
     }
 
     /// Makes bucket `name`, owned by `owner`, with `source`'s keys as of
@@ -156,16 +171,23 @@ impl Meta {
             .bind(at)
             .fetch_one(&self.pool)
             .await
-            .map_err(|e| match e.as_database_error().and_then(|d| d.code()).as_deref() {
-                Some("BF409") => Error::BucketExists,
-                _ => Error::Db(e),
-            })
+            .map_err(
+                |e| match e.as_database_error().and_then(|d| d.code()).as_deref() {
+                    Some("BF409") => Error::BucketExists,
+                    _ => Error::Db(e),
+                },
+            )
     }
 
     /// Makes the keys under `prefix` what they were as of `at`
     /// (`restore_prefix`, one transaction); answers (key, "restored" or
     /// "deleted") for each key it changed.
-    pub async fn restore(&self, bucket: &Bucket, prefix: &str, at: OffsetDateTime) -> Result<Vec<(String, String)>> {
+    pub async fn restore(
+        &self,
+        bucket: &Bucket,
+        prefix: &str,
+        at: OffsetDateTime,
+    ) -> Result<Vec<(String, String)>> {
         self.settle(at).await?;
         sqlx::query_as("SELECT restored_key, action FROM restore_prefix($1, $2, $3)")
             .bind(bucket.id)
@@ -173,9 +195,11 @@ impl Meta {
             .bind(at)
             .fetch_all(&self.pool)
             .await
-            .map_err(|e| match e.as_database_error().and_then(|d| d.code()).as_deref() {
-                Some("BF400") => Error::InvalidBucketState("restore needs a versioned bucket".into()),
-                _ => Error::Db(e),
-            })
+            .map_err(
+                |e| match e.as_database_error().and_then(|d| d.code()).as_deref() {
+                    Some("BF400") => Error::InvalidBucketState("restore needs a versioned bucket".into()),
+                    _ => Error::Db(e),
+                },
+            )
     }
 }

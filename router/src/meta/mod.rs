@@ -33,8 +33,8 @@ mod uploads;
 mod users;
 
 pub use changes::Change;
-pub use history::{PastKey, Snapshot};
 pub use file_locks::LockOwner;
+pub use history::{PastKey, Snapshot};
 pub use locks::VersionLock;
 pub use space::Space;
 pub use status::{ChunkHealth, NodeRow, PassReport, WorkerProgress};

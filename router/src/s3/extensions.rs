@@ -3,11 +3,12 @@
 //! `POST /{bucket}?bucketfs-batch` (see `batch`), `POST
 //! /{bucket}/{key}?bucketfs-patch` (see `patch`), `POST
 //! /{bucket}?bucketfs-link` (see `link`), the lock calls (see `file_locks`),
-//! the change feed (see `changes`) and ListObjectsV2 with
-//! `metadata=true` (see `list::list_with_metadata`).
+//! the change feed (see `changes`), the time-travel calls (see `history`)
+//! and ListObjectsV2 with `metadata=true` (see `list::list_with_metadata`).
 
 use bucketfs_common::extension::{BATCH_QUERY, CHANGES_QUERY, LINK_QUERY, PATCH_QUERY, RENAME_QUERY};
 use bucketfs_common::file_locks::{LOCK_QUERY, LOCK_RENEW_QUERY};
+use bucketfs_common::time_travel::{DIFF_QUERY, FORK_QUERY, RESTORE_QUERY, SNAPSHOT_QUERY};
 use http::{Extensions, HeaderMap, Method, Uri};
 use s3s::route::S3Route;
 use s3s::{Body, S3Request, S3Response, S3Result};
@@ -54,6 +55,22 @@ fn is_lock_renewal(method: &Method, uri: &Uri) -> bool {
     method == Method::POST && has_param(uri, LOCK_RENEW_QUERY)
 }
 
+fn is_snapshot(method: &Method, uri: &Uri) -> bool {
+    [Method::POST, Method::GET, Method::DELETE].contains(method) && has_param(uri, SNAPSHOT_QUERY)
+}
+
+fn is_fork(method: &Method, uri: &Uri) -> bool {
+    method == Method::POST && has_param(uri, FORK_QUERY)
+}
+
+fn is_restore(method: &Method, uri: &Uri) -> bool {
+    method == Method::POST && has_param(uri, RESTORE_QUERY)
+}
+
+fn is_diff(method: &Method, uri: &Uri) -> bool {
+    method == Method::GET && has_param(uri, DIFF_QUERY)
+}
+
 fn is_metadata_listing(method: &Method, uri: &Uri) -> bool {
     let query = uri.query().unwrap_or("");
     method == Method::GET
@@ -73,6 +90,10 @@ fn extension_name(method: &Method, uri: &Uri) -> Option<&'static str> {
         (is_lock_renewal, "BucketfsLockRenewal"),
         (is_change_feed, "BucketfsChanges"),
         (is_metadata_listing, "BucketfsMetadataListing"),
+        (is_snapshot, "BucketfsSnapshot"),
+        (is_fork, "BucketfsFork"),
+        (is_restore, "BucketfsRestore"),
+        (is_diff, "BucketfsDiff"),
     ]
     .into_iter()
     .find(|(matches, _)| matches(method, uri))
@@ -121,6 +142,14 @@ impl S3Route for ExtensionRoute {
             self.fs.link_names(&caller, req).await
         } else if is_link(&req.method, &req.uri) {
             self.fs.link(&caller, req).await
+        } else if is_snapshot(&req.method, &req.uri) {
+            self.fs.snapshots(&caller, req).await
+        } else if is_fork(&req.method, &req.uri) {
+            self.fs.fork(&caller, req).await
+        } else if is_restore(&req.method, &req.uri) {
+            self.fs.restore(&caller, req).await
+        } else if is_diff(&req.method, &req.uri) {
+            self.fs.diff(&caller, req).await
         } else {
             let bucket = self.fs.meta.bucket(req.uri.path().trim_matches('/')).await?;
             let action = Action::of("ListObjectsV2", false, &req.method);

@@ -11,6 +11,7 @@ mod cors_ops;
 mod extensions;
 mod file_locks;
 pub(crate) mod headers;
+mod history;
 mod ingest;
 mod lifecycle_ops;
 mod link;

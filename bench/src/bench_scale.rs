@@ -8,7 +8,8 @@
 //! and GET latency, the top-level delimiter listing (1,000 common
 //! prefixes), a directory's listing, a flat listing's rate, `ls` of the
 //! root and of one directory through a fresh mount, and the worker's pass
-//! (repair, trim, collection, lifecycle) as `router status` times it.
+//! (repair, trim, collection, lifecycle) as `router status` times it, and
+//! `bucketfs fork` of the whole bucket (no chunk byte may be written).
 //! Results: `bench/results/<date>-<host>-scale.md`.
 //!
 //! `bench-scale [OBJECTS ...]` runs other sizes.
@@ -92,6 +93,7 @@ fn run(objects: u64) -> Result<serde_json::Value> {
     if ls_root.1 != DIRS as usize {
         bail!("ls of the mount's root found {} entries, not {DIRS}", ls_root.1);
     }
+    let fork = fork_secs(&cluster, objects)?;
     Ok(serde_json::json!({
         "fill": filled,
         "chunk_rows": chunks,
@@ -100,6 +102,7 @@ fn run(objects: u64) -> Result<serde_json::Value> {
         "ls_root_secs": ls_root.0,
         "ls_dir_secs": ls_dir.0,
         "ls_dir_entries": ls_dir.1,
+        "fork_secs": fork,
     }))
 }
 
@@ -138,6 +141,40 @@ fn add_chunk_rows(cluster: &Cluster, want: u64) -> Result<u64> {
     Ok(psql("SELECT count(*) FROM chunks")?.trim().parse()?)
 }
 
+/// Forks the bucket as of a second ago (`bucketfs fork`); answers how long
+/// it took, after checking it made every key and wrote no chunk byte.
+fn fork_secs(cluster: &Cluster, objects: u64) -> Result<f64> {
+    let written = || -> u64 {
+        (1..=3)
+            .filter_map(|i| cluster.node_metric(i, "bucketfs_node_bytes_written_total"))
+            .sum()
+    };
+    let before = written();
+    let at = (jiff::Timestamp::now() - jiff::SignedDuration::from_secs(1)).to_string();
+    let started = Instant::now();
+    let out = Command::new(bucketfs_tests::bin_dir().join("bucketfs"))
+        .args([
+            "fork",
+            &format!("{BUCKET}@{at}"),
+            "scale-fork",
+            "--endpoint",
+            &cluster.endpoint(),
+        ])
+        .env("AWS_ACCESS_KEY_ID", &cluster.access_key)
+        .env("AWS_SECRET_ACCESS_KEY", &cluster.secret_key)
+        .output()?;
+    let took = started.elapsed().as_secs_f64();
+    let answer = check(out, "bucketfs fork")?;
+    println!("{answer}");
+    if !answer.contains(&format!("\t{objects} keys")) {
+        bail!("the fork made other than {objects} keys: {answer}");
+    }
+    if written() != before {
+        bail!("the fork wrote {} chunk bytes", written() - before);
+    }
+    Ok(took)
+}
+
 /// The length of the first worker pass that starts from now.
 fn worker_pass_secs(cluster: &Cluster) -> Result<f64> {
     let passes = |s: &serde_json::Value| s["worker"]["passes"].as_u64().unwrap_or(0);
@@ -173,7 +210,7 @@ fn report(rows: &[(u64, serde_json::Value)]) -> String {
     md.push_str("\n| --- |");
     md.push_str(&" --- |".repeat(rows.len()));
     md.push('\n');
-    let figures: [(&str, &[&str]); 13] = [
+    let figures: [(&str, &[&str]); 14] = [
         ("fill (objects/s)", &["fill", "objects_per_sec"]),
         ("chunk rows", &["chunk_rows"]),
         ("worker pass (s)", &["pass_secs"]),
@@ -193,6 +230,7 @@ fn report(rows: &[(u64, serde_json::Value)]) -> String {
         ("ls of the mount's root (s)", &["ls_root_secs"]),
         ("ls of one directory (s)", &["ls_dir_secs"]),
         ("entries in that directory", &["ls_dir_entries"]),
+        ("fork of the bucket (s)", &["fork_secs"]),
     ];
     for (name, path) in figures {
         md.push_str(&format!("| {name} |"));

@@ -104,7 +104,7 @@ pub fn snapshot(args: SnapshotArgs) -> Result<()> {
             println!("{}\t{}", made.name, made.at);
         }
         SnapshotAction::List { bucket, connection } => {
-            let list = with_client(connection, bucket, async |s3| s3.snapshots().await)?;
+            let list = with_client(connection, bucket, async |s3| s3.list_snapshots().await)?;
             for s in list.snapshots {
                 println!("{}\t{}", s.name, s.at);
             }

@@ -715,6 +715,22 @@ impl ObjectStore for S3 {
     }
 
     /// One page of every version under `prefix`, folded at `/`.
+    async fn snapshots(&self) -> Result<Vec<(String, SystemTime)>, FsError> {
+        // Another server has no snapshots (and answers the call otherwise).
+        let list = match self.list_snapshots().await {
+            Ok(list) => list,
+            Err(e) => {
+                tracing::debug!(error = %e, "no snapshots listed");
+                return Ok(Vec::new());
+            }
+        };
+        Ok(list
+            .snapshots
+            .into_iter()
+            .filter_map(|s| Some((s.name, SystemTime::from(s.at.parse::<jiff::Timestamp>().ok()?))))
+            .collect())
+    }
+
     async fn list_versions(
         &self,
         prefix: &str,

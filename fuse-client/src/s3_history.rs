@@ -57,7 +57,7 @@ impl S3 {
         self.extension(call).await
     }
 
-    pub async fn snapshots(&self) -> anyhow::Result<Snapshots> {
+    pub async fn list_snapshots(&self) -> anyhow::Result<Snapshots> {
         self.extension(Call::new(Method::GET, None).query(SNAPSHOT_QUERY, ""))
             .await
     }
@@ -107,7 +107,7 @@ impl S3 {
         match moment {
             Moment::At(at) => Ok(*at),
             Moment::Snapshot(name) => {
-                let snapshots = self.snapshots().await?;
+                let snapshots = self.list_snapshots().await?;
                 let Some(s) = snapshots.snapshots.iter().find(|s| s.name == *name) else {
                     bail!("{name} is neither an RFC 3339 time nor a snapshot of this bucket");
                 };

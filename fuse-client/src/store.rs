@@ -212,6 +212,12 @@ pub trait ObjectStore: Send + Sync + 'static {
         marker: Option<&(String, String)>,
     ) -> Result<VersionListing, FsError>;
 
+    /// The bucket's snapshots (name, moment), oldest first: the bucketfs
+    /// time-travel extension's; none elsewhere.
+    async fn snapshots(&self) -> Result<Vec<(String, SystemTime)>, FsError> {
+        Ok(Vec::new())
+    }
+
     /// Moves a key, or every key under a prefix (`prefix`), as one change.
     /// `NotFound` when nothing matches; `Exists` when `no_replace` and a
     /// destination exists.

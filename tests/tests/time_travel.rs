@@ -321,3 +321,75 @@ print('OK')";
     assert_eq!(diff_r(&copy, &fork_dir)?, "");
     Ok(())
 }
+
+#[test]
+fn old_versions_and_snapshots_read_as_files_under_dot_bucketfs() -> Result<()> {
+    let cluster = Cluster::start()?;
+    versioned_bucket(&cluster, "files")?;
+    let mnt = cluster.dir.join("mnt");
+    let contents = ["first\n", "second, longer\n", "third\n"];
+    for text in contents {
+        let _mount = cluster.mount("files", &mnt)?;
+        fs::create_dir_all(mnt.join("dir"))?;
+        fs::write(mnt.join("dir/notes.txt"), text)?;
+        // Versions a millisecond apart at least.
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    bucketfs(&cluster, &["snapshot", "create", "files", "three"])?;
+    let _mount = cluster.mount("files", &mnt)?;
+    fs::remove_file(mnt.join("dir/notes.txt"))?;
+
+    // Not in the root's listing, there by name.
+    let root: Vec<String> = fs::read_dir(&mnt)?
+        .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect::<std::io::Result<_>>()?;
+    assert!(!root.iter().any(|n| n == ".bucketfs"), "{root:?}");
+    let history = mnt.join(".bucketfs/versions/dir/notes.txt");
+    let mut versions: Vec<std::path::PathBuf> = fs::read_dir(&history)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<std::io::Result<_>>()?;
+    versions.sort();
+    assert_eq!(versions.len(), 3, "{versions:?}");
+    for (path, text) in versions.iter().zip(contents) {
+        let out = std::process::Command::new("cat").arg(path).output()?;
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            text,
+            "cat {}",
+            path.display()
+        );
+    }
+    let copy = cluster.dir.join("copy");
+    let out = std::process::Command::new("cp")
+        .arg(&versions[0])
+        .arg(&copy)
+        .output()?;
+    bucketfs_tests::tools::check(out, "cp")?;
+    assert_eq!(fs::read_to_string(&copy)?, contents[0]);
+    // The deleted file's history is there; its directory lists it.
+    let listed: Vec<String> = fs::read_dir(mnt.join(".bucketfs/versions/dir"))?
+        .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect::<std::io::Result<_>>()?;
+    assert_eq!(listed, ["notes.txt"]);
+    // A snapshot reads as the tree it shows.
+    let snap = mnt.join(".bucketfs/snapshots/three/dir/notes.txt");
+    assert_eq!(fs::read_to_string(&snap)?, contents[2]);
+    // Nothing there can change.
+    let err = fs::write(&versions[0], "x").unwrap_err();
+    assert!(
+        matches!(
+            err.raw_os_error(),
+            Some(nix::libc::EROFS) | Some(nix::libc::EACCES)
+        ),
+        "{err}"
+    );
+    let err = fs::write(mnt.join(".bucketfs/versions/dir/new"), "x").unwrap_err();
+    assert!(
+        matches!(
+            err.raw_os_error(),
+            Some(nix::libc::EROFS) | Some(nix::libc::EACCES)
+        ),
+        "{err}"
+    );
+    Ok(())
+}

@@ -35,7 +35,7 @@ impl Fs {
         if !handle.writable {
             return Err(FsError::BadHandle);
         }
-        self.writable()?;
+        self.writable(&[handle.ino])?;
         let end = offset.checked_add(len).ok_or(FsError::TooBig)?;
         let mut file = handle.state.lock().await;
         let node = self.node(handle.ino)?;

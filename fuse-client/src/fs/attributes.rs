@@ -63,7 +63,10 @@ impl Fs {
             Some((ino, node)) if node.loaded && node.fetched.elapsed() < self.config.attr_ttl => {
                 return Ok(self.attr_of(*ino, node));
             }
-            None if self.absence.is_absent(&dir.path, &path) || self.deletes.is_deleting(&path) => {
+            // (No listing shows the history directory: it is never absent.)
+            None if !super::history::is_virtual(&path)
+                && (self.absence.is_absent(&dir.path, &path) || self.deletes.is_deleting(&path)) =>
+            {
                 return Err(FsError::NotFound)
             }
             _ => {}
@@ -100,7 +103,7 @@ impl Fs {
         if posix == node.posix && change.size.is_none() {
             return Ok(self.attr_of(ino, &node));
         }
-        self.writable()?;
+        self.writable(&[ino])?;
         if let Some(size) = change.size {
             if node.kind == Kind::Dir {
                 return Err(FsError::IsDir);
@@ -215,7 +218,7 @@ impl Fs {
         if !name.starts_with("user.") {
             return Err(FsError::NotSupported);
         }
-        self.writable()?;
+        self.writable(&[ino])?;
         let mut node = self.node(ino)?;
         let mut posix = node.posix.clone();
         let exists = posix.xattrs.contains_key(name);

@@ -59,7 +59,7 @@ impl Fs {
         if offset_in != 0 || !empty || file.orphan {
             return Err(FsError::NotSupported);
         }
-        self.writable()?;
+        self.writable(&[to.ino])?;
         let mut posix = target.posix.clone();
         posix.mtime = SystemTime::now();
         posix.ctime = posix.mtime;

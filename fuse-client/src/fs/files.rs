@@ -32,7 +32,7 @@ impl Fs {
         gid: u32,
         flags: i32,
     ) -> Result<(Attr, u64), FsError> {
-        self.writable()?;
+        self.writable(&[parent])?;
         check_name(name)?;
         let dir = self.dir(parent)?;
         let path = join(&dir.path, name);
@@ -73,7 +73,7 @@ impl Fs {
         }
         let write = flags & libc::O_ACCMODE != libc::O_RDONLY;
         if write {
-            self.writable()?;
+            self.writable(&[ino])?;
         }
         let state = self.acquire(ino);
         let mut file = state.lock().await;

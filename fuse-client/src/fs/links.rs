@@ -14,7 +14,7 @@ use crate::names::{check_name, join, MAX_KEY};
 impl Fs {
     /// `link(2)`: `new_name` in `new_parent` becomes another name of `ino`.
     pub async fn link(&self, ino: u64, new_parent: u64, new_name: &str) -> Result<Attr, FsError> {
-        self.writable()?;
+        self.writable(&[ino, new_parent])?;
         check_name(new_name)?;
         let node = self.node(ino)?;
         if node.kind == Kind::Dir {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use super::table::Node;
-use super::{DirEntry, Fs};
+use super::{history, DirEntry, Fs};
 use crate::error::FsError;
 use crate::names::{dir_prefix, just_before, parent_of, valid_listed_name};
 use crate::store::{Listing, ObjectInfo, VersionEntry};
@@ -36,6 +36,9 @@ enum Scanned {
 impl Fs {
     /// What the store holds at `path`: a file, a directory or nothing.
     pub(super) async fn fetch_node(&self, path: &str) -> Result<Option<Node>, FsError> {
+        if history::is_virtual(path) {
+            return self.fetch_virtual(path).await;
+        }
         if let Some(at) = self.config.at {
             return self.fetch_node_at(path, at).await;
         }
@@ -85,7 +88,7 @@ impl Fs {
     pub(super) async fn fetch_missed(&self, path: &str) -> Result<Option<Node>, FsError> {
         let dir = parent_of(path);
         let name = &path[dir_prefix(dir).len()..];
-        if self.config.at.is_none() {
+        if self.config.at.is_none() && !history::is_virtual(path) {
             if let Some(page) = self.scans.miss(dir, name) {
                 match self.scan_from(dir, path, page).await? {
                     Scanned::Found(node) => return Ok(Some(*node)),
@@ -190,6 +193,16 @@ impl Fs {
 
     pub(super) async fn list_dir(&self, ino: u64) -> Result<Vec<DirEntry>, FsError> {
         let dir = self.dir(ino)?;
+        if history::is_virtual(&dir.path) {
+            let started = Instant::now();
+            let mut names = std::collections::HashSet::new();
+            for node in self.list_virtual(&dir.path).await? {
+                names.insert(node.path[dir_prefix(&dir.path).len()..].to_string());
+                self.remember_listed(node, started);
+            }
+            self.forget_unlisted(&dir.path, &names, started);
+            return Ok(self.known_entries(&dir.path));
+        }
         // Listed (or made) as recently as attributes are trusted, by a
         // readdir or by a listing of a tree above it.
         if self.absence.listed_within(&dir.path, self.config.attr_ttl) || self.list_tree(&dir.path).await? {
@@ -259,6 +272,7 @@ impl Fs {
         table
             .children(dir)
             .into_iter()
+            .filter(|(path, _)| path != history::ROOT)
             .filter_map(|(path, ino)| {
                 let node = table.nodes.get(&ino).filter(|n| !n.unlinked)?;
                 Some(DirEntry {
@@ -319,8 +333,8 @@ impl Fs {
     }
 
     /// Drops the children of `dir` a listing started at `started` no longer
-    /// shows, unless open or touched since, so the table holds exactly the
-    /// directory's entries.
+    /// shows, unless open or touched since (or the history directory, which
+    /// no listing shows), so the table holds exactly the directory's entries.
     pub(super) fn forget_unlisted(
         &self,
         dir: &str,
@@ -334,6 +348,7 @@ impl Fs {
             .into_iter()
             .filter(|(p, ino)| {
                 !names.contains(p.rsplit('/').next().unwrap_or(""))
+                    && p != history::ROOT
                     && !open.contains(ino)
                     && table
                         .nodes

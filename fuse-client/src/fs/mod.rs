@@ -14,6 +14,7 @@ mod changes;
 mod copy;
 mod files;
 mod handles;
+mod history;
 mod links;
 mod listing;
 mod locks;
@@ -214,11 +215,19 @@ impl Fs {
         }
     }
 
-    fn writable(&self) -> Result<(), FsError> {
+    /// Whether a change to the nodes `inos` may be made: not on a
+    /// read-only or past view, nor in the history directory.
+    fn writable(&self, inos: &[u64]) -> Result<(), FsError> {
         if self.config.read_only || self.config.at.is_some() {
-            Err(FsError::ReadOnly)
-        } else {
-            Ok(())
+            return Err(FsError::ReadOnly);
+        }
+        let table = self.table.lock().unwrap();
+        match inos
+            .iter()
+            .any(|ino| table.nodes.get(ino).is_some_and(|n| history::is_virtual(&n.path)))
+        {
+            true => Err(FsError::ReadOnly),
+            false => Ok(()),
         }
     }
 
@@ -420,7 +429,7 @@ impl Fs {
 
     fn source_of(node: &Node) -> Source {
         Source {
-            key: node.path.clone(),
+            key: node.source.clone().unwrap_or_else(|| node.path.clone()),
             version_id: node.version_id.clone(),
             etag: node.etag.clone(),
         }

@@ -22,7 +22,7 @@ impl Fs {
         uid: u32,
         gid: u32,
     ) -> Result<Attr, FsError> {
-        self.writable()?;
+        self.writable(&[parent])?;
         check_name(name)?;
         let dir = self.dir(parent)?;
         let path = join(&dir.path, name);
@@ -72,7 +72,7 @@ impl Fs {
     }
 
     pub async fn rmdir(&self, parent: u64, name: &str) -> Result<(), FsError> {
-        self.writable()?;
+        self.writable(&[parent])?;
         let attr = self.lookup(parent, name).await?;
         if attr.kind != Kind::Dir {
             return Err(FsError::NotDir);
@@ -129,7 +129,7 @@ impl Fs {
     }
 
     pub async fn unlink(&self, parent: u64, name: &str) -> Result<(), FsError> {
-        self.writable()?;
+        self.writable(&[parent])?;
         let attr = self.lookup(parent, name).await?;
         if attr.kind == Kind::Dir {
             return Err(FsError::IsDir);
@@ -222,7 +222,7 @@ impl Fs {
 
     /// Makes `name` in `parent` at once: an object of `body` with `posix`.
     async fn make_object(&self, parent: u64, name: &str, posix: Posix, body: Bytes) -> Result<Attr, FsError> {
-        self.writable()?;
+        self.writable(&[parent])?;
         check_name(name)?;
         let dir = self.dir(parent)?;
         let path = join(&dir.path, name);
@@ -265,7 +265,7 @@ impl Fs {
         new_name: &str,
         no_replace: bool,
     ) -> Result<(), FsError> {
-        self.writable()?;
+        self.writable(&[parent, new_parent])?;
         check_name(new_name)?;
         let attr = self.lookup(parent, name).await?;
         let from = self.node(attr.ino)?;

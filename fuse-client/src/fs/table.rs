@@ -65,6 +65,9 @@ pub(super) struct Node {
     /// names (`links` 1 and no group for most files).
     pub(super) group: Option<u64>,
     pub(super) links: u32,
+    /// The key a file of the history directory reads (`history.rs`); its
+    /// own path otherwise.
+    pub(super) source: Option<String>,
 }
 
 impl Node {
@@ -77,6 +80,7 @@ impl Node {
             posix,
             loaded: true,
             etag: String::new(),
+            source: None,
             version_id: None,
             fetched: Instant::now(),
             local: false,

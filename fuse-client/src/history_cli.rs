@@ -4,7 +4,7 @@
 
 use anyhow::{bail, Context, Result};
 
-use crate::s3::Moment;
+use crate::s3::history::Moment;
 use crate::Connection;
 
 #[derive(Debug, clap::Args)]

@@ -361,7 +361,7 @@ fn check_bucket(args: &MountArgs) -> Result<Option<jiff::Timestamp>> {
     runtime.block_on(s3.check_bucket()).map_err(anyhow::Error::msg)?;
     args.at
         .as_deref()
-        .map(|at| runtime.block_on(s3.moment_time(&s3::Moment::parse(at))))
+        .map(|at| runtime.block_on(s3.moment_time(&s3::history::Moment::parse(at))))
         .transpose()
 }
 

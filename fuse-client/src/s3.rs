@@ -38,8 +38,7 @@ mod check;
 #[path = "s3_ext.rs"]
 mod ext;
 #[path = "s3_history.rs"]
-mod history;
-pub use history::Moment;
+pub mod history;
 
 pub struct S3 {
     /// This client, for the task that sends queued batches.
@@ -716,19 +715,7 @@ impl ObjectStore for S3 {
 
     /// One page of every version under `prefix`, folded at `/`.
     async fn snapshots(&self) -> Result<Vec<(String, SystemTime)>, FsError> {
-        // Another server has no snapshots (and answers the call otherwise).
-        let list = match self.list_snapshots().await {
-            Ok(list) => list,
-            Err(e) => {
-                tracing::debug!(error = %e, "no snapshots listed");
-                return Ok(Vec::new());
-            }
-        };
-        Ok(list
-            .snapshots
-            .into_iter()
-            .filter_map(|s| Some((s.name, SystemTime::from(s.at.parse::<jiff::Timestamp>().ok()?))))
-            .collect())
+        Ok(self.snapshot_times().await)
     }
 
     async fn list_versions(

@@ -102,6 +102,22 @@ impl S3 {
         self.extension(call).await
     }
 
+    /// The snapshots and their times, as the store trait answers them:
+    /// none where the call fails (another server answers it otherwise).
+    pub(super) async fn snapshot_times(&self) -> Vec<(String, SystemTime)> {
+        match self.list_snapshots().await {
+            Ok(list) => list
+                .snapshots
+                .into_iter()
+                .filter_map(|s| Some((s.name, SystemTime::from(s.at.parse::<jiff::Timestamp>().ok()?))))
+                .collect(),
+            Err(e) => {
+                tracing::debug!(error = %e, "no snapshots listed");
+                Vec::new()
+            }
+        }
+    }
+
     /// The time `moment` stands for: itself, or its snapshot's.
     pub async fn moment_time(&self, moment: &Moment) -> anyhow::Result<jiff::Timestamp> {
         match moment {

@@ -320,7 +320,6 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         io: io.clone(),
         metrics: metrics.clone(),
         last_inventory: Default::default(),
-        last_census: Default::default(),
     }
     .spawn(&background);
 

@@ -86,8 +86,8 @@ pub struct WorkerConfig {
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub rebalance: bool,
     /// Seconds between two censuses of the buckets' logical bytes (the
-    /// `bucketfs_router_logical_*` gauges: a scan of every version, about a
-    /// second per million); 0: every pass.
+    /// `bucketfs_router_logical_*` gauges: a scan of every version, about
+    /// 3 s per million, apart from the passes); 0: none.
     #[arg(long, default_value_t = 300.0)]
     pub census_interval_secs: f64,
 }
@@ -103,15 +103,13 @@ pub struct Worker {
     pub metrics: std::sync::Arc<Metrics>,
     /// When this router last took the nodes' inventory.
     pub last_inventory: std::sync::Mutex<Option<Instant>>,
-    /// When this router last took the buckets' census.
-    pub last_census: std::sync::Mutex<Option<Instant>>,
 }
 
-/// Whether work done every `interval` seconds (0: always; negative:
-/// never) and `last` done at `last` is due now; if so, records it as done.
+/// Whether work done every `interval` seconds and last done at `last` is
+/// due now; if so, records it as done.
 fn due(last: &std::sync::Mutex<Option<Instant>>, interval: f64) -> bool {
     let mut last = last.lock().unwrap();
-    let due = interval >= 0.0 && last.is_none_or(|at| at.elapsed().as_secs_f64() >= interval);
+    let due = last.is_none_or(|at| at.elapsed().as_secs_f64() >= interval);
     if due {
         *last = Some(Instant::now());
     }
@@ -160,6 +158,13 @@ impl Worker {
         let mut state = client.state_watcher();
         let mut tick = tokio::time::interval(Duration::from_secs_f64(self.config.worker_interval_secs));
         let mut pressure = tokio::time::interval(PRESSURE_CHECK);
+        // A census is a scan of every version: on its own cadence, so it
+        // never lengthens the pass (3.5 s at a million objects).
+        let census_every = match self.config.census_interval_secs {
+            s if s > 0.0 => Duration::from_secs_f64(s),
+            _ => Duration::from_secs(86400 * 365),
+        };
+        let mut census = tokio::time::interval(census_every);
         let mut quiet_until = Instant::now();
         loop {
             tokio::select! {
@@ -172,6 +177,11 @@ impl Worker {
                 _ = tick.tick() => {
                     if let Err(e) = self.pass().await {
                         tracing::warn!(error = %e, "worker pass failed");
+                    }
+                }
+                _ = census.tick(), if self.config.census_interval_secs > 0.0 => {
+                    if let Err(e) = self.take_census().await {
+                        tracing::warn!(error = %e, "census of the buckets' bytes failed");
                     }
                 }
                 _ = pressure.tick() => {
@@ -337,23 +347,26 @@ impl Worker {
             .map(|n| n.id)
     }
 
-    /// Folds the running totals and sets the space gauges: replica and disk
-    /// bytes every pass, the buckets' logical bytes when a census is due.
+    /// Folds the running totals and sets the replica and disk bytes gauges.
     async fn measure_space(&self) -> crate::error::Result<()> {
         self.meta.fold_tallies().await?;
-        let census = due(&self.last_census, self.config.census_interval_secs);
-        let space = self.meta.space(census, false).await?;
+        let space = self.meta.space(false, false).await?;
         let m = &self.metrics;
-        if census {
-            m.logical_current_bytes
-                .set(crate::metrics::gauge_value(space.current_bytes()));
-            m.logical_all_bytes
-                .set(crate::metrics::gauge_value(space.all_bytes()));
-        }
         m.replica_bytes
             .set(crate::metrics::gauge_value(space.replica_bytes));
         m.node_disk_bytes
             .set(crate::metrics::gauge_value(space.node_disk_bytes));
+        Ok(())
+    }
+
+    /// Sets the gauges of the buckets' logical bytes (a scan of every version).
+    async fn take_census(&self) -> crate::error::Result<()> {
+        let space = self.meta.space(true, false).await?;
+        let m = &self.metrics;
+        m.logical_current_bytes
+            .set(crate::metrics::gauge_value(space.current_bytes()));
+        m.logical_all_bytes
+            .set(crate::metrics::gauge_value(space.all_bytes()));
         Ok(())
     }
 

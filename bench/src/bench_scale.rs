@@ -12,7 +12,8 @@
 //! `bucketfs fork` of the whole bucket (no chunk byte may be written).
 //! Results: `bench/results/<date>-<host>-scale.md`.
 //!
-//! `bench-scale [OBJECTS ...]` runs other sizes.
+//! `bench-scale [--no-fork] [OBJECTS ...]` runs other sizes (without the
+//! fork, which takes about a minute per million objects).
 
 use std::fs;
 use std::path::Path;
@@ -26,8 +27,10 @@ const DIRS: u64 = 1000;
 const BUCKET: &str = "scale";
 
 fn main() -> Result<()> {
+    let fork = !std::env::args().any(|a| a == "--no-fork");
     let sizes: Vec<u64> = std::env::args()
         .skip(1)
+        .filter(|a| a != "--no-fork")
         .map(|a| a.replace('_', "").parse().context("a number of objects"))
         .collect::<Result<_>>()?;
     let sizes = if sizes.is_empty() {
@@ -38,7 +41,7 @@ fn main() -> Result<()> {
     let mut rows = Vec::new();
     for &n in &sizes {
         println!("== {n} objects");
-        let row = run(n)?;
+        let row = run(n, fork)?;
         println!("{row:#}");
         rows.push((n, row));
     }
@@ -55,7 +58,7 @@ fn main() -> Result<()> {
 }
 
 /// One size: fill, measure, and answer the figures as JSON.
-fn run(objects: u64) -> Result<serde_json::Value> {
+fn run(objects: u64, fork: bool) -> Result<serde_json::Value> {
     // Passes every 5 s, so one starts soon after the fill; no inventory
     // (it would drop the rows of the chunks without files).
     let cluster =
@@ -93,7 +96,10 @@ fn run(objects: u64) -> Result<serde_json::Value> {
     if ls_root.1 != DIRS as usize {
         bail!("ls of the mount's root found {} entries, not {DIRS}", ls_root.1);
     }
-    let fork = fork_secs(&cluster, objects)?;
+    let fork = match fork {
+        true => Some(fork_secs(&cluster, objects)?),
+        false => None,
+    };
     Ok(serde_json::json!({
         "fill": filled,
         "chunk_rows": chunks,

@@ -150,27 +150,12 @@ fn add_chunk_rows(cluster: &Cluster, want: u64) -> Result<u64> {
 /// Forks the bucket as of a second ago (`bucketfs fork`); answers how long
 /// it took, after checking it made every key and wrote no chunk byte.
 fn fork_secs(cluster: &Cluster, objects: u64) -> Result<f64> {
-    let written = || -> u64 {
-        (1..=3)
-            .filter_map(|i| cluster.node_metric(i, "bucketfs_node_bytes_written_total"))
-            .sum()
-    };
+    let written = || cluster.node_bytes_written();
     let before = written();
     let at = (jiff::Timestamp::now() - jiff::SignedDuration::from_secs(1)).to_string();
     let started = Instant::now();
-    let out = Command::new(bucketfs_tests::bin_dir().join("bucketfs"))
-        .args([
-            "fork",
-            &format!("{BUCKET}@{at}"),
-            "scale-fork",
-            "--endpoint",
-            &cluster.endpoint(),
-        ])
-        .env("AWS_ACCESS_KEY_ID", &cluster.access_key)
-        .env("AWS_SECRET_ACCESS_KEY", &cluster.secret_key)
-        .output()?;
+    let answer = cluster.bucketfs(&["fork", &format!("{BUCKET}@{at}"), "scale-fork"])?;
     let took = started.elapsed().as_secs_f64();
-    let answer = check(out, "bucketfs fork")?;
     println!("{answer}");
     if !answer.contains(&format!("\t{objects} keys")) {
         bail!("the fork made other than {objects} keys: {answer}");

@@ -65,6 +65,38 @@ impl Cluster {
         check(self.aws(args).output()?, &format!("aws {}", args.join(" ")))
     }
 
+    /// `aws s3 mb` and versioning enabled.
+    pub fn versioned_bucket(&self, bucket: &str) -> Result<()> {
+        self.aws_ok(&["s3", "mb", &format!("s3://{bucket}")])?;
+        self.aws_ok(&[
+            "s3api",
+            "put-bucket-versioning",
+            "--bucket",
+            bucket,
+            "--versioning-configuration",
+            "Status=Enabled",
+        ])?;
+        Ok(())
+    }
+
+    /// Chunk bytes the storage nodes have written, all three summed.
+    pub fn node_bytes_written(&self) -> u64 {
+        (1..=3)
+            .filter_map(|i| self.node_metric(i, "bucketfs_node_bytes_written_total"))
+            .sum()
+    }
+
+    /// `bucketfs ARGS... --endpoint` this cluster, with its keys; the output.
+    pub fn bucketfs(&self, args: &[&str]) -> Result<String> {
+        let out = Command::new(crate::bin_dir().join("bucketfs"))
+            .args(args)
+            .args(["--endpoint", &self.endpoint()])
+            .env("AWS_ACCESS_KEY_ID", &self.access_key)
+            .env("AWS_SECRET_ACCESS_KEY", &self.secret_key)
+            .output()?;
+        check(out, &format!("bucketfs {}", args.join(" ")))
+    }
+
     /// `s3cmd` with a config file for this cluster (path-style).
     /// A SigV4 presigned URL (boto3) for `operation` on `bucket`/`key`,
     /// valid five minutes. (The AWS CLI here presigns with SigV2, which

@@ -50,12 +50,6 @@ fn keys_in(cluster: &Cluster, bucket: &str) -> Result<Vec<String>> {
     Ok(keys)
 }
 
-fn node_bytes_written(cluster: &Cluster) -> u64 {
-    (1..=3)
-        .filter_map(|i| cluster.node_metric(i, "bucketfs_node_bytes_written_total"))
-        .sum()
-}
-
 #[test]
 fn files_and_directories_rename_atomically_by_reference() -> Result<()> {
     let cluster = Cluster::start()?;
@@ -82,7 +76,7 @@ fn files_and_directories_rename_atomically_by_reference() -> Result<()> {
             path.to_str().unwrap(),
         ])?;
     }
-    let written = node_bytes_written(&cluster);
+    let written = cluster.node_bytes_written();
 
     assert_eq!(
         rename(&cluster, "file", "renamed file", &[])?,
@@ -107,7 +101,7 @@ fn files_and_directories_rename_atomically_by_reference() -> Result<()> {
         got.to_str().unwrap(),
     ])?;
     assert_eq!(fs::read_to_string(&got)?, "C");
-    assert_eq!(node_bytes_written(&cluster), written, "rename moved bytes");
+    assert_eq!(cluster.node_bytes_written(), written, "rename moved bytes");
 
     // RENAME_NOREPLACE: refused, and nothing changes.
     let refused = rename(&cluster, "other", "moved/a", &["--no-replace"])?;

@@ -14,19 +14,6 @@ use bucketfs_tests::Cluster;
 const GIB: u64 = 1 << 30;
 const MIB: u64 = 1 << 20;
 
-fn versioned_bucket(cluster: &Cluster, bucket: &str) -> Result<()> {
-    cluster.aws_ok(&["s3", "mb", &format!("s3://{bucket}")])?;
-    cluster.aws_ok(&[
-        "s3api",
-        "put-bucket-versioning",
-        "--bucket",
-        bucket,
-        "--versioning-configuration",
-        "Status=Enabled",
-    ])?;
-    Ok(())
-}
-
 fn cp(from: &Path, to: &Path) -> Result<()> {
     check(Command::new("cp").arg(from).arg(to).output()?, "cp")?;
     Ok(())
@@ -35,7 +22,7 @@ fn cp(from: &Path, to: &Path) -> Result<()> {
 #[test]
 fn a_one_byte_change_uploads_one_chunk_and_at_shows_the_old_bytes() -> Result<()> {
     let cluster = Cluster::start()?;
-    versioned_bucket(&cluster, "big")?;
+    cluster.versioned_bucket("big")?;
     let mnt = cluster.dir.join("mnt");
     let _mount = cluster.mount("big", &mnt)?;
     let original = cluster.dir.join("orig.bin");
@@ -85,7 +72,7 @@ fn a_one_byte_change_uploads_one_chunk_and_at_shows_the_old_bytes() -> Result<()
 #[test]
 fn two_mounts_see_each_other_and_concurrent_writers_keep_both_versions() -> Result<()> {
     let cluster = Cluster::start()?;
-    versioned_bucket(&cluster, "two")?;
+    cluster.versioned_bucket("two")?;
     let a = cluster.dir.join("a");
     let b = cluster.dir.join("b");
     let _ma = cluster.mount_with("two", &a, &["--attr-ttl", "1"])?;

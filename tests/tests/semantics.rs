@@ -339,7 +339,7 @@ fn versions_conditionals_copies_listings_and_bad_input() -> Result<()> {
     assert_eq!(fs::read(work.join("got"))?, fs::read(&big)?[8388600..8388616]);
 
     // ---- CopyObject moves references, not bytes ------------------------------
-    let written_before = node_bytes_written(&cluster);
+    let written_before = cluster.node_bytes_written();
     api(
         &cluster,
         &[
@@ -353,7 +353,7 @@ fn versions_conditionals_copies_listings_and_bad_input() -> Result<()> {
         ],
     )?;
     assert_eq!(
-        node_bytes_written(&cluster),
+        cluster.node_bytes_written(),
         written_before,
         "CopyObject wrote chunk bytes"
     );
@@ -765,12 +765,6 @@ fn versions_conditionals_copies_listings_and_bad_input() -> Result<()> {
         panic!("{differ}");
     }
     Ok(())
-}
-
-fn node_bytes_written(cluster: &Cluster) -> u64 {
-    (1..=3)
-        .filter_map(|i| cluster.node_metric(i, "bucketfs_node_bytes_written_total"))
-        .sum()
 }
 
 fn md5_of(data: &[u8]) -> String {

@@ -9,19 +9,6 @@ use anyhow::{Context, Result};
 use bucketfs_tests::Cluster;
 use jiff::{SignedDuration, Timestamp};
 
-fn versioned_bucket(cluster: &Cluster, bucket: &str) -> Result<()> {
-    cluster.aws_ok(&["s3", "mb", &format!("s3://{bucket}")])?;
-    cluster.aws_ok(&[
-        "s3api",
-        "put-bucket-versioning",
-        "--bucket",
-        bucket,
-        "--versioning-configuration",
-        "Status=Enabled",
-    ])?;
-    Ok(())
-}
-
 /// One entry of ListObjectVersions: a version or a delete marker.
 #[derive(Debug, Clone)]
 struct Listed {
@@ -84,7 +71,7 @@ fn count_under(keys: &[String], prefix: &str) -> usize {
 fn a_renamed_tree_is_wholly_at_one_name_in_every_past_view() -> Result<()> {
     const FILES: usize = 1000;
     let cluster = Cluster::start()?;
-    versioned_bucket(&cluster, "travel")?;
+    cluster.versioned_bucket("travel")?;
     let mnt = cluster.dir.join("mnt");
     {
         let _mount = cluster.mount("travel", &mnt)?;
@@ -148,17 +135,6 @@ fn a_renamed_tree_is_wholly_at_one_name_in_every_past_view() -> Result<()> {
     Ok(())
 }
 
-/// `bucketfs ARGS...` against the cluster; its output.
-fn bucketfs(cluster: &Cluster, args: &[&str]) -> Result<String> {
-    let out = std::process::Command::new(bucketfs_tests::bin_dir().join("bucketfs"))
-        .args(args)
-        .args(["--endpoint", &cluster.endpoint()])
-        .env("AWS_ACCESS_KEY_ID", &cluster.access_key)
-        .env("AWS_SECRET_ACCESS_KEY", &cluster.secret_key)
-        .output()?;
-    bucketfs_tests::tools::check(out, &format!("bucketfs {}", args.join(" ")))
-}
-
 fn sorted_lines(text: &str) -> Vec<String> {
     let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
     lines.sort();
@@ -175,17 +151,11 @@ fn diff_r(a: &std::path::Path, b: &std::path::Path) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
 }
 
-fn node_bytes_written(cluster: &Cluster) -> u64 {
-    (1..=3)
-        .filter_map(|i| cluster.node_metric(i, "bucketfs_node_bytes_written_total"))
-        .sum()
-}
-
 #[test]
 fn snapshots_diffs_restores_and_forks_work_by_reference() -> Result<()> {
     // Garbage collected within seconds, to show the fork keeps its chunks.
     let cluster = Cluster::start_with_router_args(&["--worker-interval-secs", "1", "--gc-grace-secs", "1"])?;
-    versioned_bucket(&cluster, "hist")?;
+    cluster.versioned_bucket("hist")?;
     let mnt = cluster.dir.join("mnt");
     let mount = cluster.mount("hist", &mnt)?;
     let d = mnt.join("d");
@@ -198,9 +168,11 @@ fn snapshots_diffs_restores_and_forks_work_by_reference() -> Result<()> {
     nix::unistd::sync();
     drop(mount);
 
-    let made = bucketfs(&cluster, &["snapshot", "create", "hist", "before"])?;
+    let made = cluster.bucketfs(&["snapshot", "create", "hist", "before"])?;
     assert!(made.starts_with("before\t"), "{made}");
-    let err = bucketfs(&cluster, &["snapshot", "create", "hist", "before"]).unwrap_err();
+    let err = cluster
+        .bucketfs(&["snapshot", "create", "hist", "before"])
+        .unwrap_err();
     assert!(format!("{err:#}").contains("SnapshotAlreadyExists"), "{err:#}");
 
     // A scripted workload, then the diff lists exactly it.
@@ -222,17 +194,15 @@ fn snapshots_diffs_restores_and_forks_work_by_reference() -> Result<()> {
     ];
     let mut expected: Vec<String> = expected.iter().map(|s| s.to_string()).collect();
     expected.sort();
-    let listed = bucketfs(&cluster, &["diff", "hist@before", "hist"])?;
+    let listed = cluster.bucketfs(&["diff", "hist@before", "hist"])?;
     assert_eq!(sorted_lines(&listed), expected, "{listed}");
-    bucketfs(&cluster, &["snapshot", "create", "hist", "after"])?;
-    let listed = bucketfs(&cluster, &["diff", "hist@before", "hist@after", "d/"])?;
+    cluster.bucketfs(&["snapshot", "create", "hist", "after"])?;
+    let listed = cluster.bucketfs(&["diff", "hist@before", "hist@after", "d/"])?;
     assert_eq!(sorted_lines(&listed).len(), expected.len() - 1, "{listed}");
-    let json: serde_json::Value = serde_json::from_str(&bucketfs(
-        &cluster,
-        &["diff", "hist@before", "hist@after", "--json"],
-    )?)?;
+    let json: serde_json::Value =
+        serde_json::from_str(&cluster.bucketfs(&["diff", "hist@before", "hist@after", "--json"])?)?;
     assert_eq!(json["changes"].as_array().map(Vec::len), Some(expected.len()));
-    let listed = bucketfs(&cluster, &["snapshot", "list", "hist"])?;
+    let listed = cluster.bucketfs(&["snapshot", "list", "hist"])?;
     assert_eq!(
         listed
             .lines()
@@ -244,7 +214,7 @@ fn snapshots_diffs_restores_and_forks_work_by_reference() -> Result<()> {
     // A restore of d/ to the first snapshot moves no data: the live tree
     // and the snapshot's view are the same again; outside d/ stays.
     let bytes_in = cluster.routers_metric("bucketfs_router_bytes_in_total");
-    let restored = bucketfs(&cluster, &["restore", "hist/d/", "--to", "before"])?;
+    let restored = cluster.bucketfs(&["restore", "hist/d/", "--to", "before"])?;
     assert!(restored.contains("deleted\td/new"), "{restored}");
     let moved = cluster.routers_metric("bucketfs_router_bytes_in_total") - bytes_in;
     assert!(moved < 1 << 20, "the restore sent {moved} bytes to the routers");
@@ -253,15 +223,15 @@ fn snapshots_diffs_restores_and_forks_work_by_reference() -> Result<()> {
     let past = cluster.mount_with("hist", &past_dir, &["--at", "before"])?;
     assert_eq!(diff_r(&mnt.join("d"), &past_dir.join("d"))?, "");
     assert_eq!(fs::read_to_string(mnt.join("outside"))?, "outside, changed\n");
-    assert_eq!(bucketfs(&cluster, &["diff", "hist@before", "hist", "d/"])?, "");
+    assert_eq!(cluster.bucketfs(&["diff", "hist@before", "hist", "d/"])?, "");
     drop(past);
     drop(live);
 
     // A fork of the second snapshot writes no chunk; each side's writes
     // stay its own; the fork outlives its source.
-    let written = node_bytes_written(&cluster);
-    let forked = bucketfs(&cluster, &["fork", "hist@after", "forked"])?;
-    assert_eq!(node_bytes_written(&cluster), written, "a fork wrote chunk bytes");
+    let written = cluster.node_bytes_written();
+    let forked = cluster.bucketfs(&["fork", "hist@after", "forked"])?;
+    assert_eq!(cluster.node_bytes_written(), written, "a fork wrote chunk bytes");
     let fork_keys = cluster.aws_ok(&["s3", "ls", "--recursive", "s3://forked"])?;
     assert!(
         forked.starts_with(&format!("forked\t{} keys", fork_keys.lines().count())),
@@ -325,7 +295,7 @@ print('OK')";
 #[test]
 fn old_versions_and_snapshots_read_as_files_under_dot_bucketfs() -> Result<()> {
     let cluster = Cluster::start()?;
-    versioned_bucket(&cluster, "files")?;
+    cluster.versioned_bucket("files")?;
     let mnt = cluster.dir.join("mnt");
     let contents = ["first\n", "second, longer\n", "third\n"];
     for text in contents {
@@ -335,7 +305,7 @@ fn old_versions_and_snapshots_read_as_files_under_dot_bucketfs() -> Result<()> {
         // Versions a millisecond apart at least.
         std::thread::sleep(Duration::from_millis(20));
     }
-    bucketfs(&cluster, &["snapshot", "create", "files", "three"])?;
+    cluster.bucketfs(&["snapshot", "create", "files", "three"])?;
     let _mount = cluster.mount("files", &mnt)?;
     fs::remove_file(mnt.join("dir/notes.txt"))?;
 

@@ -171,12 +171,10 @@ impl Meta {
             .bind(at)
             .fetch_one(&self.pool)
             .await
-            .map_err(
-                |e| match e.as_database_error().and_then(|d| d.code()).as_deref() {
-                    Some("BF409") => Error::BucketExists,
-                    _ => Error::Db(e),
-                },
-            )
+            .map_err(|e| match super::sql::state_of(&e).as_deref() {
+                Some("BF409") => Error::BucketExists,
+                _ => Error::Db(e),
+            })
     }
 
     /// Makes the keys under `prefix` what they were as of `at`
@@ -195,11 +193,9 @@ impl Meta {
             .bind(at)
             .fetch_all(&self.pool)
             .await
-            .map_err(
-                |e| match e.as_database_error().and_then(|d| d.code()).as_deref() {
-                    Some("BF400") => Error::InvalidBucketState("restore needs a versioned bucket".into()),
-                    _ => Error::Db(e),
-                },
-            )
+            .map_err(|e| match super::sql::state_of(&e).as_deref() {
+                Some("BF400") => Error::InvalidBucketState("restore needs a versioned bucket".into()),
+                _ => Error::Db(e),
+            })
     }
 }

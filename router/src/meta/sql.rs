@@ -11,9 +11,17 @@ pub const UNREFERENCED_CHUNK: &str = "NOT EXISTS (SELECT 1 FROM version_chunks v
      AND NOT EXISTS (SELECT 1 FROM part_chunks p WHERE p.chunk_id = c.id)";
 use crate::error::{Error, Result};
 
+/// The SQLSTATE Postgres answered with (`BF…` for what the functions of
+/// the migrations raise), if any.
+pub(super) fn state_of(e: &sqlx::Error) -> Option<String> {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .map(|c| c.into_owned())
+}
+
 /// The error of a `delete_current` call (it raises BF400 for a missing bucket).
 pub(super) fn delete_error(e: sqlx::Error) -> Error {
-    match e.as_database_error().and_then(|d| d.code()).as_deref() {
+    match state_of(&e).as_deref() {
         Some("BF400") => Error::NoSuchBucket,
         _ => Error::from(e),
     }
@@ -101,7 +109,7 @@ pub(super) async fn commit_in<'e>(
 /// The error of a `commit_version` or `link_key` call (they raise BF4xx
 /// for failed checks).
 pub(super) fn commit_error(e: sqlx::Error) -> Error {
-    match e.as_database_error().and_then(|d| d.code()).as_deref() {
+    match state_of(&e).as_deref() {
         Some("BF412") => Error::PreconditionFailed,
         Some("BF404") => Error::NoSuchKey,
         Some("BF400") => Error::NoSuchBucket,

@@ -1,7 +1,7 @@
 //! `bench-scale` (`make bench-scale`, not part of `make test`): metadata at
 //! scale. For each size (default 100,000 and 10,000,000 objects) a fresh
 //! cluster is filled through the batch extension with that many 32-byte
-//! objects spread over 1,000 directories (`bench/scale.py fill`), and
+//! objects spread over 1,000 directories (`tests/scripts/scale.py fill`), and
 //! `chunk_rows` more chunk rows are recorded directly (3 replica rows each,
 //! leased for a day, no files: only the worker's queries see them) so that
 //! the worker's pass faces as many chunks as objects. Then it measures HEAD
@@ -64,19 +64,7 @@ fn run(objects: u64, fork: bool) -> Result<serde_json::Value> {
     let cluster =
         Cluster::start_with_router_args(&["--worker-interval-secs", "5", "--inventory-interval-secs", "0"])?;
     cluster.aws_ok(&["s3", "mb", &format!("s3://{BUCKET}")])?;
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scale.py");
-    let python = |args: &[&str]| -> Result<serde_json::Value> {
-        let out = Command::new("python3")
-            .arg(&script)
-            .args(args)
-            .env("AWS_ACCESS_KEY_ID", &cluster.access_key)
-            .env("AWS_SECRET_ACCESS_KEY", &cluster.secret_key)
-            .stderr(std::process::Stdio::inherit())
-            .output()?;
-        let text = check(out, "scale.py")?;
-        serde_json::from_str(text.lines().last().unwrap_or_default())
-            .with_context(|| format!("scale.py printed {text}"))
-    };
+    let python = |args: &[&str]| cluster.script_json("scale.py", args);
     let endpoint = cluster.router_endpoint(1);
     let filled = python(&["fill", &endpoint, BUCKET, &objects.to_string(), &DIRS.to_string()])?;
     println!("{filled}");

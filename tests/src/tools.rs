@@ -144,6 +144,22 @@ impl Cluster {
         Ok(())
     }
 
+    /// Runs `scripts/NAME` with the cluster's credentials; answers the JSON
+    /// of the last line it printed (its stderr passes through).
+    pub fn script_json(&self, name: &str, args: &[&str]) -> Result<serde_json::Value> {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts").join(name);
+        let out = Command::new("python3")
+            .arg(script)
+            .args(args)
+            .env("AWS_ACCESS_KEY_ID", &self.access_key)
+            .env("AWS_SECRET_ACCESS_KEY", &self.secret_key)
+            .stderr(std::process::Stdio::inherit())
+            .output()?;
+        let text = check(out, name)?;
+        serde_json::from_str(text.lines().last().unwrap_or_default())
+            .with_context(|| format!("{name} printed {text}"))
+    }
+
     pub fn s3cmd(&self, args: &[&str]) -> Command {
         let config = self.scratch("s3cfg");
         let host = format!("127.0.0.1:{}", self.ports.haproxy);

@@ -49,14 +49,22 @@ impl Meta {
         lease_secs: f64,
     ) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("SELECT 1 FROM versions WHERE id = $1 FOR UPDATE")
-            .bind(version)
-            .execute(&mut *tx)
-            .await?;
+        // The rows are the map's owner's (the version itself, or the one it
+        // shares them with); locked, it cannot be deleted, nor its map
+        // handed on, under the swap.
+        let owner: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM versions WHERE id = (SELECT COALESCE(map_of, id) FROM versions WHERE id = $1) FOR UPDATE",
+        )
+        .bind(version)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(owner) = owner else {
+            return Ok(false);
+        };
         let rows = sqlx::query(
             "SELECT chunk_id, chunk_offset, length FROM version_chunks WHERE version = $1 ORDER BY idx",
         )
-        .bind(version)
+        .bind(owner)
         .fetch_all(&mut *tx)
         .await?;
         let current: Vec<Piece> = rows.iter().map(piece_from_row).collect();
@@ -70,7 +78,7 @@ impl Meta {
             .execute(&mut *tx)
             .await?;
         sqlx::query("DELETE FROM version_chunks WHERE version = $1")
-            .bind(version)
+            .bind(owner)
             .execute(&mut *tx)
             .await?;
         let mut offsets = Vec::with_capacity(new.len());
@@ -87,7 +95,7 @@ impl Meta {
              SELECT $1, (u.ord - 1)::integer, u.o, u.c, u.co, u.l
              FROM unnest($2::bigint[], $3::text[], $4::integer[], $5::integer[]) WITH ORDINALITY AS u(o, c, co, l, ord)",
         )
-        .bind(version)
+        .bind(owner)
         .bind(&offsets)
         .bind(&ids)
         .bind(&chunk_offsets)

@@ -254,15 +254,13 @@ impl Meta {
             if dest == source.key {
                 continue;
             }
-            let pieces: Vec<Piece> = sqlx::query(
-                "SELECT chunk_id, chunk_offset, length FROM version_chunks WHERE version = $1 ORDER BY idx",
-            )
-            .bind(source.id)
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(piece_from_row)
-            .collect();
+            let pieces: Vec<Piece> = sqlx::query(MAP_PIECES)
+                .bind(source.id)
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(piece_from_row)
+                .collect();
             // A renamed name stays in its link group, under its new name.
             let group: Option<i64> =
                 sqlx::query_scalar("SELECT grp FROM links WHERE bucket_id = $1 AND key = $2")
@@ -464,7 +462,8 @@ impl Meta {
                     ARRAY(SELECT r.node_id FROM chunk_replicas r WHERE r.chunk_id = vc.chunk_id ORDER BY r.node_id) AS replicas
              FROM version_chunks vc
              JOIN chunks c ON c.id = vc.chunk_id
-             WHERE vc.version = $1 AND vc.object_offset < $3 AND vc.object_offset + vc.length > $2
+             WHERE vc.version = (SELECT COALESCE(map_of, id) FROM versions WHERE id = $1)
+               AND vc.object_offset < $3 AND vc.object_offset + vc.length > $2
              ORDER BY vc.idx",
         )
         .bind(version)
@@ -476,12 +475,10 @@ impl Meta {
 
     /// Chunk map of a version without replica details, for copies.
     pub async fn piece_refs(&self, version: i64) -> Result<Vec<Piece>> {
-        let rows = sqlx::query(
-            "SELECT chunk_id, chunk_offset, length FROM version_chunks WHERE version = $1 ORDER BY idx",
-        )
-        .bind(version)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(MAP_PIECES)
+            .bind(version)
+            .fetch_all(&self.pool)
+            .await?;
         Ok(rows.iter().map(piece_from_row).collect())
     }
 

@@ -237,3 +237,43 @@ fn small_objects_batch_into_one_chunk_and_fail_alone() -> Result<()> {
     assert_eq!(get(&cluster, "v", Some(&v1))?, "one");
     Ok(())
 }
+
+/// More keys than Postgres's lock table holds (12,800 with the harness's
+/// settings) move in one rename and come back in one restore: a write of
+/// more than 1,000 keys locks its bucket rather than each key (migration
+/// 0026); before, both failed with "out of shared memory".
+#[test]
+fn a_rename_and_a_restore_of_20000_keys_lock_the_bucket_not_each_key() -> Result<()> {
+    let cluster = Cluster::start()?;
+    cluster.versioned_bucket("big")?;
+    cluster.script_json(
+        "scale.py",
+        &["fill", &cluster.router_endpoint(1), "big", "20000", "1"],
+    )?;
+    cluster.bucketfs(&["snapshot", "create", "big", "filled"])?;
+    let count = |prefix: &str| -> Result<String> {
+        Ok(cluster
+            .psql(&format!(
+                "SELECT count(*) FROM current_versions
+                 WHERE bucket_id = (SELECT id FROM buckets WHERE name = 'big') AND starts_with(key, '{prefix}')"
+            ))?
+            .trim()
+            .to_string())
+    };
+    let answer = script(&cluster, "rename.py", &["big", "d0000/", "moved/", "--prefix"])?;
+    assert!(answer.starts_with("200"), "{answer}");
+    assert_eq!((count("moved/")?, count("d0000/")?), ("20000".into(), "0".into()));
+    let restored = cluster.bucketfs(&["restore", "big/d0000/", "--to", "filled"])?;
+    assert_eq!(
+        restored.lines().filter(|l| l.starts_with("restored\t")).count(),
+        20000,
+        "{restored:.300}"
+    );
+    assert_eq!(
+        (count("moved/")?, count("d0000/")?),
+        ("20000".into(), "20000".into())
+    );
+    let body = cluster.aws_ok(&["s3", "cp", "s3://big/d0000/f0012345", "-"])?;
+    assert_eq!(body, format!("{:.<32}", "d0000/f0012345"));
+    Ok(())
+}

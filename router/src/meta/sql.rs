@@ -140,17 +140,20 @@ pub(super) fn piece_from_row(r: &sqlx::postgres::PgRow) -> Piece {
     }
 }
 
+/// Locks one key for a write (`lock_key`, migration 0026: its bucket's lock
+/// shared, then the key's).
 pub(super) async fn lock_key(tx: &mut Transaction<'_, Postgres>, bucket_id: i64, key: &str) -> Result<()> {
-    sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
-        .bind(bucket_id as i32)
+    sqlx::query("SELECT lock_key($1, $2)")
+        .bind(bucket_id)
         .bind(key)
         .execute(&mut **tx)
         .await?;
     Ok(())
 }
 
-/// Locks every one of `keys` in byte order (as every multi-key write
-/// does, so none can deadlock another), before the transaction writes its
+/// Locks every one of `keys` (`lock_keys`, migration 0026: in byte order,
+/// as every multi-key write does, so none can deadlock another; more than
+/// 1,000 by the bucket's lock alone), before the transaction writes its
 /// first version: its commit stamp (migration 0023) is then taken after it
 /// waited for every writer of those keys, so it comes after theirs.
 pub(super) async fn lock_keys(
@@ -158,14 +161,11 @@ pub(super) async fn lock_keys(
     bucket_id: i64,
     keys: &[&str],
 ) -> Result<()> {
-    sqlx::query(
-        "SELECT pg_advisory_xact_lock($1, hashtext(k))
-         FROM (SELECT DISTINCT u.k COLLATE \"C\" AS k FROM unnest($2::text[]) AS u(k) ORDER BY 1) s",
-    )
-    .bind(bucket_id as i32)
-    .bind(keys)
-    .execute(&mut **tx)
-    .await?;
+    sqlx::query("SELECT lock_keys($1, $2)")
+        .bind(bucket_id)
+        .bind(keys)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 

@@ -7,9 +7,9 @@
 --
 -- When an owner is deleted while others share its map, the rows pass to
 -- the lowest surviving sharer (the heir), whom the others then name. A
--- statement trigger does it over the deleted rows, in place of the
--- cascade from version_chunks to versions, which would drop the rows
--- before any trigger could hand them on.
+-- trigger on deleted versions does it, in place of the cascade from
+-- version_chunks to versions, which would drop the rows before any
+-- trigger could hand them on.
 --
 -- Buckets that share maps form a family (a fork joins its source's). A
 -- fork or restore takes the family's maps lock exclusively while it points
@@ -28,25 +28,29 @@ $$;
 ALTER TABLE version_chunks DROP CONSTRAINT version_chunks_version_fkey;
 
 CREATE FUNCTION hand_on_maps() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    v_heir bigint;
 BEGIN
-    PERFORM pg_advisory_xact_lock_shared(maps_lock(f.family))
-    FROM (SELECT DISTINCT COALESCE(b.family, b.id) AS family
-          FROM old_rows o JOIN buckets b ON b.id = o.bucket_id
-          WHERE o.map_of IS NULL ORDER BY 1) f;
-    WITH heirs AS (
-        SELECT o.id AS owner, min(v.id) AS heir
-        FROM old_rows o JOIN versions v ON v.map_of = o.id
-        WHERE o.map_of IS NULL GROUP BY o.id
-    ), moved AS (
-        UPDATE version_chunks c SET version = h.heir FROM heirs h WHERE c.version = h.owner
-    )
-    UPDATE versions v SET map_of = NULLIF(h.heir, v.id) FROM heirs h WHERE v.map_of = h.owner;
-    DELETE FROM version_chunks c USING old_rows o WHERE c.version = o.id AND o.map_of IS NULL;
+    IF OLD.map_of IS NOT NULL THEN
+        RETURN NULL;
+    END IF;
+    PERFORM pg_advisory_xact_lock_shared(maps_lock(COALESCE(b.family, b.id)))
+    FROM buckets b WHERE b.id = OLD.bucket_id;
+    SELECT min(v.id) INTO v_heir FROM versions v WHERE v.map_of = OLD.id;
+    IF v_heir IS NULL THEN
+        DELETE FROM version_chunks WHERE version = OLD.id;
+    ELSE
+        UPDATE version_chunks SET version = v_heir WHERE version = OLD.id;
+        UPDATE versions SET map_of = NULLIF(v_heir, id) WHERE map_of = OLD.id;
+    END IF;
     RETURN NULL;
 END $$;
 
+-- Per row: a statement that deletes nothing (commit_version's removal of
+-- a replaced null version, most often) costs nothing. Row triggers fire
+-- when the statement is done, so the heir is one that survived it.
 CREATE TRIGGER versions_deleted AFTER DELETE ON versions
-    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION hand_on_maps();
+    FOR EACH ROW EXECUTE FUNCTION hand_on_maps();
 
 -- As migration 0024's, with shared maps: one statement makes the fork's
 -- versions (naming their source's maps) and current pointers. The change

@@ -361,6 +361,19 @@ fn old_versions_and_snapshots_read_as_files_under_dot_bucketfs() -> Result<()> {
         ),
         "{err}"
     );
+    // Nor can the name be taken at the root.
+    let err = fs::create_dir(mnt.join(".bucketfs")).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(nix::libc::EEXIST), "{err}");
+    fs::create_dir(mnt.join("elsewhere"))?;
+    let err = fs::rename(mnt.join("elsewhere"), mnt.join(".bucketfs")).unwrap_err();
+    assert!(
+        matches!(
+            err.raw_os_error(),
+            Some(nix::libc::EROFS) | Some(nix::libc::ENOTEMPTY) | Some(nix::libc::EEXIST)
+        ),
+        "{err}"
+    );
+    assert!(mnt.join("elsewhere").is_dir());
     Ok(())
 }
 

@@ -36,6 +36,7 @@ impl Fs {
         check_name(name)?;
         let dir = self.dir(parent)?;
         let path = join(&dir.path, name);
+        super::history::refuse_new(&path)?;
         if path.len() >= MAX_KEY {
             return Err(FsError::NameTooLong);
         }

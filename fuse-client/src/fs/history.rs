@@ -29,6 +29,16 @@ pub(super) fn is_virtual(path: &str) -> bool {
     path == ROOT || path.starts_with(".bucketfs/")
 }
 
+/// Refuses to make a name in the history directory (`.bucketfs` at the
+/// root included: the kernel asks only when it was not looked up first,
+/// as for a rename's target): it is read-only.
+pub(super) fn refuse_new(path: &str) -> Result<(), crate::error::FsError> {
+    match is_virtual(path) {
+        true => Err(crate::error::FsError::ReadOnly),
+        false => Ok(()),
+    }
+}
+
 /// What a path in the history directory stands for.
 enum Place<'a> {
     Root,

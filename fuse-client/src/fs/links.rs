@@ -21,6 +21,7 @@ impl Fs {
             return Err(FsError::NotPermitted);
         }
         let to = join(&self.dir(new_parent)?.path, new_name);
+        super::history::refuse_new(&to)?;
         if to.len() >= MAX_KEY {
             return Err(FsError::NameTooLong);
         }

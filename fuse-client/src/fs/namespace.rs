@@ -273,6 +273,7 @@ impl Fs {
         let from_path = join(&self.dir(parent)?.path, name);
         let to_dir = self.dir(new_parent)?;
         let to = join(&to_dir.path, new_name);
+        super::history::refuse_new(&to)?;
         if to.len() + 1 >= MAX_KEY {
             return Err(FsError::NameTooLong);
         }

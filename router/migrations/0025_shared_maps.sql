@@ -20,9 +20,10 @@ ALTER TABLE versions ADD COLUMN map_of bigint;
 CREATE INDEX versions_sharing_map ON versions (map_of) WHERE map_of IS NOT NULL;
 ALTER TABLE buckets ADD COLUMN family bigint;
 
--- The bigint advisory lock of a family's maps.
+-- The bigint advisory lock of a family's maps (the family is the seed:
+-- with `'maps:' || family`, only stable, the call was not inlined).
 CREATE FUNCTION maps_lock(p_family bigint) RETURNS bigint LANGUAGE sql IMMUTABLE AS $$
-    SELECT hashtextextended('maps:' || p_family, 0)
+    SELECT hashtextextended('bucketfs maps', p_family)
 $$;
 
 ALTER TABLE version_chunks DROP CONSTRAINT version_chunks_version_fkey;

@@ -8,9 +8,11 @@
 -- they for it). Up to 1,000 keys (a DeleteObjects, a batch) still lock
 -- each key, in byte order, so such writes to one bucket run side by side.
 
--- The bigint advisory lock of a bucket's keys.
+-- The bigint advisory lock of a bucket's keys. (The bucket is the seed,
+-- not part of the text: `text || bigint` is only stable, so the function
+-- would not be inlined, and a call cost 10 µs instead of 1.)
 CREATE FUNCTION bucket_lock(p_bucket bigint) RETURNS bigint LANGUAGE sql IMMUTABLE AS $$
-    SELECT hashtextextended('bucket:' || p_bucket, 0)
+    SELECT hashtextextended('bucketfs bucket', p_bucket)
 $$;
 
 -- A transaction that holds its bucket's lock exclusively (named in the

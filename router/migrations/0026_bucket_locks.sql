@@ -42,7 +42,11 @@ BEGIN
 END $$;
 
 -- The functions that locked keys themselves, as their last migrations
--- made them, locking through these.
+-- made them, locking through these; link_key and restore_prefix as well
+-- with shared chunk maps (migration 0025): link_key finds its source's map
+-- in the statement that copies it (a map handed on meanwhile is found);
+-- a restored version names the past version's map, under the family's
+-- maps lock, taken after the keys' locks as a deleting statement takes it.
 CREATE OR REPLACE FUNCTION commit_version(
     p_bucket bigint,
     p_key text,

@@ -126,17 +126,21 @@ impl Cluster {
         self.aws_ok(&["s3", "cp", "--no-progress", &from, &to])
     }
 
+    /// `python3 tests/scripts/NAME ARGS` as the cluster's user.
+    fn script_command(&self, name: &str, args: &[&str]) -> Command {
+        let mut cmd = Command::new("python3");
+        cmd.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts").join(name))
+            .args(args)
+            .env("AWS_ACCESS_KEY_ID", &self.access_key)
+            .env("AWS_SECRET_ACCESS_KEY", &self.secret_key);
+        cmd
+    }
+
     /// Runs `tests/scripts/NAME` with `args`, as the cluster's user
     /// (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY); fails unless it exits 0
     /// having printed OK.
     pub fn run_script(&self, name: &str, args: &[&str]) -> Result<()> {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts").join(name);
-        let out = Command::new("python3")
-            .arg(script)
-            .args(args)
-            .env("AWS_ACCESS_KEY_ID", &self.access_key)
-            .env("AWS_SECRET_ACCESS_KEY", &self.secret_key)
-            .output()?;
+        let out = self.script_command(name, args).output()?;
         let stdout = check(out, name)?;
         if !stdout.contains("OK") {
             bail!("{name} did not finish:\n{stdout}");
@@ -147,12 +151,8 @@ impl Cluster {
     /// Runs `scripts/NAME` with the cluster's credentials; answers the JSON
     /// of the last line it printed (its stderr passes through).
     pub fn script_json(&self, name: &str, args: &[&str]) -> Result<serde_json::Value> {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts").join(name);
-        let out = Command::new("python3")
-            .arg(script)
-            .args(args)
-            .env("AWS_ACCESS_KEY_ID", &self.access_key)
-            .env("AWS_SECRET_ACCESS_KEY", &self.secret_key)
+        let out = self
+            .script_command(name, args)
             .stderr(std::process::Stdio::inherit())
             .output()?;
         let text = check(out, name)?;

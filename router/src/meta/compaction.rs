@@ -1,6 +1,6 @@
 //! The compaction queue and the swap of a compacted chunk map.
 
-use super::sql::piece_from_row;
+use super::sql::{map_owner_of_1, piece_from_row};
 use super::*;
 use crate::error::Result;
 
@@ -52,9 +52,11 @@ impl Meta {
         // The rows are the map's owner's (the version itself, or the one it
         // shares them with); locked, it cannot be deleted, nor its map
         // handed on, under the swap.
-        let owner: Option<i64> = sqlx::query_scalar(
-            "SELECT id FROM versions WHERE id = (SELECT COALESCE(map_of, id) FROM versions WHERE id = $1) FOR UPDATE",
-        )
+        let owner: Option<i64> = sqlx::query_scalar(concat!(
+            "SELECT id FROM versions WHERE id = ",
+            map_owner_of_1!(),
+            " FOR UPDATE"
+        ))
         .bind(version)
         .fetch_optional(&mut *tx)
         .await?;

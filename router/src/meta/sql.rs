@@ -11,12 +11,23 @@ pub const UNREFERENCED_CHUNK: &str = "NOT EXISTS (SELECT 1 FROM version_chunks v
      AND NOT EXISTS (SELECT 1 FROM part_chunks p WHERE p.chunk_id = c.id)";
 use crate::error::{Error, Result};
 
-/// The pieces of version `$1`'s chunk map, in object order: its own rows
-/// in `version_chunks`, or those of the version it shares them with
-/// (`map_of`, migration 0025), found in the same statement so that a map
-/// handed on meanwhile is still found.
-pub const MAP_PIECES: &str = "SELECT chunk_id, chunk_offset, length FROM version_chunks
-     WHERE version = (SELECT COALESCE(map_of, id) FROM versions WHERE id = $1) ORDER BY idx";
+/// The version whose `version_chunks` rows hold version `$1`'s map: itself,
+/// or the one it shares them with (`map_of`, migration 0025). Resolved in
+/// the statement that reads the rows, so a map handed on meanwhile is
+/// still found. (A macro, so queries can `concat!` it.)
+macro_rules! map_owner_of_1 {
+    () => {
+        "(SELECT COALESCE(map_of, id) FROM versions WHERE id = $1)"
+    };
+}
+pub(super) use map_owner_of_1;
+
+/// The pieces of version `$1`'s chunk map, in object order.
+pub const MAP_PIECES: &str = concat!(
+    "SELECT chunk_id, chunk_offset, length FROM version_chunks WHERE version = ",
+    map_owner_of_1!(),
+    " ORDER BY idx"
+);
 
 /// The SQLSTATE Postgres answered with (`BF…` for what the functions of
 /// the migrations raise), if any.

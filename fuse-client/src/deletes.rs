@@ -16,6 +16,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
+use crate::journal::{Journal, Record};
 use crate::store::Store;
 
 /// Keys per DeleteObjects call (S3's limit).
@@ -44,7 +45,8 @@ struct State {
     /// Prefixes (`dir/`) of directories removed here with keys under them
     /// still in `tombstones`.
     removed: HashSet<String>,
-    queue: Vec<String>,
+    /// Keys to delete, with the journal's sequence number of each delete.
+    queue: Vec<(String, Option<u64>)>,
     calls: usize,
     /// Tasks waiting for deletes to land: while there are any, calls go at
     /// once instead of lingering.
@@ -123,6 +125,8 @@ pub struct Deletes {
     landed: tokio::sync::watch::Sender<u64>,
     /// Cuts a lingering call short: someone waits.
     hurry: tokio::sync::Notify,
+    /// Told of every delete that landed (the callers journal the deletes).
+    journal: std::sync::OnceLock<Arc<Journal>>,
 }
 
 impl Deletes {
@@ -132,14 +136,31 @@ impl Deletes {
             state: Mutex::default(),
             landed: tokio::sync::watch::Sender::new(0),
             hurry: tokio::sync::Notify::new(),
+            journal: std::sync::OnceLock::new(),
         }
     }
 
-    /// Hides `key` from now on and deletes it in the background.
-    pub fn delete(self: &Arc<Self>, key: String) {
+    /// Tells `journal` of every delete that lands from now on.
+    pub fn set_journal(&self, journal: Arc<Journal>) {
+        let _ = self.journal.set(journal);
+    }
+
+    /// Hides `key` from now on and deletes it in the background; the
+    /// journal keeps the delete (of `etag`) until it lands.
+    pub fn delete(self: &Arc<Self>, key: String, etag: Option<String>) {
+        let seq = self.journal.get().and_then(|journal| {
+            let record = Record::Delete {
+                key: key.clone(),
+                etag,
+            };
+            journal
+                .append(record, &[])
+                .inspect_err(|e| tracing::warn!(%key, error = %e, "cannot journal a delete"))
+                .ok()
+        });
         let mut state = self.state.lock().unwrap();
         *state.tombstones.entry(key.clone()).or_default() += 1;
-        state.queue.push(key);
+        state.queue.push((key, seq));
         if state.calls < CALLS {
             state.calls += 1;
             tokio::spawn(self.clone().run());
@@ -247,7 +268,7 @@ impl Deletes {
     async fn run(self: Arc<Self>) {
         let mut lingered = false;
         loop {
-            let keys: Option<Vec<String>> = {
+            let keys: Option<Vec<(String, Option<u64>)>> = {
                 let mut state = self.state.lock().unwrap();
                 if state.queue.is_empty() {
                     state.calls -= 1;
@@ -266,7 +287,12 @@ impl Deletes {
                 continue;
             };
             lingered = false;
+            let (keys, seqs): (Vec<String>, Vec<Option<u64>>) = keys.into_iter().unzip();
             let lost = self.send(&keys).await;
+            if let Some(journal) = self.journal.get() {
+                let landed = keys.iter().zip(seqs).filter(|(k, _)| !lost.contains(k));
+                journal.done(landed.filter_map(|(k, seq)| Some((k.clone(), seq?))).collect());
+            }
             {
                 let mut state = self.state.lock().unwrap();
                 state.epoch += 1;
@@ -396,7 +422,7 @@ mod tests {
         let (memory, deletes) = store_with(&names).await;
         let calls = memory.calls();
         for key in &keys {
-            deletes.delete(key.clone());
+            deletes.delete(key.clone(), None);
         }
         assert!(deletes.is_deleting("d/00007"));
         assert_eq!(deletes.pending_under("d/"), 2_500);
@@ -421,8 +447,8 @@ mod tests {
         // The batch call fails, then "a" alone fails: "b" still goes.
         memory.fault_at(1, Fault::Fail(crate::error::FsError::Io("batch".into())));
         memory.fault_at(2, Fault::Fail(crate::error::FsError::Io("alone".into())));
-        deletes.delete("a".into());
-        deletes.delete("b".into());
+        deletes.delete("a".into(), None);
+        deletes.delete("b".into(), None);
         deletes.settled("b").await;
         assert_eq!(deletes.drain().await, ["a"]);
         assert_eq!(memory.keys(), ["a"]);

@@ -91,7 +91,7 @@ fn open_files_bound() -> NonZeroUsize {
 }
 
 /// The flock on `dir/.lock`, if no other mount holds it.
-fn lock_dir(dir: &Path) -> std::io::Result<Option<nix::fcntl::Flock<File>>> {
+pub(crate) fn lock_dir(dir: &Path) -> std::io::Result<Option<nix::fcntl::Flock<File>>> {
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)

@@ -19,10 +19,12 @@ pub mod fs;
 pub(crate) mod fuse;
 pub(crate) mod helper;
 pub(crate) mod history_cli;
+pub mod journal;
 pub mod memory;
 pub(crate) mod metrics;
 pub(crate) mod names;
 pub(crate) mod parts;
+pub mod replay;
 pub(crate) mod s3;
 pub(crate) mod scan;
 pub(crate) mod staging;
@@ -134,11 +136,12 @@ pub struct MountArgs {
     pub dir_ttl: f64,
     /// Let close return before the upload: up to this many closed files
     /// upload in the background (0: close waits for its upload). Unlinks
-    /// return before their delete too. fsync of a file waits for its
-    /// upload; fsync of a directory (`sync DIR`) and unmount wait for all
-    /// uploads and deletes. Other mounts see a change once it has landed,
-    /// and a daemon killed before then loses it.
-    #[arg(long, default_value_t = 0)]
+    /// return before their delete too. What a close still owes the store is
+    /// kept in a journal under --cache-dir, which the next mount replays if
+    /// the daemon dies first. fsync of a file waits for its upload; fsync
+    /// of a directory (`sync DIR`) and unmount wait for all uploads and
+    /// deletes. Other mounts and S3 clients see a change once it has landed.
+    #[arg(long, default_value_t = 64)]
     pub write_back: usize,
     #[arg(long)]
     pub read_only: bool,
@@ -254,7 +257,16 @@ fn mount(args: MountArgs) -> Result<()> {
         at: at.map(std::time::SystemTime::from),
         write_back: args.write_back,
     };
-    let fs = Arc::new(fs::Fs::new(s3, config).context("setting up the caches")?);
+    let store: store::Store = s3.clone();
+    let mut fs = fs::Fs::new(s3, config).context("setting up the caches")?;
+    if !read_only && args.write_back > 0 {
+        let name = disk_cache_name(&creds.endpoint, &args.bucket);
+        let journal = runtime
+            .block_on(replay::open_journal(&store, &args.cache_dir, &name))
+            .context("replaying the write-back journal")?;
+        fs = fs.with_journal(Arc::new(journal));
+    }
+    let fs = Arc::new(fs);
     if let Some(addr) = args.metrics {
         let listener = runtime
             .block_on(tokio::net::TcpListener::bind(addr))

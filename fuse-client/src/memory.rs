@@ -502,6 +502,26 @@ impl ObjectStore for MemoryStore {
         .await
     }
 
+    async fn put_if(
+        &self,
+        key: &str,
+        body: Bytes,
+        meta: &Metadata,
+        base: Option<&str>,
+    ) -> Result<ObjectInfo, FsError> {
+        check_len(body.len())?;
+        self.bytes_in.fetch_add(body.len() as u64, Ordering::SeqCst);
+        let versioned = self.versioned;
+        self.call(|s| {
+            if s.current(key).map(|c| c.etag.as_str()) != base {
+                return Err(FsError::Stale);
+            }
+            let version = s.new_version(body, meta.clone(), None);
+            Ok(s.store(versioned, key, version))
+        })
+        .await
+    }
+
     async fn patch(
         &self,
         base: &Source,

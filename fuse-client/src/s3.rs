@@ -523,17 +523,17 @@ impl ObjectStore for S3 {
 
     /// Stores `body` as the new version of `key` (one PutObject call).
     async fn put(&self, key: &str, body: Bytes, meta: &Metadata) -> Result<ObjectInfo, FsError> {
-        let size = body.len() as u64;
-        let call = Call::new(Method::PUT, Some(key))
-            .header(FOLLOW_LINKS_HEADER, "true")
-            .metadata(meta)
-            .data(body);
-        let resp = self.send_ok(call).await?;
-        let mut info = info_from_headers(resp.headers());
-        info.size = size;
-        info.mtime = SystemTime::now();
-        info.metadata = meta.clone();
-        Ok(info)
+        self.put_object(key, body, meta, None).await
+    }
+
+    async fn put_if(
+        &self,
+        key: &str,
+        body: Bytes,
+        meta: &Metadata,
+        base: Option<&str>,
+    ) -> Result<ObjectInfo, FsError> {
+        self.put_object(key, body, meta, Some(base)).await
     }
 
     async fn patch(

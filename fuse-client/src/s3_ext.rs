@@ -11,6 +11,33 @@ use super::*;
 use crate::store::{LockAnswer, LockKind};
 
 impl S3 {
+    /// A PUT; with `base`, only if the key holds that ETag now (`Some(None)`:
+    /// only if it holds nothing), else `Stale`.
+    pub(super) async fn put_object(
+        &self,
+        key: &str,
+        body: Bytes,
+        meta: &Metadata,
+        base: Option<Option<&str>>,
+    ) -> Result<ObjectInfo, FsError> {
+        let size = body.len() as u64;
+        let call = Call::new(Method::PUT, Some(key))
+            .header(FOLLOW_LINKS_HEADER, "true")
+            .metadata(meta)
+            .data(body);
+        let call = match base {
+            None => call,
+            Some(Some(etag)) => call.header("if-match", format!("\"{etag}\"")),
+            Some(None) => call.header("if-none-match", "*"),
+        };
+        let resp = self.send_ok(call).await?;
+        let mut info = info_from_headers(resp.headers());
+        info.size = size;
+        info.mtime = SystemTime::now();
+        info.metadata = meta.clone();
+        Ok(info)
+    }
+
     /// The bucketfs patch extension; on another server, `NotSupported`
     /// (remembered) so the writer uploads whole objects.
     pub(super) async fn patch_call(

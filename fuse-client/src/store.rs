@@ -134,6 +134,16 @@ pub trait ObjectStore: Send + Sync + 'static {
     /// Stores `body` as the new version of `key` (one PutObject call).
     async fn put(&self, key: &str, body: Bytes, meta: &Metadata) -> Result<ObjectInfo, FsError>;
 
+    /// A PUT made only if `key` holds the object of ETag `base` now (with
+    /// `None`: only if it holds nothing); `Stale` otherwise.
+    async fn put_if(
+        &self,
+        key: &str,
+        body: Bytes,
+        meta: &Metadata,
+        base: Option<&str>,
+    ) -> Result<ObjectInfo, FsError>;
+
     /// As `put`, for a background commit: a store may hold a small body back
     /// to send it with others in one call.
     async fn put_batched(&self, key: &str, body: Bytes, meta: &Metadata) -> Result<ObjectInfo, FsError> {

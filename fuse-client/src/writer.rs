@@ -100,6 +100,8 @@ pub struct Writer {
     dirty: Dirty,
     /// The last generation handed to a part.
     generations: u64,
+    /// Writes and resizes so far (the write-back journal's mark).
+    edits: u64,
 }
 
 /// A background copy's offset, and its bytes back if it failed.
@@ -176,6 +178,7 @@ impl Writer {
             meta_changed: false,
             dirty: Dirty::default(),
             generations: 0,
+            edits: 0,
         })
     }
 
@@ -189,6 +192,25 @@ impl Writer {
             || self.base.is_none()
             || self.base_len != self.base_size
             || self.parts.iter().any(|p| p.remote != Remote::Base)
+    }
+
+    /// Counts writes and resizes: equal counts, equal bytes.
+    pub fn edits(&self) -> u64 {
+        self.edits
+    }
+
+    /// The whole file, for the write-back journal; `None` when it is more
+    /// than one part (its close commits it instead).
+    pub async fn whole(&mut self, store: &Store) -> Result<Option<Bytes>, FsError> {
+        self.settle().await?;
+        if self.upload.is_some() || self.parts.len() > 1 {
+            return Ok(None);
+        }
+        if self.parts.is_empty() {
+            return Ok(Some(Bytes::new()));
+        }
+        self.load(store, 0).await?;
+        self.part_bytes(0).map(Some)
     }
 
     /// Metadata (mode, owner, times) changed and must be committed.
@@ -292,6 +314,10 @@ impl Writer {
         if end > MAX_PARTS * PART {
             return Err(FsError::TooBig);
         }
+        if data.is_empty() {
+            return Ok(());
+        }
+        self.edits += 1;
         self.dirty.insert(offset, end);
         if self.append_to_tail(offset, data) {
             self.size = end;
@@ -415,6 +441,7 @@ impl Writer {
             return Err(FsError::TooBig);
         }
         self.settle().await?;
+        self.edits += 1;
         if size < self.size {
             self.dirty.truncate(size);
             self.staging.set_len(size)?;

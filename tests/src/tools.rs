@@ -251,8 +251,26 @@ impl Cluster {
         self.mount_at(&self.endpoint(), bucket, dir, extra)
     }
 
-    /// `bucketfs mount BUCKET DIR EXTRA...` against `endpoint`.
+    /// `bucketfs mount BUCKET DIR EXTRA...` against `endpoint`. Unless
+    /// `extra` says otherwise, closes wait for their uploads
+    /// (`--write-back 0`): most tests look through S3 right after a close.
+    /// `mount_default_at` mounts with the defaults.
     pub fn mount_at(&self, endpoint: &str, bucket: &str, dir: &Path, extra: &[&str]) -> Result<Mount> {
+        let mut args = extra.to_vec();
+        if !extra.iter().any(|a| a.starts_with("--write-back")) {
+            args.extend(["--write-back", "0"]);
+        }
+        self.mount_default_at(endpoint, bucket, dir, &args)
+    }
+
+    /// `bucketfs mount BUCKET DIR EXTRA...` against `endpoint`, nothing added.
+    pub fn mount_default_at(
+        &self,
+        endpoint: &str,
+        bucket: &str,
+        dir: &Path,
+        extra: &[&str],
+    ) -> Result<Mount> {
         fs::create_dir_all(dir)?;
         let name = dir
             .file_name()

@@ -12,6 +12,7 @@ mod change_feed;
 mod collection;
 mod conformance;
 mod copies;
+mod crash_safety;
 mod disk_cache;
 mod extensions;
 mod failures;

@@ -143,6 +143,10 @@ impl Fs {
             let mut file = state.lock().await;
             if let Some(writer) = file.writer.as_mut() {
                 writer.touch_metadata();
+                if file.journaled.is_some() {
+                    let (key, meta) = (node.path.clone(), posix.to_metadata());
+                    self.journal_note(crate::journal::Record::Meta { key, meta });
+                }
                 self.update(ino, |n| n.posix = posix.clone());
                 node.posix = posix;
                 return Ok(());

@@ -75,6 +75,9 @@ impl Fs {
         if let Some(mut writer) = file.writer.take() {
             writer.abandon(&self.store).await;
         }
+        if file.journaled.take().is_some() {
+            self.journal_done(&target.path, self.journal_seq());
+        }
         file.copy_of = Some(source);
         self.update(to.ino, |n| {
             n.size = size;

@@ -186,9 +186,13 @@ impl Fs {
         let node = self.node(ino)?;
         // A delete of the same name, made before, lands first.
         self.deletes.settled(&node.path).await;
+        let upto = self.journal_seq();
         let info = writer
             .commit(&self.store, &node.posix.to_metadata(), background)
             .await?;
+        if file.journaled.take().is_some() {
+            self.journal_done(&node.path, upto);
+        }
         self.update(ino, |n| {
             n.local = false;
             n.size = info.size;
@@ -204,8 +208,7 @@ impl Fs {
     pub async fn flush(self: &Arc<Self>, fh: u64) -> Result<(), FsError> {
         let handle = self.handle(fh)?;
         if self.write_back.is_some() {
-            self.queue_commit(handle.ino, &handle.state).await;
-            return Ok(());
+            return self.queue_commit(handle.ino, &handle.state).await;
         }
         let mut file = handle.state.lock().await;
         self.commit(handle.ino, &mut file, false).await
@@ -221,13 +224,14 @@ impl Fs {
     pub async fn release(self: &Arc<Self>, fh: u64) -> Result<(), FsError> {
         let handle = self.handle(fh)?;
         self.handles.lock().unwrap().remove(&fh);
-        if self.write_back.is_some() {
+        let queued = match self.write_back {
             // Writes through a mapping may come after the last flush.
-            self.queue_commit(handle.ino, &handle.state).await;
-        }
+            Some(_) => self.queue_commit(handle.ino, &handle.state).await,
+            None => Ok(()),
+        };
         let mut file = handle.state.lock().await;
         let result = match self.write_back {
-            Some(_) => Ok(()),
+            Some(_) => queued,
             None => self.commit(handle.ino, &mut file, false).await,
         };
         let put = self.put_file(handle.ino, &mut file).await;

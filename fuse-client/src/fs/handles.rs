@@ -15,6 +15,9 @@ pub(super) struct OpenFile {
     pub(super) orphan: bool,
     /// A write-back commit is queued and has not started yet.
     pub(super) queued: bool,
+    /// The write-back journal holds the file as of this many writer edits,
+    /// until its commit lands (see `journal.rs`).
+    pub(super) journaled: Option<u64>,
     /// The object this file was made a copy of by `copy_file_range` (see
     /// `copy.rs`), while nothing has been written to it since.
     pub(super) copy_of: Option<Source>,

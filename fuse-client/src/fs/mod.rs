@@ -35,6 +35,7 @@ use crate::deletes::Deletes;
 use crate::dir_writes::DirWrites;
 use crate::disk_cache::Lifetime;
 use crate::error::FsError;
+use crate::journal::Journal;
 use crate::scan::Scans;
 use crate::store::{ObjectInfo, Source, Store};
 use crate::tree::BigTrees;
@@ -111,6 +112,9 @@ pub struct Fs {
     write_back: Option<Arc<tokio::sync::Semaphore>>,
     /// Write-back commits queued or running.
     pending: tokio::sync::watch::Sender<usize>,
+    /// What write-back closes still owe the store, kept across a crash of
+    /// the daemon (`None`: not kept; the mount sets one up).
+    journal: Option<Arc<Journal>>,
     /// Files whose write-back failed for good since the last `sync_all`.
     lost: Mutex<Vec<String>>,
     /// Deletes still on their way to the store (write-back mode).
@@ -186,6 +190,7 @@ impl Fs {
             next_fh: AtomicU64::new(1),
             write_back,
             pending: tokio::sync::watch::Sender::new(0),
+            journal: None,
             lost: Mutex::new(Vec::new()),
             dir_writes: DirWrites::default(),
             dir_moves: tokio::sync::RwLock::new(()),
@@ -193,6 +198,13 @@ impl Fs {
             feed: Default::default(),
             kernel: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Keeps what write-back closes owe the store in `journal` too.
+    pub fn with_journal(mut self, journal: Arc<Journal>) -> Self {
+        self.deletes.set_journal(journal.clone());
+        self.journal = Some(journal);
+        self
     }
 
     /// Connects the core to the kernel's caches.

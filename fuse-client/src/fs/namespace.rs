@@ -11,6 +11,7 @@ use super::table::Node;
 use super::{Attr, Fs, Kind};
 use crate::attrs::{Posix, S_IFDIR, S_IFLNK, S_IFMT};
 use crate::error::FsError;
+use crate::journal::Record;
 use crate::names::{check_name, dir_prefix, join, MAX_KEY};
 
 impl Fs {
@@ -88,11 +89,12 @@ impl Fs {
         // known (written, or still queued here): the table answers.
         let listed =
             self.absence.listed_within(&path, self.config.attr_ttl) && (node.local || !node.etag.is_empty());
-        let has_marker = if listed {
+        // The ETag of its marker, if it has one in the store.
+        let marker = if listed {
             if !known_children.is_empty() {
                 return Err(FsError::NotEmpty);
             }
-            !node.local
+            (!node.local).then(|| node.etag.clone())
         } else {
             // Local children are looked at before the listing: one whose
             // write-back commit lands between the two is then in the one
@@ -113,13 +115,15 @@ impl Fs {
             if contents.children {
                 return Err(FsError::NotEmpty);
             }
-            contents.marker.is_some()
+            contents.marker.map(|m| m.etag)
         };
-        if has_marker {
-            match self.write_back {
-                Some(_) => self.deletes.delete(prefix.clone()),
-                None => self.store.delete(&prefix).await?,
+        match (marker, &self.write_back) {
+            (Some(etag), Some(_)) => {
+                self.deletes.delete(prefix.clone(), Some(etag));
             }
+            (Some(_), None) => self.store.delete(&prefix).await?,
+            // Its marker may still be owed: no longer.
+            (None, _) => self.journal_done(&prefix, self.journal_seq()),
         }
         self.deletes.removed(&prefix);
         self.deletes.remove_dir(&prefix);
@@ -150,7 +154,7 @@ impl Fs {
             // A name of a linked file goes at once, so that the others'
             // link count is right when they are next fetched.
             if self.write_back.is_some() && !self.is_open(attr.ino) && node.links <= 1 {
-                self.deletes.delete(node.path.clone());
+                self.deletes.delete(node.path.clone(), Some(node.etag.clone()));
             } else {
                 self.store.delete(&node.path).await?;
                 self.deletes.removed(&node.path);
@@ -181,6 +185,12 @@ impl Fs {
             writer.detach(&self.store).await?;
             writer.abandon(&self.store).await;
             file.orphan = true;
+            // Never to be committed: the journal owes its old name nothing
+            // more than a delete of it still on its way, which lands first.
+            if file.journaled.take().is_some() {
+                self.deletes.settled(&node.path).await;
+                self.journal_done(&node.path, self.journal_seq());
+            }
         }
         Ok(())
     }
@@ -349,6 +359,10 @@ impl Fs {
                     Err(FsError::NotFound) if self.node(attr.ino)?.local => {}
                     moved => moved?,
                 }
+                self.journal_note(Record::Moved {
+                    from: dir_prefix(&from_path),
+                    to: dir_prefix(&to),
+                });
                 self.deletes.removed(&dir_prefix(&from_path));
             }
             _ => {

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use super::handles::{OpenFile, Shared};
 use super::Fs;
 use crate::error::FsError;
+use crate::journal::Record;
 use crate::names::dir_prefix;
 use crate::writer::Writer;
 
@@ -23,16 +24,29 @@ impl Fs {
     /// Write-back: the file's commit runs in the background, holding the
     /// file open (so this mount keeps reading and listing what was written)
     /// until it is in the store. At most `write_back` run at once; a close
-    /// waits here for a free one, which bounds the staged files.
-    pub(super) async fn queue_commit(self: &Arc<Self>, ino: u64, state: &Shared<OpenFile>) {
+    /// waits here for a free one, which bounds the staged files. The file
+    /// goes to the journal first, so a daemon killed before the upload
+    /// loses nothing; one the journal cannot take (over one part) commits
+    /// now.
+    pub(super) async fn queue_commit(
+        self: &Arc<Self>,
+        ino: u64,
+        state: &Shared<OpenFile>,
+    ) -> Result<(), FsError> {
         let Some(slots) = self.write_back.clone() else {
-            return;
+            return Ok(());
         };
         {
             let mut file = state.lock().await;
             let dirty = file.writer.as_ref().is_some_and(Writer::dirty);
-            if file.orphan || file.queued || !dirty {
-                return;
+            if file.orphan || !dirty {
+                return Ok(());
+            }
+            if !self.journal_file(ino, &mut file).await? {
+                return self.commit(ino, &mut file, false).await;
+            }
+            if file.queued {
+                return Ok(());
             }
             file.queued = true;
         }
@@ -49,6 +63,56 @@ impl Fs {
             drop(slot);
             fs.pending.send_modify(|n| *n -= 1);
         });
+        Ok(())
+    }
+
+    /// Writes the file, as it stands, to the journal (unless it is there
+    /// already); false when the journal cannot hold it.
+    async fn journal_file(&self, ino: u64, file: &mut OpenFile) -> Result<bool, FsError> {
+        let (Some(journal), Some(writer)) = (&self.journal, file.writer.as_mut()) else {
+            return Ok(true);
+        };
+        if file.journaled == Some(writer.edits()) {
+            return Ok(true);
+        }
+        let Some(body) = writer.whole(&self.store).await? else {
+            return Ok(false);
+        };
+        let node = self.node(ino)?;
+        let record = Record::Put {
+            key: node.path.clone(),
+            meta: node.posix.to_metadata(),
+            base: writer.base().map(|b| b.etag.clone()).filter(|e| !e.is_empty()),
+        };
+        match journal.append(record, &body) {
+            Ok(_) => {
+                file.journaled = Some(writer.edits());
+                Ok(true)
+            }
+            Err(e) => {
+                tracing::warn!(path = %node.path, error = %e, "cannot journal a close; committing it now");
+                Ok(false)
+            }
+        }
+    }
+
+    /// The store has what the journal held for `key`, up to `upto`.
+    pub(super) fn journal_done(&self, key: &str, upto: Option<u64>) {
+        if let (Some(journal), Some(upto)) = (&self.journal, upto) {
+            journal.done(vec![(key.to_string(), upto)]);
+        }
+    }
+
+    /// The journal's position now (`None` without a journal).
+    pub(super) fn journal_seq(&self) -> Option<u64> {
+        self.journal.as_ref().map(|j| j.seq())
+    }
+
+    /// Appends `record` to the journal, if there is one.
+    pub(super) fn journal_note(&self, record: Record) {
+        if let Some(journal) = &self.journal {
+            journal.note(record);
+        }
     }
 
     pub(super) async fn write_back(&self, ino: u64, state: Shared<OpenFile>) {
@@ -84,6 +148,7 @@ impl Fs {
 
     /// Queues a write of the marker of directory `ino` with its attributes.
     pub(super) fn write_back_dir_attributes(self: &Arc<Self>, ino: u64) {
+        self.journal_dir(ino);
         if self.dir_writes.changed(ino) {
             self.pending.send_modify(|n| *n += 1);
             let fs = self.clone();
@@ -102,6 +167,8 @@ impl Fs {
             // Gone: removed here, or by another client.
             if let Ok(node) = self.node(ino) {
                 let (key, meta) = (dir_prefix(&node.path), node.posix.to_metadata());
+                // Journaled again over the ETag a write of it just left.
+                let upto = self.journal_dir(ino);
                 let mut failed = None;
                 for attempt in 0..=WRITE_BACK_RETRIES {
                     match self.store.put_batched(&key, Bytes::new(), &meta).await {
@@ -112,6 +179,7 @@ impl Fs {
                                 n.fetched = Instant::now();
                                 n.local = false;
                             });
+                            self.journal_done(&key, upto);
                             failed = None;
                             break;
                         }
@@ -137,6 +205,17 @@ impl Fs {
         self.pending.send_modify(|n| *n -= 1);
     }
 
+    /// Journals the marker of directory `ino` with its attributes now.
+    fn journal_dir(&self, ino: u64) -> Option<u64> {
+        let (journal, node) = (self.journal.as_ref()?, self.node(ino).ok()?);
+        let record = Record::Dir {
+            key: dir_prefix(&node.path),
+            meta: node.posix.to_metadata(),
+            base: Some(node.etag).filter(|e| !e.is_empty()),
+        };
+        journal.append(record, &[]).ok()
+    }
+
     /// Write-back commits queued or running, and deletes on their way to
     /// the store (the metrics' queue gauges).
     pub fn queued(&self) -> (usize, usize) {
@@ -152,6 +231,9 @@ impl Fs {
         let mut lost = std::mem::take(&mut *self.lost.lock().unwrap());
         lost.extend(undeleted.into_iter().map(|key| format!("{key} (delete)")));
         if lost.is_empty() {
+            if let Some(journal) = &self.journal {
+                journal.tidy();
+            }
             Ok(())
         } else {
             Err(FsError::Io(format!("write-back failed for {}", lost.join(", "))))

@@ -9,6 +9,7 @@
 //! runs more or fewer. The fault variant (`faults.rs`) injects store errors
 //! and checks that nothing acknowledged is lost.
 
+mod crash;
 mod driver;
 mod faults;
 mod races;

@@ -92,7 +92,8 @@ impl Target {
                 )?;
             }
             Kind::BucketfsDefault => {
-                self.mount = Some(cluster.mount(&self.bucket, &self.dir)?);
+                let endpoint = cluster.endpoint();
+                self.mount = Some(cluster.mount_default_at(&endpoint, &self.bucket, &self.dir, &[])?);
                 return Ok(());
             }
             Kind::Bucketfs => {

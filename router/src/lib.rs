@@ -10,6 +10,7 @@ pub(crate) mod compaction;
 pub(crate) mod cors;
 pub mod error;
 pub(crate) mod escape;
+pub(crate) mod form_upload;
 #[doc(hidden)]
 pub mod fuzzing;
 pub(crate) mod gate;
@@ -17,6 +18,7 @@ pub(crate) mod history;
 pub(crate) mod host;
 pub(crate) mod inventory;
 pub(crate) mod lease;
+pub(crate) mod lenient_range;
 pub(crate) mod lifecycle;
 pub(crate) mod membership;
 pub mod meta;
@@ -341,7 +343,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     builder.set_config(Arc::new(s3s::config::StaticConfigProvider::new(Arc::new(
         s3_config,
     ))));
-    builder.set_auth(identities);
+    builder.set_auth(identities.clone());
     builder.set_access(access);
     builder.set_route(s3::ExtensionRoute { fs });
     let domains = Arc::new(host::Domains(config.domains.clone()));
@@ -387,6 +389,11 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             router: config.listen.to_string(),
         })
         .fallback_service(axum::error_handling::HandleError::new(s3, s3_failure))
+        .layer(axum::middleware::from_fn_with_state(
+            identities,
+            lenient_range::lenient,
+        ))
+        .layer(axum::middleware::from_fn(form_upload::complete))
         .layer(axum::middleware::from_fn_with_state(
             gate::Gate {
                 allow_sigv2: config.allow_sigv2,

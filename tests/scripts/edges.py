@@ -70,6 +70,17 @@ s3.put_object(Bucket=bucket, Key="empty", Body=b"")
 refused("InvalidRange", s3.get_object, Bucket=bucket, Key="empty", Range="bytes=-5")
 refused("InvalidRange", s3.get_object, Bucket=bucket, Key="ten", Range="bytes=20-30")
 assert s3.get_object(Bucket=bucket, Key="empty")["Body"].read() == b""
+# A Range S3 cannot parse is ignored (signed or not): the whole object, 200.
+for spec in ["bytes=abc", "bytes=0-1,3-4", "chars=0-3", "bytes=5-2"]:
+    got = s3.get_object(Bucket=bucket, Key="ten", Range=spec)
+    assert got["ResponseMetadata"]["HTTPStatusCode"] == 200 and got["Body"].read() == b"0123456789", spec
+    head = s3.head_object(Bucket=bucket, Key="ten", Range=spec)
+    assert head["ResponseMetadata"]["HTTPStatusCode"] == 200 and head["ContentLength"] == 10, spec
+v4 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                  config=Config(signature_version="s3v4", s3={"addressing_style": "path"}))
+url = v4.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "ten"})
+with urllib.request.urlopen(urllib.request.Request(url, headers={"Range": "bytes=x-y"})) as r:
+    assert r.status == 200 and r.read() == b"0123456789"
 # Standard headers are kept and given back; response-* overrides them on GET.
 s3.put_object(Bucket=bucket, Key="page", Body=b"<html/>", ContentType="text/html", CacheControl="max-age=60",
               ContentDisposition='inline; filename="p.html"', ContentEncoding="identity",

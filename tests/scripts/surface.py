@@ -11,6 +11,7 @@ with the failed expectation.
 import sys
 
 import requests
+from botocore.exceptions import ClientError
 
 from s3util import client, refused, settle
 
@@ -183,19 +184,30 @@ old = sigv2.generate_presigned_post(B, "uploads/v2.txt")
 assert "signature" in old["fields"], old["fields"]
 r = requests.post(old["url"], data=old["fields"], files={"file": ("v2.txt", b"x")}, timeout=10)
 assert r.status_code == 403, (r.status_code, r.text)
-# The ${filename} placeholder is refused with a reason, not stored.
-named = s3.generate_presigned_post(B, "uploads/${filename}")
-r = requests.post(named["url"], data=named["fields"], files={"file": ("n.txt", b"x")}, timeout=10)
-assert r.status_code == 400 and "filename" in r.text, (r.status_code, r.text)
-keys = [o["Key"] for o in s3.list_objects_v2(Bucket=B, Prefix="uploads/").get("Contents", [])]
-assert keys == ["uploads/photo.txt"], keys
-# A form's x-amz-acl field makes a public object (s3s 0.14 reads this
-# name; the bare `acl` field AWS documents is not passed on).
-public = s3.generate_presigned_post(B, "uploads/public.txt", Fields={"x-amz-acl": "public-read"},
-                                    Conditions=[{"x-amz-acl": "public-read"}])
-r = requests.post(public["url"], data=public["fields"], files={"file": ("p.txt", b"open")}, timeout=10)
+# The ${filename} placeholder takes the uploaded file's name, as in S3.
+named = s3.generate_presigned_post(B, "uploads/${filename}", Conditions=[["starts-with", "$key", "uploads/"]])
+r = requests.post(named["url"], data=named["fields"], files={"file": ("n.txt", b"named")}, timeout=10)
 assert r.status_code == 204, (r.status_code, r.text)
-assert anonymous.get_object(Bucket=B, Key="uploads/public.txt")["Body"].read() == b"open"
+assert s3.get_object(Bucket=B, Key="uploads/n.txt")["Body"].read() == b"named"
+s3.delete_object(Bucket=B, Key="uploads/n.txt")
+# A form's acl field (as AWS documents it) or x-amz-acl field makes a
+# public object; an x-amz-acl header, which the policy does not cover, does not.
+for field in ["acl", "x-amz-acl"]:
+    key = f"uploads/public-{field}.txt"
+    public = s3.generate_presigned_post(B, key, Fields={field: "public-read"}, Conditions=[{field: "public-read"}])
+    r = requests.post(public["url"], data=public["fields"], files={"file": ("p.txt", b"open")}, timeout=10)
+    assert r.status_code == 204, (field, r.status_code, r.text)
+    assert anonymous.get_object(Bucket=B, Key=key)["Body"].read() == b"open", field
+sneaky = s3.generate_presigned_post(B, "uploads/sneaky.txt")
+r = requests.post(sneaky["url"], data=sneaky["fields"], files={"file": ("s.txt", b"s")},
+                  headers={"x-amz-acl": "public-read"}, timeout=10)
+assert r.status_code == 204, (r.status_code, r.text)
+denied = False
+try:
+    anonymous.get_object(Bucket=B, Key="uploads/sneaky.txt")
+except ClientError as e:
+    denied = e.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+assert denied, "a header outside the policy made the object public"
 # success_action_status=201 answers with the XML S3 gives.
 post = s3.generate_presigned_post(B, "uploads/status.txt", Fields={"success_action_status": "201"},
                                   Conditions=[{"success_action_status": "201"}])

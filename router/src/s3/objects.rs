@@ -191,11 +191,11 @@ impl Bucketfs {
         if signed_v2 && !self.allow_sigv2 {
             return Err(Error::AccessDenied);
         }
-        // The file's name is not passed on by s3s: refuse rather than store
-        // the placeholder as the key.
+        // `form_upload.rs` put the file's name there; a file sent without
+        // one leaves the placeholder, which is refused rather than stored.
         if input.key.contains("${filename}") {
             return Err(Error::InvalidArgument(
-                "${filename} in a form upload's key is not supported: name the key".into(),
+                "the key holds ${filename} but the form's file has no name".into(),
             ));
         }
         if let Some(acl) = &input.acl {

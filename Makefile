@@ -53,7 +53,7 @@ compose-test:
 ## Fuzz every parser of untrusted input (fuzz/fuzz_targets) for FUZZ_SECONDS
 ## each (default 300) with cargo fuzz on nightly; not part of `make test`.
 FUZZ_SECONDS ?= 300
-FUZZ_TARGETS := chunk_id chunk_header policy acl listing_token batch request_line peer_auth bucket_settings
+FUZZ_TARGETS := chunk_id chunk_header policy acl listing_token batch request_line peer_auth bucket_settings request_head
 fuzz: deps
 	@rustup toolchain list | grep -q nightly || rustup toolchain install nightly --profile minimal
 	@command -v cargo-fuzz >/dev/null || [ -x $$HOME/.cargo/bin/cargo-fuzz ] || $(CARGO) install cargo-fuzz

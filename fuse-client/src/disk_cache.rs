@@ -90,6 +90,14 @@ fn open_files_bound() -> NonZeroUsize {
     NonZeroUsize::new((soft / 4).clamp(16, 2048) as usize).expect("at least 16")
 }
 
+/// Makes `dir` (and its parents), readable by this user only: it holds
+/// objects' bytes.
+pub(crate) fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
 /// The flock on `dir/.lock`, if no other mount holds it.
 pub(crate) fn lock_dir(dir: &Path) -> std::io::Result<Option<nix::fcntl::Flock<File>>> {
     let file = std::fs::OpenOptions::new()
@@ -124,7 +132,7 @@ impl DiskTier {
             lock: None,
         };
         if let Lifetime::Persistent = lifetime {
-            std::fs::create_dir_all(dir)?;
+            private_dir(dir)?;
             match lock_dir(dir)? {
                 Some(lock) => {
                     tier.lock = Some(lock);
@@ -140,7 +148,7 @@ impl DiskTier {
         if tier.dir.exists() {
             std::fs::remove_dir_all(&tier.dir)?;
         }
-        std::fs::create_dir_all(&tier.dir)?;
+        private_dir(&tier.dir)?;
         Ok(tier)
     }
 

@@ -21,6 +21,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -406,7 +407,7 @@ impl Journal {
                 0 => cache_dir.join(format!("bucketfs-journal-{name}")),
                 n => cache_dir.join(format!("bucketfs-journal-{name}.{n}")),
             };
-            std::fs::create_dir_all(&dir)?;
+            crate::disk_cache::private_dir(&dir)?;
             if let Some(lock) = crate::disk_cache::lock_dir(&dir)? {
                 return Ok((dir, lock));
             }
@@ -418,6 +419,7 @@ impl Journal {
         OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o600)
             .open(segment_path(dir, number))
     }
 

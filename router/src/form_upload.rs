@@ -195,6 +195,17 @@ fn find(haystack: &[u8], needle: &[u8], from: usize) -> Option<usize> {
         .map(|i| i + from)
 }
 
+/// For the fuzz target: the form's fields read from arbitrary bytes.
+pub(crate) fn fuzz(data: &[u8]) {
+    let boundary = "XX";
+    if let Some(end) = file_part_start(data, boundary) {
+        if let Some(form) = Form::read(&data[..end], boundary) {
+            let _ = form.field("acl");
+            let _ = form.with_file_name(data);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

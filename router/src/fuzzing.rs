@@ -96,3 +96,11 @@ pub fn bucket_settings(data: &[u8]) {
     let _ = crate::cors::first_match(&rules, origin, "GET", &[rest.to_string()]);
     let _ = crate::lifecycle::rules_of(&json);
 }
+
+/// What the router reads of a request before s3s does: a Range header, a
+/// Signature Version 4 Authorization header and query (as signed again),
+/// and a browser form's fields up to its file.
+pub fn request_head(data: &[u8]) {
+    crate::lenient_range::fuzz(data);
+    crate::form_upload::fuzz(data);
+}

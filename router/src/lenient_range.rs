@@ -233,6 +233,31 @@ fn canonical_query(query: &str) -> Option<String> {
     )
 }
 
+/// For the fuzz target: every parser here over arbitrary bytes.
+pub(crate) fn fuzz(data: &[u8]) {
+    let _ = parses(data);
+    let text = String::from_utf8_lossy(data);
+    if let Some(auth) = authorization(&text) {
+        let signer = Signer {
+            secret: "s",
+            scope: auth.scope,
+            method: "GET",
+            path: "/b/k",
+            query: &text,
+        };
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("x-amz-date", "20130524T000000Z"),
+            ("x-amz-content-sha256", "UNSIGNED-PAYLOAD"),
+        ] {
+            headers.insert(name, HeaderValue::from_static(value));
+        }
+        let _ = signer.sign(&headers, &auth.signed_headers);
+    }
+    let _ = canonical_query(&text);
+    let _ = query_signs_range(Some(&text));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -120,6 +120,10 @@ impl Fs {
                     n.size = size;
                     n.posix = posix.clone();
                 });
+                // A close still queued is journaled at its new size.
+                if file.journaled.is_some() && !self.journal_file(ino, &mut file).await? {
+                    self.commit(ino, &mut file, false).await?;
+                }
                 Ok::<_, FsError>(())
             }
             .await;

@@ -68,7 +68,7 @@ impl Fs {
 
     /// Writes the file, as it stands, to the journal (unless it is there
     /// already); false when the journal cannot hold it.
-    async fn journal_file(&self, ino: u64, file: &mut OpenFile) -> Result<bool, FsError> {
+    pub(super) async fn journal_file(&self, ino: u64, file: &mut OpenFile) -> Result<bool, FsError> {
         let (Some(journal), Some(writer)) = (&self.journal, file.writer.as_mut()) else {
             return Ok(true);
         };

@@ -1,5 +1,5 @@
 //! A daemon killed with write-back closes still on their way: random
-//! closes, rewrites, chmods and unlinks on a write-back mount with a
+//! closes, rewrites, chmods, truncates and unlinks on a write-back mount with a
 //! journal, then its runtime dropped where it stands (every background
 //! upload and delete dies mid-flight, as with `kill -9`), then a fresh
 //! mount over the same cache directory. After its replay the store holds
@@ -91,6 +91,21 @@ async fn until_the_crash(
                     .await
                     .map_err(|e| format!("chmod {name}: {e}"))?;
                 want.insert(name, known.map(|w| Want { mode, ..w }));
+            }
+            8 if known.is_some() => {
+                let ino = fs.lookup(ROOT, &name).await.map_err(|e| e.to_string())?.ino;
+                let mut known = known.expect("known");
+                known
+                    .body
+                    .truncate(rng.below(known.body.len() as u64 + 1) as usize);
+                let change = SetAttr {
+                    size: Some(known.body.len() as u64),
+                    ..SetAttr::default()
+                };
+                fs.setattr(ino, change)
+                    .await
+                    .map_err(|e| format!("truncate {name}: {e}"))?;
+                want.insert(name, Some(known));
             }
             // Time passes: some uploads land.
             _ => tokio::time::sleep(Duration::from_millis(rng.below(60))).await,

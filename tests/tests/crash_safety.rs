@@ -1,6 +1,6 @@
 //! The default mount lets close return before the upload (write-back),
 //! keeping what it owes the store in a journal under its cache directory:
-//! a daemon killed with closes, a chmod, an unlink and a mkdir still on
+//! a daemon killed with closes (one with a new mode), an unlink and a mkdir still on
 //! their way loses none of them; the next mount replays them, and a key
 //! another client wrote meanwhile keeps that client's bytes.
 
@@ -41,9 +41,15 @@ fn a_killed_default_mount_loses_no_acknowledged_change() -> Result<()> {
     cluster.signal("router-2", Signal::SIGSTOP)?;
 
     for i in 0..FILES {
-        fs::write(mnt.join(format!("n{i:02}")), body(i))?;
+        let mut file = fs::File::create(mnt.join(format!("n{i:02}")))?;
+        std::io::Write::write_all(&mut file, body(i).as_bytes())?;
+        if i == 3 {
+            // fchmod before the close: its mode is in the journaled close.
+            // (A chmod after the close waits for an upload already under way,
+            // which the stopped router holds; the model test covers that.)
+            file.set_permissions(fs::Permissions::from_mode(0o600))?;
+        }
     }
-    fs::set_permissions(mnt.join("n03"), fs::Permissions::from_mode(0o600))?;
     fs::write(mnt.join("keep.txt"), "rewritten by the mount\n")?;
     fs::write(mnt.join("race.txt"), "rewritten by the mount\n")?;
     fs::remove_file(mnt.join("gone.txt"))?;

@@ -440,30 +440,6 @@ fn check_len(len: usize) -> Result<(), FsError> {
     (len <= 5 << 30).then_some(()).ok_or(FsError::TooBig)
 }
 
-impl MemoryStore {
-    /// A PUT; with `base`, only if the key holds that ETag now (`Some(None)`:
-    /// only if it holds nothing), else `Stale`.
-    async fn put_object(
-        &self,
-        key: &str,
-        body: Bytes,
-        meta: &Metadata,
-        base: Option<Option<&str>>,
-    ) -> Result<ObjectInfo, FsError> {
-        check_len(body.len())?;
-        self.bytes_in.fetch_add(body.len() as u64, Ordering::SeqCst);
-        let versioned = self.versioned;
-        self.call(|s| {
-            if base.is_some_and(|base| s.current(key).map(|c| c.etag.as_str()) != base) {
-                return Err(FsError::Stale);
-            }
-            let version = s.new_version(body, meta.clone(), None);
-            Ok(s.store(versioned, key, version))
-        })
-        .await
-    }
-}
-
 #[async_trait::async_trait]
 impl ObjectStore for MemoryStore {
     async fn head(&self, key: &str, version_id: Option<&str>) -> Result<Option<ObjectInfo>, FsError> {
@@ -515,18 +491,24 @@ impl ObjectStore for MemoryStore {
             .collect())
     }
 
-    async fn put(&self, key: &str, body: Bytes, meta: &Metadata) -> Result<ObjectInfo, FsError> {
-        self.put_object(key, body, meta, None).await
-    }
-
-    async fn put_if(
+    async fn put_object(
         &self,
         key: &str,
         body: Bytes,
         meta: &Metadata,
-        base: Option<&str>,
+        base: Option<Option<&str>>,
     ) -> Result<ObjectInfo, FsError> {
-        self.put_object(key, body, meta, Some(base)).await
+        check_len(body.len())?;
+        self.bytes_in.fetch_add(body.len() as u64, Ordering::SeqCst);
+        let versioned = self.versioned;
+        self.call(|s| {
+            if base.is_some_and(|base| s.current(key).map(|c| c.etag.as_str()) != base) {
+                return Err(FsError::Stale);
+            }
+            let version = s.new_version(body, meta.clone(), None);
+            Ok(s.store(versioned, key, version))
+        })
+        .await
     }
 
     async fn patch(

@@ -522,18 +522,14 @@ impl ObjectStore for S3 {
     }
 
     /// Stores `body` as the new version of `key` (one PutObject call).
-    async fn put(&self, key: &str, body: Bytes, meta: &Metadata) -> Result<ObjectInfo, FsError> {
-        self.put_object(key, body, meta, None).await
-    }
-
-    async fn put_if(
+    async fn put_object(
         &self,
         key: &str,
         body: Bytes,
         meta: &Metadata,
-        base: Option<&str>,
+        base: Option<Option<&str>>,
     ) -> Result<ObjectInfo, FsError> {
-        self.put_object(key, body, meta, Some(base)).await
+        self.put_call(key, body, meta, base).await
     }
 
     async fn patch(

@@ -11,9 +11,8 @@ use super::*;
 use crate::store::{LockAnswer, LockKind};
 
 impl S3 {
-    /// A PUT; with `base`, only if the key holds that ETag now (`Some(None)`:
-    /// only if it holds nothing), else `Stale`.
-    pub(super) async fn put_object(
+    /// `ObjectStore::put_object`: a PUT, conditional on `base` if given.
+    pub(super) async fn put_call(
         &self,
         key: &str,
         body: Bytes,

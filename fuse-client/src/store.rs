@@ -131,8 +131,21 @@ pub trait ObjectStore: Send + Sync + 'static {
         buffer: BlockBuffer<'_>,
     ) -> Result<Vec<Bytes>, FsError>;
 
-    /// Stores `body` as the new version of `key` (one PutObject call).
-    async fn put(&self, key: &str, body: Bytes, meta: &Metadata) -> Result<ObjectInfo, FsError>;
+    /// Stores `body` as the new version of `key` (one PutObject call);
+    /// with `base`, only if the key holds that ETag now (`Some(None)`: only
+    /// if it holds nothing), else `Stale`.
+    async fn put_object(
+        &self,
+        key: &str,
+        body: Bytes,
+        meta: &Metadata,
+        base: Option<Option<&str>>,
+    ) -> Result<ObjectInfo, FsError>;
+
+    /// Stores `body` as the new version of `key`, whatever it holds.
+    async fn put(&self, key: &str, body: Bytes, meta: &Metadata) -> Result<ObjectInfo, FsError> {
+        self.put_object(key, body, meta, None).await
+    }
 
     /// A PUT made only if `key` holds the object of ETag `base` now (with
     /// `None`: only if it holds nothing); `Stale` otherwise.
@@ -142,7 +155,9 @@ pub trait ObjectStore: Send + Sync + 'static {
         body: Bytes,
         meta: &Metadata,
         base: Option<&str>,
-    ) -> Result<ObjectInfo, FsError>;
+    ) -> Result<ObjectInfo, FsError> {
+        self.put_object(key, body, meta, Some(base)).await
+    }
 
     /// As `put`, for a background commit: a store may hold a small body back
     /// to send it with others in one call.

@@ -16,7 +16,7 @@ use s3s::auth::S3Auth;
 use sha2::{Digest, Sha256};
 
 use crate::access::Identities;
-use crate::escape::percent_decode;
+use crate::escape::{percent_decode, percent_encode};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -208,16 +208,7 @@ fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
 
 /// The query's pairs decoded, encoded the SigV4 way and sorted.
 fn canonical_query(query: &str) -> Option<String> {
-    let encode = |s: &str| {
-        s.bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                    (b as char).to_string()
-                }
-                _ => format!("%{b:02X}"),
-            })
-            .collect::<String>()
-    };
+    let encode = |s: &str| percent_encode(s, b"");
     let mut pairs = Vec::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));

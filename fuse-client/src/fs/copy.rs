@@ -76,7 +76,7 @@ impl Fs {
             writer.abandon(&self.store).await;
         }
         if file.journaled.take().is_some() {
-            self.journal_done(&target.path, self.journal_seq());
+            self.journal_forget(&target.path);
         }
         file.copy_of = Some(source);
         self.update(to.ino, |n| {

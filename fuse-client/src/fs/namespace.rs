@@ -123,7 +123,7 @@ impl Fs {
             }
             (Some(_), None) => self.store.delete(&prefix).await?,
             // Its marker may still be owed: no longer.
-            (None, _) => self.journal_done(&prefix, self.journal_seq()),
+            (None, _) => self.journal_forget(&prefix),
         }
         self.deletes.removed(&prefix);
         self.deletes.remove_dir(&prefix);
@@ -189,7 +189,7 @@ impl Fs {
             // more than a delete of it still on its way, which lands first.
             if file.journaled.take().is_some() {
                 self.deletes.settled(&node.path).await;
-                self.journal_done(&node.path, self.journal_seq());
+                self.journal_forget(&node.path);
             }
         }
         Ok(())

@@ -103,6 +103,12 @@ impl Fs {
         }
     }
 
+    /// The journal owes `key` nothing of what it holds so far (the change
+    /// was dropped, or landed otherwise).
+    pub(super) fn journal_forget(&self, key: &str) {
+        self.journal_done(key, self.journal_seq());
+    }
+
     /// The journal's position now (`None` without a journal).
     pub(super) fn journal_seq(&self) -> Option<u64> {
         self.journal.as_ref().map(|j| j.seq())

@@ -464,19 +464,10 @@ impl Encoder {
     }
 
     fn apply(&self, s: &str) -> String {
-        if !self.url {
-            return s.to_string();
+        match self.url {
+            true => crate::escape::percent_encode(s, b"/"),
+            false => s.to_string(),
         }
-        let mut out = String::with_capacity(s.len());
-        for b in s.bytes() {
-            match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
-                    out.push(b as char)
-                }
-                _ => out.push_str(&format!("%{b:02X}")),
-            }
-        }
-        out
     }
 }
 
